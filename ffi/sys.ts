@@ -1,0 +1,147 @@
+// Small process- and fd-level wrappers: each one libc call, checked.
+import { libc, check, cstr, errno, SysError, EAGAIN, EINTR } from "./libc.ts";
+
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+
+export function openPath(path: string, flags: number): number {
+  return check("open", libc.open(cstr(path), flags | O_CLOEXEC, 0), path);
+}
+
+export function closeFd(fd: number): void {
+  libc.close(fd);
+}
+
+const F_GETFL = 3;
+const F_SETFL = 4;
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+
+export function setNonBlocking(fd: number): void {
+  const fl = check("fcntl", libc.fcntl(fd, F_GETFL, 0));
+  check("fcntl", libc.fcntl(fd, F_SETFL, fl | O_NONBLOCK));
+}
+
+/** Marks an inherited fd close-on-exec so helpers we spawn do not keep it. */
+export function setCloseOnExec(fd: number): void {
+  const fl = check("fcntl", libc.fcntl(fd, F_GETFD, 0));
+  check("fcntl", libc.fcntl(fd, F_SETFD, fl | FD_CLOEXEC));
+}
+
+/** True when fd is an open descriptor of this process. */
+export function fdIsOpen(fd: number): boolean {
+  return libc.fcntl(fd, F_GETFD, 0) >= 0;
+}
+
+const EFD_CLOEXEC = 0o2000000;
+const EFD_NONBLOCK = 0o4000;
+
+export function eventFd(): number {
+  return check("eventfd", libc.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+}
+
+const one = new BigUint64Array(new ArrayBuffer(8));
+one[0] = 1n;
+const one8 = new Uint8Array(one.buffer);
+
+/** Adds 1 to an eventfd counter, waking whoever polls it. */
+export function eventFdSignal(fd: number): void {
+  libc.write(fd, one8, 8);
+}
+
+/**
+ * write(2) of a whole buffer. Returns bytes written, or -errno. EAGAIN and
+ * friends are for the caller to count; they are not exceptional on a device.
+ */
+export function writeFd(fd: number, buf: Uint8Array, len: number): number {
+  const n = libc.write(fd, buf, len);
+  return n < 0 ? -errno() : n;
+}
+
+/** read(2) into buf; returns bytes read, or -errno (EAGAIN when empty). */
+export function readFd(fd: number, buf: Uint8Array, len: number): number {
+  const n = libc.read(fd, buf, len);
+  return n < 0 ? -errno() : n;
+}
+
+export { EAGAIN, EINTR };
+
+const POLLIN = 1;
+
+/**
+ * poll(2) on up to a few fds for readability. `pfd` is a caller-owned
+ * buffer of 8 bytes per fd, kept alive by the caller across calls (the GC
+ * must not free it while only the kernel looks at it). Returns the revents
+ * of each fd in `out`.
+ */
+export class PollSet {
+  private readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  readonly count: number;
+  constructor(fds: number[]) {
+    this.count = fds.length;
+    const ab = new ArrayBuffer(8 * fds.length);
+    this.view = new DataView(ab);
+    this.bytes = new Uint8Array(ab);
+    fds.forEach((fd, i) => {
+      this.view.setInt32(i * 8, fd, true);
+      this.view.setInt16(i * 8 + 4, POLLIN, true);
+    });
+  }
+  /** Blocks up to timeoutMs (-1: forever). Returns the number of ready fds. */
+  wait(timeoutMs: number): number {
+    for (let i = 0; i < this.count; i++) this.view.setInt16(i * 8 + 6, 0, true);
+    const n = libc.poll(this.bytes, this.count, timeoutMs);
+    if (n < 0) {
+      const e = errno();
+      if (e === EINTR) return 0;
+      throw new SysError("poll", e);
+    }
+    return n;
+  }
+  revents(i: number): number {
+    return this.view.getInt16(i * 8 + 6, true);
+  }
+}
+
+const RLIMIT_NOFILE = 7;
+
+/**
+ * Raises RLIMIT_NOFILE as upstream does (contract §2 step 2): try
+ * soft = hard = 2^20, halving until the kernel accepts. Failures are silent.
+ */
+export function raiseNoFileLimit(): number {
+  const ab = new ArrayBuffer(16);
+  const v = new BigUint64Array(ab);
+  const bytes = new Uint8Array(ab);
+  for (let n = 1048576; n >= 1; n = Math.floor(n / 2)) {
+    v[0] = BigInt(n);
+    v[1] = BigInt(n);
+    if (libc.setrlimit(RLIMIT_NOFILE, bytes) === 0) return n;
+  }
+  return 0;
+}
+
+const PR_SET_PDEATHSIG = 1;
+
+export function setParentDeathSignal(sig: number): void {
+  check("prctl", libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0));
+}
+
+export const SIGTERM = 15;
+export const SIGWINCH = 28;
+
+export function getppid(): number {
+  return libc.getppid();
+}
+
+export function killPid(pid: number, sig: number): boolean {
+  return libc.kill(pid, sig) === 0;
+}
+
+export function getuid(): number {
+  return libc.getuid();
+}
