@@ -1,0 +1,516 @@
+/**
+ * IPv6 (RFC 8200) header view, extension-header walk, record and address
+ * helpers.
+ *
+ *    0                   1                   2                   3
+ *    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *   |Version| Traffic Class |           Flow Label                  |
+ *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *   |         Payload Length        |  Next Header  |   Hop Limit   |
+ *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *   |                 Source Address (16 bytes, at +8)              |
+ *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *   |              Destination Address (16 bytes, at +24)           |
+ *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ *
+ * Addresses are never turned into objects on the hot path: the view gives
+ * their offsets and the helpers below copy/compare 16 bytes in place.
+ */
+import { EMPTY, WireError, inBounds } from "./errors.ts";
+import { IpProto, parseIpv4 } from "./ipv4.ts";
+
+export const IPV6_HEADER_LEN = 40;
+/** RFC 8200 §5: every link must carry 1280-byte packets; ICMPv6 errors are sized to it. */
+export const IPV6_MIN_MTU = 1280;
+/**
+ * Hard cap on extension headers walked. RFC 8200 §4.1's recommended order
+ * has at most six before the upper layer (HBH, DestOpts, Routing, Fragment,
+ * AH/ESP, DestOpts); anything longer is an attack on our CPU, not traffic.
+ */
+export const IPV6_MAX_EXT_HEADERS = 8;
+
+/** Reusable view over one IPv6 packet. */
+export class Ipv6View {
+  static readonly HEADER_LEN = IPV6_HEADER_LEN;
+
+  buf: Uint8Array = EMPTY;
+  off = 0;
+  /** After a successful attach: 40 + Payload Length (trailing link padding excluded). */
+  len = 0;
+
+  /**
+   * Validates an untrusted packet:
+   *  - 40 bytes present (Truncated), version 6 (BadVersion);
+   *  - 40 + Payload Length <= available bytes (BadLength);
+   *  - Payload Length 0 with a Hop-by-Hop header next means a jumbogram
+   *    (RFC 2675), whose real length is in an option; we never accept
+   *    packets larger than 64 KiB, so it is Unsupported.
+   * Payload Length 0 with any other next header is legal (e.g. No Next
+   * Header, 59); the upper layer then finds zero bytes and fails its own
+   * length check.
+   */
+  attach(buf: Uint8Array, off: number, len: number): WireError {
+    if (!inBounds(buf, off, len)) return WireError.BadBounds;
+    this.buf = buf;
+    this.off = off;
+    this.len = len;
+    if (len < IPV6_HEADER_LEN) return WireError.Truncated;
+    if (buf[off] >>> 4 !== 6) return WireError.BadVersion;
+    const pl = (buf[off + 4] << 8) | buf[off + 5];
+    if (pl === 0 && buf[off + 6] === IpProto.HopByHop) return WireError.Unsupported;
+    if (IPV6_HEADER_LEN + pl > len) return WireError.BadLength;
+    this.len = IPV6_HEADER_LEN + pl;
+    return WireError.Ok;
+  }
+
+  wrap(buf: Uint8Array, off: number, len: number): this {
+    this.buf = buf;
+    this.off = off;
+    this.len = len;
+    return this;
+  }
+
+  get version(): number {
+    return this.buf[this.off] >>> 4;
+  }
+  /** DSCP + ECN, straddling the first two bytes. */
+  get trafficClass(): number {
+    return ((this.buf[this.off] & 15) << 4) | (this.buf[this.off + 1] >>> 4);
+  }
+  set trafficClass(v: number) {
+    this.buf[this.off] = 0x60 | ((v >>> 4) & 15);
+    this.buf[this.off + 1] = ((v & 15) << 4) | (this.buf[this.off + 1] & 15);
+  }
+  get flowLabel(): number {
+    return ((this.buf[this.off + 1] & 15) << 16) | (this.buf[this.off + 2] << 8) | this.buf[this.off + 3];
+  }
+  set flowLabel(v: number) {
+    this.buf[this.off + 1] = (this.buf[this.off + 1] & 0xf0) | ((v >>> 16) & 15);
+    this.buf[this.off + 2] = v >>> 8;
+    this.buf[this.off + 3] = v;
+  }
+  get payloadLen(): number {
+    return (this.buf[this.off + 4] << 8) | this.buf[this.off + 5];
+  }
+  set payloadLen(v: number) {
+    this.buf[this.off + 4] = v >>> 8;
+    this.buf[this.off + 5] = v;
+  }
+  get nextHeader(): number {
+    return this.buf[this.off + 6];
+  }
+  set nextHeader(v: number) {
+    this.buf[this.off + 6] = v;
+  }
+  get hopLimit(): number {
+    return this.buf[this.off + 7];
+  }
+  set hopLimit(v: number) {
+    this.buf[this.off + 7] = v;
+  }
+  get srcOff(): number {
+    return this.off + 8;
+  }
+  get dstOff(): number {
+    return this.off + 24;
+  }
+  get payloadOff(): number {
+    return this.off + IPV6_HEADER_LEN;
+  }
+  copySrc(out: Uint8Array, outOff = 0): void {
+    copyIpv6(out, outOff, this.buf, this.off + 8);
+  }
+  copyDst(out: Uint8Array, outOff = 0): void {
+    copyIpv6(out, outOff, this.buf, this.off + 24);
+  }
+  setSrc(addr: Uint8Array, addrOff = 0): void {
+    copyIpv6(this.buf, this.off + 8, addr, addrOff);
+  }
+  setDst(addr: Uint8Array, addrOff = 0): void {
+    copyIpv6(this.buf, this.off + 24, addr, addrOff);
+  }
+  srcEquals(addr: Uint8Array, addrOff = 0): boolean {
+    return ipv6Equal(this.buf, this.off + 8, addr, addrOff);
+  }
+  dstEquals(addr: Uint8Array, addrOff = 0): boolean {
+    return ipv6Equal(this.buf, this.off + 24, addr, addrOff);
+  }
+}
+
+/**
+ * Result of walkExtensions(), caller-owned and reused. Offsets are absolute
+ * positions in the view's buffer.
+ */
+export class Ipv6ExtResult {
+  /** Final protocol: the upper layer (6, 17, 58, ...), or 50/51/59, or whatever follows a Fragment header. */
+  protocol = 0;
+  /** Offset of that protocol's first byte. */
+  offset = 0;
+  /** Offset of the Next Header byte that holds `protocol` (in the IPv6 header or the last extension). */
+  nextHeaderFieldOff = 0;
+  /** Extension headers walked. */
+  extCount = 0;
+  /** Offset of the first Routing header, or -1 (RFC 8200 §4.4 processing is the caller's). */
+  routingOff = -1;
+  /** Whether a Fragment header was found (the walk stops right after it). */
+  hasFragment = false;
+  /** Fragment Offset in bytes. */
+  fragOffset = 0;
+  /** M flag: more fragments follow. */
+  moreFragments = false;
+  /** Identification (uint32). */
+  fragIdent = 0;
+  /** Offset of the Fragment header, or -1. */
+  fragHeaderOff = -1;
+  /**
+   * Offset of the Next Header byte naming the Fragment header (44), or -1.
+   * Reassembly removes the Fragment header by copying its Next Header
+   * value there (RFC 8200 §4.5).
+   */
+  fragPrevNextHeaderOff = -1;
+  /** First byte of this fragment's piece of the fragmentable part (after the Fragment header), or -1. */
+  fragmentableOff = -1;
+
+  reset(): void {
+    this.protocol = 0;
+    this.offset = 0;
+    this.nextHeaderFieldOff = 0;
+    this.extCount = 0;
+    this.routingOff = -1;
+    this.hasFragment = false;
+    this.fragOffset = 0;
+    this.moreFragments = false;
+    this.fragIdent = 0;
+    this.fragHeaderOff = -1;
+    this.fragPrevNextHeaderOff = -1;
+    this.fragmentableOff = -1;
+  }
+}
+
+/**
+ * Follows the extension-header chain of an attached packet (RFC 8200 §4).
+ *
+ * Walked: Hop-by-Hop (0, only directly after the IPv6 header, §4.1;
+ * elsewhere Malformed), Routing (43) and Destination Options (60), whose
+ * length is (Hdr Ext Len + 1) * 8 bytes, and Fragment (44, 8 bytes). Every
+ * header must lie inside the payload (Truncated otherwise) and at most
+ * IPV6_MAX_EXT_HEADERS are followed (TooManyExtensions): each header moves
+ * forward by at least 8 bytes, so the walk always terminates, and the cap
+ * keeps its cost constant.
+ *
+ * The walk stops after a Fragment header: what follows is a piece of the
+ * fragmentable part, which may be cut anywhere and can only be parsed after
+ * reassembly (walk the reassembled packet again). ESP (50), AH (51), No
+ * Next Header (59) and every other value end the walk as the final
+ * protocol. Options inside HBH/DestOpts are not interpreted.
+ */
+export function walkExtensions(v: Ipv6View, out: Ipv6ExtResult): WireError {
+  out.reset();
+  const buf = v.buf;
+  const end = v.off + v.len;
+  let nh = buf[v.off + 6];
+  let nhField = v.off + 6;
+  let pos = v.off + IPV6_HEADER_LEN;
+  let count = 0;
+  for (;;) {
+    if (nh === IpProto.HopByHop || nh === IpProto.Ipv6Route || nh === IpProto.Ipv6Opts) {
+      if (nh === IpProto.HopByHop && count !== 0) return WireError.Malformed;
+      if (count >= IPV6_MAX_EXT_HEADERS) return WireError.TooManyExtensions;
+      if (end - pos < 8) return WireError.Truncated;
+      const hl = (buf[pos + 1] + 1) << 3;
+      if (hl > end - pos) return WireError.Truncated;
+      if (nh === IpProto.Ipv6Route && out.routingOff < 0) out.routingOff = pos;
+      nhField = pos;
+      nh = buf[pos];
+      pos += hl;
+      count++;
+    } else if (nh === IpProto.Ipv6Frag) {
+      if (count >= IPV6_MAX_EXT_HEADERS) return WireError.TooManyExtensions;
+      if (end - pos < 8) return WireError.Truncated;
+      // Next Header(1) Reserved(1) FragOffset(13 bits) Res(2) M(1) Identification(4)
+      const w = (buf[pos + 2] << 8) | buf[pos + 3];
+      out.hasFragment = true;
+      out.fragOffset = w & 0xfff8; // 13-bit offset in 8-byte units, already shifted by its position
+      out.moreFragments = (w & 1) !== 0;
+      out.fragIdent = ((buf[pos + 4] << 24) | (buf[pos + 5] << 16) | (buf[pos + 6] << 8) | buf[pos + 7]) >>> 0;
+      out.fragHeaderOff = pos;
+      out.fragPrevNextHeaderOff = nhField;
+      out.fragmentableOff = pos + 8;
+      nhField = pos;
+      nh = buf[pos];
+      pos += 8;
+      count++;
+      break;
+    } else {
+      break;
+    }
+  }
+  out.protocol = nh;
+  out.offset = pos;
+  out.nextHeaderFieldOff = nhField;
+  out.extCount = count;
+  return WireError.Ok;
+}
+
+export interface Ipv6Init {
+  src?: Uint8Array;
+  dst?: Uint8Array;
+  nextHeader?: number;
+  payloadLen?: number;
+  hopLimit?: number;
+  trafficClass?: number;
+  flowLabel?: number;
+}
+
+/** Plain record of a fixed IPv6 header (extension headers are emitted by the caller). */
+export class Ipv6Repr {
+  src: Uint8Array = new Uint8Array(16);
+  dst: Uint8Array = new Uint8Array(16);
+  nextHeader = 0;
+  payloadLen = 0;
+  hopLimit = 64;
+  trafficClass = 0;
+  flowLabel = 0;
+
+  constructor(init?: Ipv6Init) {
+    if (init !== undefined) Object.assign(this, init);
+  }
+
+  get headerLen(): number {
+    return IPV6_HEADER_LEN;
+  }
+
+  /** Copies the fixed header from an attached view (addresses into this record's arrays). */
+  parse(v: Ipv6View): this {
+    v.copySrc(this.src);
+    v.copyDst(this.dst);
+    this.nextHeader = v.nextHeader;
+    this.payloadLen = v.payloadLen;
+    this.hopLimit = v.hopLimit;
+    this.trafficClass = v.trafficClass;
+    this.flowLabel = v.flowLabel;
+    return this;
+  }
+
+  /** Writes the 40-byte header at buf[off]; returns 40. IPv6 has no header checksum. */
+  emit(buf: Uint8Array, off: number): number {
+    const tc = this.trafficClass;
+    const fl = this.flowLabel;
+    buf[off] = 0x60 | ((tc >>> 4) & 15);
+    buf[off + 1] = ((tc & 15) << 4) | ((fl >>> 16) & 15);
+    buf[off + 2] = fl >>> 8;
+    buf[off + 3] = fl;
+    buf[off + 4] = this.payloadLen >>> 8;
+    buf[off + 5] = this.payloadLen;
+    buf[off + 6] = this.nextHeader;
+    buf[off + 7] = this.hopLimit;
+    copyIpv6(buf, off + 8, this.src, 0);
+    copyIpv6(buf, off + 24, this.dst, 0);
+    return IPV6_HEADER_LEN;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Address helpers (an address is 16 bytes at some offset of some buffer)
+
+export function copyIpv6(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number): void {
+  for (let i = 0; i < 16; i++) dst[dstOff + i] = src[srcOff + i];
+}
+
+export function ipv6Equal(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number): boolean {
+  for (let i = 0; i < 16; i++) if (a[aOff + i] !== b[bOff + i]) return false;
+  return true;
+}
+
+/** ff00::/8 */
+export function ipv6IsMulticast(a: Uint8Array, off = 0): boolean {
+  return a[off] === 0xff;
+}
+/** :: */
+export function ipv6IsUnspecified(a: Uint8Array, off = 0): boolean {
+  for (let i = 0; i < 16; i++) if (a[off + i] !== 0) return false;
+  return true;
+}
+/** ::1 */
+export function ipv6IsLoopback(a: Uint8Array, off = 0): boolean {
+  for (let i = 0; i < 15; i++) if (a[off + i] !== 0) return false;
+  return a[off + 15] === 1;
+}
+/** fe80::/10 */
+export function ipv6IsLinkLocal(a: Uint8Array, off = 0): boolean {
+  return a[off] === 0xfe && (a[off + 1] & 0xc0) === 0x80;
+}
+/** ::ffff:0:0/96 (RFC 4291 §2.5.5.2) */
+export function ipv6IsV4Mapped(a: Uint8Array, off = 0): boolean {
+  for (let i = 0; i < 10; i++) if (a[off + i] !== 0) return false;
+  return a[off + 10] === 0xff && a[off + 11] === 0xff;
+}
+
+/**
+ * Solicited-node multicast address of `addr` (RFC 4291 §2.7.1):
+ * ff02::1:ff00:0/104 with the low 24 bits of the address. NS for an
+ * address go there (RFC 4861 §7.2.2).
+ */
+export function solicitedNodeMulticast(addr: Uint8Array, addrOff: number, out: Uint8Array, outOff = 0): void {
+  out[outOff] = 0xff;
+  out[outOff + 1] = 0x02;
+  for (let i = 2; i < 11; i++) out[outOff + i] = 0;
+  out[outOff + 11] = 0x01;
+  out[outOff + 12] = 0xff;
+  out[outOff + 13] = addr[addrOff + 13];
+  out[outOff + 14] = addr[addrOff + 14];
+  out[outOff + 15] = addr[addrOff + 15];
+}
+
+/** True if `a` is the solicited-node multicast address of `addr`. */
+export function isSolicitedNodeFor(a: Uint8Array, aOff: number, addr: Uint8Array, addrOff: number): boolean {
+  if (a[aOff] !== 0xff || a[aOff + 1] !== 0x02) return false;
+  for (let i = 2; i < 11; i++) if (a[aOff + i] !== 0) return false;
+  return (
+    a[aOff + 11] === 1 &&
+    a[aOff + 12] === 0xff &&
+    a[aOff + 13] === addr[addrOff + 13] &&
+    a[aOff + 14] === addr[addrOff + 14] &&
+    a[aOff + 15] === addr[addrOff + 15]
+  );
+}
+
+/** Ethernet destination for an IPv6 multicast address: 33:33 + its low 32 bits (RFC 2464 §7). */
+export function ipv6MulticastMac(addr: Uint8Array, addrOff: number, out: Uint8Array, outOff = 0): void {
+  out[outOff] = 0x33;
+  out[outOff + 1] = 0x33;
+  out[outOff + 2] = addr[addrOff + 12];
+  out[outOff + 3] = addr[addrOff + 13];
+  out[outOff + 4] = addr[addrOff + 14];
+  out[outOff + 5] = addr[addrOff + 15];
+}
+
+/** ff02::1, all nodes. */
+export const IPV6_ALL_NODES: Readonly<Uint8Array> = new Uint8Array([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+/** ff02::2, all routers. */
+export const IPV6_ALL_ROUTERS: Readonly<Uint8Array> = new Uint8Array([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+/** :: */
+export const IPV6_UNSPECIFIED: Readonly<Uint8Array> = new Uint8Array(16);
+
+/**
+ * Text form per RFC 5952 §4: lowercase hex, no leading zeros in a group,
+ * the longest run of two or more zero groups replaced by "::" (the first
+ * one on a tie, §4.2.3; a single zero group is never compressed, §4.2.2),
+ * and IPv4-mapped addresses as ::ffff:a.b.c.d (§5). Cold path.
+ */
+export function ipv6ToString(a: Uint8Array, off = 0): string {
+  if (ipv6IsV4Mapped(a, off)) {
+    return `::ffff:${a[off + 12]}.${a[off + 13]}.${a[off + 14]}.${a[off + 15]}`;
+  }
+  const g: number[] = [];
+  for (let i = 0; i < 8; i++) g.push((a[off + 2 * i] << 8) | a[off + 2 * i + 1]);
+  let bestStart = -1;
+  let bestLen = 1; // runs must be longer than 1 to be compressed
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  let s = "";
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      s += "::";
+      i += bestLen - 1;
+      continue;
+    }
+    if (s.length > 0 && !s.endsWith(":")) s += ":";
+    s += g[i].toString(16);
+  }
+  return s;
+}
+
+const groups = new Uint16Array(8);
+
+/**
+ * Parses an IPv6 address in any RFC 4291 §2.2 text form (hex groups of 1-4
+ * digits, at most one "::", optional trailing dotted quad) into 16 bytes at
+ * out[outOff]. Zone identifiers ("%eth0") and prefixes are not accepted.
+ * Returns false (leaving `out` untouched) if invalid.
+ */
+export function parseIpv6(str: string, out: Uint8Array, outOff = 0): boolean {
+  const L = str.length;
+  if (L < 2 || L > 45) return false;
+  let n = 0; // groups parsed
+  let dc = -1; // group index where "::" stands
+  let i = 0;
+  if (str.charCodeAt(0) === 58 /* : */) {
+    if (str.charCodeAt(1) !== 58) return false;
+    dc = 0;
+    i = 2;
+  }
+  while (i < L) {
+    const start = i;
+    let v = 0;
+    while (i < L && i - start < 5) {
+      const h = hexVal(str.charCodeAt(i));
+      if (h < 0) break;
+      v = (v << 4) | h;
+      i++;
+    }
+    if (i < L && str.charCodeAt(i) === 46 /* . */) {
+      // Embedded IPv4 in the last 32 bits (RFC 4291 §2.2 form 3).
+      if (n > 6) return false;
+      const v4 = parseIpv4(str.slice(start));
+      if (v4 === null) return false;
+      groups[n++] = v4 >>> 16;
+      groups[n++] = v4 & 0xffff;
+      i = L;
+      break;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 4 || n >= 8) return false;
+    groups[n++] = v;
+    if (i === L) break;
+    if (str.charCodeAt(i) !== 58) return false;
+    i++;
+    if (i < L && str.charCodeAt(i) === 58) {
+      if (dc >= 0) return false;
+      dc = n;
+      i++;
+    } else if (i === L) {
+      return false; // a single trailing colon
+    }
+  }
+  if (dc < 0) {
+    if (n !== 8) return false;
+  } else if (n > 7) {
+    return false; // "::" must stand for at least one group
+  }
+  const zeros = 8 - n;
+  let k = 0;
+  for (let gi = 0; gi < 8; gi++) {
+    let val: number;
+    if (dc >= 0 && gi >= dc && gi < dc + zeros) val = 0;
+    else val = groups[k++];
+    out[outOff + 2 * gi] = val >>> 8;
+    out[outOff + 2 * gi + 1] = val & 0xff;
+  }
+  return true;
+}
+
+/** Parses or returns null; allocates (cold path / tests). */
+export function ipv6FromString(str: string): Uint8Array | null {
+  const out = new Uint8Array(16);
+  return parseIpv6(str, out, 0) ? out : null;
+}
+
+function hexVal(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
