@@ -1,0 +1,179 @@
+// Forward specs for `-L` and `-R` (contract §4.1-4.5, §18).
+//
+// Parsing is pure: scheme, field split and port numbers are checked here
+// (contract §3.1: "the scheme and the port numbers are checked" while flags
+// are parsed); a host that is not an IP literal is kept as a label and
+// resolved later by src/host/resolve.ts through its TTL cache (§12).
+import { parseGoUint } from "./gostrconv.ts";
+import { goQuote } from "./goquote.ts";
+import { formatIP, parseGoIP } from "./goip.ts";
+
+export type ForwardScheme = "tcp" | "udp" | "udprpc" | "tcppp" | "udpspp";
+export type ForwardSide = "local" | "remote";
+
+/** One end of a forward: a static IP, or a label to resolve, and a port. */
+export interface HostSide {
+  /**
+   * A normalised IP literal (dotted IPv4, RFC 5952 IPv6). For a label this
+   * is the placeholder the defaults wrote (contract §4.4); null before
+   * applyForwardDefaults when the IP was omitted.
+   */
+  ip: string | null;
+  /** A DNS name, or QUERY@srv-SERVER (contract §4.2); null for a literal or an omitted IP. */
+  label: string | null;
+  port: number;
+}
+
+export interface ForwardSpec {
+  scheme: ForwardScheme;
+  transport: "tcp" | "udp";
+  /** udprpc: close the flow after the first reply (contract §8.4). */
+  rpc: boolean;
+  /** tcppp (PROXY v1) or udpspp (SPP): only meaningful for -L (contract §4.1). */
+  proxyProtocol: boolean;
+  /** -L: the host listener. -R: the guest-side address netstack takes over. */
+  bind: HostSide;
+  /** -L: the guest target. -R: the host-side target. */
+  host: HostSide;
+}
+
+const SCHEMES: Readonly<Record<ForwardScheme, { transport: "tcp" | "udp"; rpc: boolean; proxyProtocol: boolean }>> = {
+  tcp: { transport: "tcp", rpc: false, proxyProtocol: false },
+  udp: { transport: "udp", rpc: false, proxyProtocol: false },
+  udprpc: { transport: "udp", rpc: true, proxyProtocol: false },
+  tcppp: { transport: "tcp", rpc: false, proxyProtocol: true },
+  udpspp: { transport: "udp", rpc: false, proxyProtocol: true },
+};
+
+/**
+ * The bracket-aware splitter of contract §4.1 (also used by -allow/-deny,
+ * §5): `[` and `]` nest, only the outermost pair is dropped, and `:`
+ * splits only at depth 0. "" gives [""]; "[::1]" gives ["::1"];
+ * "[a@srv-[::1]:53]" gives ["a@srv-[::1]:53"].
+ */
+export function splitBracketFields(text: string): string[] {
+  const fields: string[] = [];
+  let field = "";
+  let depth = 0;
+  for (const c of text) {
+    if (c === "[") {
+      if (depth > 0) field += c;
+      depth++;
+    } else if (c === "]") {
+      if (depth > 1) field += c;
+      depth--;
+    } else if (c === ":" && depth === 0) {
+      fields.push(field);
+      field = "";
+    } else {
+      field += c;
+    }
+  }
+  fields.push(field);
+  return fields;
+}
+
+/** Splits "NET://REST"; without "://" the network is the given default. */
+export function splitScheme(text: string, defaultNetwork: string): { network: string; rest: string } {
+  const at = text.indexOf("://");
+  if (at < 0) return { network: defaultNetwork, rest: text };
+  return { network: text.slice(0, at), rest: text.slice(at + 3) };
+}
+
+/**
+ * A port in 0..65535, decimal, with Go's strconv error text
+ * (`strconv.ParseUint: parsing "X": invalid syntax` / `value out of range`).
+ */
+export function parsePort(text: string): number {
+  return Number(parseGoUint(text, 10, 16));
+}
+
+/** Parses one -L or -R value. Throws an Error carrying the contract's message. */
+export function parseForwardSpec(text: string, _side: ForwardSide): ForwardSpec {
+  const { network, rest } = splitScheme(text, "tcp");
+  if (!Object.hasOwn(SCHEMES, network)) {
+    throw new Error(`unknown network type ${goQuote(network)}`);
+  }
+  const scheme = network as ForwardScheme;
+
+  let bindIP = "";
+  let bindPort = "";
+  let hostIP = "";
+  let hostPort = "";
+  const fields = splitBracketFields(rest);
+  switch (fields.length) {
+    case 1:
+      [bindPort] = fields as [string];
+      break;
+    case 2:
+      [bindIP, bindPort] = fields as [string, string];
+      break;
+    case 3:
+      [bindPort, hostIP, hostPort] = fields as [string, string, string];
+      break;
+    case 4:
+      [bindIP, bindPort, hostIP, hostPort] = fields as [string, string, string, string];
+      break;
+    default:
+      break; // five or more fields: everything defaults, ports 0 (contract §4.1)
+  }
+
+  const bind = parseSide(bindIP, bindPort);
+  // "Copied": a lone bind port is also the host port.
+  if (bindPort !== "" && hostPort === "") hostPort = bindPort;
+  const host = parseSide(hostIP, hostPort);
+
+  return { scheme, ...SCHEMES[scheme], bind, host };
+}
+
+function parseSide(ipText: string, portText: string): HostSide {
+  const side: HostSide = { ip: null, label: null, port: 0 };
+  if (ipText !== "") {
+    const literal = parseGoIP(ipText);
+    if (literal !== null) side.ip = formatIP(literal);
+    else side.label = ipText;
+  }
+  if (portText !== "") side.port = parsePort(portText);
+  return side;
+}
+
+/** Default IPs of contract §4.4. */
+export const FORWARD_DEFAULTS: Readonly<Record<ForwardSide, { bind4: string; bind6: string; host4: string; host6: string }>> = {
+  local: { bind4: "127.0.0.1", bind6: "::1", host4: "10.0.2.100", host6: "fd00::100" },
+  remote: { bind4: "10.0.2.2", bind6: "fd00::2", host4: "127.0.0.1", host6: "::1" },
+};
+
+/**
+ * Contract §4.4: a spec is IPv6 when either side is a static IPv6 literal
+ * (labels and omitted IPs do not count); missing IPs, and the placeholder
+ * of a label side, take that family's defaults.
+ */
+export function applyForwardDefaults(spec: ForwardSpec, side: ForwardSide): ForwardSpec {
+  const defaults = FORWARD_DEFAULTS[side];
+  const ipv6 = isStaticIPv6(spec.bind) || isStaticIPv6(spec.host);
+  return {
+    ...spec,
+    bind: { ...spec.bind, ip: spec.bind.ip ?? (ipv6 ? defaults.bind6 : defaults.bind4) },
+    host: { ...spec.host, ip: spec.host.ip ?? (ipv6 ? defaults.host6 : defaults.host4) },
+  };
+}
+
+function isStaticIPv6(side: HostSide): boolean {
+  return side.label === null && side.ip !== null && side.ip.includes(":");
+}
+
+/**
+ * The printed form of a spec side (contract §4.5): "IP:PORT" without
+ * brackets even for IPv6, or "LABEL-failed" when the label's current
+ * resolution failed (`current` null).
+ */
+export function formatSpecSide(current: { ip: string | null; port: number } | null, label: string | null): string {
+  if (current === null) return `${label ?? ""}-failed`;
+  return `${current.ip ?? "<nil>"}:${current.port}`;
+}
+
+/** "NET://BIND" as printed by `Accepting on remote side` / `Failed to listen on` (contract §4.5). */
+export function formatSpecAddress(transport: "tcp" | "udp", side: string): string {
+  return `${transport}://${side}`;
+}
+

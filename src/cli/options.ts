@@ -1,0 +1,219 @@
+// The slirpnetstack command line: the flag table of contract §3.2/§3.3
+// plus our additions, parsed into one Config.
+//
+// Upstream runs Go's flag.Parse on the default FlagSet: any error prints
+// the message line and the usage to stderr and exits 2, and so does -h
+// (contract §2 step 3, §3.1). Values of -L/-R are checked here, -allow,
+// -deny, -m and -source-ipv4/6 are even resolved here (contract §18.15),
+// before main gets to -version. Forward specs leave with their default IPs
+// filled in (contract §4.4).
+import type { Resolver } from "../host/resolve.ts";
+import { parseFirewallList, type FirewallRule } from "./firewall.ts";
+import { applyForwardDefaults, parseForwardSpec, type ForwardSpec } from "./forward.ts";
+import { FlagSet, type ParsedFlags } from "./goflag.ts";
+import { formatIP, parseGoIP } from "./goip.ts";
+import { parseMetricsAddress, type MetricsAddress } from "./metrics-addr.ts";
+
+export interface Config {
+  version: boolean;
+  /** -fd: inherited datagram socket carrying Ethernet frames; -1 when not given. */
+  fd: number;
+  netns: string;
+  ifname: string;
+  /** 0 means: 1500 with -fd, the device's MTU otherwise (contract §3.3). */
+  mtu: number;
+  localForwards: ForwardSpec[];
+  remoteForwards: ForwardSpec[];
+  quiet: boolean;
+  metrics: MetricsAddress | null;
+  maxprocs: number;
+  pcap: string;
+  exitWithParent: boolean;
+  enableHost: boolean;
+  enableRouting: boolean;
+  /** Whether -enable-routing appeared on the command line (its default differs in run mode). */
+  enableRoutingSet: boolean;
+  enableDns: boolean;
+  /** Whether -enable-dns appeared on the command line (its default differs in run mode). */
+  enableDnsSet: boolean;
+  sourceIpv4: string | null;
+  sourceIpv6: string | null;
+  allow: FirewallRule[];
+  deny: FirewallRule[];
+  /** -dns-ttl in milliseconds (contract §12). */
+  dnsTtlMs: number;
+  readyFd: number;
+  exitFd: number;
+  disableOffload: boolean;
+}
+
+export type ParseOutcome =
+  | { kind: "run"; config: Config; positional: string[] }
+  | { kind: "exit"; code: 2; stderr: string };
+
+export interface ParseDependencies {
+  resolver: Resolver;
+}
+
+const DEFAULT_DNS_TTL_MS = 5000;
+
+/** The flag table. `argv0` is what the usage header names ("Usage of ARGV0:"). */
+export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
+  const { resolver } = deps;
+  const set = new FlagSet(argv0);
+  set
+    .define({ name: "version", kind: "bool", usage: "Print slirpnetstack version and exit" })
+    .define({ name: "fd", kind: "int", default: -1, usage: "Unix datagram socket file descriptor" })
+    .define({ name: "netns", kind: "string", usage: "path to network namespace" })
+    .define({ name: "interface", kind: "string", default: "tun0", usage: "interface name within netns" })
+    .define({ name: "mtu", kind: "uint", usage: "MTU (default: 1500 for -fd, auto for -netns)" })
+    .define({
+      name: "L",
+      kind: "value",
+      repeatable: true,
+      usage: "Connections to local side forwarded remote",
+      parse: (text) => parseForwardSpec(text, "local"),
+    })
+    .define({
+      name: "R",
+      kind: "value",
+      repeatable: true,
+      usage: "Connections to remote side forwarded local",
+      parse: (text) => parseForwardSpec(text, "remote"),
+    })
+    .define({ name: "quiet", kind: "bool", usage: "Print less stuff on screen" })
+    .define({
+      name: "m",
+      kind: "value",
+      usage: "Metrics addr",
+      parse: (text) => parseMetricsAddress(text, resolver),
+    })
+    .define({ name: "maxprocs", kind: "int", usage: "set GOMAXPROCS variable to limit cpu" })
+    .define({ name: "pcap", kind: "string", usage: "path to PCAP file" })
+    .define({ name: "exit-with-parent", kind: "bool", usage: "Exit with parent process" })
+    .define({
+      name: "enable-host",
+      kind: "bool",
+      usage: "Allow guest to connecting to IP's that are in the host main and local routing tables",
+    })
+    .define({
+      name: "enable-routing",
+      kind: "bool",
+      usage: "Allow guest connecting to non-local IP's that are likley to be routed to the internet",
+    })
+    .define({
+      name: "source-ipv4",
+      kind: "value",
+      usage: "When connecting, use the selected Source IP for ipv4",
+      // Go's IPFlag prints "<nil>" for no address, so the default is the zero value.
+      defaultText: "<nil>",
+      zeroText: "<nil>",
+      parse: (text) => parseSourceIP(text, 4, resolver),
+    })
+    .define({
+      name: "source-ipv6",
+      kind: "value",
+      usage: "When connecting, use the selected Source IP for ipv6",
+      defaultText: "<nil>",
+      zeroText: "<nil>",
+      parse: (text) => parseSourceIP(text, 6, resolver),
+    })
+    .define({
+      name: "allow",
+      kind: "value",
+      repeatable: true,
+      usage: "When routing, allow specified IP prefix and port range",
+      parse: (text) => parseFirewallList(text, resolver),
+    })
+    .define({
+      name: "deny",
+      kind: "value",
+      repeatable: true,
+      usage: "When routing, deny specified IP prefix and port range",
+      parse: (text) => parseFirewallList(text, resolver),
+    })
+    .define({
+      name: "dns-ttl",
+      kind: "duration",
+      default: DEFAULT_DNS_TTL_MS,
+      usage: "For how long to cache DNS in case of dns labels passed to forward target.",
+    })
+    // Our additions (they come on top and change no upstream flag).
+    .define({
+      name: "ready-fd",
+      kind: "int",
+      default: -1,
+      usage: 'Write "1" to this fd once the stack is ready (slirp4netns --ready-fd)',
+    })
+    .define({
+      name: "exit-fd",
+      kind: "int",
+      default: -1,
+      usage: "Exit when this fd is closed or readable (slirp4netns --exit-fd)",
+    })
+    .define({
+      name: "enable-dns",
+      kind: "bool",
+      usage: "Serve DNS at 10.0.2.3 and fd00::3, relaying to the host's resolvers (default on in run mode)",
+    })
+    .define({
+      name: "disable-offload",
+      kind: "bool",
+      usage: "Do not negotiate tap checksum/segmentation offloads",
+    });
+  return set;
+}
+
+/**
+ * -source-ipv4/-source-ipv6: an IP literal, or a name (SRV syntax allowed)
+ * resolved now. Upstream prefers IPv4 for both flags; we prefer the flag's
+ * own family, since an IPv4 source can never serve IPv6 destinations.
+ */
+async function parseSourceIP(text: string, family: 4 | 6, resolver: Resolver): Promise<string> {
+  const literal = parseGoIP(text);
+  if (literal !== null) return formatIP(literal);
+  return (await resolver.resolveLabel(text, family)).ip;
+}
+
+/** Parses argv (without the program name). */
+export async function parseCommandLine(
+  argv: readonly string[],
+  argv0: string,
+  deps: ParseDependencies,
+): Promise<ParseOutcome> {
+  const set = buildFlagSet(argv0, deps);
+  const result = await set.parse(argv);
+  if (result.kind === "help") return { kind: "exit", code: 2, stderr: set.usage() };
+  if (result.kind === "error") return { kind: "exit", code: 2, stderr: `${result.message}\n${set.usage()}` };
+  return { kind: "run", config: toConfig(result.values), positional: result.positional };
+}
+
+function toConfig(flags: ParsedFlags): Config {
+  return {
+    version: flags.get<boolean>("version"),
+    fd: flags.get<number>("fd"),
+    netns: flags.get<string>("netns"),
+    ifname: flags.get<string>("interface"),
+    mtu: flags.get<number>("mtu"),
+    localForwards: flags.get<ForwardSpec[]>("L").map((spec) => applyForwardDefaults(spec, "local")),
+    remoteForwards: flags.get<ForwardSpec[]>("R").map((spec) => applyForwardDefaults(spec, "remote")),
+    quiet: flags.get<boolean>("quiet"),
+    metrics: flags.get<MetricsAddress | null>("m"),
+    maxprocs: flags.get<number>("maxprocs"),
+    pcap: flags.get<string>("pcap"),
+    exitWithParent: flags.get<boolean>("exit-with-parent"),
+    enableHost: flags.get<boolean>("enable-host"),
+    enableRouting: flags.get<boolean>("enable-routing"),
+    enableRoutingSet: flags.isSet("enable-routing"),
+    enableDns: flags.get<boolean>("enable-dns"),
+    enableDnsSet: flags.isSet("enable-dns"),
+    sourceIpv4: flags.get<string | null>("source-ipv4"),
+    sourceIpv6: flags.get<string | null>("source-ipv6"),
+    allow: flags.get<FirewallRule[][]>("allow").flat(),
+    deny: flags.get<FirewallRule[][]>("deny").flat(),
+    dnsTtlMs: flags.get<number>("dns-ttl"),
+    readyFd: flags.get<number>("ready-fd"),
+    exitFd: flags.get<number>("exit-fd"),
+    disableOffload: flags.get<boolean>("disable-offload"),
+  };
+}
