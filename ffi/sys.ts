@@ -57,13 +57,13 @@ export function eventFdSignal(fd: number): void {
  * friends are for the caller to count; they are not exceptional on a device.
  */
 export function writeFd(fd: number, buf: Uint8Array, len: number): number {
-  const n = libc.write(fd, buf, len);
+  const n = libc.write(fd, buf, len) as number;
   return n < 0 ? -errno() : n;
 }
 
 /** read(2) into buf; returns bytes read, or -errno (EAGAIN when empty). */
 export function readFd(fd: number, buf: Uint8Array, len: number): number {
-  const n = libc.read(fd, buf, len);
+  const n = libc.read(fd, buf, len) as number;
   return n < 0 ? -errno() : n;
 }
 

@@ -47,9 +47,9 @@ export type AttachStep = "netns" | "mtu" | "open";
 export class AttachError extends Error {
   constructor(
     readonly step: AttachStep,
-    readonly cause: SysError,
+    readonly sys: SysError,
   ) {
-    super(cause.message);
+    super(sys.message);
     this.name = "AttachError";
   }
 }

@@ -1,0 +1,34 @@
+// Builds the single-file binary ./slirpnetstack with `bun build --compile`.
+// The reader Worker is a second entry point so it is embedded too; the
+// version and UTC build time are stamped in (contract §16: the version must
+// not say DEV and the time must say UTC).
+import { $ } from "bun";
+
+const root = import.meta.dir;
+const outfile = process.argv[2] ?? `${root}/slirpnetstack`;
+
+async function describeVersion(): Promise<string> {
+  const r = await $`git -C ${root} describe --tags --always --dirty=-dirty`.quiet().nothrow();
+  const pkg = (await Bun.file(`${root}/package.json`).json()) as { version: string };
+  const rev = r.exitCode === 0 ? r.stdout.toString().trim() : "";
+  return rev ? `${pkg.version}-${rev}` : pkg.version;
+}
+
+function buildTime(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())}-${p(d.getUTCHours())}:${p(d.getUTCMinutes())}UTC`;
+}
+
+const version = await describeVersion();
+const time = buildTime(new Date());
+const result = await $`${process.execPath} build --compile --minify-syntax --sourcemap=none \
+  --define ${`BUILD_VERSION=${JSON.stringify(version)}`} \
+  --define ${`BUILD_TIME=${JSON.stringify(time)}`} \
+  ${root}/src/main.ts ${root}/src/link/reader-worker.ts --outfile ${outfile}`
+  .quiet()
+  .nothrow();
+if (result.exitCode !== 0) {
+  process.stderr.write(result.stderr.toString() + result.stdout.toString());
+  process.exit(1);
+}
+process.stderr.write(`built ${outfile} (version ${version}, ${time})\n`);

@@ -1,0 +1,63 @@
+// Sets of IP prefixes (CIDRs) matched against addresses as bytes: the
+// static deny list, the host's local routes.
+import { parseGoCIDR, type ParsedIP } from "../cli/goip.ts";
+
+export interface Prefix {
+  family: 4 | 6;
+  addr: Uint8Array;
+  bits: number;
+}
+
+export function prefixContains(p: Prefix, ip: ParsedIP): boolean {
+  if (p.family !== ip.family) return false;
+  const full = p.bits >>> 3;
+  for (let i = 0; i < full; i++) if (p.addr[i] !== ip.bytes[i]) return false;
+  const rest = p.bits & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return (p.addr[full]! & mask) === (ip.bytes[full]! & mask);
+}
+
+export class PrefixSet {
+  constructor(private prefixes: readonly Prefix[]) {}
+
+  static parse(cidrs: readonly string[]): PrefixSet {
+    return new PrefixSet(
+      cidrs.map((c) => {
+        const p = parseGoCIDR(c);
+        if (p === null) throw new Error(`bad CIDR ${c}`);
+        return { family: p.family, addr: p.bytes, bits: p.bits };
+      }),
+    );
+  }
+
+  replace(prefixes: readonly Prefix[]): void {
+    this.prefixes = prefixes;
+  }
+
+  get size(): number {
+    return this.prefixes.length;
+  }
+
+  contains(ip: ParsedIP): boolean {
+    for (const p of this.prefixes) if (prefixContains(p, ip)) return true;
+    return false;
+  }
+}
+
+/**
+ * contract §7.2: never routed (unless -allow says so), and never used as a
+ * spoofed source toward the guest. IPv4-mapped addresses are normalised to
+ * IPv4 before matching, so ::ffff:0:0/96 only catches odd spellings.
+ */
+export const STATIC_DENY = PrefixSet.parse([
+  "0.0.0.0/8",
+  "10.0.2.0/24",
+  "127.0.0.0/8",
+  "255.255.255.255/32",
+  "::/128",
+  "::1/128",
+  "::/96",
+  "::ffff:0:0:0/96",
+  "64:ff9b::/96",
+]);

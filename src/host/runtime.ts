@@ -1,0 +1,75 @@
+// The edge between the sans-I/O engine and the real world's clock: it
+// reads the time once per batch of frames, feeds the engine, and keeps the
+// one real timer armed for the engine's next deadline. Host-side code calls
+// `afterActivity()` whenever it drove the engine (sent data, closed a
+// flow) so deferred work is flushed and new deadlines are honoured.
+import type { FrameReceiver, RxMeta } from "../stack/device.ts";
+import type { Stack } from "../stack/stack.ts";
+
+export class StackRuntime implements FrameReceiver {
+  private stack: Stack | null = null;
+  private batchNow = -1;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private timerAt = Infinity;
+  private pollQueued = false;
+  private stopped = false;
+
+  attach(stack: Stack): void {
+    this.stack = stack;
+  }
+
+  /** The current time in ms, as the engine sees it. */
+  now(): number {
+    return this.batchNow >= 0 ? this.batchNow : performance.now();
+  }
+
+  receive(buf: Uint8Array, off: number, len: number, meta: RxMeta): void {
+    if (this.batchNow < 0) this.batchNow = performance.now();
+    this.stack!.input(buf, off, len, meta, this.batchNow);
+  }
+
+  batchEnd(): void {
+    const now = this.batchNow >= 0 ? this.batchNow : performance.now();
+    this.batchNow = -1;
+    this.pollAt(now);
+  }
+
+  /** Host code drove the engine: poll once at the end of this turn. */
+  afterActivity(): void {
+    if (this.pollQueued || this.stopped) return;
+    this.pollQueued = true;
+    queueMicrotask(this.queuedPoll);
+  }
+
+  private readonly queuedPoll = (): void => {
+    this.pollQueued = false;
+    if (!this.stopped) this.pollAt(performance.now());
+  };
+
+  private readonly timerFired = (): void => {
+    this.timer = null;
+    this.timerAt = Infinity;
+    if (!this.stopped) this.pollAt(performance.now());
+  };
+
+  private pollAt(now: number): void {
+    const next = this.stack!.poll(now);
+    this.arm(next, now);
+  }
+
+  /** Keeps the real timer at the engine's earliest deadline. */
+  private arm(deadline: number, now: number): void {
+    if (deadline === Infinity) return;
+    // An armed timer that fires earlier is fine: the poll re-arms.
+    if (this.timer !== null && this.timerAt <= deadline) return;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAt = deadline;
+    this.timer = setTimeout(this.timerFired, Math.max(0, Math.ceil(deadline - now)));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,71 @@
+// -pcap: a middleware that copies every frame, both directions, into a
+// classic libpcap file (contract §15): big-endian, LINKTYPE_RAW, packets
+// from the network-layer header on (ARP as its 28-byte body), snaplen =
+// MTU, written unbuffered so a crash loses nothing already seen.
+import { openSync, writeSync, closeSync, constants } from "node:fs";
+import { pcapFileHeader, writePcapRecordHeader, LINKTYPE_RAW } from "../wire/pcap.ts";
+import type { FrameReceiver, FrameSink, Medium, RxMeta, TxMeta } from "../stack/device.ts";
+
+const ETH_HEADER = 14;
+
+/** Opens the capture file as upstream does: write-only, created 0644, NOT truncated. */
+export function openPcapFile(path: string): number {
+  return openSync(path, constants.O_WRONLY | constants.O_CREAT, 0o644);
+}
+
+export class PcapWriter implements FrameSink, FrameReceiver {
+  private readonly record = new Uint8Array(16);
+  private readonly linkHeader: number;
+  private upper: FrameReceiver | null = null;
+
+  /** Writes the file header at once (before any packet), as upstream does. */
+  constructor(
+    private readonly fd: number,
+    private readonly lower: FrameSink,
+    medium: Medium,
+    private readonly snaplen: number,
+  ) {
+    this.linkHeader = medium === "ethernet" ? ETH_HEADER : 0;
+    const header = pcapFileHeader(snaplen, LINKTYPE_RAW);
+    writeSync(fd, header, 0, header.length);
+  }
+
+  /** The receiver frames go to after being captured. */
+  wrap(upper: FrameReceiver): FrameReceiver {
+    this.upper = upper;
+    return this;
+  }
+
+  private capture(buf: Uint8Array, off: number, len: number): void {
+    const start = off + this.linkHeader;
+    const orig = len - this.linkHeader;
+    if (orig <= 0) return;
+    const cap = Math.min(orig, this.snaplen);
+    const now = Date.now();
+    writePcapRecordHeader(this.record, 0, Math.floor(now / 1000), (now % 1000) * 1000, cap, orig);
+    try {
+      writeSync(this.fd, this.record, 0, 16);
+      writeSync(this.fd, buf, start, cap);
+    } catch {
+      // A full disk must not stop the network; the capture just ends short.
+    }
+  }
+
+  transmit(buf: Uint8Array, off: number, len: number, meta: TxMeta | null): void {
+    this.capture(buf, off, len);
+    this.lower.transmit(buf, off, len, meta);
+  }
+
+  receive(buf: Uint8Array, off: number, len: number, meta: RxMeta): void {
+    this.capture(buf, off, len);
+    this.upper!.receive(buf, off, len, meta);
+  }
+
+  batchEnd(): void {
+    this.upper!.batchEnd();
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}

@@ -1,0 +1,238 @@
+// slirpnetstack: wiring only. The process lifecycle follows contract §2
+// step by step (the numbers in the comments); each piece lives elsewhere.
+import { parseCommandLine, type Config } from "./cli/options.ts";
+import { createSystemResolver } from "./host/resolve.ts";
+import { Logger } from "./host/log.ts";
+import { StackRuntime } from "./host/runtime.ts";
+import { Host } from "./host/host.ts";
+import { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, fdIsOpen, setNonBlocking, setCloseOnExec } from "../ffi/sys.ts";
+import { attachTun, withNetns, AttachError, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAttachment } from "../ffi/tun.ts";
+import { SysError } from "../ffi/libc.ts";
+import { RingDevice } from "./link/ring-device.ts";
+import { PcapWriter, openPcapFile } from "./link/pcap.ts";
+import { Stack } from "./stack/stack.ts";
+import { Stats } from "./stack/stats.ts";
+import { DEFAULT_TCP_CONFIG } from "./stack/tcp/connection.ts";
+import type { DeviceCaps, FrameSink } from "./stack/device.ts";
+import { parseIpv4 } from "./wire/ipv4.ts";
+import { ipv6FromString } from "./wire/ipv6.ts";
+import { parseMac } from "./wire/ethernet.ts";
+
+declare const BUILD_VERSION: string;
+declare const BUILD_TIME: string;
+
+/** contract §6.1 */
+const GATEWAY_V4 = parseIpv4("10.0.2.2")!;
+const GATEWAY_V6 = ipv6FromString("fd00::2")!;
+const GUEST_V4 = parseIpv4("10.0.2.100")!;
+const MAC = parseMac("70:71:aa:4b:29:aa")!;
+
+/** Exit codes of contract §2 (Go's os.Exit(-n) is 256-n). */
+export const Exit = {
+  Ok: 0,
+  Usage: 2,
+  RemoteBind: 246,
+  LocalListen: 247,
+  CreateNic: 248,
+  PcapSniff: 249,
+  PcapOpen: 250,
+  LinkEndpoint: 251,
+  FdAndNetns: 252,
+  TunOpen: 253,
+  Metrics: 254,
+} as const;
+
+function version(): { version: string; time: string } {
+  return {
+    version: typeof BUILD_VERSION === "string" ? BUILD_VERSION : "DEV",
+    time: typeof BUILD_TIME === "string" ? BUILD_TIME : "unknown",
+  };
+}
+
+function die(log: Logger, code: number, ...lines: string[]): never {
+  for (const l of lines) log.err(l);
+  process.exit(code);
+}
+
+/** contract §6.6: join the netns, open the device, come back. */
+function openDevice(cfg: Config, log: Logger): TunAttachment {
+  const offloads = cfg.disableOffload ? 0 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
+  const attach = (): TunAttachment => {
+    log.err(`[.] Opening tun interface ${cfg.ifname}`);
+    return attachTun({ netns: null, ifname: cfg.ifname, offloads });
+  };
+  try {
+    if (cfg.netns === "") return attach();
+    log.err(`[.] Joininig netns ${cfg.netns}`);
+    let result: TunAttachment | null = null;
+    try {
+      withNetns(cfg.netns, () => {
+        result = attach();
+      });
+    } catch (e) {
+      if (e instanceof SysError) {
+        const err = `joining net namespace "${cfg.netns}": ${e.text}`;
+        die(log, Exit.TunOpen, `[!] Can't join netns ${cfg.netns}: ${err}`, `Failed to open TUN/TAP: ${err}`);
+      }
+      throw e;
+    }
+    return result!;
+  } catch (e) {
+    if (e instanceof AttachError) {
+      const line = e.step === "mtu" ? `[!] GetMTU(${cfg.ifname}) = ${e.sys.text}` : `[!] open(${cfg.ifname}) = ${e.sys.text}`;
+      die(log, Exit.TunOpen, line, `Failed to open TUN/TAP: ${e.sys.text}`);
+    }
+    throw e;
+  }
+}
+
+async function main(): Promise<void> {
+  const argv0 = process.argv0 && process.argv[1]?.startsWith("/$bunfs") ? process.argv0 : (process.argv[1] ?? "slirpnetstack");
+  const pid = process.pid;
+  let log = new Logger(false);
+
+  // 1. Signal handlers first, so an early SIGINT is still a clean exit.
+  let closing: ((signal: NodeJS.Signals) => void) | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (closing) closing(signal);
+    else process.exit(Exit.Ok);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  // 2.
+  raiseNoFileLimit();
+
+  // 3. Flags (values are checked, some resolved, while parsing).
+  const resolver = createSystemResolver();
+  const parsed = await parseCommandLine(process.argv.slice(2), argv0, { resolver });
+  if (parsed.kind === "exit") {
+    process.stderr.write(parsed.stderr);
+    process.exit(parsed.code);
+  }
+  const cfg = parsed.config;
+  log = new Logger(cfg.quiet);
+
+  // 4.
+  if (cfg.version) {
+    const v = version();
+    log.out(`slirpnetstack version ${v.version}`);
+    log.out(`build time ${v.time}`);
+    process.exit(Exit.Ok);
+  }
+
+  const stats = new Stats();
+  const runtime = new StackRuntime();
+  const host = new Host(cfg, log, stats, runtime, resolver);
+
+  // 6, 8. Routes watcher and metrics start before the namespace work.
+  await host.startRoutes();
+  await host.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
+
+  // 9. The device.
+  let caps: DeviceCaps;
+  let fd: number;
+  let vnetHdr = false;
+  if (cfg.fd >= 0) {
+    if (cfg.netns !== "") die(log, Exit.FdAndNetns, "Please specify either -fd or -netns");
+    if (!fdIsOpen(cfg.fd)) die(log, Exit.LinkEndpoint, `[!] Failed to create linkEP: bad file descriptor`);
+    fd = cfg.fd;
+    setNonBlocking(fd);
+    setCloseOnExec(fd);
+    caps = { medium: "ethernet", mtu: cfg.mtu || 1500, txChecksumOffload: false, txTcpSegmentation: false };
+  } else {
+    const dev = openDevice(cfg, log);
+    fd = dev.fd;
+    setNonBlocking(fd);
+    vnetHdr = dev.vnetHdr;
+    caps = {
+      medium: dev.kind === "tap" ? "ethernet" : "ip",
+      mtu: dev.mtu,
+      txChecksumOffload: (dev.offloads & TUN_F_CSUM) !== 0,
+      txTcpSegmentation: (dev.offloads & (TUN_F_TSO4 | TUN_F_TSO6)) === (TUN_F_TSO4 | TUN_F_TSO6),
+    };
+  }
+
+  // 10.
+  if (cfg.exitWithParent) setParentDeathSignal(SIGTERM);
+
+  // 14. The link endpoint (before 11-13 in code, but silent until started).
+  const device = new RingDevice({
+    fd,
+    caps,
+    vnetHdr,
+    stats,
+    onFailure: (error) => die(log, 1, `[!] Device read failed: ${error}`),
+  });
+  let sink: FrameSink = device;
+
+  // 15.
+  let pcap: PcapWriter | null = null;
+  if (cfg.pcap !== "") {
+    let pfd: number;
+    try {
+      pfd = openPcapFile(cfg.pcap);
+    } catch (e) {
+      die(log, Exit.PcapOpen, `[!] Failed to open PCAP file: ${goFsError(e, cfg.pcap)}`);
+    }
+    try {
+      pcap = new PcapWriter(pfd, device, caps.medium, caps.mtu);
+    } catch (e) {
+      die(log, Exit.PcapSniff, `[!]Failed to sniff linkEP: ${String((e as Error).message)}`);
+    }
+    sink = pcap;
+  }
+
+  // 11. The stack and the handlers for new guest flows.
+  const stack = new Stack(caps, sink, host, stats, {
+    mac: MAC,
+    gatewayV4: GATEWAY_V4,
+    gatewayV6: GATEWAY_V6,
+    tcp: DEFAULT_TCP_CONFIG,
+    random32: () => (Math.random() * 0x100000000) >>> 0,
+  });
+  runtime.attach(stack);
+  host.attach(stack);
+
+  // 12, 13. Port forwards.
+  await host.startLocalForwards((line) => die(log, Exit.LocalListen, line));
+  await host.startRemoteForwards((line) => die(log, Exit.RemoteBind, line));
+
+  // 17. Prime ARP for the guest before reading anything, so the pcap's
+  // first record is always this 28-byte request (contract §15).
+  stack.primeArp(GUEST_V4);
+  device.start(pcap !== null ? pcap.wrap(runtime) : runtime);
+
+  // 18.
+  log.err(`[+] #${pid} Slirpnetstack started`);
+  killPid(getppid(), SIGWINCH);
+  host.started();
+
+  // 19.
+  closing = (signal) => {
+    closing = () => {};
+    process.removeListener(signal, onSignal);
+    log.err(`[-] #${pid} Slirpnetstack closing`);
+    host.stopMetrics(pid);
+    runtime.stop();
+    void device.stop().finally(() => process.exit(Exit.Ok));
+  };
+}
+
+/** Go's *PathError text: "open PATH: permission denied". */
+function goFsError(e: unknown, path: string): string {
+  const err = e as NodeJS.ErrnoException;
+  const text: Record<string, string> = {
+    ENOENT: "no such file or directory",
+    EACCES: "permission denied",
+    EISDIR: "is a directory",
+    EROFS: "read-only file system",
+    ENOTDIR: "not a directory",
+  };
+  return `open ${path}: ${(err.code && text[err.code]) ?? err.message}`;
+}
+
+main().catch((e) => {
+  process.stderr.write(`[!] ${(e as Error)?.stack ?? e}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,110 @@
+// Hashing and comparison of flow 4-tuples, straight from packet bytes, for
+// the TCP and UDP demultiplexing tables (a Map from hash to a chain of
+// flows). No strings, no allocation per packet.
+import { readU32 } from "../wire/bytes.ts";
+
+function mix(h: number, v: number): number {
+  h = Math.imul(h ^ v, 0x9e3779b1);
+  return h ^ (h >>> 15);
+}
+
+export function hashV4(localIp: number, localPort: number, remoteIp: number, remotePort: number): number {
+  return mix(mix(mix(0x2545f491, localIp), remoteIp), (localPort << 16) | remotePort);
+}
+
+export function hashV6(local: Uint8Array, lOff: number, localPort: number, remote: Uint8Array, rOff: number, remotePort: number): number {
+  let h = 0x6a09e667;
+  for (let i = 0; i < 16; i += 4) h = mix(mix(h, readU32(local, lOff + i)), readU32(remote, rOff + i));
+  return mix(h, (localPort << 16) | remotePort);
+}
+
+/** a[0, 16) equals b[bOff, bOff+16). */
+export function eq16(a: Uint8Array, b: Uint8Array, bOff: number): boolean {
+  for (let i = 0; i < 16; i++) if (a[i] !== b[bOff + i]) return false;
+  return true;
+}
+
+/** A port in Linux's default ephemeral range, 32768-60999. */
+export function ephemeralPort(r: number): number {
+  return 32768 + (r % 28232);
+}
+
+/** The identity every flow (TCP connection, UDP flow) carries. */
+export interface FlowTuple {
+  readonly family: 4 | 6;
+  /** Our address as the guest sees it: uint32 for IPv4. */
+  readonly localV4: number;
+  readonly remoteV4: number;
+  /** 16 bytes each for IPv6 (null for IPv4). */
+  readonly localV6: Uint8Array | null;
+  readonly remoteV6: Uint8Array | null;
+  readonly localPort: number;
+  readonly remotePort: number;
+}
+
+export function hashOf(t: FlowTuple): number {
+  return t.family === 4
+    ? hashV4(t.localV4, t.localPort, t.remoteV4, t.remotePort)
+    : hashV6(t.localV6!, 0, t.localPort, t.remoteV6!, 0, t.remotePort);
+}
+
+/**
+ * A table of flows chained by hash. Flows carry their own `nextInBucket`
+ * link, so insertion and lookup allocate nothing.
+ */
+export class FlowTable<F extends FlowTuple & { nextInBucket: F | null }> {
+  private readonly map = new Map<number, F>();
+  size = 0;
+
+  findV4(localIp: number, localPort: number, remoteIp: number, remotePort: number): F | null {
+    for (let f = this.map.get(hashV4(localIp, localPort, remoteIp, remotePort)) ?? null; f !== null; f = f.nextInBucket) {
+      if (f.family === 4 && f.localV4 === localIp && f.remoteV4 === remoteIp && f.localPort === localPort && f.remotePort === remotePort) return f;
+    }
+    return null;
+  }
+
+  /** Local address at lBuf[lOff], remote at rBuf[rOff]. */
+  findV6(lBuf: Uint8Array, lOff: number, localPort: number, rBuf: Uint8Array, rOff: number, remotePort: number): F | null {
+    for (let f = this.map.get(hashV6(lBuf, lOff, localPort, rBuf, rOff, remotePort)) ?? null; f !== null; f = f.nextInBucket) {
+      if (f.family === 6 && f.localPort === localPort && f.remotePort === remotePort && eq16(f.localV6!, lBuf, lOff) && eq16(f.remoteV6!, rBuf, rOff)) {
+        return f;
+      }
+    }
+    return null;
+  }
+
+  has(t: FlowTuple): boolean {
+    return t.family === 4
+      ? this.findV4(t.localV4, t.localPort, t.remoteV4, t.remotePort) !== null
+      : this.findV6(t.localV6!, 0, t.localPort, t.remoteV6!, 0, t.remotePort) !== null;
+  }
+
+  insert(f: F): void {
+    const h = hashOf(f);
+    f.nextInBucket = this.map.get(h) ?? null;
+    this.map.set(h, f);
+    this.size++;
+  }
+
+  remove(f: F): boolean {
+    const h = hashOf(f);
+    let prev: F | null = null;
+    for (let x = this.map.get(h) ?? null; x !== null; prev = x, x = x.nextInBucket) {
+      if (x !== f) continue;
+      if (prev === null) {
+        if (f.nextInBucket === null) this.map.delete(h);
+        else this.map.set(h, f.nextInBucket);
+      } else prev.nextInBucket = f.nextInBucket;
+      f.nextInBucket = null;
+      this.size--;
+      return true;
+    }
+    return false;
+  }
+
+  *values(): IterableIterator<F> {
+    for (let f of this.map.values()) {
+      for (let x: F | null = f; x !== null; x = x.nextInBucket) yield x;
+    }
+  }
+}

@@ -1,0 +1,182 @@
+// ICMP toward the guest: echo replies for any destination (the contract's
+// behaviour: pings never leave the process), Neighbor Discovery answers
+// (RFC 4861), and destination-unreachable errors for connections the host
+// could not reach.
+import { Icmpv4View, Icmpv4Type, Icmpv4Unreach, emitIcmpv4EchoReply, emitIcmpv4DestUnreachable } from "../wire/icmpv4.ts";
+import {
+  Icmpv6View,
+  Icmpv6Type,
+  Icmpv6Unreach,
+  NeighborSolicitView,
+  NeighborAdvertView,
+  NdpOpt,
+  NDP_OPT_MALFORMED,
+  NA_FLAG_OVERRIDE,
+  NA_FLAG_ROUTER,
+  NA_FLAG_SOLICITED,
+  emitIcmpv6EchoReply,
+  emitIcmpv6DestUnreachable,
+  emitNeighborAdvert,
+  findNdpLinkLayerAddr,
+} from "../wire/icmpv6.ts";
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP } from "../wire/ipv4.ts";
+import { ipv6Equal, ipv6IsUnspecified, ipv6IsMulticast } from "../wire/ipv6.ts";
+import { writeU16, writeU32 } from "../wire/bytes.ts";
+import { finish, sum16 } from "../wire/checksum.ts";
+import { WireError } from "../wire/errors.ts";
+import type { Egress } from "./egress.ts";
+import type { Stats } from "./stats.ts";
+import type { TcpConnection } from "./tcp/connection.ts";
+
+export class Icmp {
+  private readonly v4 = new Icmpv4View();
+  private readonly v6 = new Icmpv6View();
+  private readonly ns = new NeighborSolicitView();
+  private readonly na = new NeighborAdvertView();
+  /** A synthesized copy of a guest SYN's headers, for quoting in an error. */
+  private readonly quote = new Uint8Array(60);
+
+  constructor(
+    private readonly egress: Egress,
+    private readonly stats: Stats,
+    private readonly gatewayV4: number,
+    private readonly gatewayV6: Uint8Array,
+  ) {}
+
+  inputV4(src: number, dst: number, buf: Uint8Array, off: number, len: number, now: number): void {
+    const v = this.v4;
+    if (v.attach(buf, off, len) !== WireError.Ok || !v.verifyChecksum()) {
+      this.stats.drop("icmp-malformed");
+      return;
+    }
+    if (v.type !== Icmpv4Type.EchoRequest) {
+      // Errors and other messages from the guest end here (counted).
+      this.stats.drop("icmp-ignored");
+      return;
+    }
+    const eg = this.egress;
+    const n = emitIcmpv4EchoReply(eg.buf, eg.l4OffV4, v);
+    if (n === 0) return;
+    eg.sendV4(dst, src, IPPROTO_ICMP, n, now);
+  }
+
+  /** ICMPv6: echo, and NDP, which must arrive with hop limit 255 (RFC 4861 §7.1). */
+  inputV6(buf: Uint8Array, srcOff: number, dstOff: number, hopLimit: number, off: number, len: number, now: number): void {
+    const v = this.v6;
+    if (v.attach(buf, off, len) !== WireError.Ok || !v.verifyChecksum(buf, srcOff, dstOff)) {
+      this.stats.drop("icmp6-malformed");
+      return;
+    }
+    switch (v.type) {
+      case Icmpv6Type.EchoRequest: {
+        if (ipv6IsMulticast(buf, dstOff)) return; // no answers for multicast pings
+        const eg = this.egress;
+        const n = emitIcmpv6EchoReply(eg.buf, eg.l4OffV6, v);
+        if (n === 0) return;
+        eg.checksumV6(buf, dstOff, buf, srcOff, IPPROTO_ICMPV6, eg.l4OffV6, n, 2);
+        eg.sendV6(buf, dstOff, buf, srcOff, IPPROTO_ICMPV6, n, now);
+        return;
+      }
+      case Icmpv6Type.NeighborSolicit:
+        if (hopLimit === 255) this.neighborSolicit(buf, srcOff, now);
+        else this.stats.drop("ndp-bad-hop-limit");
+        return;
+      case Icmpv6Type.NeighborAdvert:
+        if (hopLimit === 255) this.neighborAdvert(buf);
+        else this.stats.drop("ndp-bad-hop-limit");
+        return;
+      default:
+        this.stats.drop("icmp6-ignored");
+    }
+  }
+
+  /**
+   * Answers a Neighbor Solicitation for any target (we are every address
+   * the guest talks to), except Duplicate Address Detection: an NS from ::
+   * asks whether the guest's own new address is taken, and claiming it
+   * would break the guest's IPv6.
+   */
+  private neighborSolicit(buf: Uint8Array, srcOff: number, now: number): void {
+    const ns = this.ns;
+    if (ns.attach(this.v6) !== WireError.Ok) {
+      this.stats.drop("ndp-malformed");
+      return;
+    }
+    if (ipv6IsUnspecified(buf, srcOff) || ipv6IsMulticast(buf, ns.targetOff)) return;
+    const lla = findNdpLinkLayerAddr(buf, ns.optionsOff, ns.optionsLen, NdpOpt.SourceLinkAddr);
+    if (lla === NDP_OPT_MALFORMED) {
+      this.stats.drop("ndp-malformed");
+      return;
+    }
+    const eg = this.egress;
+    if (lla >= 0) {
+      const released = eg.neighbors.learnV6(buf, srcOff, buf, lla);
+      if (released !== null) eg.flushQueued(released);
+    }
+    // The guest asking for its own address is not ours to answer.
+    if (ipv6Equal(buf, ns.targetOff, buf, srcOff)) return;
+    const at = eg.l4OffV6;
+    const n = emitNeighborAdvert(eg.buf, at, buf, ns.targetOff, eg.mac, NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE | NA_FLAG_ROUTER);
+    // Source is the target address; sent with hop limit 255 (RFC 4861 §7.2.4).
+    eg.checksumV6(buf, ns.targetOff, buf, srcOff, IPPROTO_ICMPV6, at, n, 2);
+    eg.sendV6(buf, ns.targetOff, buf, srcOff, IPPROTO_ICMPV6, n, now, 255);
+  }
+
+  private neighborAdvert(buf: Uint8Array): void {
+    const na = this.na;
+    if (na.attach(this.v6) !== WireError.Ok) {
+      this.stats.drop("ndp-malformed");
+      return;
+    }
+    const lla = findNdpLinkLayerAddr(buf, na.optionsOff, na.optionsLen, NdpOpt.TargetLinkAddr);
+    if (lla < 0) return;
+    const eg = this.egress;
+    const released = eg.neighbors.learnV6(buf, na.targetOff, buf, lla);
+    if (released !== null) eg.flushQueued(released);
+  }
+
+  /**
+   * Destination unreachable for a pending guest SYN whose host connect
+   * failed: host unreachable (v4 code 1, v6 code 3), from the gateway,
+   * quoting the SYN's headers as the guest sent them.
+   */
+  tcpUnreachable(conn: TcpConnection, now: number): void {
+    const q = this.quote;
+    const eg = this.egress;
+    if (conn.family === 4) {
+      q[0] = 0x45;
+      q[1] = 0;
+      writeU16(q, 2, 40);
+      writeU32(q, 4, 0);
+      q[8] = 64;
+      q[9] = IPPROTO_TCP;
+      writeU16(q, 10, 0);
+      writeU32(q, 12, conn.remoteV4);
+      writeU32(q, 16, conn.localV4);
+      writeU16(q, 10, finish(sum16(q, 0, 20)));
+      this.tcpQuote(q, 20, conn);
+      const n = emitIcmpv4DestUnreachable(eg.buf, eg.l4OffV4, Icmpv4Unreach.Host, q, 0, 28);
+      eg.sendV4(this.gatewayV4, conn.remoteV4, IPPROTO_ICMP, n, now);
+    } else {
+      writeU32(q, 0, 0x60000000);
+      writeU16(q, 4, 20);
+      q[6] = IPPROTO_TCP;
+      q[7] = 64;
+      q.set(conn.remoteV6!, 8);
+      q.set(conn.localV6!, 24);
+      this.tcpQuote(q, 40, conn);
+      const at = eg.l4OffV6;
+      const n = emitIcmpv6DestUnreachable(eg.buf, at, Icmpv6Unreach.AddressUnreachable, q, 0, 48);
+      eg.checksumV6(this.gatewayV6, 0, conn.remoteV6!, 0, IPPROTO_ICMPV6, at, n, 2);
+      eg.sendV6(this.gatewayV6, 0, conn.remoteV6!, 0, IPPROTO_ICMPV6, n, now);
+    }
+  }
+
+  /** The first 8 bytes of the guest's SYN: ports and sequence number. */
+  private tcpQuote(q: Uint8Array, at: number, conn: TcpConnection): void {
+    writeU16(q, at, conn.remotePort);
+    writeU16(q, at + 2, conn.localPort);
+    writeU32(q, at + 4, conn.irs);
+  }
+}
+

@@ -1,0 +1,183 @@
+// IP fragment reassembly, IPv4 (RFC 791 §3.2) and IPv6 (RFC 8200 §4.5),
+// with bounded memory and a timeout.
+//
+// The guest fragments any datagram larger than its MTU; the suite sends
+// 65507-byte UDP datagrams over MTU 65521, which arrive as two fragments.
+// Everything here is hostile input: fragments may overlap, lie about
+// their offsets, never complete, or arrive by the thousand. So:
+//  - a datagram may not exceed 65535 bytes of payload (ping of death);
+//  - overlapping fragments drop the whole datagram (RFC 5722 for IPv6; we
+//    apply the same rule to IPv4 rather than guess which copy is right);
+//  - at most MAX_DATAGRAMS are in progress and at most MAX_BYTES are
+//    held; the oldest is evicted to make room;
+//  - an incomplete datagram expires after TIMEOUT_MS (RFC 8200: 60 s;
+//    RFC 791 suggests 15 s; we use 30 s).
+// Sans-I/O: the caller passes `now` and calls expire() from its poll.
+import type { Stats } from "./stats.ts";
+
+export const MAX_DATAGRAMS = 64;
+export const MAX_BYTES = 8 << 20;
+export const TIMEOUT_MS = 30_000;
+const MAX_PAYLOAD = 65535;
+/** Ranges per datagram: more fragments than this is an attack, not a datagram. */
+const MAX_PIECES = 128;
+
+class Pending {
+  /** Payload bytes placed at their offset (the header is kept separately). */
+  data: Uint8Array;
+  /** Received [start, end) ranges, sorted, non-overlapping. */
+  readonly ranges: number[] = [];
+  /** Total payload length, known once the last fragment (MF=0) arrives. */
+  total = -1;
+  /** Header bytes to put in front of the reassembled payload (from the offset-0 fragment). */
+  header: Uint8Array | null = null;
+  received = 0;
+  constructor(
+    readonly key: string,
+    readonly expires: number,
+  ) {
+    this.data = new Uint8Array(0);
+  }
+}
+
+export interface Reassembled {
+  /** header + payload, contiguous. */
+  buf: Uint8Array;
+  headerLen: number;
+  payloadLen: number;
+}
+
+export class Reassembler {
+  private readonly pending = new Map<string, Pending>();
+  private bytes = 0;
+
+  constructor(private readonly stats: Stats) {}
+
+  get inProgress(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Adds one fragment. `header` (with length headerLen at headerOff) is
+   * kept from the fragment at offset 0: the caller fixes it up after
+   * reassembly. Returns the whole datagram when this fragment completes it.
+   */
+  add(
+    key: string,
+    fragOffset: number,
+    more: boolean,
+    buf: Uint8Array,
+    payloadOff: number,
+    payloadLen: number,
+    headerOff: number,
+    headerLen: number,
+    now: number,
+  ): Reassembled | null {
+    const end = fragOffset + payloadLen;
+    if (end > MAX_PAYLOAD || (more && payloadLen % 8 !== 0) || (payloadLen === 0 && more)) {
+      this.stats.drop("frag-invalid");
+      this.discard(key);
+      return null;
+    }
+    let p = this.pending.get(key);
+    if (p === undefined) {
+      this.makeRoom(now);
+      p = new Pending(key, now + TIMEOUT_MS);
+      this.pending.set(key, p);
+    }
+    if (!more) {
+      if (p.total >= 0 && p.total !== end) return this.fail(p, "frag-invalid");
+      p.total = end;
+    }
+    if (p.total >= 0 && end > p.total) return this.fail(p, "frag-invalid");
+    if (!insertRange(p.ranges, fragOffset, end)) return this.fail(p, "frag-overlap");
+    if (p.ranges.length > 2 * MAX_PIECES) return this.fail(p, "frag-too-many");
+    if (end > p.data.length) {
+      const grown = new Uint8Array(Math.min(MAX_PAYLOAD, Math.max(end, p.data.length * 2, 4096)));
+      grown.set(p.data);
+      this.bytes += grown.length - p.data.length;
+      p.data = grown;
+    }
+    p.data.set(buf.subarray(payloadOff, payloadOff + payloadLen), fragOffset);
+    p.received += payloadLen;
+    if (fragOffset === 0) p.header = buf.slice(headerOff, headerOff + headerLen);
+    if (this.bytes > MAX_BYTES) {
+      this.makeRoom(now);
+      if (!this.pending.has(key)) return null;
+    }
+    if (p.total < 0 || p.received !== p.total || p.header === null) return null;
+    this.forget(p);
+    const out = new Uint8Array(p.header.length + p.total);
+    out.set(p.header);
+    out.set(p.data.subarray(0, p.total), p.header.length);
+    return { buf: out, headerLen: p.header.length, payloadLen: p.total };
+  }
+
+  /** Drops datagrams whose time is up. Returns the next expiry (or Infinity). */
+  expire(now: number): number {
+    let next = Infinity;
+    for (const p of this.pending.values()) {
+      if (p.expires <= now) {
+        this.stats.drop("frag-timeout");
+        this.forget(p);
+      } else if (p.expires < next) next = p.expires;
+    }
+    return next;
+  }
+
+  private fail(p: Pending, reason: string): null {
+    this.stats.drop(reason);
+    this.forget(p);
+    return null;
+  }
+
+  private discard(key: string): void {
+    const p = this.pending.get(key);
+    if (p) this.forget(p);
+  }
+
+  private forget(p: Pending): void {
+    this.pending.delete(p.key);
+    this.bytes -= p.data.length;
+  }
+
+  /** Evicts the oldest datagrams until one more fits (Map keeps insertion order). */
+  private makeRoom(now: number): void {
+    this.expire(now);
+    for (const p of this.pending.values()) {
+      if (this.pending.size < MAX_DATAGRAMS && this.bytes <= MAX_BYTES) break;
+      this.stats.drop("frag-evicted");
+      this.forget(p);
+    }
+  }
+}
+
+/**
+ * Inserts [s, e) into a sorted flat list of ranges [s0, e0, s1, e1, ...],
+ * merging with touching neighbours. Returns false if it overlaps one.
+ */
+function insertRange(r: number[], s: number, e: number): boolean {
+  if (e === s) return true;
+  let i = 0;
+  while (i < r.length && r[i + 1]! < s) i += 2;
+  // A range ending exactly at s touches us on the left.
+  let left = -1;
+  if (i < r.length && r[i + 1] === s) {
+    left = i;
+    i += 2;
+  }
+  // r[i], if any, ends after s: it overlaps unless it starts at or after e.
+  if (i < r.length && r[i]! < e) return false;
+  const joinRight = i < r.length && r[i] === e;
+  if (left >= 0 && joinRight) {
+    r[left + 1] = r[i + 1]!;
+    r.splice(i, 2);
+  } else if (left >= 0) {
+    r[left + 1] = e;
+  } else if (joinRight) {
+    r[i] = s;
+  } else {
+    r.splice(i, 0, s, e);
+  }
+  return true;
+}

@@ -1,0 +1,285 @@
+// The engine: frames and the current time go in, frames and flow events
+// come out. It answers ARP and NDP for any address, echo for any
+// destination, reassembles fragments, and hands TCP and UDP to their
+// layers. It never reads a clock, sets a timer or touches a socket; the
+// edge calls poll(now) and arms one timer for the deadline it returns.
+import { EthernetView, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/ethernet.ts";
+import { ArpView, ARP_OP_REQUEST, ARP_OP_REPLY } from "../wire/arp.ts";
+import { Ipv4View, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 } from "../wire/ipv4.ts";
+import { Ipv6View, Ipv6ExtResult, walkExtensions, ipv6IsMulticast, ipv6IsUnspecified } from "../wire/ipv6.ts";
+import { WireError } from "../wire/errors.ts";
+import { writeU16 } from "../wire/bytes.ts";
+import { finish, sum16 } from "../wire/checksum.ts";
+import { RxMeta, type DeviceCaps, type FrameSink } from "./device.ts";
+import { v6Key } from "./neighbors.ts";
+import { Egress } from "./egress.ts";
+import { Icmp } from "./icmp.ts";
+import { Reassembler } from "./reassembly.ts";
+import type { Stats } from "./stats.ts";
+import { TcpLayer, type TcpEvents } from "./tcp/layer.ts";
+import type { TcpConfig } from "./tcp/connection.ts";
+import { UdpLayer, type UdpEvents } from "./udp.ts";
+
+export interface StackConfig {
+  /** Our MAC on the tap (contract §6.1: 70:71:aa:4b:29:aa). */
+  mac: Uint8Array;
+  /** The gateway addresses: 10.0.2.2 and fd00::2. */
+  gatewayV4: number;
+  gatewayV6: Uint8Array;
+  tcp: TcpConfig;
+  /** Uniform random 32-bit integers: ISS, ports. Seeded in tests. */
+  random32: () => number;
+}
+
+export type StackEvents = TcpEvents & UdpEvents;
+
+export class Stack {
+  readonly egress: Egress;
+  readonly tcp: TcpLayer;
+  readonly udp: UdpLayer;
+  readonly icmp: Icmp;
+  private readonly reassembler: Reassembler;
+  private readonly ethernet: boolean;
+  private readonly eth = new EthernetView();
+  private readonly arp = new ArpView();
+  private readonly ip4 = new Ipv4View();
+  private readonly ip6 = new Ipv6View();
+  private readonly ext = new Ipv6ExtResult();
+  /** Reassembled datagrams were checked by nobody: verify their checksums. */
+  private readonly reassembledMeta = new RxMeta();
+  private pollNow = 0;
+  private readonly solicit: (family: 4 | 6, v4: number, v6: Uint8Array | null) => void;
+
+  constructor(
+    readonly caps: DeviceCaps,
+    sink: FrameSink,
+    events: StackEvents,
+    private readonly stats: Stats,
+    readonly cfg: StackConfig,
+  ) {
+    this.ethernet = caps.medium === "ethernet";
+    this.egress = new Egress(caps, sink, cfg.mac, cfg.gatewayV4, cfg.gatewayV6, stats);
+    this.icmp = new Icmp(this.egress, stats, cfg.gatewayV4, cfg.gatewayV6);
+    this.tcp = new TcpLayer(this.egress, stats, cfg.tcp, events, this.icmp, cfg.random32);
+    this.udp = new UdpLayer(this.egress, stats, events, cfg.random32);
+    this.reassembler = new Reassembler(stats);
+    this.solicit = this.egress.solicit;
+  }
+
+  /**
+   * Sends the ARP request "who-has target tell 10.0.2.2" (contract §2 step
+   * 17); upstream primes the guest's address at start.
+   */
+  primeArp(target: number): void {
+    if (!this.ethernet) return;
+    this.egress.sendArp(ARP_OP_REQUEST, this.cfg.mac, 0, this.cfg.gatewayV4, null, 0, target, null);
+  }
+
+  // =====================================================================
+  // Input
+  // =====================================================================
+
+  /** One frame from the device, valid only during the call. */
+  input(buf: Uint8Array, off: number, len: number, meta: RxMeta, now: number): void {
+    if (!this.ethernet) {
+      this.inputIp(buf, off, len, -1, meta, now);
+      return;
+    }
+    const eth = this.eth;
+    if (eth.attach(buf, off, len) !== WireError.Ok) {
+      this.stats.drop("eth-truncated");
+      return;
+    }
+    switch (eth.ethertype) {
+      case ETHERTYPE_IPV4:
+        this.inputV4(buf, eth.payloadOff, eth.payloadLen, eth.srcOff, meta, now);
+        return;
+      case ETHERTYPE_IPV6:
+        this.inputV6(buf, eth.payloadOff, eth.payloadLen, eth.srcOff, meta, now);
+        return;
+      case ETHERTYPE_ARP:
+        this.inputArp(buf, eth.payloadOff, eth.payloadLen, eth.srcOff);
+        return;
+      default:
+        this.stats.drop("eth-unsupported-type");
+    }
+  }
+
+  private inputIp(buf: Uint8Array, off: number, len: number, srcMacOff: number, meta: RxMeta, now: number): void {
+    if (len < 1) {
+      this.stats.drop("ip-truncated");
+      return;
+    }
+    const version = buf[off]! >>> 4;
+    if (version === 4) this.inputV4(buf, off, len, srcMacOff, meta, now);
+    else if (version === 6) this.inputV6(buf, off, len, srcMacOff, meta, now);
+    else this.stats.drop("ip-bad-version");
+  }
+
+  /**
+   * ARP (RFC 826): we answer requests for any IPv4 address with our MAC
+   * (promiscuous, contract §6.2), except probes and announcements for the
+   * guest's own address (RFC 5227: sender 0.0.0.0, or sender == target),
+   * which must stay unanswered or the guest thinks its address is taken.
+   */
+  private inputArp(buf: Uint8Array, off: number, len: number, srcMacOff: number): void {
+    const a = this.arp;
+    if (a.attach(buf, off, len) !== WireError.Ok) {
+      this.stats.drop("arp-malformed");
+      return;
+    }
+    const sender = a.senderIp;
+    const target = a.targetIp;
+    if (sender !== 0) {
+      const released = this.egress.neighbors.learnV4(sender, buf, a.senderHwOff);
+      if (released !== null) this.egress.flushQueued(released);
+    }
+    if (a.operation !== ARP_OP_REQUEST) return;
+    if (sender === 0 || sender === target) return;
+    const eg = this.egress;
+    eg.sendArp(ARP_OP_REPLY, eg.mac, 0, target, buf, a.senderHwOff, sender, buf.subarray(srcMacOff, srcMacOff + 6));
+  }
+
+  private inputV4(buf: Uint8Array, off: number, len: number, srcMacOff: number, meta: RxMeta, now: number): void {
+    const ip = this.ip4;
+    if (ip.attach(buf, off, len) !== WireError.Ok) {
+      this.stats.drop("ipv4-malformed");
+      return;
+    }
+    if (!ip.verifyChecksum()) {
+      this.stats.drop("ipv4-bad-checksum");
+      return;
+    }
+    const src = ip.src;
+    const dst = ip.dst;
+    // Only unicast: multicast, broadcast (limited, and the guest subnet's)
+    // and "this network" are not ours to terminate.
+    if (dst >>> 28 === 0xe || dst === 0xffffffff || dst >>> 24 === 0 || dst === (this.cfg.gatewayV4 | 0xff) >>> 0) {
+      this.stats.drop("ipv4-not-unicast");
+      return;
+    }
+    if (srcMacOff >= 0 && src !== 0 && src >>> 28 !== 0xe) {
+      const released = this.egress.neighbors.learnV4(src, buf, srcMacOff);
+      if (released !== null) this.egress.flushQueued(released);
+    }
+    if (ip.isFragment) {
+      const key = `${src}>${dst}/${ip.protocol}/${ip.ident}`;
+      const whole = this.reassembler.add(key, ip.fragOffset, ip.moreFragments, buf, ip.payloadOff, ip.payloadLen, off, ip.headerLen, now);
+      if (whole === null) return;
+      // A fresh unfragmented header: total length, no MF/offset, checksum.
+      const b = whole.buf;
+      writeU16(b, 2, whole.headerLen + whole.payloadLen);
+      writeU16(b, 6, 0);
+      writeU16(b, 10, 0);
+      writeU16(b, 10, finish(sum16(b, 0, whole.headerLen)));
+      this.reassembledMeta.clear();
+      this.inputV4(b, 0, b.length, -1, this.reassembledMeta, now);
+      return;
+    }
+    const l4 = ip.payloadOff;
+    const l4Len = ip.payloadLen;
+    switch (ip.protocol) {
+      case IPPROTO_TCP:
+        this.tcp.inputV4(src, dst, buf, l4, l4Len, meta, now);
+        return;
+      case IPPROTO_UDP:
+        this.udp.inputV4(src, dst, buf, l4, l4Len, meta, now);
+        return;
+      case IPPROTO_ICMP:
+        this.icmp.inputV4(src, dst, buf, l4, l4Len, now);
+        return;
+      default:
+        this.stats.drop("ipv4-unknown-protocol");
+    }
+  }
+
+  private inputV6(buf: Uint8Array, off: number, len: number, srcMacOff: number, meta: RxMeta, now: number): void {
+    const ip = this.ip6;
+    if (ip.attach(buf, off, len) !== WireError.Ok) {
+      this.stats.drop("ipv6-malformed");
+      return;
+    }
+    const ext = this.ext;
+    if (walkExtensions(ip, ext) !== WireError.Ok) {
+      this.stats.drop("ipv6-bad-extension");
+      return;
+    }
+    const srcOff = ip.srcOff;
+    const dstOff = ip.dstOff;
+    const multicast = ipv6IsMulticast(buf, dstOff);
+    if (srcMacOff >= 0 && !ipv6IsUnspecified(buf, srcOff) && !ipv6IsMulticast(buf, srcOff) && !multicast) {
+      const released = this.egress.neighbors.learnV6(buf, srcOff, buf, srcMacOff);
+      if (released !== null) this.egress.flushQueued(released);
+    }
+    if (ext.hasFragment) {
+      const key = `${v6Key(buf, srcOff)}>${v6Key(buf, dstOff)}/${ext.fragIdent}`;
+      const fragLen = off + ip.len - ext.fragmentableOff;
+      const whole = this.reassembler.add(
+        key,
+        ext.fragOffset,
+        ext.moreFragments,
+        buf,
+        ext.fragmentableOff,
+        fragLen,
+        off,
+        ext.fragHeaderOff - off,
+        now,
+      );
+      if (whole === null) return;
+      // Drop the Fragment header (RFC 8200 §4.5): its Next Header moves
+      // into the header that named it, and the payload length shrinks.
+      const b = whole.buf;
+      const nextHeader = buf[ext.fragHeaderOff]!;
+      b[ext.fragPrevNextHeaderOff - off] = nextHeader;
+      writeU16(b, 4, whole.headerLen - 40 + whole.payloadLen);
+      this.reassembledMeta.clear();
+      this.inputV6(b, 0, b.length, -1, this.reassembledMeta, now);
+      return;
+    }
+    const l4 = ext.offset;
+    const l4Len = off + ip.len - l4;
+    if (multicast && ext.protocol !== IPPROTO_ICMPV6) {
+      this.stats.drop("ipv6-multicast");
+      return;
+    }
+    switch (ext.protocol) {
+      case IPPROTO_TCP:
+        this.tcp.inputV6(buf, srcOff, dstOff, l4, l4Len, meta, now);
+        return;
+      case IPPROTO_UDP:
+        this.udp.inputV6(buf, srcOff, dstOff, l4, l4Len, meta, now);
+        return;
+      case IPPROTO_ICMPV6:
+        this.icmp.inputV6(buf, srcOff, dstOff, ip.hopLimit, l4, l4Len, now);
+        return;
+      default:
+        this.stats.drop("ipv6-unknown-protocol");
+    }
+  }
+
+  // =====================================================================
+  // Time
+  // =====================================================================
+
+  /**
+   * Flushes what input deferred (coalesced ACKs), runs every due timer,
+   * and returns when it next needs to be called (Infinity: only on input).
+   */
+  poll(now: number): number {
+    this.pollNow = now;
+    this.tcp.flush(now);
+    let next = this.tcp.poll(now);
+    next = Math.min(next, this.udp.poll(now));
+    next = Math.min(next, this.reassembler.expire(now));
+    next = Math.min(next, this.egress.neighbors.poll(now, this.solicit));
+    // Timers may have queued ACKs of their own.
+    this.tcp.flush(now);
+    return next;
+  }
+
+  /** The `now` of the last poll (for callers without a clock at hand). */
+  get lastPoll(): number {
+    return this.pollNow;
+  }
+}
+

@@ -1,0 +1,103 @@
+// A growable circular byte buffer: the TCP send buffer (bytes from SND.UNA
+// on, kept until acknowledged) and the receive buffer (in-order bytes the
+// host socket has not taken yet).
+//
+// It starts small so that thousands of idle connections cost little, and
+// doubles on demand. `softLimit` is not enforced here: the owner compares
+// `length` with it to apply backpressure (pause the host socket, shrink the
+// advertised window). Pushing past it only happens for the bounded amount
+// a producer can deliver after being paused.
+
+const INITIAL = 16 * 1024;
+
+export class ByteRing {
+  private buf: Uint8Array;
+  private start = 0;
+  length = 0;
+
+  constructor(readonly softLimit: number) {
+    this.buf = new Uint8Array(0);
+  }
+
+  get capacity(): number {
+    return this.buf.length;
+  }
+
+  /** Free space before the soft limit (never negative). */
+  get room(): number {
+    return Math.max(0, this.softLimit - this.length);
+  }
+
+  private ensure(extra: number): void {
+    const need = this.length + extra;
+    if (need <= this.buf.length) return;
+    let cap = Math.max(this.buf.length, INITIAL);
+    while (cap < need) cap *= 2;
+    const next = new Uint8Array(cap);
+    this.copyOut(0, next, 0, this.length);
+    this.buf = next;
+    this.start = 0;
+  }
+
+  /** Appends src[off, off+len). */
+  push(src: Uint8Array, off: number, len: number): void {
+    if (len <= 0) return;
+    this.ensure(len);
+    const cap = this.buf.length;
+    let end = this.start + this.length;
+    if (end >= cap) end -= cap;
+    const first = Math.min(len, cap - end);
+    this.buf.set(src.subarray(off, off + first), end);
+    if (first < len) this.buf.set(src.subarray(off + first, off + len), 0);
+    this.length += len;
+  }
+
+  /** Copies `len` bytes starting `from` bytes into the ring to dst[dstOff]. */
+  copyOut(from: number, dst: Uint8Array, dstOff: number, len: number): void {
+    if (len <= 0) return;
+    const cap = this.buf.length;
+    let pos = this.start + from;
+    if (pos >= cap) pos -= cap;
+    const first = Math.min(len, cap - pos);
+    dst.set(this.buf.subarray(pos, pos + first), dstOff);
+    if (first < len) dst.set(this.buf.subarray(0, len - first), dstOff + first);
+  }
+
+  /** Drops `n` bytes from the front. */
+  consume(n: number): void {
+    if (n >= this.length) {
+      this.length = 0;
+      this.start = 0;
+      return;
+    }
+    this.length -= n;
+    this.start += n;
+    if (this.start >= this.buf.length) this.start -= this.buf.length;
+  }
+
+  /**
+   * The longest contiguous run at the front, as (buffer, offset, length),
+   * for writing straight to a socket without a copy. Returns the length;
+   * the buffer and offset are in `frontBuf` / `frontOff`.
+   */
+  front(): number {
+    const cap = this.buf.length;
+    return Math.min(this.length, cap - this.start);
+  }
+
+  get frontBuf(): Uint8Array {
+    return this.buf;
+  }
+
+  get frontOff(): number {
+    return this.start;
+  }
+
+  /** Releases the storage of an empty ring (idle connections hold nothing). */
+  trim(): void {
+    if (this.length === 0 && this.buf.length > 0) {
+      this.buf = new Uint8Array(0);
+      this.start = 0;
+    }
+  }
+}

@@ -1,0 +1,1116 @@
+// One TCP connection with the guest: the RFC 9293 state machine, sans-I/O.
+//
+// The connection is driven by three things only: segments from the guest
+// (`input`), calls from the host side (`accept`, `send`, `shutdownWrite`,
+// `abort`, `consumed`), and time (`onTimer`). It emits segments and
+// registers deadlines through its TcpLayer, and reports to the host side
+// through a TcpHandler. It never touches a socket, a clock or a timer.
+//
+// Naming follows RFC 9293: SND.UNA (sndUna), SND.NXT (sndNxt), SND.WND
+// (sndWnd), RCV.NXT (rcvNxt)... "local" is our end of the connection (the
+// address the guest talks to, or the address we spoof for -L), "remote" is
+// the guest.
+import { ByteRing } from "./byte-ring.ts";
+import { Assembler } from "./assembler.ts";
+import { NewReno } from "./congestion.ts";
+import { RttEstimator, RTO_MAX_MS } from "./rtt.ts";
+import { ACK, FIN, RST, SYN, type TcpSegment } from "./segment.ts";
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
+import type { TcpLayer } from "./layer.ts";
+
+export const TcpState = {
+  /** A guest SYN is waiting for the host connect() verdict; nothing sent yet. */
+  SynPending: 0,
+  SynSent: 1,
+  SynReceived: 2,
+  Established: 3,
+  FinWait1: 4,
+  FinWait2: 5,
+  CloseWait: 6,
+  Closing: 7,
+  LastAck: 8,
+  TimeWait: 9,
+  Closed: 10,
+} as const;
+export type TcpState = (typeof TcpState)[keyof typeof TcpState];
+
+export const STATE_NAMES = [
+  "SYN-PENDING",
+  "SYN-SENT",
+  "SYN-RECEIVED",
+  "ESTABLISHED",
+  "FIN-WAIT-1",
+  "FIN-WAIT-2",
+  "CLOSE-WAIT",
+  "CLOSING",
+  "LAST-ACK",
+  "TIME-WAIT",
+  "CLOSED",
+] as const;
+
+/** Why a connection ended, as the host side is told. */
+export type CloseReason = "closed" | "reset" | "refused" | "timeout" | "aborted";
+
+/** What the host side implements for each connection. */
+export interface TcpHandler {
+  /** The three-way handshake completed. */
+  onEstablished(conn: TcpConnection): void;
+  /**
+   * In-order bytes from the guest, valid only during the call. Returns how
+   * many the host took at once; the rest is kept in the receive buffer and
+   * offered again through `conn.rx*` when the host calls `consumed`.
+   * Only called while the receive buffer is empty, so order is kept.
+   */
+  onData(conn: TcpConnection, buf: Uint8Array, off: number, len: number): number;
+  /** The receive buffer holds data the host should drain (after onData refused some). */
+  onReadable(conn: TcpConnection): void;
+  /** The guest closed its sending side (FIN); all its data has been delivered. */
+  onPeerFin(conn: TcpConnection): void;
+  /** The send buffer drained below its low-water mark: resume host reads. */
+  onSendSpace(conn: TcpConnection): void;
+  /** The connection is gone (or in TIME-WAIT): release the host side. Called once. */
+  onClosed(conn: TcpConnection, reason: CloseReason): void;
+}
+
+/** Tunables, shared by all connections of a stack. */
+export interface TcpConfig {
+  /** Receive buffer size: bounds the window we advertise (bytes). */
+  rcvBuf: number;
+  /** Send buffer soft limit: the host socket is paused above it. */
+  sndBuf: number;
+  /** Delayed-ACK timeout (ms). */
+  delAckMs: number;
+  /** Keepalive idle time, probe interval (ms) and probe count (contract §8.3). */
+  keepIdleMs: number;
+  keepIntvlMs: number;
+  keepCnt: number;
+  /** Abort when data stays unacknowledged this long (TCP_USER_TIMEOUT, ms). */
+  userTimeoutMs: number;
+  /** SYN / SYN-ACK transmissions before giving up. */
+  synRetries: number;
+  timeWaitMs: number;
+}
+
+export const DEFAULT_TCP_CONFIG: TcpConfig = {
+  rcvBuf: 4 << 20,
+  sndBuf: 4 << 20,
+  delAckMs: 40,
+  keepIdleMs: 125_000,
+  keepIntvlMs: 125_000,
+  keepCnt: 4,
+  userTimeoutMs: 625_000,
+  synRetries: 6,
+  timeWaitMs: 30_000,
+};
+
+/** The smallest window scale shift that lets `bytes` be advertised (RFC 7323 §2.3). */
+export function shiftFor(bytes: number): number {
+  let s = 0;
+  while (s < 14 && 65535 * 2 ** s < bytes) s++;
+  return s;
+}
+
+const NO_DEADLINE = Infinity;
+
+/** A range of sequence space the guest has SACKed (RFC 2018), above SND.UNA. */
+interface SackRange {
+  start: number;
+  end: number;
+}
+
+export class TcpConnection {
+  // --- identity (set by the layer) ---
+  readonly family: 4 | 6;
+  /** Our address as seen by the guest: uint32 for IPv4. */
+  readonly localV4: number;
+  readonly remoteV4: number;
+  /** 16 bytes each for IPv6 (null for IPv4). */
+  readonly localV6: Uint8Array | null;
+  readonly remoteV6: Uint8Array | null;
+  readonly localPort: number;
+  readonly remotePort: number;
+  /** Demux chain link, owned by the layer. */
+  nextInBucket: TcpConnection | null = null;
+  /** The host-side owner; set before the connection can deliver events. */
+  handler: TcpHandler | null = null;
+  /** Free slot for the host side's bookkeeping (flow id, logging). */
+  tag: unknown = null;
+
+  state: TcpState = TcpState.Closed;
+  readonly passive: boolean;
+
+  // --- send side ---
+  iss = 0;
+  sndUna = 0;
+  sndNxt = 0;
+  /** Highest sequence number sent so far (SND.NXT before any go-back-N). */
+  sndMax = 0;
+  sndWnd = 0;
+  private sndWl1 = 0;
+  private sndWl2 = 0;
+  /** Largest window the guest ever offered (RFC 5961 ACK acceptance). */
+  private maxSndWnd = 0;
+  /** Shift applied to windows the guest advertises. */
+  sndShift = 0;
+  /** Bytes from SND.UNA on: sent-but-unacknowledged, then unsent. */
+  readonly sendBuf: ByteRing;
+  /** Host closed its side: send FIN after the buffered data. */
+  private finQueued = false;
+  /** SND.NXT is past our FIN (cleared when go-back-N rewinds before it). */
+  private finSent = false;
+  /** Sequence number of our FIN once first sent (-1 before). */
+  private finSeq = -1;
+  /** Payload bytes per segment toward the guest (its MSS, capped by our MTU). */
+  sendMss = 536;
+
+  // --- receive side ---
+  irs = 0;
+  rcvNxt = 0;
+  /** Right edge of the window we last advertised (never moved left, RFC 7323 §2.4). */
+  private rcvAdvEdge = 0;
+  /** Shift applied to windows we advertise. */
+  rcvShift = 0;
+  /** In-order guest bytes the host has not taken yet. */
+  readonly rcvBuf: ByteRing;
+  readonly ooo = new Assembler();
+  /** A FIN that arrived beyond a hole: processed once RCV.NXT reaches it. */
+  private pendingFinSeq = -1;
+  private finReceived = false;
+  /** Our MSS as advertised in the SYN(-ACK). */
+  rcvMss = 536;
+
+  // --- options ---
+  sackOk = false;
+  tsOk = false;
+  private tsRecent = 0;
+  private lastAckSent = 0;
+  private readonly sacked: SackRange[] = [];
+
+  // --- loss recovery and congestion ---
+  readonly rtt = new RttEstimator();
+  readonly cc: NewReno;
+  private dupAcks = 0;
+  private inRecovery = false;
+  private recoverSeq = 0;
+  /** Highest sequence retransmitted during this recovery (skip holes already resent). */
+  private highRxt = 0;
+  /** Karn's algorithm when timestamps are off: one timed segment at a time. */
+  private rttSeq = -1;
+  private rttStart = 0;
+  private synTries = 0;
+  /** When our SYN or SYN-ACK was first sent (first RTT sample). */
+  private synSentAt = 0;
+  /** Time the oldest unacknowledged byte was first sent (user timeout). */
+  private firstUnackedAt = -1;
+  /** Last time any segment arrived from the guest. */
+  private lastRecvAt = 0;
+
+  // --- ACK scheduling ---
+  /** In-order segments received and not yet acknowledged. */
+  private ackDue = 0;
+  private ackNow = false;
+
+  // --- timers (absolute ms; Infinity when off) ---
+  rtxAt = NO_DEADLINE;
+  private delAckAt = NO_DEADLINE;
+  private persistAt = NO_DEADLINE;
+  private persistBackoff = 0;
+  private keepAt = NO_DEADLINE;
+  private keepProbes = 0;
+  private timeWaitAt = NO_DEADLINE;
+  /** Earliest of the above: what the layer's timer heap is keyed on. */
+  deadline = NO_DEADLINE;
+  /** Position in the layer's timer heap (owned by the heap). */
+  heapIndex = -1;
+  /** Queued on the layer's list of connections to flush. */
+  dirty = false;
+
+  private closedNotified = false;
+  private readonly cfg: TcpConfig;
+
+  constructor(
+    private readonly layer: TcpLayer,
+    init: {
+      family: 4 | 6;
+      localV4: number;
+      remoteV4: number;
+      localV6: Uint8Array | null;
+      remoteV6: Uint8Array | null;
+      localPort: number;
+      remotePort: number;
+      passive: boolean;
+      mss: number;
+      cfg: TcpConfig;
+    },
+  ) {
+    this.family = init.family;
+    this.localV4 = init.localV4;
+    this.remoteV4 = init.remoteV4;
+    this.localV6 = init.localV6;
+    this.remoteV6 = init.remoteV6;
+    this.localPort = init.localPort;
+    this.remotePort = init.remotePort;
+    this.passive = init.passive;
+    this.cfg = init.cfg;
+    this.rcvMss = init.mss;
+    this.sendBuf = new ByteRing(init.cfg.sndBuf);
+    this.rcvBuf = new ByteRing(init.cfg.rcvBuf);
+    this.cc = new NewReno(536);
+  }
+
+  /** Re-reads the state (TypeScript keeps narrowing `state` across calls that change it). */
+  get closed(): boolean {
+    return this.state === TcpState.Closed;
+  }
+
+  get stateName(): string {
+    return STATE_NAMES[this.state]!;
+  }
+
+  /** Bytes sent and not yet acknowledged (excluding SYN/FIN). */
+  get inFlight(): number {
+    return seqDiff(this.sndNxt, this.sndUna);
+  }
+
+  // =====================================================================
+  // Opening
+  // =====================================================================
+
+  /** Passive open: record the guest's SYN and wait for the host verdict. */
+  initFromSyn(seg: TcpSegment, iss: number, now: number): void {
+    this.state = TcpState.SynPending;
+    this.irs = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    this.negotiate(seg, true);
+    this.iss = iss;
+    this.sndUna = iss;
+    this.sndNxt = iss;
+    this.sndMax = iss;
+    this.sndWnd = seg.window; // SYN windows are never scaled (RFC 7323 §2.2)
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = iss;
+    this.maxSndWnd = this.sndWnd;
+    if (this.tsOk) this.tsRecent = seg.options.tsVal;
+    this.touch(now);
+  }
+
+  /** The host connect() succeeded: answer the guest's SYN. */
+  accept(now: number): void {
+    if (this.state !== TcpState.SynPending) return;
+    this.layer.handshakeDone();
+    this.state = TcpState.SynReceived;
+    this.sndNxt = seqAdd(this.iss, 1);
+    this.sndMax = this.sndNxt;
+    this.layer.sendControl(this, SYN | ACK, this.iss, now);
+    this.synTries = 1;
+    this.synSentAt = now;
+    this.rtxAt = now + this.rtt.rto;
+    this.reschedule();
+  }
+
+  /** Active open toward the guest (for -L): send our SYN. */
+  connect(iss: number, now: number): void {
+    this.state = TcpState.SynSent;
+    this.iss = iss;
+    this.sndUna = iss;
+    this.sndNxt = seqAdd(iss, 1);
+    this.sndMax = this.sndNxt;
+    // We offer every option; the guest's SYN-ACK decides what is used.
+    this.rcvShift = shiftFor(this.cfg.rcvBuf);
+    this.layer.sendControl(this, SYN, iss, now);
+    this.synTries = 1;
+    this.synSentAt = now;
+    this.rtxAt = now + this.rtt.rto;
+    this.reschedule();
+  }
+
+  /** Options from the guest's SYN or SYN-ACK (RFC 7323, RFC 2018, RFC 9293 §3.7.1). */
+  private negotiate(seg: TcpSegment, weOfferAll: boolean): void {
+    const o = seg.options;
+    const bad = seg.badOptions;
+    const peerMss = !bad && o.mss > 0 ? o.mss : this.family === 4 ? 536 : 1220;
+    this.sendMss = Math.max(64, Math.min(peerMss, this.layer.maxSendMss(this.family)));
+    this.cc.setMss(this.sendMss);
+    const ws = bad ? -1 : o.windowScale;
+    if (ws >= 0 && weOfferAll) {
+      this.sndShift = Math.min(ws, 14);
+      this.rcvShift = shiftFor(this.cfg.rcvBuf);
+    } else {
+      this.sndShift = 0;
+      this.rcvShift = 0;
+    }
+    this.sackOk = !bad && o.sackPermitted;
+    this.tsOk = !bad && o.hasTimestamps;
+  }
+
+  // =====================================================================
+  // Host-side calls
+  // =====================================================================
+
+  /** Room in the send buffer before the host should pause. */
+  get sendRoom(): number {
+    return this.sendBuf.room;
+  }
+
+  /**
+   * Queues host bytes for the guest and sends what the windows allow.
+   * Always takes everything (the host cannot un-read); the caller pauses
+   * its socket when `sendRoom` reaches 0.
+   */
+  send(buf: Uint8Array, off: number, len: number, now: number): void {
+    if (this.finQueued || len <= 0) return;
+    if (this.state >= TcpState.FinWait1 && this.state !== TcpState.CloseWait) return;
+    this.sendBuf.push(buf, off, len);
+    this.output(now);
+  }
+
+  /** The host side has no more to send: FIN after the buffered bytes. */
+  shutdownWrite(now: number): void {
+    if (this.finQueued) return;
+    this.finQueued = true;
+    if (this.state === TcpState.SynPending) return;
+    this.output(now);
+  }
+
+  /** Ends the connection with a RST (host side reset or failed). */
+  abort(now: number, reason: CloseReason = "aborted"): void {
+    if (this.state === TcpState.Closed) return;
+    if (this.state !== TcpState.SynPending && this.state !== TcpState.TimeWait) {
+      this.layer.sendControl(this, RST | ACK, this.sndNxt, now);
+    }
+    this.terminate(reason);
+  }
+
+  /** The host took `n` bytes from the receive buffer: maybe open the window. */
+  consumed(n: number): void {
+    if (n <= 0) return;
+    this.rcvBuf.consume(n);
+    if (this.rcvBuf.length === 0) this.rcvBuf.trim();
+    // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce
+    // the larger window only once it grew by min(half the buffer, one MSS).
+    const advertised = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
+    if (this.windowToAdvertise() - advertised >= Math.min(this.cfg.rcvBuf >>> 1, this.rcvMss)) {
+      this.ackNow = true;
+      this.layer.markDirty(this);
+    }
+  }
+
+  // =====================================================================
+  // Segment arrival (RFC 9293 §3.10.7)
+  // =====================================================================
+
+  input(seg: TcpSegment, now: number): void {
+    switch (this.state) {
+      case TcpState.SynPending:
+        // Retransmitted SYNs while the host connect() is pending start
+        // nothing new; a RST from the guest cancels it.
+        if (seg.flags & RST && (seg.seq === this.irs || seg.seq === this.rcvNxt)) this.terminate("reset");
+        return;
+      case TcpState.SynSent:
+        this.inputSynSent(seg, now);
+        return;
+      case TcpState.Closed:
+        return;
+      case TcpState.SynReceived:
+        // The guest did not hear our SYN-ACK and sent its SYN again.
+        if (seg.flags & SYN && !(seg.flags & ACK) && seg.seq === this.irs) {
+          this.layer.sendControl(this, SYN | ACK, this.iss, now);
+          return;
+        }
+        break;
+    }
+    this.touch(now);
+
+    // PAWS (RFC 7323 §5): a segment with an older timestamp is a duplicate.
+    if (this.tsOk && !seg.badOptions && seg.options.hasTimestamps && !(seg.flags & RST)) {
+      if (seqLt(seg.options.tsVal, this.tsRecent)) {
+        this.sendAck(now);
+        return;
+      }
+    }
+
+    // 1. Sequence acceptability, then trim to the window.
+    if (!this.acceptable(seg)) {
+      if (!(seg.flags & RST)) this.sendAck(now);
+      return;
+    }
+    let seq = seg.seq;
+    let off = seg.payloadOff;
+    let len = seg.payloadLen;
+    let flags = seg.flags;
+    if (flags & SYN) {
+      // RFC 5961 §4: a SYN in a synchronized state gets a challenge ACK.
+      this.sendAck(now);
+      return;
+    }
+    if (seqLt(seq, this.rcvNxt)) {
+      const dup = seqDiff(this.rcvNxt, seq);
+      if (dup >= len) {
+        // All payload is old; a FIN may still be new.
+        if (flags & FIN && dup > len) flags &= ~FIN;
+        off += len;
+        len = 0;
+      } else {
+        off += dup;
+        len -= dup;
+      }
+      seq = this.rcvNxt;
+    }
+    const wndEnd = seqAdd(this.rcvNxt, Math.max(this.currentWindow(), 0));
+    if (len > 0 && seqGt(seqAdd(seq, len), wndEnd)) {
+      const cut = seqDiff(seqAdd(seq, len), wndEnd);
+      len = Math.max(0, len - cut);
+      flags &= ~FIN; // the FIN is beyond the window too
+    }
+
+    // 2. RST (RFC 5961 §3): exact match resets, in-window gets a challenge.
+    if (flags & RST) {
+      if (seg.seq === this.rcvNxt) this.terminate(this.state === TcpState.SynReceived && this.passive ? "refused" : "reset");
+      else this.sendAck(now);
+      return;
+    }
+
+    // 3. Timestamps: remember the guest's TSval when this segment covers
+    //    the last ACK we sent (RFC 7323 §4.3).
+    if (this.tsOk && seg.options.hasTimestamps && seqLe(seg.seq, this.lastAckSent)) {
+      this.tsRecent = seg.options.tsVal;
+    }
+
+    // 4. ACK.
+    if (!(flags & ACK)) return;
+    if (!this.processAck(seg, now)) return;
+
+    // 5. Payload.
+    if (len > 0 && this.canReceive()) this.receiveData(seq, seg.buf, off, len, now);
+
+    // 6. FIN.
+    if (flags & FIN && this.canReceive()) {
+      const finSeq = seqAdd(seq, len);
+      if (finSeq === this.rcvNxt) this.receiveFin(now);
+      else if (seqGt(finSeq, this.rcvNxt)) {
+        this.pendingFinSeq = finSeq;
+        this.ackNow = true;
+      }
+    }
+
+    if (!this.closed) {
+      this.output(now);
+      if (this.ackNow || this.ackDue > 0) this.layer.markDirty(this);
+    }
+  }
+
+  private inputSynSent(seg: TcpSegment, now: number): void {
+    const f = seg.flags;
+    if (f & ACK && (seqLe(seg.ack, this.iss) || seqGt(seg.ack, this.sndMax))) {
+      if (!(f & RST)) this.layer.sendRstFor(this, seg.ack, now);
+      return;
+    }
+    if (f & RST) {
+      if (f & ACK) this.terminate("refused");
+      return;
+    }
+    if (!(f & SYN)) return;
+    this.irs = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    this.negotiate(seg, true);
+    if (this.tsOk) this.tsRecent = seg.options.tsVal;
+    if (f & ACK) {
+      this.sndUna = seg.ack;
+      this.sndWnd = seg.window; // unscaled in a SYN
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = seg.ack;
+      this.maxSndWnd = this.sndWnd;
+      this.rtxAt = NO_DEADLINE;
+      if (this.synTries === 1) this.rtt.sample(now - this.synSentAt);
+      this.state = TcpState.Established;
+      this.touch(now);
+      this.sendAck(now);
+      this.handler?.onEstablished(this);
+      this.output(now);
+    } else {
+      // Simultaneous open (RFC 9293 §3.5, figure 8).
+      this.state = TcpState.SynReceived;
+      this.layer.sendControl(this, SYN | ACK, this.iss, now);
+    }
+    this.reschedule();
+  }
+
+  /** RFC 9293 §3.10.7.4 table: is any part of the segment inside the window? */
+  private acceptable(seg: TcpSegment): boolean {
+    const wnd = this.currentWindow();
+    const len = seg.seqLen;
+    if (len === 0) {
+      if (wnd === 0) return seg.seq === this.rcvNxt;
+      return seqGe(seg.seq, this.rcvNxt) && seqLt(seg.seq, seqAdd(this.rcvNxt, wnd)) || seg.seq === this.rcvNxt;
+    }
+    if (wnd === 0) return false;
+    const last = seqAdd(seg.seq, len - 1);
+    const end = seqAdd(this.rcvNxt, wnd);
+    return (seqGe(seg.seq, this.rcvNxt) && seqLt(seg.seq, end)) || (seqGe(last, this.rcvNxt) && seqLt(last, end));
+  }
+
+  private canReceive(): boolean {
+    const s = this.state;
+    return s === TcpState.Established || s === TcpState.FinWait1 || s === TcpState.FinWait2 || s === TcpState.SynReceived;
+  }
+
+  /** Processes the ACK field. Returns false when the segment must be dropped. */
+  private processAck(seg: TcpSegment, now: number): boolean {
+    const ack = seg.ack;
+    if (this.state === TcpState.SynReceived) {
+      if (seqLe(ack, this.sndUna) || seqGt(ack, this.sndMax)) {
+        this.layer.sendRstFor(this, ack, now);
+        return false;
+      }
+      this.state = TcpState.Established;
+      this.sndWnd = seg.window * 2 ** this.sndShift;
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = ack;
+      this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
+      this.sndUna = ack;
+      this.rtxAt = NO_DEADLINE;
+      if (this.synTries === 1) this.rtt.sample(now - this.synSentAt);
+      this.handler?.onEstablished(this);
+    }
+
+    if (seqGt(ack, this.sndMax)) {
+      // Acknowledges something never sent (RFC 9293: ACK and drop).
+      this.sendAck(now);
+      return false;
+    }
+    // RFC 5961 §5.2: ACKs too far in the past are ignored, not harmful.
+    if (seqLt(ack, seqAdd(this.sndUna, -Math.max(this.maxSndWnd, 65535)))) {
+      this.sendAck(now);
+      return false;
+    }
+
+    const wnd = seg.window * 2 ** this.sndShift;
+    if (!seg.badOptions && this.sackOk && seg.options.sackCount > 0) this.noteSacks(seg);
+
+    if (seqGt(ack, this.sndUna)) {
+      this.ackAdvanced(seg, ack, now);
+    } else if (
+      ack === this.sndUna &&
+      seg.payloadLen === 0 &&
+      !(seg.flags & (SYN | FIN)) &&
+      wnd === this.sndWnd &&
+      seqGt(this.sndMax, this.sndUna)
+    ) {
+      this.duplicateAck(now);
+    }
+
+    // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
+    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack))) {
+      const opened = this.sndWnd === 0 && wnd > 0;
+      this.sndWnd = wnd;
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = ack;
+      if (wnd > this.maxSndWnd) this.maxSndWnd = wnd;
+      if (opened) {
+        // Leave persist mode; an unaccepted probe byte is sent again normally.
+        this.persistAt = NO_DEADLINE;
+        this.persistBackoff = 0;
+        if (seqGt(this.sndNxt, this.sndUna) && this.rtxAt === NO_DEADLINE) this.sndNxt = this.sndUna;
+      }
+    }
+    return !this.closed;
+  }
+
+  private ackAdvanced(seg: TcpSegment, ack: number, now: number): void {
+    const acked = seqDiff(ack, this.sndUna);
+    // Our FIN occupies the last sequence number: it is not buffer data.
+    const finAcked = this.finSeq >= 0 && seqGt(ack, this.finSeq);
+    const dataAcked = Math.min(acked - (finAcked ? 1 : 0), this.sendBuf.length);
+    const flightBefore = this.inFlight;
+
+    // RTT sample: from the echoed timestamp, else Karn's timed segment.
+    if (this.tsOk && seg.options.hasTimestamps && seg.options.tsEcr !== 0) {
+      const rtt = seqDiff(this.layer.tsNow(now), seg.options.tsEcr);
+      if (rtt >= 0) this.rtt.sample(rtt);
+    } else if (this.rttSeq >= 0 && seqGt(ack, this.rttSeq)) {
+      this.rtt.sample(now - this.rttStart);
+      this.rttSeq = -1;
+    }
+
+    if (dataAcked > 0) this.sendBuf.consume(dataAcked);
+    this.sndUna = ack;
+    if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
+    this.pruneSacks();
+    this.dupAcks = 0;
+    this.firstUnackedAt = seqGt(this.sndMax, this.sndUna) ? now : -1;
+
+    if (this.inRecovery) {
+      if (seqGe(ack, this.recoverSeq)) {
+        this.inRecovery = false;
+        this.cc.exitRecovery(this.inFlight);
+      } else {
+        // Partial ACK: the next hole is lost too (RFC 6582 §3.2).
+        this.cc.partialAck(acked);
+        this.retransmitHole(now);
+      }
+    } else {
+      this.cc.onAck(Math.min(acked, flightBefore || acked));
+    }
+
+    // Restart or stop the retransmission timer (RFC 6298 §5.2, 5.3).
+    if (seqGt(this.sndMax, this.sndUna)) this.rtxAt = now + this.rtt.rto;
+    else this.rtxAt = NO_DEADLINE;
+    if (this.state !== TcpState.SynReceived) this.synTries = 0;
+
+    if (finAcked) {
+      switch (this.state) {
+        case TcpState.FinWait1:
+          this.state = TcpState.FinWait2;
+          break;
+        case TcpState.Closing:
+          this.enterTimeWait(now);
+          break;
+        case TcpState.LastAck:
+          this.terminate("closed");
+          return;
+      }
+    }
+    if (dataAcked > 0 && this.sendBuf.length <= this.cfg.sndBuf >>> 1) {
+      if (this.sendBuf.length === 0) this.sendBuf.trim();
+      this.handler?.onSendSpace(this);
+    }
+    this.reschedule();
+  }
+
+  private duplicateAck(now: number): void {
+    this.dupAcks++;
+    if (this.inRecovery) {
+      this.cc.inflate();
+      return;
+    }
+    // Three duplicates, or SACK showing more than three segments above a
+    // hole (RFC 6675 §5 "IsLost"), start fast retransmit.
+    if (this.dupAcks === 3 || (this.dupAcks < 3 && this.sackedBytesAbove() > 3 * this.sendMss)) {
+      this.inRecovery = true;
+      this.recoverSeq = this.sndMax;
+      this.highRxt = this.sndUna;
+      this.cc.enterRecovery(this.inFlight);
+      this.retransmitHole(now);
+      this.rtxAt = now + this.rtt.rto;
+      this.reschedule();
+    }
+  }
+
+  // --- SACK scoreboard (what the guest holds above SND.UNA) ---
+
+  private noteSacks(seg: TcpSegment): void {
+    const o = seg.options;
+    for (let i = 0; i < o.sackCount; i++) {
+      let s = o.sackBlocks[2 * i]!;
+      let e = o.sackBlocks[2 * i + 1]!;
+      // Ignore blocks outside what we sent (D-SACK below SND.UNA, lies above SND.MAX).
+      if (!seqLt(s, e) || seqLe(e, this.sndUna) || seqGt(e, this.sndMax)) continue;
+      if (seqLt(s, this.sndUna)) s = this.sndUna;
+      this.addSack(s, e);
+    }
+  }
+
+  private addSack(s: number, e: number): void {
+    const r = this.sacked;
+    let i = 0;
+    while (i < r.length && seqLt(r[i]!.end, s)) i++;
+    // Merge every range that touches [s, e).
+    let j = i;
+    while (j < r.length && seqLe(r[j]!.start, e)) {
+      if (seqLt(r[j]!.start, s)) s = r[j]!.start;
+      if (seqGt(r[j]!.end, e)) e = r[j]!.end;
+      j++;
+    }
+    if (r.length - (j - i) >= 64 && j === i) return; // bounded scoreboard
+    r.splice(i, j - i, { start: s, end: e });
+  }
+
+  private pruneSacks(): void {
+    const r = this.sacked;
+    let k = 0;
+    while (k < r.length && seqLe(r[k]!.end, this.sndUna)) k++;
+    if (k > 0) r.splice(0, k);
+    if (r.length > 0 && seqLt(r[0]!.start, this.sndUna)) r[0]!.start = this.sndUna;
+  }
+
+  private sackedBytesAbove(): number {
+    let n = 0;
+    for (const x of this.sacked) n += seqDiff(x.end, x.start);
+    return n;
+  }
+
+  /**
+   * Retransmits the first un-SACKed segment at or after max(SND.UNA,
+   * HighRxt): the hole the guest is waiting for.
+   */
+  private retransmitHole(now: number): void {
+    let s = seqMax(this.sndUna, this.highRxt);
+    for (const x of this.sacked) {
+      if (seqLe(x.start, s) && seqLt(s, x.end)) s = x.end;
+    }
+    const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
+    if (!seqLt(s, seqMin(dataEnd, this.sndMax))) {
+      // Nothing but possibly our FIN is outstanding.
+      if (this.finSent && s === dataEnd && seqGt(this.sndMax, dataEnd)) {
+        this.layer.sendControl(this, FIN | ACK, dataEnd, now);
+      }
+      return;
+    }
+    let len = Math.min(this.segmentPayloadMax(), seqDiff(seqMin(dataEnd, this.sndMax), s));
+    for (const x of this.sacked) {
+      if (seqGt(x.start, s) && seqLt(x.start, seqAdd(s, len))) len = seqDiff(x.start, s);
+    }
+    this.layer.sendData(this, s, len, false, now);
+    this.highRxt = seqAdd(s, len);
+    this.rttSeq = -1; // Karn: never time a retransmission
+  }
+
+  // --- receiving data ---
+
+  private receiveData(seq: number, buf: Uint8Array, off: number, len: number, now: number): void {
+    if (seq !== this.rcvNxt) {
+      // Out of order: keep it inside the window and ask for the hole at once
+      // with our SACK blocks (RFC 5681 §4.2: immediate duplicate ACK).
+      const wnd = this.currentWindow();
+      if (!this.ooo.add(seq, buf, off, len, this.rcvNxt, seqAdd(this.rcvNxt, wnd))) this.layer.countDrop("tcp-ooo-full");
+      this.ackNow = true;
+      return;
+    }
+    this.deliver(buf, off, len);
+    this.rcvNxt = seqAdd(this.rcvNxt, len);
+    if (!this.ooo.isEmpty) {
+      // A hole filled: hand over what queued behind it, and ACK at once.
+      this.rcvNxt = this.ooo.drain(this.rcvNxt, this.deliverBound);
+      this.ackNow = true;
+    }
+    if (this.pendingFinSeq >= 0 && this.pendingFinSeq === this.rcvNxt) {
+      this.pendingFinSeq = -1;
+      this.receiveFin(now);
+    }
+    this.ackDue++;
+    // RFC 5681 §4.2 / RFC 1122: ACK at least every second full segment.
+    if (this.ackDue >= 2 || len >= 2 * this.rcvMss) this.ackNow = true;
+  }
+
+  private readonly deliverBound = (data: Uint8Array, off: number, len: number): void => {
+    this.deliver(data, off, len);
+  };
+
+  private deliver(buf: Uint8Array, off: number, len: number): void {
+    let taken = 0;
+    if (this.rcvBuf.length === 0 && this.handler !== null) {
+      taken = this.handler.onData(this, buf, off, len);
+      if (taken >= len) return;
+    }
+    this.rcvBuf.push(buf, off + taken, len - taken);
+    this.handler?.onReadable(this);
+  }
+
+  private receiveFin(now: number): void {
+    if (this.finReceived) return;
+    this.finReceived = true;
+    this.rcvNxt = seqAdd(this.rcvNxt, 1);
+    this.ackNow = true;
+    switch (this.state) {
+      case TcpState.SynReceived:
+      case TcpState.Established:
+        this.state = TcpState.CloseWait;
+        break;
+      case TcpState.FinWait1:
+        // Our FIN not yet acknowledged: simultaneous close.
+        this.state = TcpState.Closing;
+        break;
+      case TcpState.FinWait2:
+        this.enterTimeWait(now);
+        break;
+    }
+    this.handler?.onPeerFin(this);
+  }
+
+  private enterTimeWait(now: number): void {
+    this.state = TcpState.TimeWait;
+    this.rtxAt = NO_DEADLINE;
+    this.persistAt = NO_DEADLINE;
+    this.keepAt = NO_DEADLINE;
+    this.delAckAt = NO_DEADLINE;
+    this.timeWaitAt = now + this.cfg.timeWaitMs;
+    this.releaseBuffers();
+    this.notifyClosed("closed");
+    this.layer.enteredTimeWait(this);
+    this.reschedule();
+  }
+
+  // =====================================================================
+  // Sending
+  // =====================================================================
+
+  /** The receive window right now: buffer space, never moving the edge left. */
+  private currentWindow(): number {
+    return Math.max(this.cfg.rcvBuf - this.rcvBuf.length, seqDiff(this.rcvAdvEdge, this.rcvNxt), 0);
+  }
+
+  private windowToAdvertise(): number {
+    const max = 65535 * 2 ** this.rcvShift;
+    return Math.min(max, this.currentWindow());
+  }
+
+  /** The 16-bit window field for an outgoing segment; records the edge. */
+  windowField(): number {
+    const w = this.windowToAdvertise();
+    const field = Math.min(65535, Math.floor(w / 2 ** this.rcvShift));
+    const edge = seqAdd(this.rcvNxt, field * 2 ** this.rcvShift);
+    if (seqGt(edge, this.rcvAdvEdge) || this.state <= TcpState.SynReceived) this.rcvAdvEdge = edge;
+    return field;
+  }
+
+  /** The window field of our SYN or SYN-ACK: never scaled (RFC 7323 §2.2). */
+  synWindowField(): number {
+    const w = Math.min(65535, this.currentWindow());
+    this.rcvAdvEdge = seqAdd(this.rcvNxt, w);
+    return w;
+  }
+
+  /** Bookkeeping for every segment carrying an ACK that the layer sends. */
+  noteAckSent(): void {
+    this.lastAckSent = this.rcvNxt;
+    this.ackDue = 0;
+    this.ackNow = false;
+    this.delAckAt = NO_DEADLINE;
+  }
+
+  tsRecentValue(): number {
+    return this.tsRecent;
+  }
+
+  /** Payload bytes per segment: the guest's MSS less our per-segment options. */
+  segmentPayloadMax(): number {
+    return this.sendMss - (this.tsOk ? 12 : 0);
+  }
+
+  /** Sends new data (and our FIN) as far as the windows allow. */
+  output(now: number): void {
+    const s = this.state;
+    if (s !== TcpState.Established && s !== TcpState.CloseWait && s !== TcpState.FinWait1 && s !== TcpState.Closing && s !== TcpState.LastAck) {
+      return;
+    }
+    const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
+    const wndLimit = Math.min(this.cc.cwnd, this.sndWnd);
+    const limit = seqAdd(this.sndUna, wndLimit);
+    const maxSeg = this.layer.maxSegmentPayload(this);
+    let sent = false;
+    while (seqLt(this.sndNxt, dataEnd)) {
+      const room = seqDiff(limit, this.sndNxt);
+      if (room <= 0) break;
+      const avail = seqDiff(dataEnd, this.sndNxt);
+      const len = Math.min(avail, room, maxSeg);
+      // Sender-side silly window avoidance (RFC 9293 §3.8.6.2.1): hold a
+      // small tail while data is in flight; the ACK will clock it out.
+      if (len < avail && len < this.sendMss && seqGt(this.sndNxt, this.sndUna)) break;
+      const last = seqAdd(this.sndNxt, len) === dataEnd;
+      this.layer.sendData(this, this.sndNxt, len, last, now);
+      if (this.rttSeq < 0 && !this.tsOk && seqGe(this.sndNxt, this.sndMax)) {
+        this.rttSeq = this.sndNxt;
+        this.rttStart = now;
+      }
+      this.sndNxt = seqAdd(this.sndNxt, len);
+      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+      sent = true;
+    }
+    // FIN once every byte has been sent.
+    if (this.finQueued && !this.finSent && this.sndNxt === dataEnd) {
+      this.finSent = true;
+      this.finSeq = dataEnd;
+      this.layer.sendControl(this, FIN | ACK, dataEnd, now);
+      this.sndNxt = seqAdd(dataEnd, 1);
+      this.sndMax = seqMax(this.sndMax, this.sndNxt);
+      if (this.state === TcpState.Established) this.state = TcpState.FinWait1;
+      else if (this.state === TcpState.CloseWait) this.state = TcpState.LastAck;
+      sent = true;
+    }
+    if (sent) {
+      if (this.firstUnackedAt < 0) this.firstUnackedAt = now;
+      if (this.rtxAt === NO_DEADLINE) this.rtxAt = now + this.rtt.rto;
+      this.persistAt = NO_DEADLINE;
+    } else if (this.sndWnd === 0 && seqLt(this.sndNxt, dataEnd) && this.rtxAt === NO_DEADLINE && this.persistAt === NO_DEADLINE) {
+      // Zero window with data waiting: probe (RFC 9293 §3.8.6.1).
+      this.persistAt = now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.persistBackoff);
+    }
+    this.reschedule();
+  }
+
+  private sendAck(now: number): void {
+    this.layer.sendControl(this, ACK, this.sndNxt, now);
+  }
+
+  /**
+   * Sends the ACK owed for received data: immediately when due, else after
+   * the delayed-ACK timeout (RFC 1122 §4.2.3.2), hoping to ride on data.
+   */
+  flushAck(now: number): void {
+    if (this.state === TcpState.Closed || this.state === TcpState.SynPending || this.state === TcpState.SynSent) return;
+    if (this.ackNow) {
+      this.sendAck(now);
+    } else if (this.ackDue > 0 && this.delAckAt === NO_DEADLINE) {
+      this.delAckAt = now + this.cfg.delAckMs;
+      this.reschedule();
+    }
+  }
+
+  // =====================================================================
+  // Timers
+  // =====================================================================
+
+  private touch(now: number): void {
+    this.keepProbes = 0;
+    this.lastRecvAt = now;
+    if (this.state === TcpState.TimeWait || this.state === TcpState.Closed) return;
+    this.keepAt = now + this.cfg.keepIdleMs;
+  }
+
+  reschedule(): void {
+    const d = Math.min(this.rtxAt, this.delAckAt, this.persistAt, this.keepAt, this.timeWaitAt);
+    if (d !== this.deadline) {
+      this.deadline = d;
+      this.layer.schedule(this);
+    }
+  }
+
+  onTimer(now: number): void {
+    if (this.state === TcpState.Closed) return;
+    if (now >= this.timeWaitAt) {
+      this.terminate("closed");
+      return;
+    }
+    if (now >= this.delAckAt) {
+      this.delAckAt = NO_DEADLINE;
+      if (this.ackDue > 0) this.sendAck(now);
+    }
+    if (now >= this.rtxAt) this.retransmitTimeout(now);
+    if (this.closed) return;
+    if (now >= this.persistAt) {
+      this.persistAt = NO_DEADLINE;
+      this.windowProbe(now);
+    }
+    if (now >= this.keepAt) this.keepalive(now);
+    if (!this.closed) this.reschedule();
+  }
+
+  private retransmitTimeout(now: number): void {
+    this.rtxAt = NO_DEADLINE;
+    if (this.state === TcpState.SynSent || this.state === TcpState.SynReceived) {
+      if (this.synTries >= this.cfg.synRetries) {
+        this.terminate("timeout");
+        return;
+      }
+      this.synTries++;
+      this.rtt.timedOut();
+      this.layer.sendControl(this, this.state === TcpState.SynSent ? SYN : SYN | ACK, this.iss, now);
+      this.rtxAt = now + this.rtt.rto;
+      return;
+    }
+    if (!seqGt(this.sndMax, this.sndUna)) return;
+    // TCP_USER_TIMEOUT: data unacknowledged, and the guest silent, for too long.
+    if (this.firstUnackedAt >= 0 && now - Math.max(this.firstUnackedAt, this.lastRecvAt) >= this.cfg.userTimeoutMs) {
+      this.abort(now, "timeout");
+      return;
+    }
+    if (this.sndWnd === 0 && this.sendBuf.length > 0) {
+      // The window closed under data in flight: probe instead (persist mode).
+      this.sndNxt = this.sndUna;
+      this.windowProbe(now);
+      return;
+    }
+    // RFC 5681 §3.1 / RFC 6298 §5.5-5.7: back off, collapse the window and
+    // resend from SND.UNA (go-back-N, skipping what the guest SACKed).
+    this.rtt.timedOut();
+    this.cc.onTimeout(this.inFlight);
+    this.inRecovery = false;
+    this.dupAcks = 0;
+    this.rttSeq = -1;
+    this.sacked.length = 0; // RFC 6675 §5.1: SACK information may be reneged
+    this.highRxt = this.sndUna;
+    const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
+    if (this.finSent && this.sndUna === dataEnd) {
+      this.layer.sendControl(this, FIN | ACK, dataEnd, now);
+    } else {
+      this.sndNxt = this.sndUna;
+      if (this.finSent) {
+        // output() re-sends data; our FIN follows once the data is through.
+        this.finSent = false;
+      }
+      this.output(now);
+    }
+    this.rtxAt = now + this.rtt.rto;
+  }
+
+  /**
+   * Zero-window probe (RFC 9293 §3.8.6.1): the first unacknowledged byte,
+   * beyond the closed window, so the guest's ACK reports its window. Sent
+   * for as long as the guest answers, with backoff.
+   */
+  private windowProbe(now: number): void {
+    if (this.sndWnd > 0 || this.sendBuf.length === 0) return;
+    if (this.sndNxt === this.sndUna) {
+      this.sndNxt = seqAdd(this.sndUna, 1);
+      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+    }
+    this.layer.sendData(this, this.sndUna, 1, true, now);
+    this.persistBackoff = Math.min(this.persistBackoff + 1, 10);
+    this.rtxAt = NO_DEADLINE;
+    this.persistAt = now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.persistBackoff);
+  }
+
+  private keepalive(now: number): void {
+    if (this.state === TcpState.SynReceived || this.state === TcpState.TimeWait) {
+      this.keepAt = NO_DEADLINE;
+      return;
+    }
+    if (this.keepProbes >= this.cfg.keepCnt) {
+      this.abort(now, "timeout");
+      return;
+    }
+    // A keepalive is an ACK for SND.UNA-1 (RFC 9293 §3.8.4): the guest must answer.
+    this.keepProbes++;
+    this.layer.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
+    this.keepAt = now + this.cfg.keepIntvlMs;
+  }
+
+  // =====================================================================
+  // Ending
+  // =====================================================================
+
+  private releaseBuffers(): void {
+    this.sendBuf.consume(this.sendBuf.length);
+    this.sendBuf.trim();
+    this.ooo.clear();
+  }
+
+  private notifyClosed(reason: CloseReason): void {
+    if (this.closedNotified) return;
+    this.closedNotified = true;
+    this.handler?.onClosed(this, reason);
+  }
+
+  /** Moves to CLOSED, tells the host side, and leaves the layer. */
+  terminate(reason: CloseReason): void {
+    if (this.state === TcpState.Closed) return;
+    if (this.state === TcpState.SynPending) this.layer.handshakeDone();
+    this.state = TcpState.Closed;
+    this.rtxAt = this.delAckAt = this.persistAt = this.keepAt = this.timeWaitAt = NO_DEADLINE;
+    this.deadline = NO_DEADLINE;
+    this.releaseBuffers();
+    this.rcvBuf.consume(this.rcvBuf.length);
+    this.rcvBuf.trim();
+    this.layer.remove(this);
+    this.notifyClosed(reason);
+  }
+
+  /** True once the guest's FIN has been received. */
+  get peerFinished(): boolean {
+    return this.finReceived;
+  }
+}
+
+function seqMin(a: number, b: number): number {
+  return seqLt(a, b) ? a : b;
+}

@@ -1,0 +1,489 @@
+// The TCP layer: demultiplexes guest segments to connections, starts
+// passive opens (a guest SYN to any address), answers segments for no
+// connection with RST, builds every outgoing segment in the egress buffer,
+// and runs the connections' timers.
+import { TcpView, parseTcpOptions, emitTcpOptions, TcpOptions } from "../../wire/tcp.ts";
+import { IPPROTO_TCP } from "../../wire/ipv4.ts";
+import { WireError } from "../../wire/errors.ts";
+import { writeU16, writeU32 } from "../../wire/bytes.ts";
+import { FlowTable, ephemeralPort } from "../flow-key.ts";
+import type { Egress } from "../egress.ts";
+import type { RxMeta } from "../device.ts";
+import type { Stats } from "../stats.ts";
+import { TimerHeap } from "../timer-heap.ts";
+import { ACK, FIN, RST, SYN, TcpSegment } from "./segment.ts";
+import { TcpConnection, TcpState, type TcpConfig, type TcpHandler } from "./connection.ts";
+import { seqAdd, seqGt } from "./seq.ts";
+
+/** What the host side must decide about a new guest connection. */
+export interface TcpEvents {
+  /**
+   * A guest SYN for a new 4-tuple. The host connects out and answers with
+   * conn.accept(now) (after setting conn.handler), or rejects with
+   * layer.refuse(conn, now) / layer.unreachable(conn, now). Until then
+   * retransmitted SYNs are ignored.
+   */
+  tcpConnectRequest(conn: TcpConnection): void;
+}
+
+/** How the TCP layer reports an unreachable destination to the guest. */
+export interface TcpIcmpErrors {
+  tcpUnreachable(conn: TcpConnection, now: number): void;
+}
+
+const TCP_HEADER = 20;
+const IPV4_HEADER = 20;
+const IPV6_HEADER = 40;
+/** Handshakes waiting for a host verdict; more SYNs are dropped (the guest retries). */
+export const MAX_PENDING_HANDSHAKES = 1024;
+/** Connections in TIME-WAIT; the oldest is reaped early beyond this. */
+export const MAX_TIME_WAIT = 4096;
+/** virtio_net_hdr gso types. */
+const GSO_TCPV4 = 1;
+const GSO_TCPV6 = 4;
+
+export class TcpLayer {
+  private readonly table = new FlowTable<TcpConnection>();
+  private readonly timers = new TimerHeap<TcpConnection>();
+  private readonly dirty: TcpConnection[] = [];
+  private readonly timeWait = new Set<TcpConnection>();
+  private pendingHandshakes = 0;
+  private readonly view = new TcpView();
+  private readonly seg = new TcpSegment();
+  private readonly txOpts = new TcpOptions();
+  private readonly sackScratch = new Uint32Array(8);
+  private readonly fireTimer = (c: TcpConnection): void => c.onTimer(this.now);
+  private now = 0;
+
+  constructor(
+    private readonly egress: Egress,
+    private readonly stats: Stats,
+    readonly cfg: TcpConfig,
+    private readonly events: TcpEvents,
+    private readonly icmp: TcpIcmpErrors,
+    /** Uniform random 32-bit integers (ISS, ephemeral ports); seeded in tests. */
+    private readonly random32: () => number,
+  ) {}
+
+  /** Live connections (all states but CLOSED). */
+  get connectionCount(): number {
+    return this.table.size;
+  }
+
+  /** Every live connection (for /debug and tests). */
+  connections(): IterableIterator<TcpConnection> {
+    return this.table.values();
+  }
+
+  /** Called by a connection entering CLOSED. */
+  remove(c: TcpConnection): void {
+    this.table.remove(c);
+    this.timers.remove(c);
+    this.timeWait.delete(c);
+  }
+
+  // =====================================================================
+  // Input
+  // =====================================================================
+
+  /** Fills the reused segment record from the attached view. */
+  private parse(): TcpSegment {
+    const v = this.view;
+    const seg = this.seg;
+    seg.seq = v.seq;
+    seg.ack = v.ack;
+    seg.flags = v.flags;
+    seg.window = v.window;
+    seg.badOptions = v.headerLen > TCP_HEADER && parseTcpOptions(v, seg.options) !== WireError.Ok;
+    if (v.headerLen === TCP_HEADER) seg.options.reset();
+    seg.buf = v.buf;
+    seg.payloadOff = v.payloadOff;
+    seg.payloadLen = v.payloadLen;
+    return seg;
+  }
+
+  inputV4(src: number, dst: number, buf: Uint8Array, off: number, len: number, meta: RxMeta, now: number): void {
+    this.now = now;
+    const v = this.view;
+    if (v.attach(buf, off, len) !== WireError.Ok) {
+      this.stats.drop("tcp-malformed");
+      return;
+    }
+    if (!meta.checksumTrusted && !v.verifyChecksumV4(src, dst)) {
+      this.stats.drop("tcp-bad-checksum");
+      return;
+    }
+    const sport = v.srcPort;
+    const dport = v.dstPort;
+    const c = this.table.findV4(dst, dport, src, sport);
+    const seg = this.parse();
+    if (c !== null && !this.reuseTimeWait(c, seg)) {
+      c.input(seg, now);
+      return;
+    }
+    if ((seg.flags & (SYN | ACK | RST | FIN)) === SYN) {
+      if (dport === 0 || sport === 0) {
+        this.stats.drop("tcp-port-zero");
+        return;
+      }
+      const conn = new TcpConnection(this, {
+        family: 4,
+        localV4: dst,
+        remoteV4: src,
+        localV6: null,
+        remoteV6: null,
+        localPort: dport,
+        remotePort: sport,
+        passive: true,
+        mss: this.maxSendMss(4),
+        cfg: this.cfg,
+      });
+      this.passiveOpen(conn, seg, now);
+      return;
+    }
+    this.replyRstV4(src, dst, sport, dport, seg, now);
+  }
+
+  inputV6(buf: Uint8Array, srcOff: number, dstOff: number, off: number, len: number, meta: RxMeta, now: number): void {
+    this.now = now;
+    const v = this.view;
+    if (v.attach(buf, off, len) !== WireError.Ok) {
+      this.stats.drop("tcp-malformed");
+      return;
+    }
+    if (!meta.checksumTrusted && !v.verifyChecksumV6(buf, srcOff, dstOff)) {
+      this.stats.drop("tcp-bad-checksum");
+      return;
+    }
+    const sport = v.srcPort;
+    const dport = v.dstPort;
+    const c = this.table.findV6(buf, dstOff, dport, buf, srcOff, sport);
+    const seg = this.parse();
+    if (c !== null && !this.reuseTimeWait(c, seg)) {
+      c.input(seg, now);
+      return;
+    }
+    if ((seg.flags & (SYN | ACK | RST | FIN)) === SYN) {
+      if (dport === 0 || sport === 0) {
+        this.stats.drop("tcp-port-zero");
+        return;
+      }
+      const conn = new TcpConnection(this, {
+        family: 6,
+        localV4: 0,
+        remoteV4: 0,
+        localV6: buf.slice(dstOff, dstOff + 16),
+        remoteV6: buf.slice(srcOff, srcOff + 16),
+        localPort: dport,
+        remotePort: sport,
+        passive: true,
+        mss: this.maxSendMss(6),
+        cfg: this.cfg,
+      });
+      this.passiveOpen(conn, seg, now);
+      return;
+    }
+    this.replyRstV6(buf, srcOff, dstOff, sport, dport, seg, now);
+  }
+
+  /**
+   * A new SYN for a tuple in TIME-WAIT may start a new connection when it
+   * is beyond the old one's sequence space (RFC 9293 §3.10.7.4, RFC 6191).
+   */
+  private reuseTimeWait(c: TcpConnection, seg: TcpSegment): boolean {
+    if (c.state !== TcpState.TimeWait || (seg.flags & (SYN | ACK | RST | FIN)) !== SYN) return false;
+    if (!seqGt(seg.seq, c.rcvNxt)) return false;
+    c.terminate("closed");
+    return true;
+  }
+
+  private passiveOpen(conn: TcpConnection, seg: TcpSegment, now: number): void {
+    if (this.pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
+      this.stats.drop("tcp-handshake-limit");
+      return;
+    }
+    conn.initFromSyn(seg, this.random32(), now);
+    this.table.insert(conn);
+    this.pendingHandshakes++;
+    this.events.tcpConnectRequest(conn);
+  }
+
+  /** A connection left SYN-PENDING (accepted, refused or gone). */
+  handshakeDone(): void {
+    this.pendingHandshakes--;
+  }
+
+  /** Host connect() refused: RST the guest's SYN (it sees ECONNREFUSED at once). */
+  refuse(conn: TcpConnection, now: number): void {
+    if (conn.state !== TcpState.SynPending) return;
+    this.sendSegment(conn, RST | ACK, 0, 0, 0, now);
+    conn.terminate("refused");
+  }
+
+  /**
+   * Host unreachable (or the connect timed out): an ICMP destination
+   * unreachable quoting the guest's SYN, so its connect() fails at once
+   * with EHOSTUNREACH rather than after its own SYN retries.
+   */
+  unreachable(conn: TcpConnection, now: number): void {
+    if (conn.state !== TcpState.SynPending) return;
+    this.icmp.tcpUnreachable(conn, now);
+    conn.terminate("refused");
+  }
+
+  // =====================================================================
+  // Active open (toward the guest, for -L)
+  // =====================================================================
+
+  /** Opens a connection to the guest from local:localPort (0: pick a free port). */
+  connectV4(localIp: number, localPort: number, remoteIp: number, remotePort: number, handler: TcpHandler, now: number): TcpConnection {
+    const port = localPort || this.freePortV4(localIp, remoteIp, remotePort);
+    const conn = new TcpConnection(this, {
+      family: 4,
+      localV4: localIp,
+      remoteV4: remoteIp,
+      localV6: null,
+      remoteV6: null,
+      localPort: port,
+      remotePort,
+      passive: false,
+      mss: this.maxSendMss(4),
+      cfg: this.cfg,
+    });
+    conn.handler = handler;
+    this.table.insert(conn);
+    this.now = now;
+    conn.connect(this.random32(), now);
+    return conn;
+  }
+
+  connectV6(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number, handler: TcpHandler, now: number): TcpConnection {
+    const port = localPort || this.freePortV6(local, remote, remotePort);
+    const conn = new TcpConnection(this, {
+      family: 6,
+      localV4: 0,
+      remoteV4: 0,
+      localV6: local.slice(0, 16),
+      remoteV6: remote.slice(0, 16),
+      localPort: port,
+      remotePort,
+      passive: false,
+      mss: this.maxSendMss(6),
+      cfg: this.cfg,
+    });
+    conn.handler = handler;
+    this.table.insert(conn);
+    this.now = now;
+    conn.connect(this.random32(), now);
+    return conn;
+  }
+
+  private freePortV4(localIp: number, remoteIp: number, remotePort: number): number {
+    for (let i = 0; i < 64; i++) {
+      const p = ephemeralPort(this.random32());
+      if (this.table.findV4(localIp, p, remoteIp, remotePort) === null) return p;
+    }
+    throw new Error("no free local port toward the guest");
+  }
+
+  private freePortV6(local: Uint8Array, remote: Uint8Array, remotePort: number): number {
+    for (let i = 0; i < 64; i++) {
+      const p = ephemeralPort(this.random32());
+      if (this.table.findV6(local, 0, p, remote, 0, remotePort) === null) return p;
+    }
+    throw new Error("no free local port toward the guest");
+  }
+
+  // =====================================================================
+  // Output (called by connections)
+  // =====================================================================
+
+  /** Our MSS for a family: the MTU less IP and TCP headers (RFC 9293 §3.7.1). */
+  maxSendMss(family: 4 | 6): number {
+    const mtu = this.egress.caps.mtu;
+    return Math.min(65535, mtu - (family === 4 ? IPV4_HEADER : IPV6_HEADER) - TCP_HEADER);
+  }
+
+  /**
+   * Payload of one segment we build: a TSO super-segment when the device
+   * segments for us (the guest kernel receives it whole, as if coalesced),
+   * else one MSS.
+   */
+  maxSegmentPayload(conn: TcpConnection): number {
+    const per = conn.segmentPayloadMax();
+    const caps = this.egress.caps;
+    if (!caps.txTcpSegmentation || !caps.txChecksumOffload) return per;
+    const hdr = (conn.family === 4 ? IPV4_HEADER : IPV6_HEADER) + TCP_HEADER + 40;
+    const max = 65535 - hdr;
+    return Math.max(per, max - (max % per));
+  }
+
+  /** Our timestamp clock (RFC 7323 §5.4): milliseconds, wrapping at 2^32. */
+  tsNow(now: number): number {
+    return Math.floor(now) >>> 0;
+  }
+
+  sendControl(conn: TcpConnection, flags: number, seq: number, now: number): void {
+    this.sendSegment(conn, flags, seq, 0, 0, now);
+  }
+
+  sendData(conn: TcpConnection, seq: number, len: number, push: boolean, now: number): void {
+    this.sendSegment(conn, ACK | (push ? 0x08 : 0), seq, len, seqDiffU(seq, conn.sndUna), now);
+  }
+
+  /** RST for an unacceptable ACK during the handshake (RFC 9293 §3.10.7.3/4). */
+  sendRstFor(conn: TcpConnection, ack: number, now: number): void {
+    this.sendSegment(conn, RST, ack, 0, 0, now);
+  }
+
+  /**
+   * Builds one segment of `conn` in the egress buffer: header, options,
+   * `len` payload bytes copied from the send buffer at `bufOff`, checksum.
+   */
+  private sendSegment(conn: TcpConnection, flags: number, seq: number, len: number, bufOff: number, now: number): void {
+    const eg = this.egress;
+    const b = eg.buf;
+    const v4 = conn.family === 4;
+    const at = v4 ? eg.l4OffV4 : eg.l4OffV6;
+    const o = this.txOpts.reset();
+    if (flags & SYN) {
+      o.mss = conn.rcvMss;
+      // Offer what the guest offered (SYN-ACK), or everything (our SYN).
+      const offerAll = !conn.passive;
+      if (offerAll || conn.rcvShift > 0 || conn.sndShift > 0) o.windowScale = conn.rcvShift;
+      o.sackPermitted = offerAll || conn.sackOk;
+      if (offerAll || conn.tsOk) {
+        o.hasTimestamps = true;
+        o.tsVal = this.tsNow(now);
+        o.tsEcr = conn.passive ? conn.tsRecentValue() : 0;
+      }
+    } else if (!(flags & RST)) {
+      if (conn.tsOk) {
+        o.hasTimestamps = true;
+        o.tsVal = this.tsNow(now);
+        o.tsEcr = conn.tsRecentValue();
+      }
+      if (conn.sackOk && !conn.ooo.isEmpty && flags & ACK) {
+        const n = conn.ooo.sackBlocks(this.sackScratch, conn.tsOk ? 3 : 4);
+        for (let i = 0; i < n; i++) o.addSackBlock(this.sackScratch[2 * i]!, this.sackScratch[2 * i + 1]!);
+      }
+    }
+    const optLen = emitTcpOptions(b, at + TCP_HEADER, o);
+    const hdr = TCP_HEADER + optLen;
+    writeU16(b, at, conn.localPort);
+    writeU16(b, at + 2, conn.remotePort);
+    writeU32(b, at + 4, seq);
+    writeU32(b, at + 8, flags & ACK ? conn.rcvNxt : 0);
+    b[at + 12] = (hdr >>> 2) << 4;
+    b[at + 13] = flags;
+    writeU16(b, at + 14, flags & SYN ? conn.synWindowField() : flags & RST ? 0 : conn.windowField());
+    writeU16(b, at + 16, 0);
+    writeU16(b, at + 18, 0);
+    if (len > 0) conn.sendBuf.copyOut(bufOff, b, at + hdr, len);
+    const l4Len = hdr + len;
+    const per = conn.segmentPayloadMax();
+    if (len > per) {
+      const m = eg.meta;
+      m.gsoType = v4 ? GSO_TCPV4 : GSO_TCPV6;
+      m.gsoSize = per;
+      m.hdrLen = at - eg.frameOff + hdr;
+    }
+    if (v4) {
+      eg.checksumV4(conn.localV4, conn.remoteV4, IPPROTO_TCP, at, l4Len, 16);
+      eg.sendV4(conn.localV4, conn.remoteV4, IPPROTO_TCP, l4Len, now);
+    } else {
+      eg.checksumV6(conn.localV6!, 0, conn.remoteV6!, 0, IPPROTO_TCP, at, l4Len, 16);
+      eg.sendV6(conn.localV6!, 0, conn.remoteV6!, 0, IPPROTO_TCP, l4Len, now);
+    }
+    if (flags & ACK) conn.noteAckSent();
+  }
+
+  /** RST for a segment that belongs to no connection (RFC 9293 §3.10.7.1). */
+  private replyRstV4(src: number, dst: number, sport: number, dport: number, seg: TcpSegment, now: number): void {
+    if (seg.flags & RST) return;
+    this.stats.drop("tcp-no-connection");
+    const eg = this.egress;
+    const at = eg.l4OffV4;
+    this.writeRst(eg.buf, at, dport, sport, seg);
+    eg.checksumV4(dst, src, IPPROTO_TCP, at, TCP_HEADER, 16);
+    eg.sendV4(dst, src, IPPROTO_TCP, TCP_HEADER, now);
+  }
+
+  private replyRstV6(buf: Uint8Array, srcOff: number, dstOff: number, sport: number, dport: number, seg: TcpSegment, now: number): void {
+    if (seg.flags & RST) return;
+    this.stats.drop("tcp-no-connection");
+    const eg = this.egress;
+    const at = eg.l4OffV6;
+    // The addresses live in the frame, which stays valid during this call.
+    this.writeRst(eg.buf, at, dport, sport, seg);
+    eg.checksumV6(buf, dstOff, buf, srcOff, IPPROTO_TCP, at, TCP_HEADER, 16);
+    eg.sendV6(buf, dstOff, buf, srcOff, IPPROTO_TCP, TCP_HEADER, now);
+  }
+
+  private writeRst(b: Uint8Array, at: number, sport: number, dport: number, seg: TcpSegment): void {
+    writeU16(b, at, sport);
+    writeU16(b, at + 2, dport);
+    if (seg.flags & ACK) {
+      writeU32(b, at + 4, seg.ack);
+      writeU32(b, at + 8, 0);
+      b[at + 13] = RST;
+    } else {
+      writeU32(b, at + 4, 0);
+      writeU32(b, at + 8, seqAdd(seg.seq, seg.seqLen));
+      b[at + 13] = RST | ACK;
+    }
+    b[at + 12] = 5 << 4;
+    writeU16(b, at + 14, 0);
+    writeU16(b, at + 16, 0);
+    writeU16(b, at + 18, 0);
+  }
+
+  // =====================================================================
+  // Timers and deferred ACKs
+  // =====================================================================
+
+  schedule(c: TcpConnection): void {
+    this.timers.update(c);
+  }
+
+  markDirty(c: TcpConnection): void {
+    if (c.dirty) return;
+    c.dirty = true;
+    this.dirty.push(c);
+  }
+
+  enteredTimeWait(c: TcpConnection): void {
+    this.timeWait.add(c);
+    if (this.timeWait.size > MAX_TIME_WAIT) {
+      const oldest = this.timeWait.values().next().value!;
+      oldest.terminate("closed");
+    }
+  }
+
+  countDrop(reason: string): void {
+    this.stats.drop(reason);
+  }
+
+  /** Sends the ACKs owed after a batch of input (coalescing per batch). */
+  flush(now: number): void {
+    this.now = now;
+    const d = this.dirty;
+    for (let i = 0; i < d.length; i++) {
+      const c = d[i]!;
+      c.dirty = false;
+      c.flushAck(now);
+    }
+    d.length = 0;
+  }
+
+  /** Runs due timers; returns the next deadline. */
+  poll(now: number): number {
+    this.now = now;
+    this.timers.run(now, this.fireTimer);
+    return this.timers.peek();
+  }
+}
+
+function seqDiffU(seq: number, base: number): number {
+  return (seq - base) | 0;
+}

@@ -1,0 +1,245 @@
+// UDP toward the guest: one flow per 4-tuple (guest address and port, and
+// the address and port it talks to), message boundaries kept both ways,
+// each flow ending after an idle time that the host side sets (contract
+// §8.3: 125 s of silence in both directions, 5 s once one side ended).
+import { UdpView, UDP_HEADER_LEN } from "../wire/udp.ts";
+import { IPPROTO_UDP } from "../wire/ipv4.ts";
+import { WireError } from "../wire/errors.ts";
+import { writeU16 } from "../wire/bytes.ts";
+import type { Egress } from "./egress.ts";
+import type { RxMeta } from "./device.ts";
+import type { Stats } from "./stats.ts";
+import { TimerHeap, type Timed } from "./timer-heap.ts";
+import { FlowTable, ephemeralPort, type FlowTuple } from "./flow-key.ts";
+
+/** Largest UDP payloads (RFC 768 length field; IPv6 payload length 65535 - 8). */
+export const UDP_MAX_PAYLOAD_V4 = 65507;
+export const UDP_MAX_PAYLOAD_V6 = 65527;
+
+export interface UdpHandler {
+  /** A datagram from the guest, valid only during the call. */
+  onDatagram(flow: UdpFlow, buf: Uint8Array, off: number, len: number): void;
+  /** The flow ended (idle timeout, or closed by us). Called once. */
+  onClosed(flow: UdpFlow, reason: "idle" | "closed"): void;
+}
+
+export interface UdpEvents {
+  /**
+   * The first datagram of a new guest 4-tuple. To accept, set
+   * flow.handler (and flow.idleMs) and return true: the flow is created
+   * and the datagram delivered to the handler. Return false to drop it
+   * (the next datagram of the tuple asks again).
+   */
+  udpNewFlow(flow: UdpFlow): boolean;
+}
+
+export class UdpFlow implements FlowTuple, Timed {
+  nextInBucket: UdpFlow | null = null;
+  handler: UdpHandler | null = null;
+  /** Free slot for the host side's bookkeeping. */
+  tag: unknown = null;
+  /** Idle time after which the flow ends (ms). */
+  idleMs = 125_000;
+  lastActive: number;
+  deadline = Infinity;
+  heapIndex = -1;
+  open = true;
+
+  constructor(
+    private readonly layer: UdpLayer,
+    readonly family: 4 | 6,
+    readonly localV4: number,
+    readonly remoteV4: number,
+    readonly localV6: Uint8Array | null,
+    readonly remoteV6: Uint8Array | null,
+    readonly localPort: number,
+    readonly remotePort: number,
+    now: number,
+  ) {
+    this.lastActive = now;
+  }
+
+  /** Sends one datagram to the guest (fragmented by IP if larger than the MTU). */
+  send(buf: Uint8Array, off: number, len: number, now: number): boolean {
+    if (!this.open) return false;
+    this.lastActive = now;
+    return this.layer.sendFrom(this, buf, off, len, now);
+  }
+
+  /** Changes the idle timeout, counting from now. */
+  setIdle(ms: number, now: number): void {
+    this.idleMs = ms;
+    this.lastActive = now;
+    this.layer.rearm(this);
+  }
+
+  close(): void {
+    this.layer.close(this, "closed");
+  }
+}
+
+export class UdpLayer {
+  private readonly table = new FlowTable<UdpFlow>();
+  private readonly timers = new TimerHeap<UdpFlow>();
+  private readonly view = new UdpView();
+  private now = 0;
+  private readonly fire = (f: UdpFlow): void => this.expire(f);
+
+  constructor(
+    private readonly egress: Egress,
+    private readonly stats: Stats,
+    private readonly events: UdpEvents,
+    private readonly random32: () => number,
+  ) {}
+
+  get flowCount(): number {
+    return this.table.size;
+  }
+
+  flows(): IterableIterator<UdpFlow> {
+    return this.table.values();
+  }
+
+  inputV4(src: number, dst: number, buf: Uint8Array, off: number, len: number, meta: RxMeta, now: number): void {
+    const v = this.view;
+    if (v.attach(buf, off, len) !== WireError.Ok) {
+      this.stats.drop("udp-malformed");
+      return;
+    }
+    if (!meta.checksumTrusted && v.checksum !== 0 && !v.verifyChecksumV4(src, dst)) {
+      this.stats.drop("udp-bad-checksum");
+      return;
+    }
+    const sport = v.srcPort;
+    const dport = v.dstPort;
+    let f = this.table.findV4(dst, dport, src, sport);
+    if (f === null) {
+      f = new UdpFlow(this, 4, dst, src, null, null, dport, sport, now);
+      if (!this.admit(f)) return;
+    }
+    this.deliver(f, buf, v.payloadOff, v.payloadLen, now);
+  }
+
+  inputV6(buf: Uint8Array, srcOff: number, dstOff: number, off: number, len: number, meta: RxMeta, now: number): void {
+    const v = this.view;
+    if (v.attach(buf, off, len) !== WireError.Ok) {
+      this.stats.drop("udp-malformed");
+      return;
+    }
+    // RFC 8200 §8.1: a zero checksum is invalid over IPv6.
+    if (!meta.checksumTrusted && !v.verifyChecksumV6(buf, srcOff, dstOff)) {
+      this.stats.drop("udp-bad-checksum");
+      return;
+    }
+    const sport = v.srcPort;
+    const dport = v.dstPort;
+    let f = this.table.findV6(buf, dstOff, dport, buf, srcOff, sport);
+    if (f === null) {
+      f = new UdpFlow(this, 6, 0, 0, buf.slice(dstOff, dstOff + 16), buf.slice(srcOff, srcOff + 16), dport, sport, now);
+      if (!this.admit(f)) return;
+    }
+    this.deliver(f, buf, v.payloadOff, v.payloadLen, now);
+  }
+
+  private admit(f: UdpFlow): boolean {
+    if (!this.events.udpNewFlow(f) || f.handler === null) {
+      this.stats.drop("udp-denied");
+      return false;
+    }
+    this.table.insert(f);
+    this.rearm(f);
+    return true;
+  }
+
+  private deliver(f: UdpFlow, buf: Uint8Array, off: number, len: number, now: number): void {
+    f.lastActive = now;
+    f.handler!.onDatagram(f, buf, off, len);
+  }
+
+  /** Opens a flow toward the guest (for -L): local is the source we send from. */
+  openV4(localIp: number, localPort: number, remoteIp: number, remotePort: number, handler: UdpHandler, now: number): UdpFlow {
+    let port = localPort;
+    for (let i = 0; port === 0 && i < 64; i++) {
+      const p = ephemeralPort(this.random32());
+      if (this.table.findV4(localIp, p, remoteIp, remotePort) === null) port = p;
+    }
+    const f = new UdpFlow(this, 4, localIp, remoteIp, null, null, port, remotePort, now);
+    return this.register(f, handler);
+  }
+
+  openV6(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number, handler: UdpHandler, now: number): UdpFlow {
+    let port = localPort;
+    for (let i = 0; port === 0 && i < 64; i++) {
+      const p = ephemeralPort(this.random32());
+      if (this.table.findV6(local, 0, p, remote, 0, remotePort) === null) port = p;
+    }
+    const f = new UdpFlow(this, 6, 0, 0, local.slice(0, 16), remote.slice(0, 16), port, remotePort, now);
+    return this.register(f, handler);
+  }
+
+  private register(f: UdpFlow, handler: UdpHandler): UdpFlow {
+    if (f.localPort === 0 || this.table.has(f)) throw new Error("no free local port toward the guest");
+    f.handler = handler;
+    this.table.insert(f);
+    this.rearm(f);
+    return f;
+  }
+
+  /** Builds and sends one datagram of flow `f` to the guest. */
+  sendFrom(f: UdpFlow, buf: Uint8Array, off: number, len: number, now: number): boolean {
+    const eg = this.egress;
+    const max = f.family === 4 ? UDP_MAX_PAYLOAD_V4 : UDP_MAX_PAYLOAD_V6;
+    if (len > max) {
+      this.stats.drop("udp-too-big");
+      return false;
+    }
+    const b = eg.buf;
+    const at = f.family === 4 ? eg.l4OffV4 : eg.l4OffV6;
+    const l4Len = UDP_HEADER_LEN + len;
+    writeU16(b, at, f.localPort);
+    writeU16(b, at + 2, f.remotePort);
+    writeU16(b, at + 4, l4Len);
+    writeU16(b, at + 6, 0);
+    b.set(buf.subarray(off, off + len), at + UDP_HEADER_LEN);
+    if (f.family === 4) {
+      eg.checksumV4(f.localV4, f.remoteV4, IPPROTO_UDP, at, l4Len, 6);
+      eg.sendV4(f.localV4, f.remoteV4, IPPROTO_UDP, l4Len, now);
+    } else {
+      eg.checksumV6(f.localV6!, 0, f.remoteV6!, 0, IPPROTO_UDP, at, l4Len, 6);
+      eg.sendV6(f.localV6!, 0, f.remoteV6!, 0, IPPROTO_UDP, l4Len, now);
+    }
+    return true;
+  }
+
+  rearm(f: UdpFlow): void {
+    if (!f.open) return;
+    f.deadline = f.lastActive + f.idleMs;
+    this.timers.update(f);
+  }
+
+  private expire(f: UdpFlow): void {
+    const due = f.lastActive + f.idleMs;
+    if (due > this.now) {
+      // Traffic since the timer was set: the deadline moves, lazily.
+      f.deadline = due;
+      this.timers.update(f);
+      return;
+    }
+    this.close(f, "idle");
+  }
+
+  close(f: UdpFlow, reason: "idle" | "closed"): void {
+    if (!f.open) return;
+    f.open = false;
+    f.deadline = Infinity;
+    this.timers.remove(f);
+    this.table.remove(f);
+    f.handler?.onClosed(f, reason);
+  }
+
+  poll(now: number): number {
+    this.now = now;
+    this.timers.run(now, this.fire);
+    return this.timers.peek();
+  }
+}

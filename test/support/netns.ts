@@ -1,0 +1,166 @@
+// Network namespaces for integration tests, held by sleeping processes so
+// that killing the holder is the whole cleanup (nothing left in /run/netns).
+//
+// - HostNs: a private "host" network namespace where the stack under test
+//   runs. Its routing tables are the test's own, and no traffic can leave
+//   the machine from it: only lo exists.
+// - GuestNs: a user + network namespace configured like the upstream README
+//   (tap tun0 MTU 65521, 10.0.2.100/24, fd00::100/64 nodad, default routes
+//   via 10.0.2.2 and fd00::2).
+//
+// Every namespace is registered for teardown; `destroyAll()` runs after each
+// test file (see test/support/cleanup.ts) and at process exit, so a failing
+// test never leaves namespaces, taps or processes behind.
+import type { Subprocess } from "bun";
+import { track, untrack } from "./cleanup.ts";
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function waitForFile(path: string, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await Bun.file(path).exists()) return;
+    await Bun.sleep(5);
+  }
+  throw new Error(`timed out waiting for ${path}`);
+}
+
+abstract class HeldNamespace {
+  protected constructor(
+    readonly holder: Subprocess,
+    /** nsenter flags selecting the namespaces to enter. */
+    private readonly enterFlags: string[],
+  ) {
+    track(this);
+  }
+
+  get pid(): number {
+    return this.holder.pid;
+  }
+
+  get netnsPath(): string {
+    return `/proc/${this.pid}/ns/net`;
+  }
+
+  /** argv prefix that runs a command inside this namespace. */
+  enter(cmd: string[]): string[] {
+    return ["nsenter", ...this.enterFlags, "-t", String(this.pid), "--", ...cmd];
+  }
+
+  /** Runs a command inside, waits for it, and returns its output. */
+  async exec(cmd: string[], opts: { timeoutMs?: number; stdin?: Uint8Array | string } = {}): Promise<ExecResult> {
+    const p = Bun.spawn(this.enter(cmd), {
+      stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin]),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(p.stdout).text(),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
+    clearTimeout(timer);
+    return { code, stdout, stderr };
+  }
+
+  /** Like exec, but throws with the output when the command fails. */
+  async run(cmd: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+    const r = await this.exec(cmd, opts);
+    if (r.code !== 0) throw new Error(`${cmd.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
+    return r.stdout;
+  }
+
+  /** Starts a long-running command inside; it is killed at teardown. */
+  spawn(cmd: string[], opts: { stdin?: "pipe" | "ignore" } = {}): Subprocess<"pipe" | "ignore", "pipe", "pipe"> {
+    const p = Bun.spawn(this.enter(cmd), { stdin: opts.stdin ?? "ignore", stdout: "pipe", stderr: "pipe" });
+    track({ destroy: async () => void p.kill("SIGKILL") });
+    return p as Subprocess<"pipe" | "ignore", "pipe", "pipe">;
+  }
+
+  async destroy(): Promise<void> {
+    untrack(this);
+    this.holder.kill("SIGKILL");
+    await this.holder.exited;
+  }
+}
+
+/** A private network namespace standing in for the host. */
+export class HostNs extends HeldNamespace {
+  private constructor(holder: Subprocess) {
+    super(holder, ["-n"]);
+  }
+
+  /**
+   * Creates it with lo up. `localAddrs` are added to lo, which puts them in
+   * the namespace's local routing table (a "host address" for -enable-host).
+   */
+  static async create(localAddrs: string[] = []): Promise<HostNs> {
+    const marker = `/tmp/slirp-test-host-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const script = [
+      "ip link set lo up",
+      ...localAddrs.map((a) => `ip addr add ${a} dev lo${a.includes(":") ? " nodad" : ""}`),
+      `: > ${marker}`,
+      "exec sleep infinity",
+    ].join(" && ");
+    const holder = Bun.spawn(["unshare", "-n", "sh", "-c", script], { stdout: "ignore", stderr: "inherit" });
+    const ns = new HostNs(holder);
+    try {
+      await waitForFile(marker, 5000);
+    } catch (e) {
+      await ns.destroy();
+      throw e;
+    } finally {
+      await Bun.file(marker).delete().catch(() => {});
+    }
+    return ns;
+  }
+}
+
+export interface GuestOptions {
+  /** "tap" (default, as the README) or "tun". */
+  mode?: "tap" | "tun";
+  mtu?: number;
+  name?: string;
+}
+
+/** A user+net namespace with a tap configured like the upstream README. */
+export class GuestNs extends HeldNamespace {
+  private constructor(
+    holder: Subprocess,
+    readonly ifname: string,
+  ) {
+    super(holder, ["-U", "-n", "--preserve-credentials"]);
+  }
+
+  static async create(opts: GuestOptions = {}): Promise<GuestNs> {
+    const name = opts.name ?? "tun0";
+    const marker = `/tmp/slirp-test-guest-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const script = [
+      "ip link set lo up",
+      `ip tuntap add mode ${opts.mode ?? "tap"} name ${name}`,
+      `ip link set ${name} mtu ${opts.mtu ?? 65521} up`,
+      `ip addr add 10.0.2.100/24 dev ${name}`,
+      `ip addr add fd00::100/64 dev ${name} nodad`,
+      `ip route add default via 10.0.2.2 dev ${name}`,
+      `ip -6 route add default via fd00::2 dev ${name}`,
+      `: > ${marker}`,
+      "exec sleep infinity",
+    ].join(" && ");
+    const holder = Bun.spawn(["unshare", "-Urn", "sh", "-c", script], { stdout: "ignore", stderr: "inherit" });
+    const ns = new GuestNs(holder, name);
+    try {
+      await waitForFile(marker, 5000);
+    } catch (e) {
+      await ns.destroy();
+      throw e;
+    } finally {
+      await Bun.file(marker).delete().catch(() => {});
+    }
+    return ns;
+  }
+}
