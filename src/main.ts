@@ -126,8 +126,8 @@ async function main(): Promise<void> {
   const host = new Host(cfg, log, stats, runtime, resolver);
 
   // 6, 8. Routes watcher and metrics start before the namespace work.
-  await host.startRoutes();
-  await host.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
+  host.startRoutes();
+  host.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
 
   // 9. The device.
   let caps: DeviceCaps;
@@ -206,7 +206,6 @@ async function main(): Promise<void> {
   // 18.
   log.err(`[+] #${pid} Slirpnetstack started`);
   killPid(getppid(), SIGWINCH);
-  host.started();
 
   // 19.
   closing = (signal) => {
@@ -214,6 +213,7 @@ async function main(): Promise<void> {
     process.removeListener(signal, onSignal);
     log.err(`[-] #${pid} Slirpnetstack closing`);
     host.stopMetrics(pid);
+    host.stop();
     runtime.stop();
     void device.stop().finally(() => process.exit(Exit.Ok));
   };

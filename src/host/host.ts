@@ -1,17 +1,31 @@
 // The host side: what happens to guest flows in the real world. It answers
-// the engine's questions about new flows (StackEvents), and owns every
-// host-side piece: routing policy, forwards, metrics.
+// the engine's questions about new flows (StackEvents) and owns every
+// host-side piece: routing policy and local routes, -L and -R forwards, the
+// metrics server. Each new guest flow goes, in order, to:
+//   1. an exact -R match (contract §7.1: bypasses the firewall);
+//   2. the routing policy: allowed flows are dialled out, denied TCP gets
+//      RST and denied UDP is dropped, both counted.
 import type { Config } from "../cli/options.ts";
+import { formatIP } from "../cli/goip.ts";
 import type { Resolver } from "./resolve.ts";
 import type { Logger } from "./log.ts";
 import type { StackRuntime } from "./runtime.ts";
 import type { Stack, StackEvents } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
-import type { TcpConnection } from "../stack/tcp/connection.ts";
+import { STATE_NAMES, type TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
+import { LocalRoutes } from "./routes.ts";
+import { RoutingPolicy, verdictAllows } from "./policy.ts";
+import { Dialer } from "./dialer.ts";
+import { MetricsServer, type FlowSource } from "./metrics.ts";
+import { destinationEndpoint, destinationIp, guestEndpoint, localIpText, remoteIpText } from "./flow-addr.ts";
 
-export class Host implements StackEvents {
+export class Host implements StackEvents, FlowSource {
   private stack: Stack | null = null;
+  private dialer: Dialer | null = null;
+  private readonly routes = new LocalRoutes();
+  private readonly policy: RoutingPolicy;
+  private metrics: MetricsServer | null = null;
 
   constructor(
     readonly cfg: Config,
@@ -19,29 +33,130 @@ export class Host implements StackEvents {
     readonly stats: Stats,
     readonly runtime: StackRuntime,
     readonly resolver: Resolver,
-  ) {}
+  ) {
+    this.policy = new RoutingPolicy(cfg, this.routes);
+  }
 
   attach(stack: Stack): void {
     this.stack = stack;
+    this.dialer = new Dialer(stack, this.runtime, this.log, this.stats);
   }
 
-  async startRoutes(): Promise<void> {}
+  /** contract §2 step 6: read the host's routes now and every 30 s. */
+  startRoutes(): void {
+    this.routes.start();
+  }
 
-  async startMetrics(_pid: number, _fail: (err: string) => never): Promise<void> {}
+  /** contract §2 step 8. */
+  startMetrics(pid: number, fail: (err: string) => never): void {
+    if (this.cfg.metrics === null) return;
+    const server = new MetricsServer(this.stats, this);
+    try {
+      const addr = server.start(this.cfg.metrics);
+      this.metrics = server;
+      this.log.err(`[ ] #${pid} Running metrics on ${addr}`);
+    } catch (e) {
+      fail(goListenError(e, this.cfg.metrics.network, this.cfg.metrics.address));
+    }
+  }
 
-  stopMetrics(_pid: number): void {}
+  stopMetrics(pid: number): void {
+    if (this.metrics === null) return;
+    this.log.err(`[ ] #${pid} Stopping metrics`);
+    this.metrics.stop();
+    this.metrics = null;
+  }
 
   async startLocalForwards(_fail: (line: string) => never): Promise<void> {}
 
   async startRemoteForwards(_fail: (line: string) => never): Promise<void> {}
 
-  started(): void {}
+  stop(): void {
+    this.routes.stop();
+  }
+
+  // --- new guest flows ---
 
   tcpConnectRequest(conn: TcpConnection): void {
-    this.stack!.tcp.refuse(conn, this.runtime.now());
+    const dst = destinationIp(conn);
+    const verdict = this.policy.decide("tcp", dst, conn.localPort);
+    if (!verdictAllows(verdict)) {
+      this.stats.drop("tcp-policy-denied");
+      this.stats.bump("connect-denied");
+      this.stack!.tcp.refuse(conn, this.runtime.now());
+      this.runtime.afterActivity();
+      return;
+    }
+    this.dialer!.tcp(
+      conn,
+      { ip: formatIP(dst), port: conn.localPort, source: dst.family === 4 ? this.cfg.sourceIpv4 : this.cfg.sourceIpv6 },
+      { guest: guestEndpoint(conn), label: "Routing", target: destinationEndpoint(conn), rpc: false },
+    );
   }
 
-  udpNewFlow(_flow: UdpFlow): boolean {
-    return false;
+  udpNewFlow(flow: UdpFlow): boolean {
+    const dst = destinationIp(flow);
+    const verdict = this.policy.decide("udp", dst, flow.localPort);
+    if (!verdictAllows(verdict)) {
+      this.stats.drop("udp-policy-denied");
+      return false;
+    }
+    this.dialer!.udp(
+      flow,
+      { ip: formatIP(dst), port: flow.localPort, source: dst.family === 4 ? this.cfg.sourceIpv4 : this.cfg.sourceIpv6 },
+      { guest: guestEndpoint(flow), label: "Routing", target: destinationEndpoint(flow), rpc: false },
+    );
+    return true;
   }
+
+  // --- FlowSource (metrics) ---
+
+  flowTable(): unknown[] {
+    const rows: unknown[] = [];
+    for (const c of this.stack?.tcp.connections() ?? []) {
+      rows.push({
+        proto: "tcp",
+        state: c.stateName,
+        guest: `${remoteIpText(c)}:${c.remotePort}`,
+        destination: `${localIpText(c)}:${c.localPort}`,
+        sendBuffered: c.sendBuf.length,
+        recvBuffered: c.rcvBuf.length,
+        inFlight: c.inFlight,
+        cwnd: c.cc.cwnd,
+        sndWnd: c.sndWnd,
+        rtoMs: c.rtt.rto,
+        srttMs: c.rtt.srtt,
+      });
+    }
+    for (const f of this.stack?.udp.flows() ?? []) {
+      rows.push({
+        proto: "udp",
+        guest: `${remoteIpText(f)}:${f.remotePort}`,
+        destination: `${localIpText(f)}:${f.localPort}`,
+        idleMs: f.idleMs,
+      });
+    }
+    return rows;
+  }
+
+  flowCounts(): Array<{ proto: string; state: string; count: number }> {
+    const byState = new Map<string, number>();
+    for (const c of this.stack?.tcp.connections() ?? []) byState.set(c.stateName, (byState.get(c.stateName) ?? 0) + 1);
+    const rows: Array<{ proto: string; state: string; count: number }> = STATE_NAMES.filter((s) => byState.has(s)).map((s) => ({
+      proto: "tcp",
+      state: s,
+      count: byState.get(s)!,
+    }));
+    rows.push({ proto: "udp", state: "open", count: this.stack?.udp.flowCount ?? 0 });
+    return rows;
+  }
+}
+
+/** Go's listen error text: "listen tcp 127.0.0.1:80: bind: address already in use". */
+function goListenError(e: unknown, network: string, address: string): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === "EADDRINUSE") return `listen ${network} ${address}: bind: address already in use`;
+  if (err.code === "EACCES") return `listen ${network} ${address}: bind: permission denied`;
+  if (err.code === "EADDRNOTAVAIL") return `listen ${network} ${address}: bind: cannot assign requested address`;
+  return err.message;
 }

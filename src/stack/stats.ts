@@ -9,6 +9,7 @@ export class Stats {
   txFrames = 0;
   txBytes = 0;
   private readonly drops = new Map<string, number>();
+  private readonly events = new Map<string, number>();
 
   /** Counts one dropped frame or datagram. `reason` should be a literal. */
   drop(reason: string): void {
@@ -22,5 +23,18 @@ export class Stats {
   /** Drop counters sorted by reason, for reports. */
   dropTable(): Array<[string, number]> {
     return [...this.drops.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  }
+
+  /** Counts an event that is not a drop ("connect-ok", "connect-refused"...). */
+  bump(name: string): void {
+    this.events.set(name, (this.events.get(name) ?? 0) + 1);
+  }
+
+  eventCount(name: string): number {
+    return this.events.get(name) ?? 0;
+  }
+
+  eventTable(): Array<[string, number]> {
+    return [...this.events.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
   }
 }
