@@ -227,6 +227,11 @@ export class TcpConnection {
 
   private closedNotified = false;
   private readonly cfg: TcpConfig;
+  // Keepalive and user timeout: from the config, changeable per connection.
+  private keepIdleMs: number;
+  private keepIntvlMs: number;
+  private keepCnt: number;
+  private userTimeoutMs: number;
 
   constructor(
     private readonly layer: TcpLayer,
@@ -252,6 +257,10 @@ export class TcpConnection {
     this.remotePort = init.remotePort;
     this.passive = init.passive;
     this.cfg = init.cfg;
+    this.keepIdleMs = init.cfg.keepIdleMs;
+    this.keepIntvlMs = init.cfg.keepIntvlMs;
+    this.keepCnt = init.cfg.keepCnt;
+    this.userTimeoutMs = init.cfg.userTimeoutMs;
     this.rcvMss = init.mss;
     this.sendBuf = new ByteRing(init.cfg.sndBuf);
     this.rcvBuf = new ByteRing(init.cfg.rcvBuf);
@@ -370,6 +379,21 @@ export class TcpConnection {
     this.finQueued = true;
     if (this.state === TcpState.SynPending) return;
     this.output(now);
+  }
+
+  /**
+   * Changes keepalive and user timeout for this connection (contract §8.3:
+   * 125 s / 4 probes normally, 5 s / 2 probes once one direction ended).
+   */
+  setKeepalive(idleMs: number, intvlMs: number, count: number, userTimeoutMs: number, now: number): void {
+    this.keepIdleMs = idleMs;
+    this.keepIntvlMs = intvlMs;
+    this.keepCnt = count;
+    this.userTimeoutMs = userTimeoutMs;
+    if (this.keepAt !== NO_DEADLINE) {
+      this.keepAt = now + idleMs;
+      this.reschedule();
+    }
   }
 
   /** Ends the connection with a RST (host side reset or failed). */
@@ -904,8 +928,9 @@ export class TcpConnection {
       const avail = seqDiff(dataEnd, this.sndNxt);
       const len = Math.min(avail, room, maxSeg);
       // Sender-side silly window avoidance (RFC 9293 §3.8.6.2.1): hold a
-      // small tail while data is in flight; the ACK will clock it out.
-      if (len < avail && len < this.sendMss && seqGt(this.sndNxt, this.sndUna)) break;
+      // less-than-full segment while data is in flight; the ACK will clock
+      // it out. "Full" is the MSS less our options (segmentPayloadMax).
+      if (len < avail && len < this.segmentPayloadMax() && seqGt(this.sndNxt, this.sndUna)) break;
       const last = seqAdd(this.sndNxt, len) === dataEnd;
       this.layer.sendData(this, this.sndNxt, len, last, now);
       if (this.rttSeq < 0 && !this.tsOk && seqGe(this.sndNxt, this.sndMax)) {
@@ -964,7 +989,7 @@ export class TcpConnection {
     this.keepProbes = 0;
     this.lastRecvAt = now;
     if (this.state === TcpState.TimeWait || this.state === TcpState.Closed) return;
-    this.keepAt = now + this.cfg.keepIdleMs;
+    this.keepAt = now + this.keepIdleMs;
   }
 
   reschedule(): void {
@@ -1010,7 +1035,7 @@ export class TcpConnection {
     }
     if (!seqGt(this.sndMax, this.sndUna)) return;
     // TCP_USER_TIMEOUT: data unacknowledged, and the guest silent, for too long.
-    if (this.firstUnackedAt >= 0 && now - Math.max(this.firstUnackedAt, this.lastRecvAt) >= this.cfg.userTimeoutMs) {
+    if (this.firstUnackedAt >= 0 && now - Math.max(this.firstUnackedAt, this.lastRecvAt) >= this.userTimeoutMs) {
       this.abort(now, "timeout");
       return;
     }
@@ -1065,14 +1090,14 @@ export class TcpConnection {
       this.keepAt = NO_DEADLINE;
       return;
     }
-    if (this.keepProbes >= this.cfg.keepCnt) {
+    if (this.keepProbes >= this.keepCnt) {
       this.abort(now, "timeout");
       return;
     }
     // A keepalive is an ACK for SND.UNA-1 (RFC 9293 §3.8.4): the guest must answer.
     this.keepProbes++;
     this.layer.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
-    this.keepAt = now + this.cfg.keepIntvlMs;
+    this.keepAt = now + this.keepIntvlMs;
   }
 
   // =====================================================================
