@@ -123,7 +123,10 @@ async function main(): Promise<void> {
 
   const stats = new Stats();
   const runtime = new StackRuntime();
-  const host = new Host(cfg, log, stats, runtime, resolver);
+  const host = new Host(cfg, log, stats, runtime, resolver, {
+    v4: { family: 4, bytes: ipv4Bytes(GATEWAY_V4) },
+    v6: { family: 6, bytes: GATEWAY_V6 },
+  });
 
   // 6, 8. Routes watcher and metrics start before the namespace work.
   host.startRoutes();
@@ -217,6 +220,10 @@ async function main(): Promise<void> {
     runtime.stop();
     void device.stop().finally(() => process.exit(Exit.Ok));
   };
+}
+
+function ipv4Bytes(a: number): Uint8Array {
+  return new Uint8Array([a >>> 24, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff]);
 }
 
 /** Go's *PathError text: "open PATH: permission denied". */

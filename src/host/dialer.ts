@@ -60,7 +60,8 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   }
 
   tcp(conn: TcpConnection, target: DialTarget, labels: FlowLabels): void {
-    const splice = new TcpSplice(conn, this.rt, true, this);
+    const splice = new TcpSplice(this.rt, true, this);
+    splice.bindGuest(conn);
     this.labels.set(splice, labels);
     this.tcpSplices.add(splice);
     splice.onHostOpen = (sp) => {
@@ -105,24 +106,34 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     this.log.flow(`[-] tcp://${labels.guest}/${hostPair(splice)} ${labels.label} conn done: ${splice.errors.format()}`);
   }
 
-  /** Accepts a guest UDP flow and creates its connected host socket. */
-  udp(flow: UdpFlow, target: DialTarget, labels: FlowLabels): void {
+  /**
+   * Accepts a guest UDP flow and creates its connected host socket. The
+   * target may still be resolving (-R names): datagrams wait in the
+   * splice's queue; a null target closes the flow.
+   */
+  udp(flow: UdpFlow, target: DialTarget | Promise<DialTarget | null>, labels: FlowLabels | ((t: DialTarget) => FlowLabels)): void {
     const splice = new UdpSplice(flow, this.rt, this.stats, this);
-    splice.closeAfterReply = labels.rpc;
-    this.labels.set(splice, labels);
     this.udpSplices.add(splice);
-    void splice.connect(target).then((err) => {
+    void Promise.resolve(target).then(async (t) => {
+      if (t === null) {
+        flow.close();
+        return;
+      }
+      const l = typeof labels === "function" ? labels(t) : labels;
+      splice.closeAfterReply = l.rpc;
+      this.labels.set(splice, l);
+      const err = await splice.connect(t);
       if (err === "closed") return;
       if (err !== null) {
-        splice.errors.stopR2L(`dial udp ${formatHostPort(target.ip, target.port)}: ${err}`, null);
-        this.log.flow(`[!] udp://${labels.guest}/${labels.target} ${labels.label} conn error: ${splice.errors.format()}`);
+        splice.errors.stopR2L(`dial udp ${formatHostPort(t.ip, t.port)}: ${err}`, null);
+        this.log.flow(`[!] udp://${l.guest}/${l.target} ${l.label} conn error: ${splice.errors.format()}`);
         this.stats.bump("connect-unreachable");
         this.labels.delete(splice);
         flow.close();
         return;
       }
       this.stats.bump("connect-ok");
-      this.log.flow(`[+] udp://${labels.guest}/${splice.hostLocal}-${splice.hostRemote} ${labels.label} conn new`);
+      this.log.flow(`[+] udp://${l.guest}/${splice.hostLocal}-${splice.hostRemote} ${l.label} conn new`);
     });
   }
 

@@ -18,6 +18,8 @@ import { LocalRoutes } from "./routes.ts";
 import { RoutingPolicy, verdictAllows } from "./policy.ts";
 import { Dialer } from "./dialer.ts";
 import { MetricsServer, type FlowSource } from "./metrics.ts";
+import { RemoteForwards } from "./remote-forward.ts";
+import { LocalForwards, type Gateways } from "./local-forward.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint, localIpText, remoteIpText } from "./flow-addr.ts";
 
 export class Host implements StackEvents, FlowSource {
@@ -26,6 +28,8 @@ export class Host implements StackEvents, FlowSource {
   private readonly routes = new LocalRoutes();
   private readonly policy: RoutingPolicy;
   private metrics: MetricsServer | null = null;
+  private readonly remote: RemoteForwards;
+  private readonly local: LocalForwards;
 
   constructor(
     readonly cfg: Config,
@@ -33,8 +37,12 @@ export class Host implements StackEvents, FlowSource {
     readonly stats: Stats,
     readonly runtime: StackRuntime,
     readonly resolver: Resolver,
+    private readonly gateways: Gateways,
   ) {
     this.policy = new RoutingPolicy(cfg, this.routes);
+    const sources = { v4: cfg.sourceIpv4, v6: cfg.sourceIpv6 };
+    this.remote = new RemoteForwards(cfg.remoteForwards, cfg.dnsTtlMs, resolver, log, stats, runtime, sources);
+    this.local = new LocalForwards(cfg.localForwards, resolver);
   }
 
   attach(stack: Stack): void {
@@ -67,17 +75,25 @@ export class Host implements StackEvents, FlowSource {
     this.metrics = null;
   }
 
-  async startLocalForwards(_fail: (line: string) => never): Promise<void> {}
+  /** contract §2 step 12 (exit 247 through `fail`). */
+  async startLocalForwards(fail: (line: string) => never): Promise<void> {
+    await this.local.start({ stack: this.stack!, rt: this.runtime, log: this.log, stats: this.stats, gateways: this.gateways }, fail);
+  }
 
-  async startRemoteForwards(_fail: (line: string) => never): Promise<void> {}
+  /** contract §2 step 13 (exit 246 through `fail`). */
+  async startRemoteForwards(fail: (line: string) => never): Promise<void> {
+    await this.remote.start(fail);
+  }
 
   stop(): void {
     this.routes.stop();
+    this.local.stop();
   }
 
   // --- new guest flows ---
 
   tcpConnectRequest(conn: TcpConnection): void {
+    if (this.remote.tryTcp(conn, this.stack!, this.dialer!)) return;
     const dst = destinationIp(conn);
     const verdict = this.policy.decide("tcp", dst, conn.localPort);
     if (!verdictAllows(verdict)) {
@@ -95,6 +111,7 @@ export class Host implements StackEvents, FlowSource {
   }
 
   udpNewFlow(flow: UdpFlow): boolean {
+    if (this.remote.tryUdp(flow, this.dialer!)) return true;
     const dst = destinationIp(flow);
     const verdict = this.policy.decide("udp", dst, flow.localPort);
     if (!verdictAllows(verdict)) {

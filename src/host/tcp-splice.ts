@@ -48,13 +48,22 @@ export class TcpSplice implements TcpHandler {
   /** Set by whoever dials: the host connect failed. */
   onConnectError: ((splice: TcpSplice, err: NodeJS.ErrnoException) => void) | null = null;
 
+  /** The guest side; set by bindGuest() before any event can arrive. */
+  conn!: TcpConnection;
+  /** The guest completed its handshake (for -L: the dial succeeded). */
+  established = false;
+  /** Set by whoever dials toward the guest (-L): the handshake completed. */
+  onGuestEstablished: ((splice: TcpSplice) => void) | null = null;
+
   constructor(
-    readonly conn: TcpConnection,
     private readonly rt: StackRuntime,
     /** The guest started the flow (routing, -R); false for -L. */
     readonly guestIsLocal: boolean,
     private readonly owner: SpliceOwner,
-  ) {
+  ) {}
+
+  bindGuest(conn: TcpConnection): void {
+    this.conn = conn;
     conn.handler = this;
   }
 
@@ -80,7 +89,10 @@ export class TcpSplice implements TcpHandler {
 
   // --- guest side (TcpHandler) ---
 
-  onEstablished(_conn: TcpConnection): void {}
+  onEstablished(_conn: TcpConnection): void {
+    this.established = true;
+    this.onGuestEstablished?.(this);
+  }
 
   onData(_conn: TcpConnection, buf: Uint8Array, off: number, len: number): number {
     const s = this.sock;

@@ -1,0 +1,127 @@
+// -R: guest flows to a chosen guest-side IP:port go to a host target
+// (contract §11). The guest side must match exactly (0.0.0.0 never
+// matches) and skips the routing policy. The host target is resolved per
+// flow through the -dns-ttl cache (§12), so names and SRV records follow
+// changes.
+//
+// Differences from upstream (its quirks, contract §18.7): when the target
+// cannot be resolved, a TCP guest gets a RST instead of a connection that
+// hangs forever, and a UDP flow is closed so that its next datagram tries
+// again instead of being black-holed for good.
+import type { ForwardSpec } from "../cli/forward.ts";
+import { formatSpecAddress, formatSpecSide } from "../cli/forward.ts";
+import { formatIP, parseGoIP } from "../cli/goip.ts";
+import type { TcpConnection } from "../stack/tcp/connection.ts";
+import type { UdpFlow } from "../stack/udp.ts";
+import type { Stack } from "../stack/stack.ts";
+import type { Stats } from "../stack/stats.ts";
+import { CachedLabel, type Resolver } from "./resolve.ts";
+import type { Logger } from "./log.ts";
+import type { StackRuntime } from "./runtime.ts";
+import type { DialTarget, Dialer } from "./dialer.ts";
+import { guestEndpoint, localIpText } from "./flow-addr.ts";
+import { formatHostPort } from "../cli/goaddr.ts";
+
+class RemoteForward {
+  constructor(
+    readonly spec: ForwardSpec,
+    /** "IP:port" of the guest-side address (the map key). */
+    readonly bindKey: string,
+    /** Go-style guest-side address for log lines ("GUESTDST"). */
+    readonly bindEndpoint: string,
+    readonly target: CachedLabel,
+  ) {}
+}
+
+/** The map key of a flow's destination: normalised IP and port. */
+function destinationKey(ip: string, port: number): string {
+  const parsed = parseGoIP(ip);
+  return `${parsed === null ? ip : formatIP(parsed)}:${port}`;
+}
+
+export class RemoteForwards {
+  private readonly tcp = new Map<string, RemoteForward>();
+  private readonly udp = new Map<string, RemoteForward>();
+
+  constructor(
+    private readonly specs: readonly ForwardSpec[],
+    private readonly ttlMs: number,
+    private readonly resolver: Resolver,
+    private readonly log: Logger,
+    private readonly stats: Stats,
+    private readonly rt: StackRuntime,
+    private readonly sources: { v4: string | null; v6: string | null },
+  ) {}
+
+  /**
+   * contract §2 step 13: resolve each bind address (failure: the caller
+   * prints the line and exits 246), print "Accepting on remote side", and
+   * register it. A later duplicate replaces an earlier one.
+   */
+  async start(fail: (line: string) => never): Promise<void> {
+    for (const spec of this.specs) {
+      const bindLabel = new CachedLabel(spec.bind.label, { ip: spec.bind.ip!, port: spec.bind.port }, this.ttlMs, this.resolver);
+      const bind = await bindLabel.retrieve(performance.now());
+      if (bind === null) {
+        fail(`[!] Failed to resolve bind address. dns lookup error of ${spec.transport} addr: ${bindLabel.lastError?.message}`);
+      }
+      const target = new CachedLabel(spec.host.label, { ip: spec.host.ip!, port: spec.host.port }, this.ttlMs, this.resolver);
+      this.log.flow(`[+] Accepting on remote side ${formatSpecAddress(spec.transport, formatSpecSide(bind, spec.bind.label))}`);
+      const fwd = new RemoteForward(spec, destinationKey(bind.ip, bind.port), formatHostPort(bind.ip, bind.port), target);
+      (spec.transport === "tcp" ? this.tcp : this.udp).set(fwd.bindKey, fwd);
+    }
+  }
+
+  get count(): number {
+    return this.tcp.size + this.udp.size;
+  }
+
+  /** Handles the flow if its destination is a -R bind address. */
+  tryTcp(conn: TcpConnection, stack: Stack, dialer: Dialer): boolean {
+    const fwd = this.tcp.get(destinationKey(localIpText(conn), conn.localPort));
+    if (fwd === undefined) return false;
+    void this.resolveTarget(fwd, guestEndpoint(conn)).then((target) => {
+      if (target === null) {
+        stack.tcp.refuse(conn, this.rt.now());
+        this.rt.afterActivity();
+        return;
+      }
+      dialer.tcp(conn, target, this.labels(fwd, guestEndpoint(conn), target));
+    });
+    return true;
+  }
+
+  tryUdp(flow: UdpFlow, dialer: Dialer): boolean {
+    const fwd = this.udp.get(destinationKey(localIpText(flow), flow.localPort));
+    if (fwd === undefined) return false;
+    const guest = guestEndpoint(flow);
+    const target = this.resolveTarget(fwd, guest);
+    dialer.udp(flow, target, (t) => this.labels(fwd, guest, t));
+    return true;
+  }
+
+  private labels(fwd: RemoteForward, guest: string, target: DialTarget) {
+    return {
+      guest: `${guest}-${fwd.bindEndpoint}`,
+      label: "remote-fwd",
+      target: formatSpecSide({ ip: target.ip, port: target.port }, fwd.target.label),
+      rpc: fwd.spec.rpc,
+    };
+  }
+
+  /** The host target now, or null after logging the DNS error line (printed even with -quiet). */
+  private async resolveTarget(fwd: RemoteForward, guest: string): Promise<DialTarget | null> {
+    const got = await fwd.target.retrieve(performance.now());
+    if (got === null) {
+      this.stats.bump("connect-dns-failed");
+      const err = fwd.target.lastError?.message ?? "unknown error";
+      // upstream prints the spec after one more resolution attempt (§11).
+      const again = await fwd.target.retrieve(performance.now());
+      const spec = formatSpecSide(again, fwd.target.label);
+      this.log.out(`[!] ${fwd.spec.transport}://${guest}-${fwd.bindEndpoint}/${spec} remote-fwd dns lookup error of ${fwd.spec.transport} addr: ${err}`);
+      return null;
+    }
+    const family = parseGoIP(got.ip)?.family ?? 4;
+    return { ip: got.ip, port: got.port, source: family === 4 ? this.sources.v4 : this.sources.v6 };
+  }
+}
