@@ -1,5 +1,6 @@
 // slirpnetstack: wiring only. The process lifecycle follows contract §2
 // step by step (the numbers in the comments); each piece lives elsewhere.
+import { closeSync, read, writeSync } from "node:fs";
 import { parseCommandLine, type Config } from "./cli/options.ts";
 import { createSystemResolver } from "./host/resolve.ts";
 import { Logger } from "./host/log.ts";
@@ -126,7 +127,7 @@ async function main(): Promise<void> {
   const host = new Host(cfg, log, stats, runtime, resolver, {
     v4: { family: 4, bytes: ipv4Bytes(GATEWAY_V4) },
     v6: { family: 6, bytes: GATEWAY_V6 },
-  });
+  }, cfg.enableDns);
 
   // 6, 8. Routes watcher and metrics start before the namespace work.
   host.startRoutes();
@@ -209,6 +210,7 @@ async function main(): Promise<void> {
   // 18.
   log.err(`[+] #${pid} Slirpnetstack started`);
   killPid(getppid(), SIGWINCH);
+  supervisorFds(cfg, () => closing?.("SIGTERM"));
 
   // 19.
   closing = (signal) => {
@@ -224,6 +226,26 @@ async function main(): Promise<void> {
 
 function ipv4Bytes(a: number): Uint8Array {
   return new Uint8Array([a >>> 24, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff]);
+}
+
+/**
+ * -ready-fd and -exit-fd, with slirp4netns's meaning: write "1" to the
+ * ready fd once the stack runs, and exit cleanly when the exit fd becomes
+ * readable or is closed by the supervisor.
+ */
+function supervisorFds(cfg: Config, exit: () => void): void {
+  if (cfg.readyFd >= 0) {
+    try {
+      writeSync(cfg.readyFd, "1");
+      closeSync(cfg.readyFd);
+    } catch {
+      // A supervisor that went away is not ours to report.
+    }
+  }
+  if (cfg.exitFd >= 0) {
+    // A threadpool read: it returns on data or EOF, and that is the signal.
+    read(cfg.exitFd, Buffer.alloc(1), 0, 1, null, () => exit());
+  }
 }
 
 /** Go's *PathError text: "open PATH: permission denied". */

@@ -2,8 +2,9 @@
 // the engine's questions about new flows (StackEvents) and owns every
 // host-side piece: routing policy and local routes, -L and -R forwards, the
 // metrics server. Each new guest flow goes, in order, to:
-//   1. an exact -R match (contract §7.1: bypasses the firewall);
-//   2. the routing policy: allowed flows are dialled out, denied TCP gets
+//   1. the guest DNS service, when enabled (10.0.2.3 / fd00::3 port 53);
+//   2. an exact -R match (contract §7.1: bypasses the firewall);
+//   3. the routing policy: allowed flows are dialled out, denied TCP gets
 //      RST and denied UDP is dropped, both counted.
 import type { Config } from "../cli/options.ts";
 import { formatIP } from "../cli/goip.ts";
@@ -20,11 +21,14 @@ import { Dialer } from "./dialer.ts";
 import { MetricsServer, type FlowSource } from "./metrics.ts";
 import { RemoteForwards } from "./remote-forward.ts";
 import { LocalForwards, type Gateways } from "./local-forward.ts";
+import { DnsForwarder } from "./dns-forwarder.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint, localIpText, remoteIpText } from "./flow-addr.ts";
 
 export class Host implements StackEvents, FlowSource {
   private stack: Stack | null = null;
   private dialer: Dialer | null = null;
+  /** Guest DNS at 10.0.2.3 / fd00::3 (-enable-dns, on by default in run mode). */
+  private dns: DnsForwarder | null = null;
   private readonly routes = new LocalRoutes();
   private readonly policy: RoutingPolicy;
   private metrics: MetricsServer | null = null;
@@ -38,6 +42,8 @@ export class Host implements StackEvents, FlowSource {
     readonly runtime: StackRuntime,
     readonly resolver: Resolver,
     private readonly gateways: Gateways,
+    /** -enable-dns, or run mode's default. */
+    private readonly dnsEnabled: boolean,
   ) {
     this.policy = new RoutingPolicy(cfg, this.routes);
     const sources = { v4: cfg.sourceIpv4, v6: cfg.sourceIpv6 };
@@ -48,6 +54,7 @@ export class Host implements StackEvents, FlowSource {
   attach(stack: Stack): void {
     this.stack = stack;
     this.dialer = new Dialer(stack, this.runtime, this.log, this.stats);
+    if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime);
   }
 
   /** contract §2 step 6: read the host's routes now and every 30 s. */
@@ -93,6 +100,7 @@ export class Host implements StackEvents, FlowSource {
   // --- new guest flows ---
 
   tcpConnectRequest(conn: TcpConnection): void {
+    if (this.dns?.tryTcp(conn)) return;
     if (this.remote.tryTcp(conn, this.stack!, this.dialer!)) return;
     const dst = destinationIp(conn);
     const verdict = this.policy.decide("tcp", dst, conn.localPort);
@@ -111,6 +119,7 @@ export class Host implements StackEvents, FlowSource {
   }
 
   udpNewFlow(flow: UdpFlow): boolean {
+    if (this.dns?.tryUdp(flow)) return true;
     if (this.remote.tryUdp(flow, this.dialer!)) return true;
     const dst = destinationIp(flow);
     const verdict = this.policy.decide("udp", dst, flow.localPort);

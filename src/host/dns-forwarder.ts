@@ -1,0 +1,89 @@
+// DNS for the guest: 10.0.2.3 and fd00::3, port 53, over UDP and TCP,
+// relayed to the host's resolvers from /etc/resolv.conf. The relay is a
+// splice like any -R forward, so message boundaries (UDP), truncation and
+// the guest's retry over TCP all pass through unchanged; a systemd-resolved
+// stub at 127.0.0.53 works because the host side runs in the host
+// namespace. resolv.conf is re-read when it changes (a laptop moving
+// between networks), and the nameservers are tried in turn per flow.
+import { readFileSync, statSync } from "node:fs";
+import { formatHostPort } from "../cli/goaddr.ts";
+import { formatIP, parseGoIP } from "../cli/goip.ts";
+import type { TcpConnection } from "../stack/tcp/connection.ts";
+import type { UdpFlow } from "../stack/udp.ts";
+import type { Dialer, DialTarget } from "./dialer.ts";
+import { destinationIp, guestEndpoint } from "./flow-addr.ts";
+import type { StackRuntime } from "./runtime.ts";
+
+export const DNS_V4 = "10.0.2.3";
+export const DNS_V6 = "fd00::3";
+const DNS_PORT = 53;
+const DNS_IDLE_MS = 10_000;
+
+/** Nameserver addresses of a resolv.conf text (resolv.conf(5)); zone suffixes dropped. */
+export function parseResolvConf(text: string): string[] {
+  const out: string[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/[#;].*$/, "").trim();
+    const m = /^nameserver\s+(\S+)/.exec(line);
+    if (m === null) continue;
+    const ip = parseGoIP(m[1]!.replace(/%.*$/, ""));
+    if (ip !== null) out.push(formatIP(ip));
+  }
+  return out;
+}
+
+export class DnsForwarder {
+  private servers: string[] = [];
+  private mtimeMs = -1;
+  private next = 0;
+
+  constructor(
+    private readonly dialer: Dialer,
+    private readonly rt: StackRuntime,
+    private readonly resolvConf = "/etc/resolv.conf",
+  ) {}
+
+  /** The address a guest flow targets is ours: 10.0.2.3:53 or [fd00::3]:53. */
+  private isOurs(t: TcpConnection | UdpFlow): boolean {
+    if (t.localPort !== DNS_PORT) return false;
+    const ip = formatIP(destinationIp(t));
+    return ip === DNS_V4 || ip === DNS_V6;
+  }
+
+  /** The nameserver for the next flow, re-reading resolv.conf if it changed. */
+  private upstream(): DialTarget | null {
+    try {
+      const st = statSync(this.resolvConf);
+      if (st.mtimeMs !== this.mtimeMs) {
+        this.mtimeMs = st.mtimeMs;
+        this.servers = parseResolvConf(readFileSync(this.resolvConf, "utf8"));
+      }
+    } catch {
+      this.servers = [];
+    }
+    // glibc's default when resolv.conf names no server (resolv.conf(5)).
+    const list = this.servers.length > 0 ? this.servers : ["127.0.0.1"];
+    const ip = list[this.next++ % list.length]!;
+    return { ip, port: DNS_PORT, source: null };
+  }
+
+  tryTcp(conn: TcpConnection): boolean {
+    if (!this.isOurs(conn)) return false;
+    const target = this.upstream()!;
+    const dst = formatHostPort(target.ip, target.port);
+    this.dialer.tcp(conn, target, { guest: guestEndpoint(conn), label: "dns-fwd", target: dst, rpc: false });
+    return true;
+  }
+
+  tryUdp(flow: UdpFlow): boolean {
+    if (!this.isOurs(flow)) return false;
+    const target = this.upstream()!;
+    const dst = formatHostPort(target.ip, target.port);
+    // Resolvers send A and AAAA from one socket and may retry on it, so the
+    // flow is not closed after a reply; it just lives shorter than others,
+    // as each lookup usually uses a fresh port.
+    this.dialer.udp(flow, target, { guest: guestEndpoint(flow), label: "dns-fwd", target: dst, rpc: false });
+    flow.setIdle(DNS_IDLE_MS, this.rt.now());
+    return true;
+  }
+}
