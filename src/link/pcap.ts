@@ -41,8 +41,8 @@ export class PcapWriter implements FrameSink, FrameReceiver {
     const orig = len - this.linkHeader;
     if (orig <= 0) return;
     const cap = Math.min(orig, this.snaplen);
-    const now = Date.now();
-    writePcapRecordHeader(this.record, 0, Math.floor(now / 1000), (now % 1000) * 1000, cap, orig);
+    const us = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+    writePcapRecordHeader(this.record, 0, Math.floor(us / 1e6), us % 1e6, cap, orig);
     try {
       writeSync(this.fd, this.record, 0, 16);
       writeSync(this.fd, buf, start, cap);
