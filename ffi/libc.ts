@@ -43,6 +43,13 @@ const lib = dlopen("libc.so.6", {
   kill: { args: [T.i32, T.i32], returns: T.i32 },
   execve: { args: [T.ptr, T.ptr, T.ptr], returns: T.i32 },
   strerror: { args: [T.i32], returns: T.ptr },
+  // Namespace work (src/ns/): mounts, fd and signal set-up before execve.
+  mount: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.ptr], returns: T.i32 },
+  dup2: { args: [T.i32, T.i32], returns: T.i32 },
+  sigaction: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
+  pthread_sigmask: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
+  if_nametoindex: { args: [T.ptr], returns: T.u32 },
+  geteuid: { args: [], returns: T.u32 },
   __errno_location: { args: [], returns: T.ptr },
 });
 

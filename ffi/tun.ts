@@ -179,7 +179,7 @@ function openDevice(ifname: string, mtu: number, offloads: number): TunAttachmen
  * kernel refuses (USO needs Linux 6.2). Returns null when the device takes
  * no vnet header at all; the caller then attaches plainly.
  */
-function tryVnetHdr(fd: number, ifname: string, offloads: number): number | null {
+export function tryVnetHdr(fd: number, ifname: string, offloads: number): number | null {
   try {
     setIff(fd, ifname, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR);
   } catch {

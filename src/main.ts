@@ -1,14 +1,17 @@
 // slirpnetstack: wiring only. The process lifecycle follows contract §2
 // step by step (the numbers in the comments); each piece lives elsewhere.
-import { closeSync, read, writeSync } from "node:fs";
+import { closeSync, mkdtempSync, read, rmSync, writeFileSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseCommandLine, type Config } from "./cli/options.ts";
 import { createSystemResolver } from "./host/resolve.ts";
 import { Logger } from "./host/log.ts";
 import { StackRuntime } from "./host/runtime.ts";
 import { Host } from "./host/host.ts";
 import { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, fdIsOpen, setNonBlocking, setCloseOnExec } from "../ffi/sys.ts";
-import { attachTun, withNetns, AttachError, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAttachment } from "../ffi/tun.ts";
-import { SysError } from "../ffi/libc.ts";
+import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAttachment } from "../ffi/tun.ts";
+import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type RunModeSession } from "./ns/index.ts";
+import { DNS_V4, DNS_V6 } from "./host/dns-forwarder.ts";
 import { RingDevice } from "./link/ring-device.ts";
 import { PcapWriter, openPcapFile } from "./link/pcap.ts";
 import { Stack } from "./stack/stack.ts";
@@ -55,39 +58,10 @@ function die(log: Logger, code: number, ...lines: string[]): never {
   process.exit(code);
 }
 
-/** contract §6.6: join the netns, open the device, come back. */
-function openDevice(cfg: Config, log: Logger): TunAttachment {
-  const offloads = cfg.disableOffload ? 0 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
-  const attach = (): TunAttachment => {
-    log.err(`[.] Opening tun interface ${cfg.ifname}`);
-    return attachTun({ netns: null, ifname: cfg.ifname, offloads });
-  };
-  try {
-    if (cfg.netns === "") return attach();
-    log.err(`[.] Joininig netns ${cfg.netns}`);
-    let result: TunAttachment | null = null;
-    try {
-      withNetns(cfg.netns, () => {
-        result = attach();
-      });
-    } catch (e) {
-      if (e instanceof SysError) {
-        const err = `joining net namespace "${cfg.netns}": ${e.text}`;
-        die(log, Exit.TunOpen, `[!] Can't join netns ${cfg.netns}: ${err}`, `Failed to open TUN/TAP: ${err}`);
-      }
-      throw e;
-    }
-    return result!;
-  } catch (e) {
-    if (e instanceof AttachError) {
-      const line = e.step === "mtu" ? `[!] GetMTU(${cfg.ifname}) = ${e.sys.text}` : `[!] open(${cfg.ifname}) = ${e.sys.text}`;
-      die(log, Exit.TunOpen, line, `Failed to open TUN/TAP: ${e.sys.text}`);
-    }
-    throw e;
-  }
-}
-
 async function main(): Promise<void> {
+  // The binary re-executes itself inside other namespaces as a hidden
+  // helper (src/ns/); that is not the stack.
+  if (await runHiddenCommand(process.argv.slice(2))) return;
   const argv0 = process.argv0 && process.argv[1]?.startsWith("/$bunfs") ? process.argv0 : (process.argv[1] ?? "slirpnetstack");
   const pid = process.pid;
   let log = new Logger(false);
@@ -111,7 +85,18 @@ async function main(): Promise<void> {
     process.stderr.write(parsed.stderr);
     process.exit(parsed.code);
   }
-  const cfg = parsed.config;
+  // Run mode: neither -netns nor -fd. Routing and DNS default to on there
+  // (a dev shell wants the internet), and per-flow lines to off (they
+  // would land in the middle of the user's shell).
+  const runMode = parsed.config.fd < 0 && parsed.config.netns === "";
+  const cfg: Config = runMode
+    ? {
+        ...parsed.config,
+        enableRouting: parsed.config.enableRoutingSet ? parsed.config.enableRouting : true,
+        enableDns: parsed.config.enableDnsSet ? parsed.config.enableDns : true,
+        quiet: parsed.config.quietSet ? parsed.config.quiet : true,
+      }
+    : parsed.config;
   log = new Logger(cfg.quiet);
 
   // 4.
@@ -134,9 +119,11 @@ async function main(): Promise<void> {
   host.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
 
   // 9. The device.
+  const offloads = cfg.disableOffload ? 0 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
   let caps: DeviceCaps;
   let fd: number;
   let vnetHdr = false;
+  let session: RunModeSession | null = null;
   if (cfg.fd >= 0) {
     if (cfg.netns !== "") die(log, Exit.FdAndNetns, "Please specify either -fd or -netns");
     if (!fdIsOpen(cfg.fd)) die(log, Exit.LinkEndpoint, `[!] Failed to create linkEP: bad file descriptor`);
@@ -145,7 +132,24 @@ async function main(): Promise<void> {
     setCloseOnExec(fd);
     caps = { medium: "ethernet", mtu: cfg.mtu || 1500, txChecksumOffload: false, txTcpSegmentation: false };
   } else {
-    const dev = openDevice(cfg, log);
+    let dev: TunAttachment;
+    try {
+      if (runMode) {
+        session = await startRunMode({
+          command: parsed.positional,
+          offloads,
+          ...(cfg.mtu > 0 ? { mtu: cfg.mtu } : {}),
+          resolvConf: cfg.enableDns ? writeGuestResolvConf() : null,
+        });
+        dev = session.device;
+      } else {
+        log.err(`[.] Joininig netns ${cfg.netns}`);
+        dev = await acquireDevice({ netns: cfg.netns, ifname: cfg.ifname, offloads, onOpening: () => log.err(`[.] Opening tun interface ${cfg.ifname}`) });
+      }
+    } catch (e) {
+      if (e instanceof DeviceError) die(log, e.exitCode, ...e.lines());
+      throw e;
+    }
     fd = dev.fd;
     setNonBlocking(fd);
     vnetHdr = dev.vnetHdr;
@@ -212,6 +216,22 @@ async function main(): Promise<void> {
   killPid(getppid(), SIGWINCH);
   supervisorFds(cfg, () => closing?.("SIGTERM"));
 
+  if (session !== null) {
+    // Run mode: the terminal's Ctrl-C belongs to the command (same process
+    // group); SIGTERM/SIGHUP are forwarded to it; we end when it does, with
+    // its status.
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+    forwardRunModeSignals(session.pid);
+    session.go();
+    const status = await session.exited;
+    host.stopMetrics(pid);
+    host.stop();
+    runtime.stop();
+    await device.stop();
+    process.exit(status);
+  }
+
   // 19.
   closing = (signal) => {
     closing = () => {};
@@ -226,6 +246,19 @@ async function main(): Promise<void> {
 
 function ipv4Bytes(a: number): Uint8Array {
   return new Uint8Array([a >>> 24, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff]);
+}
+
+/**
+ * The resolv.conf bind-mounted over the guest's in run mode: our DNS
+ * forwarder. It lives in a private temporary directory; the mount keeps
+ * it visible to the guest after we unlink it.
+ */
+function writeGuestResolvConf(): string {
+  const dir = mkdtempSync(join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), "slirpnetstack-"));
+  const path = join(dir, "resolv.conf");
+  writeFileSync(path, `# slirpnetstack run mode: the stack's DNS forwarder\nnameserver ${DNS_V4}\nnameserver ${DNS_V6}\n`, { mode: 0o644 });
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return path;
 }
 
 /**

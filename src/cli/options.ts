@@ -25,6 +25,8 @@ export interface Config {
   localForwards: ForwardSpec[];
   remoteForwards: ForwardSpec[];
   quiet: boolean;
+  /** Whether -quiet appeared on the command line (run mode defaults to quiet). */
+  quietSet: boolean;
   metrics: MetricsAddress | null;
   maxprocs: number;
   pcap: string;
@@ -198,6 +200,7 @@ function toConfig(flags: ParsedFlags): Config {
     localForwards: flags.get<ForwardSpec[]>("L").map((spec) => applyForwardDefaults(spec, "local")),
     remoteForwards: flags.get<ForwardSpec[]>("R").map((spec) => applyForwardDefaults(spec, "remote")),
     quiet: flags.get<boolean>("quiet"),
+    quietSet: flags.isSet("quiet"),
     metrics: flags.get<MetricsAddress | null>("m"),
     maxprocs: flags.get<number>("maxprocs"),
     pcap: flags.get<string>("pcap"),

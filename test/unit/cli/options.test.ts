@@ -151,6 +151,7 @@ describe("defaults (contract §3.3)", () => {
       localForwards: [],
       remoteForwards: [],
       quiet: false,
+      quietSet: false,
       metrics: null,
       maxprocs: 0,
       pcap: "",

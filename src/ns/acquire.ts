@@ -1,0 +1,231 @@
+// Getting the device of an existing namespace (device mode, contract §6.6).
+//
+// As root: setns() the JS thread into the netns, open the device, come back
+// (ffi/tun.ts; exactly the behaviour main.ts had). As an ordinary user that
+// cannot work (joining a netns needs CAP_SYS_ADMIN over its owner, and Bun
+// cannot enter a user namespace), so a helper started under nsenter opens
+// the device inside the namespaces and passes the fd back (SCM_RIGHTS).
+import { existsSync, fstatSync, readlinkSync, statSync } from "node:fs";
+import { SysError } from "../../ffi/libc.ts";
+import { closeFd } from "../../ffi/sys.ts";
+import { attachTun, withNetns, AttachError, type TunAttachment } from "../../ffi/tun.ts";
+import { openOwnerUserns } from "../../ffi/nsfs.ts";
+import { attachHelperArgs, netnsPid, nsenterArgs, selfCommand, HELPER_USERNS_FD, type NsenterTarget } from "./args.ts";
+import {
+  DeviceError,
+  classifyHelperReport,
+  classifyToolFailure,
+  pidGoneHint,
+  toolMissingHint,
+  toolMissingText,
+  tunHint,
+} from "./errors.ts";
+import { envFacts, isRoot, lastLine, nextMessage, reap, spawnHelper, startupEnv } from "./spawn.ts";
+
+export type { TunAttachment };
+
+export interface AcquireOptions {
+  /** The -netns path; "" or null: the device is in our own namespace. */
+  netns: string | null;
+  ifname: string;
+  /** TUN_F_* offloads to ask for on a tap (0: plain frames, no vnet header). */
+  offloads: number;
+  /**
+   * The user namespace owning a netns that is not a /proc/PID/ns/net path
+   * (for example a bind mount under /run/netns). Without it the owner is
+   * found with NS_GET_USERNS.
+   */
+  userns?: string | null;
+  /** Called inside the namespace right before the device is opened: print "[.] Opening tun interface IFNAME". */
+  onOpening?: () => void;
+  /** Use the helper (default: when the effective uid is not 0). */
+  rootless?: boolean;
+  /** How long to wait for the helper (default 30 s). */
+  timeoutMs?: number;
+  /** The environment: PATH to find nsenter, and the helper's environment (default: the one we were started with, see startupEnv). */
+  env?: Record<string, string | undefined>;
+  /** How to start ourselves (default: selfCommand()). */
+  self?: string[];
+}
+
+const ENOENT = 2;
+const ETIMEDOUT = 110;
+
+/**
+ * Opens the tun/tap device `ifname` in the network namespace `netns`.
+ * Throws {@link DeviceError}: print `err.lines()` to stderr and exit
+ * `err.exitCode` (253).
+ */
+export async function acquireDevice(opts: AcquireOptions): Promise<TunAttachment> {
+  const netns = opts.netns ?? "";
+  const rootless = opts.rootless ?? !isRoot();
+  if (netns === "" || !rootless) return acquireDirect(opts, netns, rootless);
+  return acquireViaHelper(opts, netns);
+}
+
+/** Root, or our own namespace: today's direct path. */
+function acquireDirect(opts: AcquireOptions, netns: string, rootless: boolean): TunAttachment {
+  const where = { netns, ifname: opts.ifname };
+  const attach = (): TunAttachment => {
+    opts.onOpening?.();
+    return attachTun({ netns: null, ifname: opts.ifname, offloads: opts.offloads });
+  };
+  try {
+    if (netns === "") return attach();
+    let result: TunAttachment | null = null;
+    try {
+      withNetns(netns, () => {
+        result = attach();
+      });
+    } catch (e) {
+      if (e instanceof SysError) throw new DeviceError({ ...where, step: "netns", sys: e });
+      throw e;
+    }
+    return result!;
+  } catch (e) {
+    if (e instanceof AttachError) {
+      // An ordinary user in its own namespace still benefits from the hint.
+      const h = rootless && e.step === "open" && e.sys.call === "open" ? tunHint(e.sys.errno, envFacts()) : null;
+      throw new DeviceError({ ...where, step: e.step, sys: e.sys, ...(h ?? {}) });
+    }
+    throw e;
+  }
+}
+
+function sameUserns(path: string): boolean | null {
+  try {
+    return readlinkSync(path) === readlinkSync("/proc/self/ns/user");
+  } catch {
+    return null;
+  }
+}
+
+/** Where nsenter goes, plus a descriptor to pass along (an owner userns) if any. */
+function resolveTarget(opts: AcquireOptions, netns: string): { target: NsenterTarget; fd: number | null; pid: number | null } {
+  const where = { netns, ifname: opts.ifname };
+  const pid = netnsPid(netns);
+  if (pid !== null) {
+    if (!existsSync(`/proc/${pid}`)) {
+      throw new DeviceError({
+        ...where,
+        step: "netns",
+        sys: new SysError("open", ENOENT, netns),
+        cause: "pid-gone",
+        hint: pidGoneHint(pid, netns),
+      });
+    }
+    // nsenter -U into our own user namespace fails (EINVAL): skip -U then.
+    return { target: { kind: "pid", pid, enterUser: sameUserns(`/proc/${pid}/ns/user`) !== true }, fd: null, pid };
+  }
+  if (opts.userns) return { target: { kind: "path", netns, userns: opts.userns }, fd: null, pid: null };
+  let owner: number | null;
+  try {
+    owner = openOwnerUserns(netns);
+  } catch (e) {
+    if (!(e instanceof SysError)) throw e;
+    const missing = e.errno === ENOENT;
+    throw new DeviceError({
+      ...where,
+      step: "netns",
+      sys: e,
+      cause: missing ? "netns-missing" : null,
+      hint: missing ? `network namespace ${netns} does not exist` : null,
+    });
+  }
+  if (owner !== null) {
+    const mine = statSync("/proc/self/ns/user");
+    const st = fstatSync(owner);
+    if (st.ino === mine.ino && st.dev === mine.dev) {
+      closeFd(owner);
+      owner = null;
+    }
+  }
+  if (owner === null) return { target: { kind: "path", netns, userns: null }, fd: null, pid: null };
+  return { target: { kind: "path", netns, userns: `/proc/self/fd/${HELPER_USERNS_FD}` }, fd: owner, pid: null };
+}
+
+async function acquireViaHelper(opts: AcquireOptions, netns: string): Promise<TunAttachment> {
+  const env = opts.env ?? startupEnv();
+  const where = { netns, ifname: opts.ifname };
+  const facts = envFacts();
+  const nsenter = Bun.which("nsenter", { PATH: env.PATH ?? "" });
+  if (nsenter === null) {
+    throw new DeviceError({ ...where, step: "helper", sys: new SysError("exec", ENOENT, "nsenter"), cause: "tool-missing", hint: toolMissingHint("nsenter"), text: toolMissingText("nsenter") });
+  }
+  const { target, fd: passFd, pid } = resolveTarget(opts, netns);
+  const argv = [
+    nsenter,
+    ...nsenterArgs(target),
+    "--",
+    ...(opts.self ?? selfCommand()),
+    ...attachHelperArgs({ ifname: opts.ifname, offloads: opts.offloads }),
+  ];
+  let h;
+  try {
+    h = spawnHelper(argv, { stdin: "ignore", stdout: "ignore", env, extraFds: passFd !== null ? [passFd] : [] });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new DeviceError({
+      ...where,
+      step: "helper",
+      sys: new SysError("exec", err.errno ? Math.abs(err.errno) : ENOENT, nsenter),
+      cause: err.code === "ENOENT" ? "tool-missing" : "helper-failed",
+      hint: err.code === "ENOENT" ? toolMissingHint("nsenter") : `cannot start ${nsenter}: ${err.message}`,
+      ...(err.code === "ENOENT" ? { text: toolMissingText("nsenter") } : {}),
+    });
+  } finally {
+    if (passFd !== null) closeFd(passFd);
+  }
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  let started = false;
+  try {
+    for (;;) {
+      const r = await nextMessage(h.sock, deadline);
+      if (r.kind === "timeout") {
+        h.proc.kill("SIGKILL");
+        throw new DeviceError({
+          ...where,
+          step: "helper",
+          sys: new SysError("recvmsg", ETIMEDOUT, "namespace helper"),
+          cause: "helper-timeout",
+          hint: `the namespace helper did not answer within ${Math.round((opts.timeoutMs ?? 30_000) / 1000)} s`,
+        });
+      }
+      if (r.kind === "eof") {
+        const status = await reap(h.proc, 5000);
+        const text = await h.stderr;
+        if (!started) throw classifyToolFailure("nsenter", text, facts, { ...where, pid });
+        throw new DeviceError({
+          ...where,
+          step: "helper",
+          sys: null,
+          cause: "helper-failed",
+          hint: `the namespace helper exited (status ${status}) without a report${text.trim() ? `: ${lastLine(text)}` : ""}`,
+        });
+      }
+      const { msg, fd } = r;
+      if (msg === null || (msg.t === "device" && fd === null)) {
+        if (fd !== null) closeFd(fd);
+        h.proc.kill("SIGKILL");
+        throw new DeviceError({ ...where, step: "helper", sys: null, cause: "helper-failed", hint: "the namespace helper sent an unexpected message" });
+      }
+      if (fd !== null && msg.t !== "device") closeFd(fd);
+      switch (msg.t) {
+        case "started":
+          started = true;
+          break;
+        case "opening":
+          started = true;
+          opts.onOpening?.();
+          break;
+        case "device":
+          return { fd: fd!, kind: msg.kind, mtu: msg.mtu, vnetHdr: msg.vnetHdr, offloads: msg.offloads };
+        case "error":
+          throw classifyHelperReport(msg, facts, where);
+      }
+    }
+  } finally {
+    closeFd(h.sock);
+  }
+}

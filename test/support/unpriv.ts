@@ -1,0 +1,236 @@
+// Running things as an ordinary user from root-run tests (rootless paths of
+// src/ns/): a throwaway system user, a temporary /dev/net/tun mode, a
+// user-owned guest namespace, and the ns-probe.ts program run as that user.
+//
+// Everything is registered with test/support/cleanup.ts, and the tun mode
+// is also restored synchronously at process exit, so a failing or killed
+// test never leaves /dev/net/tun world-writable or the user behind.
+import type { Subprocess } from "bun";
+import { chmodSync, statSync, readdirSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import { track, untrack } from "./cleanup.ts";
+
+export const TEST_USER = "slirpns-test";
+export const PROBE = join(import.meta.dir, "ns-probe.ts");
+export const BUN = process.execPath;
+export const TUN = "/dev/net/tun";
+
+export interface TestUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function exec(argv: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<ExecResult> {
+  const p = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: opts.env ?? process.env, cwd: opts.cwd });
+  const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+async function lookupUser(name: string): Promise<TestUser | null> {
+  const r = await exec(["getent", "passwd", name]);
+  if (r.code !== 0) return null;
+  const f = r.stdout.trim().split(":");
+  return { name, uid: Number(f[2]), gid: Number(f[3]) };
+}
+
+/**
+ * The test user, created (system user, no home) when missing and then
+ * deleted again at teardown.
+ */
+export async function ensureTestUser(): Promise<TestUser> {
+  const have = await lookupUser(TEST_USER);
+  if (have !== null) return have;
+  const r = await exec(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", TEST_USER]);
+  if (r.code !== 0) throw new Error(`useradd ${TEST_USER}: ${r.stderr}`);
+  const u = await lookupUser(TEST_USER);
+  if (u === null) throw new Error(`useradd ${TEST_USER} made no user`);
+  const entry = {
+    destroy: async () => {
+      untrack(entry);
+      // The user's processes (namespace holders, probes) are tracked and
+      // destroyed before this entry, which was registered first.
+      await exec(["userdel", TEST_USER]);
+    },
+  };
+  track(entry);
+  return u;
+}
+
+let originalTunMode: number | null = null;
+
+function restoreTunSync(): void {
+  if (originalTunMode !== null) {
+    try {
+      chmodSync(TUN, originalTunMode);
+    } catch {
+      // nothing more we can do at exit
+    }
+  }
+}
+
+let exitHookInstalled = false;
+
+/**
+ * Sets /dev/net/tun's permission bits for the test. The first call records
+ * the original mode; teardown (and process exit) put it back.
+ */
+export function setTunMode(mode: number): void {
+  if (originalTunMode === null) {
+    originalTunMode = statSync(TUN).mode & 0o7777;
+    const entry = {
+      destroy: async () => {
+        untrack(entry);
+        restoreTun();
+      },
+    };
+    track(entry);
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.on("exit", restoreTunSync);
+    }
+  }
+  chmodSync(TUN, mode);
+}
+
+/** Puts the original mode back now (idempotent). */
+export function restoreTun(): void {
+  restoreTunSync();
+  originalTunMode = null;
+}
+
+export function tunMode(): number {
+  return statSync(TUN).mode & 0o7777;
+}
+
+/** A clean environment for the user: no root HOME, a PATH with sbin (ip). */
+export function userEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/tmp", LANG: "C.UTF-8", ...extra };
+}
+
+/** argv that runs `argv` as the user, without a fork in between (setpriv execs). */
+export function asUser(user: TestUser, argv: string[]): string[] {
+  return ["/usr/bin/setpriv", `--reuid=${user.uid}`, `--regid=${user.gid}`, "--clear-groups", "--", ...argv];
+}
+
+export interface ProbeRun extends ExecResult {
+  /** The parsed PROBE-RESULT object. */
+  result: Record<string, any>;
+  /** stdout without the result line (a run-mode command's output). */
+  output: string;
+}
+
+/** Runs test/support/ns-probe.ts (as `user`, or as root when null). */
+export async function runProbe(
+  user: TestUser | null,
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
+): Promise<ProbeRun> {
+  const argv = [BUN, PROBE, ...args];
+  const r = await exec(user ? asUser(user, argv) : argv, { env: opts.env ?? userEnv(), timeoutMs: opts.timeoutMs ?? 30_000, cwd: opts.cwd });
+  const lines = r.stdout.split("\n");
+  const idx = lines.findIndex((l) => l.startsWith("PROBE-RESULT "));
+  if (idx < 0) throw new Error(`probe printed no result (exit ${r.code})\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+  const result = JSON.parse(lines[idx]!.slice("PROBE-RESULT ".length));
+  return { ...r, result, output: lines.slice(0, idx).join("\n") };
+}
+
+async function waitForFile(path: string, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await Bun.file(path).exists()) return;
+    await Bun.sleep(5);
+  }
+  throw new Error(`timed out waiting for ${path}`);
+}
+
+/**
+ * A user + network namespace created by the test user itself with
+ * `unshare -Urn`, holding tap tun0 configured like the upstream README.
+ * Needs /dev/net/tun accessible to the user while it is created.
+ */
+export class UserGuestNs {
+  private constructor(
+    readonly holder: Subprocess,
+    readonly ifname: string,
+  ) {
+    track(this);
+  }
+
+  get pid(): number {
+    return this.holder.pid;
+  }
+
+  get netnsPath(): string {
+    return `/proc/${this.pid}/ns/net`;
+  }
+
+  static async create(user: TestUser, opts: { ifname?: string; mtu?: number } = {}): Promise<UserGuestNs> {
+    const name = opts.ifname ?? "tun0";
+    const marker = `/tmp/slirp-test-userns-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const script = [
+      "ip link set lo up",
+      `ip tuntap add mode tap name ${name}`,
+      `ip link set ${name} mtu ${opts.mtu ?? 65521} up`,
+      `ip addr add 10.0.2.100/24 dev ${name}`,
+      `ip addr add fd00::100/64 dev ${name} nodad`,
+      `ip route add default via 10.0.2.2 dev ${name}`,
+      `: > ${marker}`,
+      "exec sleep infinity",
+    ].join(" && ");
+    // setpriv and unshare both exec: the holder's PID is the namespace's.
+    const holder = Bun.spawn(asUser(user, ["unshare", "-Urn", "sh", "-c", script]), { stdout: "ignore", stderr: "pipe", env: userEnv() });
+    const ns = new UserGuestNs(holder, name);
+    try {
+      await Promise.race([
+        waitForFile(marker, 5000),
+        holder.exited.then(async (code) => {
+          throw new Error(`user namespace holder exited ${code}: ${await new Response(holder.stderr).text()}`);
+        }),
+      ]);
+    } catch (e) {
+      await ns.destroy();
+      throw e;
+    } finally {
+      await Bun.file(marker).delete().catch(() => {});
+    }
+    return ns;
+  }
+
+  async destroy(): Promise<void> {
+    untrack(this);
+    this.holder.kill("SIGKILL");
+    await this.holder.exited;
+  }
+}
+
+/** PIDs of every process whose network namespace is `netns` ("net:[4026…]"). */
+export function processesInNetns(netns: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(d)) continue;
+    try {
+      if (readlinkSync(`/proc/${d}/ns/net`) === netns) out.push(Number(d));
+    } catch {
+      // gone, or a kernel thread
+    }
+  }
+  return out;
+}
+
+/** PIDs of the user's processes. */
+export async function processesOf(user: TestUser): Promise<number[]> {
+  const r = await exec(["pgrep", "-u", String(user.uid)]);
+  return r.stdout
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map(Number);
+}
