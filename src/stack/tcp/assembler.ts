@@ -9,7 +9,9 @@ import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from "./seq.ts";
 
 interface Piece {
   seq: number;
+  /** Storage; bytes [0, len) are held. Spare capacity lets a piece grow. */
   data: Uint8Array;
+  len: number;
   /** Arrival stamp, for ordering SACK blocks most-recent-first. */
   stamp: number;
 }
@@ -48,27 +50,49 @@ export class Assembler {
     const pieces = this.pieces;
     // Walk the sorted pieces, filling only the gaps between them.
     let i = 0;
-    while (i < pieces.length && seqLe(seqAdd(pieces[i]!.seq, pieces[i]!.data.length), s)) i++;
+    while (i < pieces.length && seqLe(seqAdd(pieces[i]!.seq, pieces[i]!.len), s)) i++;
     let cur = s;
     while (seqLt(cur, e)) {
       const p = pieces[i];
       if (p !== undefined && seqLe(p.seq, cur)) {
         // Already held: skip past it (and refresh its recency).
         p.stamp = stamp;
-        cur = seqAdd(p.seq, p.data.length);
+        cur = seqAdd(p.seq, p.len);
         i++;
         continue;
       }
       const gapEnd = p !== undefined && seqLt(p.seq, e) ? p.seq : e;
       const n = seqDiff(gapEnd, cur);
-      if (pieces.length >= MAX_PIECES) return false;
       const from = off + seqDiff(cur, s);
-      pieces.splice(i, 0, { seq: cur, data: src.slice(from, from + n), stamp });
+      const prev = i > 0 ? pieces[i - 1]! : undefined;
+      if (prev !== undefined && seqAdd(prev.seq, prev.len) === cur) {
+        // The common case behind a hole: the next segment in order. Grow
+        // the piece before it instead of adding one per segment, so the
+        // piece cap bounds the holes, not the segments (a window of
+        // thousands of segments past one loss used to overflow it).
+        this.append(prev, src, from, n);
+        prev.stamp = stamp;
+      } else {
+        if (pieces.length >= MAX_PIECES) return false;
+        pieces.splice(i, 0, { seq: cur, data: src.slice(from, from + n), len: n, stamp });
+        i++;
+      }
       this.bytes += n;
-      i++;
       cur = gapEnd;
     }
     return true;
+  }
+
+  /** Appends src[from, from+n) to piece p, doubling its storage as needed. */
+  private append(p: Piece, src: Uint8Array, from: number, n: number): void {
+    const need = p.len + n;
+    if (need > p.data.length) {
+      const grown = new Uint8Array(Math.max(need, 2 * p.data.length));
+      grown.set(p.data.subarray(0, p.len), 0);
+      p.data = grown;
+    }
+    p.data.set(src.subarray(from, from + n), p.len);
+    p.len = need;
   }
 
   /**
@@ -81,13 +105,13 @@ export class Assembler {
     while (taken < pieces.length) {
       const p = pieces[taken]!;
       if (seqGt(p.seq, rcvNxt)) break;
-      const end = seqAdd(p.seq, p.data.length);
+      const end = seqAdd(p.seq, p.len);
       if (seqGt(end, rcvNxt)) {
         const skip = seqDiff(rcvNxt, p.seq);
-        deliver(p.data, skip, p.data.length - skip);
+        deliver(p.data, skip, p.len - skip);
         rcvNxt = end;
       }
-      this.bytes -= p.data.length;
+      this.bytes -= p.len;
       taken++;
     }
     if (taken > 0) pieces.splice(0, taken);
@@ -110,17 +134,17 @@ export class Assembler {
     // Merge touching pieces into blocks, remembering each block's newest stamp.
     const blocks: Array<[number, number, number]> = [];
     let bs = pieces[0]!.seq;
-    let be = seqAdd(bs, pieces[0]!.data.length);
+    let be = seqAdd(bs, pieces[0]!.len);
     let st = pieces[0]!.stamp;
     for (let i = 1; i < pieces.length; i++) {
       const p = pieces[i]!;
       if (seqGe(be, p.seq)) {
-        be = seqAdd(p.seq, p.data.length);
+        be = seqAdd(p.seq, p.len);
         if (p.stamp > st) st = p.stamp;
       } else {
         blocks.push([bs, be, st]);
         bs = p.seq;
-        be = seqAdd(p.seq, p.data.length);
+        be = seqAdd(p.seq, p.len);
         st = p.stamp;
       }
     }

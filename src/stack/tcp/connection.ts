@@ -68,7 +68,12 @@ export interface TcpHandler {
   onPeerFin(conn: TcpConnection): void;
   /** The send buffer drained below its low-water mark: resume host reads. */
   onSendSpace(conn: TcpConnection): void;
-  /** The connection is gone (or in TIME-WAIT): release the host side. Called once. */
+  /**
+   * The connection is gone (or in TIME-WAIT): release the host side. Called
+   * once. After "closed" the receive buffer may still hold guest bytes the
+   * host has not written yet: they stay readable through conn.rcvBuf and
+   * consumed() until drained (onReadable is not called again).
+   */
   onClosed(conn: TcpConnection, reason: CloseReason): void;
 }
 
@@ -197,6 +202,8 @@ export class TcpConnection {
   /** Karn's algorithm when timestamps are off: one timed segment at a time. */
   private rttSeq = -1;
   private rttStart = 0;
+  /** Our TSval clock at the last retransmission timeout (-1: none yet). */
+  private lastRtoTs = -1;
   private synTries = 0;
   /** When our SYN or SYN-ACK was first sent (first RTT sample). */
   private synSentAt = 0;
@@ -295,6 +302,7 @@ export class TcpConnection {
     this.sndUna = iss;
     this.sndNxt = iss;
     this.sndMax = iss;
+    this.recoverSeq = iss;
     this.sndWnd = seg.window; // SYN windows are never scaled (RFC 7323 §2.2)
     this.sndWl1 = seg.seq;
     this.sndWl2 = iss;
@@ -324,6 +332,7 @@ export class TcpConnection {
     this.sndUna = iss;
     this.sndNxt = seqAdd(iss, 1);
     this.sndMax = this.sndNxt;
+    this.recoverSeq = iss;
     // We offer every option; the guest's SYN-ACK decides what is used.
     this.rcvShift = shiftFor(this.cfg.rcvBuf);
     this.layer.sendControl(this, SYN, iss, now);
@@ -400,7 +409,7 @@ export class TcpConnection {
   abort(now: number, reason: CloseReason = "aborted"): void {
     if (this.state === TcpState.Closed) return;
     if (this.state !== TcpState.SynPending && this.state !== TcpState.TimeWait) {
-      this.layer.sendControl(this, RST | ACK, this.sndNxt, now);
+      this.layer.sendControl(this, RST | ACK, this.ackSeq(), now);
     }
     this.terminate(reason);
   }
@@ -456,6 +465,12 @@ export class TcpConnection {
     // 1. Sequence acceptability, then trim to the window.
     if (!this.acceptable(seg)) {
       if (!(seg.flags & RST)) this.sendAck(now);
+      if (this.state === TcpState.TimeWait && seg.flags & FIN && !(seg.flags & RST)) {
+        // The guest did not get our ACK of its FIN: acknowledge it again
+        // (above) and restart the TIME-WAIT timeout (RFC 9293 §3.10.7.4).
+        this.timeWaitAt = now + this.cfg.timeWaitMs;
+        this.reschedule();
+      }
       return;
     }
     let seq = seg.seq;
@@ -485,6 +500,9 @@ export class TcpConnection {
       const cut = seqDiff(seqAdd(seq, len), wndEnd);
       len = Math.max(0, len - cut);
       flags &= ~FIN; // the FIN is beyond the window too
+      // The guest overran our window: tell it where the edge is now
+      // rather than after the delayed-ACK timeout.
+      this.ackNow = true;
     }
 
     // 2. RST (RFC 5961 §3): exact match resets, in-window gets a challenge.
@@ -513,7 +531,10 @@ export class TcpConnection {
       if (finSeq === this.rcvNxt) this.receiveFin(now);
       else if (seqGt(finSeq, this.rcvNxt)) {
         this.pendingFinSeq = finSeq;
-        this.ackNow = true;
+        // Out of order: a bare FIN gets its duplicate ACK here; with data,
+        // receiveData already sent one (a second would count as another
+        // duplicate at the sender).
+        if (len === 0) this.ackNow = true;
       }
     }
 
@@ -536,6 +557,11 @@ export class TcpConnection {
     if (!(f & SYN)) return;
     this.irs = seg.seq;
     this.rcvNxt = seqAdd(seg.seq, 1);
+    // Our SYN's window was recorded against RCV.NXT = 0 (IRS unknown then):
+    // re-anchor the advertised edge on the real RCV.NXT, or the stale edge
+    // reads as a window of up to 2^31 bytes (and lets the guest overrun
+    // the receive buffer).
+    this.rcvAdvEdge = seqAdd(this.rcvNxt, Math.min(65535, this.currentWindow()));
     this.negotiate(seg, true);
     if (this.tsOk) this.tsRecent = seg.options.tsVal;
     if (f & ACK) {
@@ -564,10 +590,17 @@ export class TcpConnection {
     const wnd = this.currentWindow();
     const len = seg.seqLen;
     if (len === 0) {
-      if (wnd === 0) return seg.seq === this.rcvNxt;
-      return seqGe(seg.seq, this.rcvNxt) && seqLt(seg.seq, seqAdd(this.rcvNxt, wnd)) || seg.seq === this.rcvNxt;
+      // RCV.NXT =< SEG.SEQ =< RCV.NXT+RCV.WND: one more than RFC 9293's
+      // "<", as Linux: a peer that filled our window exactly sends its
+      // bare ACKs at the right edge, and rejecting them (while a hole is
+      // open) would throw away its acknowledgments. Nothing is accepted
+      // into the window by this: the segment carries no data.
+      return seqGe(seg.seq, this.rcvNxt) && seqLe(seg.seq, seqAdd(this.rcvNxt, wnd));
     }
-    if (wnd === 0) return false;
+    // A bare FIN exactly at RCV.NXT needs no buffer space: take it even in
+    // a zero window (as Linux does), or a guest closing while the host
+    // side is slow to read waits an RTO per try until the window opens.
+    if (wnd === 0) return seg.payloadLen === 0 && (seg.flags & (FIN | SYN)) === FIN && seg.seq === this.rcvNxt;
     const last = seqAdd(seg.seq, len - 1);
     const end = seqAdd(this.rcvNxt, wnd);
     return (seqGe(seg.seq, this.rcvNxt) && seqLt(seg.seq, end)) || (seqGe(last, this.rcvNxt) && seqLt(last, end));
@@ -618,13 +651,19 @@ export class TcpConnection {
       seg.payloadLen === 0 &&
       !(seg.flags & (SYN | FIN)) &&
       wnd === this.sndWnd &&
+      // A closed window is not loss: these are the answers to our window
+      // probes, whose byte sits beyond the window. Counting them made the
+      // third probe answer "fast retransmit" the probe byte.
+      wnd !== 0 &&
       seqGt(this.sndMax, this.sndUna)
     ) {
       this.duplicateAck(now);
     }
 
-    // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
-    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack))) {
+    // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule), only from an
+    // ACK at or past SND.UNA: the window is relative to SEG.ACK, and an
+    // older ACK (reordered, on a newer data segment) would overstate it.
+    if (seqGe(ack, this.sndUna) && (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack)))) {
       const opened = this.sndWnd === 0 && wnd > 0;
       this.sndWnd = wnd;
       this.sndWl1 = seg.seq;
@@ -649,8 +688,13 @@ export class TcpConnection {
 
     // RTT sample: from the echoed timestamp, else Karn's timed segment.
     if (this.tsOk && seg.options.hasTimestamps && seg.options.tsEcr !== 0) {
-      const rtt = seqDiff(this.layer.tsNow(now), seg.options.tsEcr);
-      if (rtt >= 0) this.rtt.sample(rtt);
+      // An echo from before our last timeout is Karn's ambiguity again: a
+      // receiver answers a retransmission of data it already holds with
+      // the old TS.Recent (RFC 7323 §4.3), so the "RTT" spans the whole
+      // loss episode. One such sample once inflated the RTO to 25 s.
+      const ecr = seg.options.tsEcr;
+      const rtt = seqDiff(this.layer.tsNow(now), ecr);
+      if (rtt >= 0 && (this.lastRtoTs < 0 || seqGe(ecr, this.lastRtoTs))) this.rtt.sample(rtt);
     } else if (this.rttSeq >= 0 && seqGt(ack, this.rttSeq)) {
       this.rtt.sample(now - this.rttStart);
       this.rttSeq = -1;
@@ -674,6 +718,9 @@ export class TcpConnection {
       }
     } else {
       this.cc.onAck(Math.min(acked, flightBefore || acked));
+      // Keep "recover" just behind SND.UNA once passed, so the test in
+      // duplicateAck() never meets a value 2^31 behind (sequence wrap).
+      if (seqGt(ack, this.recoverSeq)) this.recoverSeq = ack;
     }
 
     // Restart or stop the retransmission timer (RFC 6298 §5.2, 5.3).
@@ -704,12 +751,20 @@ export class TcpConnection {
   private duplicateAck(now: number): void {
     this.dupAcks++;
     if (this.inRecovery) {
+      // With SACK, a duplicate ACK may clock out the retransmission of the
+      // next hole the scoreboard shows lost (RFC 6675 NextSeg rule 1)
+      // instead of one hole per partial ACK, i.e. per round trip.
+      if (this.sackOk && this.retransmitNextLost(now)) return;
       this.cc.inflate();
       return;
     }
-    // Three duplicates, or SACK showing more than three segments above a
-    // hole (RFC 6675 §5 "IsLost"), start fast retransmit.
-    if (this.dupAcks === 3 || (this.dupAcks < 3 && this.sackedBytesAbove() > 3 * this.sendMss)) {
+    // Not after a timeout until everything sent before it is acknowledged
+    // (RFC 6582 §3.2 step 1): the duplicates of our go-back-N resends
+    // would start a spurious recovery.
+    if (seqLt(this.sndUna, this.recoverSeq)) return;
+    // Three duplicates, or SACK showing more than (DupThresh - 1) * SMSS
+    // bytes above the hole (RFC 6675 §4 "IsLost"), start fast retransmit.
+    if (this.dupAcks === 3 || (this.dupAcks < 3 && this.sackedBytesAbove() > 2 * this.sendMss)) {
       this.inRecovery = true;
       this.recoverSeq = this.sndMax;
       this.highRxt = this.sndUna;
@@ -764,6 +819,23 @@ export class TcpConnection {
   }
 
   /**
+   * During SACK recovery: retransmits the next hole at or after
+   * max(SND.UNA, HighRxt) if it is lost by RFC 6675's IsLost (more than
+   * (DupThresh - 1) * SMSS bytes SACKed above it). Returns whether it did.
+   */
+  private retransmitNextLost(now: number): boolean {
+    let s = seqMax(this.sndUna, this.highRxt);
+    for (const x of this.sacked) {
+      if (seqLe(x.start, s) && seqLt(s, x.end)) s = x.end;
+    }
+    let above = 0;
+    for (const x of this.sacked) if (seqGt(x.start, s)) above += seqDiff(x.end, x.start);
+    if (above <= 2 * this.sendMss) return false;
+    this.retransmitHole(now);
+    return true;
+  }
+
+  /**
    * Retransmits the first un-SACKed segment at or after max(SND.UNA,
    * HighRxt): the hole the guest is waiting for.
    */
@@ -797,7 +869,11 @@ export class TcpConnection {
       // with our SACK blocks (RFC 5681 §4.2: immediate duplicate ACK).
       const wnd = this.currentWindow();
       if (!this.ooo.add(seq, buf, off, len, this.rcvNxt, seqAdd(this.rcvNxt, wnd))) this.layer.countDrop("tcp-ooo-full");
-      this.ackNow = true;
+      // One duplicate ACK per out-of-order segment, sent now rather than
+      // coalesced at the end of the batch: the sender counts duplicate
+      // ACKs (three start fast retransmit), and a whole batch of segments
+      // past a hole folded into one ACK left it waiting for its RTO.
+      this.sendAck(now);
       return;
     }
     this.deliver(buf, off, len);
@@ -845,8 +921,12 @@ export class TcpConnection {
         this.state = TcpState.Closing;
         break;
       case TcpState.FinWait2:
-        this.enterTimeWait(now);
-        break;
+        // The host hears of the FIN first, then of the close (entering
+        // TIME-WAIT reports onClosed): onPeerFin after onClosed reached a
+        // host side that had already released the flow.
+        this.handler?.onPeerFin(this);
+        if (this.state === TcpState.FinWait2) this.enterTimeWait(now);
+        return;
     }
     this.handler?.onPeerFin(this);
   }
@@ -918,7 +998,15 @@ export class TcpConnection {
       return;
     }
     const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
-    const wndLimit = Math.min(this.cc.cwnd, this.sndWnd);
+    let cwnd = this.cc.cwnd;
+    // Limited transmit (RFC 3042): each of the first two duplicate ACKs
+    // lets one new segment out beyond cwnd, so a small flight still draws
+    // the three duplicates fast retransmit needs. New data only: not while
+    // resending after a timeout (SND.UNA still below "recover").
+    if (!this.inRecovery && this.dupAcks > 0 && this.dupAcks < 3 && seqGe(this.sndUna, this.recoverSeq)) {
+      cwnd += this.dupAcks * this.segmentPayloadMax();
+    }
+    const wndLimit = Math.min(cwnd, this.sndWnd);
     const limit = seqAdd(this.sndUna, wndLimit);
     const maxSeg = this.layer.maxSegmentPayload(this);
     let sent = false;
@@ -964,7 +1052,25 @@ export class TcpConnection {
   }
 
   private sendAck(now: number): void {
-    this.layer.sendControl(this, ACK, this.sndNxt, now);
+    this.layer.sendControl(this, ACK, this.ackSeq(), now);
+  }
+
+  /**
+   * SEG.SEQ for a segment without data (ACK, RST). RFC 9293 says SND.NXT,
+   * meaning the highest sequence number sent: our sndNxt is rewound by
+   * go-back-N after a timeout, below what the guest may already hold, and
+   * an ACK from there is unacceptable to it: it answers with an ACK of its
+   * own and ignores our ACK field. With both ends rewound that is an ACK
+   * war in which neither learns anything. So: SND.MAX, but never past the
+   * right edge of the guest's window (a zero-window probe byte the guest
+   * did not take, or a window it shrank), like Linux's acceptable seq.
+   */
+  private ackSeq(): number {
+    // Before ESTABLISHED only our SYN is out (SND.NXT = ISS+1), and in a
+    // simultaneous open SND.WND is not known yet.
+    if (this.state < TcpState.Established) return this.sndMax;
+    const edge = seqAdd(this.sndUna, this.sndWnd);
+    return seqGt(this.sndMax, edge) ? edge : this.sndMax;
   }
 
   /**
@@ -1049,11 +1155,13 @@ export class TcpConnection {
     // resend from SND.UNA (go-back-N, skipping what the guest SACKed).
     this.rtt.timedOut();
     this.cc.onTimeout(this.inFlight);
+    this.lastRtoTs = this.layer.tsNow(now);
     this.inRecovery = false;
     this.dupAcks = 0;
     this.rttSeq = -1;
     this.sacked.length = 0; // RFC 6675 §5.1: SACK information may be reneged
     this.highRxt = this.sndUna;
+    this.recoverSeq = this.sndMax; // RFC 6582 §3.2 step 4
     const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
     if (this.finSent && this.sndUna === dataEnd) {
       this.layer.sendControl(this, FIN | ACK, dataEnd, now);
@@ -1090,6 +1198,15 @@ export class TcpConnection {
       this.keepAt = NO_DEADLINE;
       return;
     }
+    if (seqGt(this.sndMax, this.sndUna) || this.sendBuf.length > 0) {
+      // Not idle: data is in flight or waiting for a window, and the
+      // retransmission or persist timer (with the user timeout) watches
+      // the guest. Keepalive probes would only add aborts of their own
+      // during a long backoff; wait for idleness (as Linux does).
+      this.keepProbes = 0;
+      this.keepAt = now + this.keepIdleMs;
+      return;
+    }
     if (this.keepProbes >= this.keepCnt) {
       this.abort(now, "timeout");
       return;
@@ -1124,8 +1241,15 @@ export class TcpConnection {
     this.rtxAt = this.delAckAt = this.persistAt = this.keepAt = this.timeWaitAt = NO_DEADLINE;
     this.deadline = NO_DEADLINE;
     this.releaseBuffers();
-    this.rcvBuf.consume(this.rcvBuf.length);
-    this.rcvBuf.trim();
+    // A graceful close keeps the bytes the host has not taken yet: they
+    // were acknowledged to the guest, and the close can complete (our FIN
+    // acknowledged in LAST-ACK) while a slow host socket still has them to
+    // write. After a reset or abort they are flushed (RFC 9293 §3.10.7),
+    // unless the host was already told "closed" (a RST ending TIME-WAIT).
+    if (reason !== "closed" && !this.closedNotified) {
+      this.rcvBuf.consume(this.rcvBuf.length);
+      this.rcvBuf.trim();
+    }
     this.layer.remove(this);
     this.notifyClosed(reason);
   }

@@ -348,14 +348,16 @@ export class TcpLayer {
     const o = this.txOpts.reset();
     if (flags & SYN) {
       o.mss = conn.rcvMss;
-      // Offer what the guest offered (SYN-ACK), or everything (our SYN).
-      const offerAll = !conn.passive;
+      // Offer everything in our SYN; a SYN-ACK (passive open, or the
+      // simultaneous-open SYN-ACK of an active one) carries what was
+      // negotiated from the peer's SYN and echoes its timestamp.
+      const offerAll = !(flags & ACK);
       if (offerAll || conn.rcvShift > 0 || conn.sndShift > 0) o.windowScale = conn.rcvShift;
       o.sackPermitted = offerAll || conn.sackOk;
       if (offerAll || conn.tsOk) {
         o.hasTimestamps = true;
         o.tsVal = this.tsNow(now);
-        o.tsEcr = conn.passive ? conn.tsRecentValue() : 0;
+        o.tsEcr = flags & ACK ? conn.tsRecentValue() : 0;
       }
     } else if (!(flags & RST)) {
       if (conn.tsOk) {
