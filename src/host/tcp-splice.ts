@@ -126,10 +126,13 @@ export class TcpSplice implements TcpHandler {
     const s = this.sock;
     switch (reason) {
       case "closed":
-        // Both FINs are through; let the socket finish too.
+        // Both FINs are through. Guest bytes the socket has not taken yet
+        // stay in the receive buffer: flush them, then our FIN follows
+        // (flushToHost shuts the socket once the buffer is empty), and Bun
+        // closes the socket once both directions are shut.
         if (s !== null && !this.hostGone) {
-          if (!this.hostShut) this.shutHost();
-          s.end();
+          if (this.conn.rcvBuf.length > 0) this.flushToHost();
+          else this.shutHost();
         }
         break;
       case "aborted":

@@ -90,6 +90,12 @@ export class Reassembler {
       p.total = end;
     }
     if (p.total >= 0 && end > p.total) return this.fail(p, "frag-invalid");
+    // An exact copy of a fragment we hold is a network duplicate, not an
+    // attack: drop it and keep the datagram (RFC 8200 §4.5 allows this).
+    if (covered(p.ranges, fragOffset, end) && sameBytes(p.data, fragOffset, buf, payloadOff, payloadLen)) {
+      this.stats.drop("frag-duplicate");
+      return null;
+    }
     if (!insertRange(p.ranges, fragOffset, end)) return this.fail(p, "frag-overlap");
     if (p.ranges.length > 2 * MAX_PIECES) return this.fail(p, "frag-too-many");
     if (end > p.data.length) {
@@ -150,6 +156,17 @@ export class Reassembler {
       this.forget(p);
     }
   }
+}
+
+/** [s, e) lies inside one of the received ranges. */
+function covered(r: number[], s: number, e: number): boolean {
+  for (let i = 0; i < r.length; i += 2) if (r[i]! <= s && e <= r[i + 1]!) return true;
+  return false;
+}
+
+function sameBytes(a: Uint8Array, aOff: number, b: Uint8Array, bOff: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[aOff + i] !== b[bOff + i]) return false;
+  return true;
 }
 
 /**
