@@ -17,7 +17,8 @@ import { PcapWriter, openPcapFile } from "./link/pcap.ts";
 import { Stack } from "./stack/stack.ts";
 import { Stats } from "./stack/stats.ts";
 import { DEFAULT_TCP_CONFIG } from "./stack/tcp/connection.ts";
-import type { DeviceCaps, FrameSink } from "./stack/device.ts";
+import type { DeviceCaps, FrameReceiver, FrameSink } from "./stack/device.ts";
+import { FaultInjector, parseFaultSpec } from "./link/fault.ts";
 import { parseIpv4 } from "./wire/ipv4.ts";
 import { ipv6FromString } from "./wire/ipv6.ts";
 import { parseMac } from "./wire/ethernet.ts";
@@ -173,6 +174,7 @@ async function main(): Promise<void> {
     onFailure: (error) => die(log, 1, `[!] Device read failed: ${error}`),
   });
   let sink: FrameSink = device;
+  let receiver: FrameReceiver = runtime;
 
   // 15.
   let pcap: PcapWriter | null = null;
@@ -189,6 +191,22 @@ async function main(): Promise<void> {
       die(log, Exit.PcapSniff, `[!]Failed to sniff linkEP: ${String((e as Error).message)}`);
     }
     sink = pcap;
+  }
+
+  // Test hook: SLIRPNETSTACK_FAULTS="loss=0.05,reorder=0.05,dup=0.02,seed=7"
+  // puts the fault injector (src/link/fault.ts) between the device and the
+  // engine, both directions.
+  const faultSpec = process.env.SLIRPNETSTACK_FAULTS;
+  if (faultSpec) {
+    let faults: FaultInjector;
+    try {
+      faults = new FaultInjector(parseFaultSpec(faultSpec), sink, caps.medium, () => runtime.now());
+    } catch (e) {
+      die(log, Exit.Usage, `[!] SLIRPNETSTACK_FAULTS: ${(e as Error).message}`);
+    }
+    receiver = faults.wrap(receiver);
+    sink = faults;
+    runtime.addPollable(faults);
   }
 
   // 11. The stack and the handlers for new guest flows.
@@ -209,7 +227,7 @@ async function main(): Promise<void> {
   // 17. Prime ARP for the guest before reading anything, so the pcap's
   // first record is always this 28-byte request (contract §15).
   stack.primeArp(GUEST_V4);
-  device.start(pcap !== null ? pcap.wrap(runtime) : runtime);
+  device.start(pcap !== null ? pcap.wrap(receiver) : receiver);
 
   // 18.
   log.err(`[+] #${pid} Slirpnetstack started`);

@@ -6,8 +6,14 @@
 import type { FrameReceiver, RxMeta } from "../stack/device.ts";
 import type { Stack } from "../stack/stack.ts";
 
+/** Something else on the frame path that needs time (the fault injector). */
+export interface Pollable {
+  poll(now: number): number;
+}
+
 export class StackRuntime implements FrameReceiver {
   private stack: Stack | null = null;
+  private readonly pollables: Pollable[] = [];
   private batchNow = -1;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private timerAt = Infinity;
@@ -16,6 +22,10 @@ export class StackRuntime implements FrameReceiver {
 
   attach(stack: Stack): void {
     this.stack = stack;
+  }
+
+  addPollable(p: Pollable): void {
+    this.pollables.push(p);
   }
 
   /** The current time in ms, as the engine sees it. */
@@ -53,7 +63,8 @@ export class StackRuntime implements FrameReceiver {
   };
 
   private pollAt(now: number): void {
-    const next = this.stack!.poll(now);
+    let next = this.stack!.poll(now);
+    for (const p of this.pollables) next = Math.min(next, p.poll(now));
     this.arm(next, now);
   }
 
