@@ -43,6 +43,8 @@ export class TcpSplice implements TcpHandler {
   private hostGone = false;
   private reported = false;
   private halfClosed = false;
+  /** We reset the host socket ourselves: its close is not the peer's EOF. */
+  private hostReset = false;
   /** Set by whoever dials: runs once the host socket is connected. */
   onHostOpen: ((splice: TcpSplice) => void) | null = null;
   /** Set by whoever dials: the host connect failed. */
@@ -141,7 +143,7 @@ export class TcpSplice implements TcpHandler {
         const text = reason === "reset" ? "connection reset by peer" : reason === "timeout" ? "connection timed out" : "connection was refused";
         if (this.guestIsLocal) this.errors.stopL2R(text, null);
         else this.errors.stopR2L(text, null);
-        if (s !== null && !this.hostGone) s.terminate();
+        this.resetHost();
       }
     }
     this.maybeDone();
@@ -185,7 +187,7 @@ export class TcpSplice implements TcpHandler {
         this.conn.abort(this.rt.now(), "aborted");
         this.rt.afterActivity();
       }
-    } else {
+    } else if (!this.hostReset) {
       // Bun reports a FIN that arrives after our own shutdown as a plain close.
       this.hostEnd();
     }
@@ -229,8 +231,15 @@ export class TcpSplice implements TcpHandler {
     if (this.guestIsLocal) this.errors.stopL2R(null, text);
     else this.errors.stopR2L(null, text);
     if (!this.guestGone) this.conn.abort(this.rt.now(), "aborted");
-    this.sock?.terminate();
+    this.resetHost();
     this.rt.afterActivity();
+  }
+
+  /** Resets the host socket (SO_LINGER 0 then close: the peer sees a RST). */
+  private resetHost(): void {
+    if (this.sock === null || this.hostGone || this.hostReset) return;
+    this.hostReset = true;
+    this.sock.terminate();
   }
 
   /** contract §8.3: once one direction has ended, both sides get 5 s / 2 probes. */

@@ -49,9 +49,12 @@ export class UdpSplice implements UdpHandler {
   /** Creates the connected host socket; resolves false if that failed. */
   async connect(target: UdpTarget): Promise<string | null> {
     try {
+      // Bun binds 0.0.0.0 unless told otherwise, and an IPv4 socket cannot
+      // connect to an IPv6 target: bind the target's family explicitly.
+      const bindTo = target.source ?? (target.ip.includes(":") ? "::" : "0.0.0.0");
       const sock = await Bun.udpSocket({
         binaryType: "uint8array",
-        ...(target.source !== null ? { hostname: target.source } : {}),
+        hostname: bindTo,
         connect: { hostname: target.ip, port: target.port },
         socket: {
           data: (_s, data) => this.hostDatagram(data),

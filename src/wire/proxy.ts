@@ -5,7 +5,8 @@
 //  - Cloudflare's Simple Proxy Protocol for UDP (udpspp, contract §10.2):
 //    a 38-byte big-endian header in front of each datagram.
 // Pure functions over bytes: results or an error text, never a throw.
-import { ipv6IsV4Mapped, ipv6ToString } from "./ipv6.ts";
+import { ipv6IsV4Mapped, ipv6ToString, parseIpv6 } from "./ipv6.ts";
+import { parseIpv4 } from "./ipv4.ts";
 
 /** Where a proxied client came from and what it connected to. */
 export interface ProxyAddresses {
@@ -132,8 +133,10 @@ function parsePortText(s: string): number {
   return n <= 65535 ? n : -1;
 }
 
+const v6Scratch = new Uint8Array(16);
+
 function isIpText(s: string): boolean {
-  return /^[0-9]{1,3}(\.[0-9]{1,3}){3}$/.test(s) || (/^[0-9a-fA-F:.]+$/.test(s) && s.includes(":"));
+  return parseIpv4(s) !== null || parseIpv6(s, v6Scratch);
 }
 
 function v4Text(b: Uint8Array, off: number): string {
