@@ -136,6 +136,7 @@ export class MetricsServer {
           txBytes: this.stats.txBytes,
           drops: Object.fromEntries(this.stats.dropTable()),
           events: Object.fromEntries(this.stats.eventTable()),
+          memory: process.memoryUsage(),
         });
       case "/debug/pprof/flows":
         return json(this.flows.flowTable());

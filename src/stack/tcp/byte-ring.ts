@@ -93,9 +93,14 @@ export class ByteRing {
     return this.start;
   }
 
-  /** Releases the storage of an empty ring (idle connections hold nothing). */
+  /**
+   * Releases the storage of an empty ring grown beyond the initial size,
+   * so a burst's buffers do not stay with an idle connection. Small ones
+   * are kept: freeing them on every drain made each packet of a
+   * request/response exchange allocate 16 KiB again.
+   */
   trim(): void {
-    if (this.length === 0 && this.buf.length > 0) {
+    if (this.length === 0 && this.buf.length > INITIAL) {
       this.buf = new Uint8Array(0);
       this.start = 0;
     }

@@ -97,8 +97,8 @@ export interface TcpConfig {
 }
 
 export const DEFAULT_TCP_CONFIG: TcpConfig = {
-  rcvBuf: 4 << 20,
-  sndBuf: 4 << 20,
+  rcvBuf: 1 << 20,
+  sndBuf: 1 << 20,
   delAckMs: 40,
   keepIdleMs: 125_000,
   keepIntvlMs: 125_000,
