@@ -21,7 +21,10 @@ function buildTime(d: Date): string {
 
 const version = await describeVersion();
 const time = buildTime(new Date());
+// A .env file or bunfig.toml in the user's working directory must not
+// change the binary's environment or runtime.
 const result = await $`${process.execPath} build --compile --minify-syntax --sourcemap=none \
+  --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
   --define ${`BUILD_VERSION=${JSON.stringify(version)}`} \
   --define ${`BUILD_TIME=${JSON.stringify(time)}`} \
   ${root}/src/main.ts ${root}/src/link/reader-worker.ts --outfile ${outfile}`

@@ -12,6 +12,7 @@ import { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGW
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAttachment } from "../ffi/tun.ts";
 import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type RunModeSession } from "./ns/index.ts";
 import { DNS_V4, DNS_V6 } from "./host/dns-forwarder.ts";
+import { ensureRuntimeEnv } from "./runtime-env.ts";
 import { RingDevice } from "./link/ring-device.ts";
 import { PcapWriter, openPcapFile } from "./link/pcap.ts";
 import { Stack } from "./stack/stack.ts";
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
   // The binary re-executes itself inside other namespaces as a hidden
   // helper (src/ns/); that is not the stack.
   if (await runHiddenCommand(process.argv.slice(2))) return;
+  ensureRuntimeEnv();
   const argv0 = process.argv0 && process.argv[1]?.startsWith("/$bunfs") ? process.argv0 : (process.argv[1] ?? "slirpnetstack");
   const pid = process.pid;
   let log = new Logger(false);

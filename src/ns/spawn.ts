@@ -4,6 +4,7 @@ import { readFileSync, statSync } from "node:fs";
 import { closeFd } from "../../ffi/sys.ts";
 import { seqpacketPair, waitReadable, recvMessage } from "../../ffi/scm.ts";
 import { libc } from "../../ffi/libc.ts";
+import { userEnvironment } from "../runtime-env.ts";
 import { decodeMessage, type HelperMessage } from "./protocol.ts";
 import type { EnvFacts } from "./errors.ts";
 
@@ -42,18 +43,7 @@ export function envFacts(): EnvFacts {
  * environment, not that. Falls back to process.env.
  */
 export function startupEnv(): Record<string, string> {
-  try {
-    const out: Record<string, string> = {};
-    for (const entry of readFileSync("/proc/self/environ", "utf8").split("\0")) {
-      const eq = entry.indexOf("=");
-      if (eq > 0) out[entry.slice(0, eq)] = entry.slice(eq + 1);
-    }
-    return out;
-  } catch {
-    const out: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out[k] = v;
-    return out;
-  }
+  return userEnvironment();
 }
 
 export function isRoot(): boolean {

@@ -247,9 +247,12 @@ describe("startup lines", () => {
 
   test("positional arguments stop flag parsing and are ignored", async () => {
     // "-quiet false" makes "false" positional: the later -nope is never seen.
-    const r = await run(["-quiet", "false", "-nope", "-version"]);
-    // No -netns, so it tries tun0 in the (private, empty) host namespace.
+    // (-netns selects attach mode; without it the positional arguments would
+    // be run mode's command.) Our own namespace, the private, empty host
+    // one, has no tun0.
+    const r = await run(["-netns", "/proc/self/ns/net", "-quiet", "false", "-nope", "-version"]);
     expect(r.code).toBe(253);
-    expect(r.stderr[0]).toBe("[.] Opening tun interface tun0");
+    expect(r.stderr[0]).toBe("[.] Joininig netns /proc/self/ns/net");
+    expect(r.stderr[1]).toBe("[.] Opening tun interface tun0");
   });
 });

@@ -1,0 +1,59 @@
+// Settings of the Bun runtime that it reads from the environment once, as
+// it starts, before any of our code runs. To have them without asking
+// users to export anything, the process re-executes itself once, first
+// thing, with them added (execve keeps the PID, the fds and the argv).
+//
+//   BUN_GC_TIMER_DISABLE=1   Bun's GC timer wakes the process several times
+//                            a second to collect while idle; an idle stack
+//                            has nothing to collect (measured: 16 wakeups/s
+//                            idle with it, under 1/s without). Garbage
+//                            collection still runs as memory is allocated.
+//
+// The names we added are listed in SLIRPNETSTACK_RUNTIME_ENV so that the
+// environment handed to a run-mode command is the user's own.
+import { readFileSync } from "node:fs";
+import { execve } from "../ffi/exec.ts";
+
+const RUNTIME_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1" };
+const MARKER = "SLIRPNETSTACK_RUNTIME_ENV";
+
+/** The environment the process was started with (not Bun's process.env, which may hold .env files). */
+function environ(): Map<string, string> {
+  const out = new Map<string, string>();
+  try {
+    for (const entry of readFileSync("/proc/self/environ", "utf8").split("\0")) {
+      const eq = entry.indexOf("=");
+      if (eq > 0) out.set(entry.slice(0, eq), entry.slice(eq + 1));
+    }
+  } catch {
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) out.set(k, v);
+  }
+  return out;
+}
+
+/**
+ * Re-executes the process with the runtime settings unless it already has
+ * them. Returns (and the process carries on as it is) if execve fails.
+ */
+export function ensureRuntimeEnv(): void {
+  const env = environ();
+  if (env.has(MARKER)) return;
+  const added = Object.keys(RUNTIME_ENV).filter((k) => !env.has(k));
+  if (added.length === 0) return;
+  for (const k of added) env.set(k, RUNTIME_ENV[k]!);
+  env.set(MARKER, added.join(","));
+  // Compiled: argv is [runtime, /$bunfs/root/entry, ...args] and argv0 is
+  // what the user typed; from source: [bun, script, ...args].
+  const compiled = process.argv[1]?.startsWith("/$bunfs") ?? false;
+  const argv = compiled ? [process.argv0, ...process.argv.slice(2)] : [process.argv0, ...process.argv.slice(1)];
+  execve(process.execPath, argv, [...env].map(([k, v]) => `${k}=${v}`));
+}
+
+/** The user's environment: what we started with, minus what ensureRuntimeEnv added. */
+export function userEnvironment(): Record<string, string> {
+  const env = environ();
+  const added = env.get(MARKER);
+  env.delete(MARKER);
+  if (added !== undefined) for (const k of added.split(",")) env.delete(k);
+  return Object.fromEntries(env);
+}
