@@ -218,6 +218,8 @@ async function main(): Promise<void> {
     gatewayV6: GATEWAY_V6,
     tcp: DEFAULT_TCP_CONFIG,
     random32: () => (Math.random() * 0x100000000) >>> 0,
+    // Test hook: the contract's 125 s UDP idle timeout, shortened.
+    ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
   });
   runtime.attach(stack);
   host.attach(stack);

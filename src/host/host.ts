@@ -22,7 +22,7 @@ import { MetricsServer, type FlowSource } from "./metrics.ts";
 import { RemoteForwards } from "./remote-forward.ts";
 import { LocalForwards, type Gateways } from "./local-forward.ts";
 import { DnsForwarder } from "./dns-forwarder.ts";
-import { destinationEndpoint, destinationIp, guestEndpoint, localIpText, remoteIpText } from "./flow-addr.ts";
+import { destinationEndpoint, destinationIp, guestEndpoint } from "./flow-addr.ts";
 
 export class Host implements StackEvents, FlowSource {
   private stack: Stack | null = null;
@@ -143,8 +143,8 @@ export class Host implements StackEvents, FlowSource {
       rows.push({
         proto: "tcp",
         state: c.stateName,
-        guest: `${remoteIpText(c)}:${c.remotePort}`,
-        destination: `${localIpText(c)}:${c.localPort}`,
+        guest: guestEndpoint(c),
+        destination: destinationEndpoint(c),
         sendBuffered: c.sendBuf.length,
         recvBuffered: c.rcvBuf.length,
         inFlight: c.inFlight,
@@ -157,8 +157,8 @@ export class Host implements StackEvents, FlowSource {
     for (const f of this.stack?.udp.flows() ?? []) {
       rows.push({
         proto: "udp",
-        guest: `${remoteIpText(f)}:${f.remotePort}`,
-        destination: `${localIpText(f)}:${f.localPort}`,
+        guest: guestEndpoint(f),
+        destination: destinationEndpoint(f),
         idleMs: f.idleMs,
       });
     }

@@ -26,7 +26,6 @@ import { TcpSplice, type SpliceOwner } from "./tcp-splice.ts";
 
 /** UDP clients per -L listener; beyond this new clients are dropped. */
 const MAX_UDP_CLIENTS = 4096;
-const UDP_IDLE_MS = 125_000;
 
 export interface Gateways {
   v4: ParsedIP;
@@ -314,7 +313,6 @@ class UdpForward {
       this.ctx.log.flow(`[!] udp://${client}-${this.listenLocal}/${target} local-fwd ${this.pp}error: ${c.errors.format()}`);
       return null;
     }
-    c.flow.setIdle(UDP_IDLE_MS, now);
     c.guestLocal = formatHostPort(formatIP(src), c.flow.localPort);
     this.clients.set(key, c);
     this.ctx.stats.bump("forward-ok");

@@ -58,7 +58,9 @@ export class UdpSplice implements UdpHandler {
         connect: { hostname: target.ip, port: target.port },
         socket: {
           data: (_s, data) => this.hostDatagram(data),
-          error: (_s, err) => this.hostError(err),
+          // Bun 1.4.5 calls error(err) with the socket as `this`, although
+          // its types say error(socket, err): take the Error wherever it is.
+          error: (a: unknown, b?: unknown) => this.hostError((b ?? a) as Error),
         },
       });
       if (this.closed) {
@@ -101,9 +103,9 @@ export class UdpSplice implements UdpHandler {
     if (this.closeAfterReply) this.flow.close();
   }
 
-  private hostError(err: Error): void {
-    const code = (err as NodeJS.ErrnoException).code;
-    const text = code === "ECONNREFUSED" ? "connection refused" : err.message;
+  private hostError(err: Error | undefined): void {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    const text = code === "ECONNREFUSED" ? "connection refused" : (err?.message ?? "error");
     this.errors.stopR2L(`read udp ${this.hostLocal}: ${text}`, null);
     // upstream ends the flow at its first read error (contract §8.1)
     this.flow.close();

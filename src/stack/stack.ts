@@ -29,6 +29,8 @@ export interface StackConfig {
   tcp: TcpConfig;
   /** Uniform random 32-bit integers: ISS, ports. Seeded in tests. */
   random32: () => number;
+  /** Idle timeout of UDP flows (ms; contract §8.3: 125 s). */
+  udpIdleMs?: number;
 }
 
 export type StackEvents = TcpEvents & UdpEvents;
@@ -61,7 +63,7 @@ export class Stack {
     this.egress = new Egress(caps, sink, cfg.mac, cfg.gatewayV4, cfg.gatewayV6, stats);
     this.icmp = new Icmp(this.egress, stats, cfg.gatewayV4, cfg.gatewayV6);
     this.tcp = new TcpLayer(this.egress, stats, cfg.tcp, events, this.icmp, cfg.random32);
-    this.udp = new UdpLayer(this.egress, stats, events, cfg.random32);
+    this.udp = new UdpLayer(this.egress, stats, events, cfg.random32, cfg.udpIdleMs);
     this.reassembler = new Reassembler(stats);
     this.solicit = this.egress.solicit;
   }

@@ -39,7 +39,7 @@ export class UdpFlow implements FlowTuple, Timed {
   /** Free slot for the host side's bookkeeping. */
   tag: unknown = null;
   /** Idle time after which the flow ends (ms). */
-  idleMs = 125_000;
+  idleMs: number;
   lastActive: number;
   deadline = Infinity;
   heapIndex = -1;
@@ -57,6 +57,7 @@ export class UdpFlow implements FlowTuple, Timed {
     now: number,
   ) {
     this.lastActive = now;
+    this.idleMs = layer.idleMs;
   }
 
   /** Sends one datagram to the guest (fragmented by IP if larger than the MTU). */
@@ -90,6 +91,8 @@ export class UdpLayer {
     private readonly stats: Stats,
     private readonly events: UdpEvents,
     private readonly random32: () => number,
+    /** Default idle timeout of new flows (contract §8.3: 125 s). */
+    readonly idleMs = 125_000,
   ) {}
 
   get flowCount(): number {
