@@ -3,8 +3,10 @@
 // every timer (virtual clock).
 import { describe, expect, test } from "bun:test";
 import { Harness, Guest, SYN, ACK, FIN, RST, PSH } from "../../support/tcp-harness.ts";
-import { TcpState, STATE_NAMES } from "../../../src/stack/tcp/connection.ts";
+import { TcpState, STATE_NAMES, DEFAULT_TCP_CONFIG, shiftFor } from "../../../src/stack/tcp/connection.ts";
 
+/** Our window scale: what the default receive buffer needs (RFC 7323 §2.3). */
+const OUR_WS = shiftFor(DEFAULT_TCP_CONFIG.rcvBuf);
 const name = (s: number): string => STATE_NAMES[s]!;
 const u32 = (x: number): number => x >>> 0;
 
@@ -78,7 +80,7 @@ describe("SYN-PENDING", () => {
     const app = h.acceptHeld(c);
     const synAck = g.readSynAck();
     expect(synAck.options.mss).toBe(1460);
-    expect(synAck.options.windowScale).toBe(7);
+    expect(synAck.options.windowScale).toBe(OUR_WS);
     expect(synAck.options.sackPermitted).toBe(true);
     expect(synAck.options.tsEcr).toBe(500);
     g.send({ flags: ACK });
@@ -262,7 +264,8 @@ describe("SACK (RFC 2018)", () => {
   });
 
   test("thousands of segments behind one hole are all kept", () => {
-    const { h, g, app } = setup({ sackOk: true });
+    // A 4 MiB window, so that 2000 segments fit behind the hole.
+    const { h, g, app } = setup({ sackOk: true }, { tcp: { rcvBuf: 4 << 20 } });
     const s = g.seq;
     for (let i = 1; i <= 2000; i++) g.send({ seq: s + i * 1460, flags: ACK, payload: 1460 }, i % 50 === 0);
     h.endBatch();
@@ -607,8 +610,8 @@ describe("zero window and persist (RFC 9293 §3.8.6.1)", () => {
 });
 
 describe("window scaling (RFC 7323)", () => {
-  test("shift 0 offered: windows unscaled both ways, our SYN-ACK says ws 7", () => {
-    const h = new Harness();
+  test("shift 0 offered: windows unscaled both ways, our SYN-ACK says ws 7 (4 MiB buffer)", () => {
+    const h = new Harness({ tcp: { rcvBuf: 4 << 20 } });
     const g = new Guest(h, { ws: 0 });
     g.syn();
     const sa = g.readSynAck();

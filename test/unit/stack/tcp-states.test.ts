@@ -2,7 +2,7 @@
 // (EnginePair): every transition, opening and closing both ways, resets.
 import { describe, expect, test } from "bun:test";
 import { EnginePair, type AppConn } from "../../support/engine-pair.ts";
-import { TcpState, STATE_NAMES } from "../../../src/stack/tcp/connection.ts";
+import { TcpState, STATE_NAMES, DEFAULT_TCP_CONFIG, shiftFor } from "../../../src/stack/tcp/connection.ts";
 import { SYN, ACK, FIN, RST } from "../../../src/stack/tcp/segment.ts";
 
 const name = (s: number): string => STATE_NAMES[s]!;
@@ -53,19 +53,20 @@ describe("opening", () => {
     const [syn, synAck] = [pair.sent("A")[0]!.p, pair.sent("B")[0]!.p];
     expect(syn.flags).toBe(SYN);
     expect(syn.options.mss).toBe(1460);
-    expect(syn.options.windowScale).toBe(7);
+    const ws = shiftFor(DEFAULT_TCP_CONFIG.rcvBuf);
+    expect(syn.options.windowScale).toBe(ws);
     expect(syn.options.sackPermitted).toBe(true);
     expect(syn.options.hasTimestamps).toBe(true);
     expect(synAck.options.tsEcr).toBe(syn.options.tsVal);
     const c = a.conn;
-    expect([c.sackOk, c.tsOk, c.sndShift, c.rcvShift, c.sendMss]).toEqual([true, true, 7, 7, 1460]);
+    expect([c.sackOk, c.tsOk, c.sndShift, c.rcvShift, c.sendMss]).toEqual([true, true, ws, ws, 1460]);
     const bc = pair.b.lastApp.conn;
-    expect([bc.sackOk, bc.tsOk, bc.sndShift, bc.rcvShift]).toEqual([true, true, 7, 7]);
-    // Windows after the handshake are scaled: 4 MiB >> 7.
+    expect([bc.sackOk, bc.tsOk, bc.sndShift, bc.rcvShift]).toEqual([true, true, ws, ws]);
+    // Windows after the handshake are scaled: the buffer >> the shift.
     pair.runUntil(() => pair.b.lastApp.established, "B established");
     const ack = pair.sent("A")[1]!.p;
     expect(ack.flags).toBe(ACK);
-    expect(ack.window).toBe((4 << 20) >> 7);
+    expect(ack.window).toBe(Math.min(65535, Math.floor(DEFAULT_TCP_CONFIG.rcvBuf / 2 ** ws)));
   });
 
   test("IPv6 active open and data", () => {
