@@ -12,7 +12,7 @@
 //       guest's ARP request for 10.0.2.2; reports the command's status.
 //       --forward-signals installs the run-mode signal policy
 //       (forwardRunModeSignals) as the stack would.
-import { acquireDevice, startRunMode, forwardRunModeSignals, DeviceError, type TunAttachment } from "../../src/ns/index.ts";
+import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type TunAttachment } from "../../src/ns/index.ts";
 import { PollSet, readFd, writeFd, closeFd } from "../../ffi/sys.ts";
 
 const VNET = 12;
@@ -63,6 +63,10 @@ function flag(args: string[], name: string): string | null {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1]! : null;
 }
+
+// Compiled (see probeCommand in unpriv.ts), the probe is also its own
+// namespace helper, as the slirpnetstack binary is.
+if (await runHiddenCommand(process.argv.slice(2))) process.exit(0);
 
 const [mode, ...rest] = process.argv.slice(2);
 

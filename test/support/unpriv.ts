@@ -6,14 +6,41 @@
 // is also restored synchronously at process exit, so a failing or killed
 // test never leaves /dev/net/tun world-writable or the user behind.
 import type { Subprocess } from "bun";
-import { chmodSync, statSync, readdirSync, readlinkSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, statSync, readdirSync, readlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { track, untrack } from "./cleanup.ts";
 
 export const TEST_USER = "slirpns-test";
-export const PROBE = join(import.meta.dir, "ns-probe.ts");
-export const BUN = process.execPath;
 export const TUN = "/dev/net/tun";
+
+let probe: Promise<{ argv: string[]; dir: string }> | null = null;
+
+/**
+ * The probe, compiled into one executable in a fresh world-readable
+ * directory. The test user may not be able to read the checkout (a clone
+ * under /root, or a 0700 temporary directory), so nothing it runs may come
+ * from there: not the sources, not node_modules' bun, not its cwd.
+ */
+export function probeCommand(): Promise<{ argv: string[]; dir: string }> {
+  probe ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), "slirp-ns-probe-"));
+    chmodSync(dir, 0o755);
+    const exe = join(dir, "ns-probe");
+    const r = await exec([process.execPath, "build", "--compile", join(import.meta.dir, "ns-probe.ts"), "--outfile", exe], { timeoutMs: 120_000 });
+    if (r.code !== 0) throw new Error(`building the probe failed: ${r.stderr}${r.stdout}`);
+    const entry = {
+      destroy: async () => {
+        untrack(entry);
+        rmSync(dir, { recursive: true, force: true });
+        probe = null;
+      },
+    };
+    track(entry);
+    return { argv: [exe], dir };
+  })();
+  return probe;
+}
 
 export interface TestUser {
   name: string;
@@ -134,8 +161,9 @@ export async function runProbe(
   args: string[],
   opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
 ): Promise<ProbeRun> {
-  const argv = [BUN, PROBE, ...args];
-  const r = await exec(user ? asUser(user, argv) : argv, { env: opts.env ?? userEnv(), timeoutMs: opts.timeoutMs ?? 30_000, cwd: opts.cwd });
+  const p = await probeCommand();
+  const argv = [...p.argv, ...args];
+  const r = await exec(user ? asUser(user, argv) : argv, { env: opts.env ?? userEnv(), timeoutMs: opts.timeoutMs ?? 30_000, cwd: opts.cwd ?? p.dir });
   const lines = r.stdout.split("\n");
   const idx = lines.findIndex((l) => l.startsWith("PROBE-RESULT "));
   if (idx < 0) throw new Error(`probe printed no result (exit ${r.code})\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);

@@ -15,8 +15,7 @@ import {
   asUser,
   UserGuestNs,
   processesInNetns,
-  BUN,
-  PROBE,
+  probeCommand,
   type TestUser,
 } from "../../support/unpriv.ts";
 
@@ -164,7 +163,9 @@ describe("run mode as an ordinary user", () => {
 
   test("signals: the stack survives SIGINT; SIGTERM is forwarded to the command", async () => {
     const script = 'trap "echo GOT-TERM; exit 9" TERM; trap "echo GOT-INT" INT; echo ready; while :; do sleep 0.02; done';
-    const p = Bun.spawn(asUser(user, [BUN, PROBE, "run", "--forward-signals", "--", "sh", "-c", script]), {
+    const probe = await probeCommand();
+    const p = Bun.spawn(asUser(user, [...probe.argv, "run", "--forward-signals", "--", "sh", "-c", script]), {
+      cwd: probe.dir,
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -195,7 +196,9 @@ describe("run mode as an ordinary user", () => {
   });
 
   test("when the stack dies, the command gets SIGTERM", async () => {
-    const p = Bun.spawn(asUser(user, [BUN, PROBE, "run", "--", "sh", "-c", "echo $$; exec sleep 30"]), {
+    const probe = await probeCommand();
+    const p = Bun.spawn(asUser(user, [...probe.argv, "run", "--", "sh", "-c", "echo $$; exec sleep 30"]), {
+      cwd: probe.dir,
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -264,9 +267,10 @@ describe("one clear line per environment error", () => {
   });
 
   test("user namespaces disabled (user.max_user_namespaces = 0, set inside a throwaway user namespace)", async () => {
+    const probe = await probeCommand();
     const p = Bun.spawn(
-      ["unshare", "-U", "--map-root-user", "sh", "-c", 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"', "sh", BUN, PROBE, "run", "--", "true"],
-      { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: userEnv() },
+      ["unshare", "-U", "--map-root-user", "sh", "-c", 'echo 0 > /proc/sys/user/max_user_namespaces && exec "$@"', "sh", ...probe.argv, "run", "--", "true"],
+      { cwd: probe.dir, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: userEnv() },
     );
     const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
     expect(code).toBe(0);
