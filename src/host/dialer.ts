@@ -10,7 +10,7 @@ import type { UdpFlow } from "../stack/udp.ts";
 import { formatHostPort } from "../cli/goaddr.ts";
 import type { Logger } from "./log.ts";
 import type { StackRuntime } from "./runtime.ts";
-import { TcpSplice, hostSocketHandlers, type SpliceOwner } from "./tcp-splice.ts";
+import { HostKeepalive, TcpSplice, hostSocketHandlers, type SpliceOwner } from "./tcp-splice.ts";
 import { UdpSplice, type UdpSpliceOwner } from "./udp-splice.ts";
 
 export interface DialTarget {
@@ -53,6 +53,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     private readonly rt: StackRuntime,
     private readonly log: Logger,
     private readonly stats: Stats,
+    private readonly keepalive: HostKeepalive,
   ) {}
 
   labelsOf(splice: TcpSplice | UdpSplice): FlowLabels | undefined {
@@ -60,7 +61,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   }
 
   tcp(conn: TcpConnection, target: DialTarget, labels: FlowLabels): void {
-    const splice = new TcpSplice(this.rt, true, this);
+    const splice = new TcpSplice(this.rt, true, this, this.keepalive, !this.log.quiet);
     splice.bindGuest(conn);
     this.labels.set(splice, labels);
     this.tcpSplices.add(splice);

@@ -18,6 +18,7 @@ import type { UdpFlow } from "../stack/udp.ts";
 import { LocalRoutes } from "./routes.ts";
 import { RoutingPolicy, verdictAllows } from "./policy.ts";
 import { Dialer } from "./dialer.ts";
+import { HostKeepalive } from "./tcp-splice.ts";
 import { MetricsServer, type FlowSource } from "./metrics.ts";
 import { RemoteForwards } from "./remote-forward.ts";
 import { LocalForwards, type Gateways } from "./local-forward.ts";
@@ -30,6 +31,7 @@ export class Host implements StackEvents, FlowSource {
   /** Guest DNS at 10.0.2.3 / fd00::3 (-enable-dns, on by default in run mode). */
   private dns: DnsForwarder | null = null;
   private readonly routes = new LocalRoutes();
+  private readonly keepalive = new HostKeepalive();
   private readonly policy: RoutingPolicy;
   private metrics: MetricsServer | null = null;
   private readonly remote: RemoteForwards;
@@ -53,7 +55,7 @@ export class Host implements StackEvents, FlowSource {
 
   attach(stack: Stack): void {
     this.stack = stack;
-    this.dialer = new Dialer(stack, this.runtime, this.log, this.stats);
+    this.dialer = new Dialer(stack, this.runtime, this.log, this.stats, this.keepalive);
     if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime);
   }
 
@@ -84,7 +86,10 @@ export class Host implements StackEvents, FlowSource {
 
   /** contract §2 step 12 (exit 247 through `fail`). */
   async startLocalForwards(fail: (line: string) => never): Promise<void> {
-    await this.local.start({ stack: this.stack!, rt: this.runtime, log: this.log, stats: this.stats, gateways: this.gateways }, fail);
+    await this.local.start(
+      { stack: this.stack!, rt: this.runtime, log: this.log, stats: this.stats, gateways: this.gateways, keepalive: this.keepalive },
+      fail,
+    );
   }
 
   /** contract §2 step 13 (exit 246 through `fail`). */

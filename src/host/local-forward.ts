@@ -22,7 +22,7 @@ import type { Resolver } from "./resolve.ts";
 import type { StackRuntime } from "./runtime.ts";
 import { STATIC_DENY } from "./prefix.ts";
 import { SpliceErrors } from "./splice-errors.ts";
-import { TcpSplice, type SpliceOwner } from "./tcp-splice.ts";
+import { TcpSplice, type HostKeepalive, type SpliceOwner } from "./tcp-splice.ts";
 
 /** UDP clients per -L listener; beyond this new clients are dropped. */
 const MAX_UDP_CLIENTS = 4096;
@@ -56,6 +56,7 @@ export interface LocalForwardContext {
   log: Logger;
   stats: Stats;
   gateways: Gateways;
+  keepalive: HostKeepalive;
 }
 
 // ---------------------------------------------------------------------------
@@ -155,7 +156,7 @@ class TcpForward implements SpliceOwner {
     // §9.3: target port 0 means the listener's port, or the PROXY destination port.
     const port = this.spec.host.port || (pp !== null ? pp.dstPort : s.localPort);
     const src = guestSource(pp !== null ? pp.srcIp : s.remoteAddress, this.target.family, gateways);
-    const splice = new TcpSplice(rt, false, this);
+    const splice = new TcpSplice(rt, false, this, this.ctx.keepalive, !this.ctx.log.quiet);
     const now = rt.now();
     const conn =
       this.target.family === 4

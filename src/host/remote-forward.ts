@@ -80,6 +80,12 @@ export class RemoteForwards {
   tryTcp(conn: TcpConnection, stack: Stack, dialer: Dialer): boolean {
     const fwd = this.tcp.get(destinationKey(localIpText(conn), conn.localPort));
     if (fwd === undefined) return false;
+    if (fwd.target.label === null) {
+      // A literal target needs no lookup: dial now, without a promise hop.
+      const target = this.staticTarget(fwd);
+      dialer.tcp(conn, target, this.labels(fwd, guestEndpoint(conn), target));
+      return true;
+    }
     void this.resolveTarget(fwd, guestEndpoint(conn)).then((target) => {
       if (target === null) {
         stack.tcp.refuse(conn, this.rt.now());
@@ -95,9 +101,18 @@ export class RemoteForwards {
     const fwd = this.udp.get(destinationKey(localIpText(flow), flow.localPort));
     if (fwd === undefined) return false;
     const guest = guestEndpoint(flow);
-    const target = this.resolveTarget(fwd, guest);
+    const target = fwd.target.label === null ? this.staticTarget(fwd) : this.resolveTarget(fwd, guest);
     dialer.udp(flow, target, (t) => this.labels(fwd, guest, t));
     return true;
+  }
+
+  private staticTarget(fwd: RemoteForward): DialTarget {
+    const { ip, port } = fwd.target.value;
+    return { ip, port, source: this.sourceFor(ip) };
+  }
+
+  private sourceFor(ip: string): string | null {
+    return (parseGoIP(ip)?.family ?? 4) === 4 ? this.sources.v4 : this.sources.v6;
   }
 
   private labels(fwd: RemoteForward, guest: string, target: DialTarget) {
@@ -121,7 +136,6 @@ export class RemoteForwards {
       this.log.out(`[!] ${fwd.spec.transport}://${guest}-${fwd.bindEndpoint}/${spec} remote-fwd dns lookup error of ${fwd.spec.transport} addr: ${err}`);
       return null;
     }
-    const family = parseGoIP(got.ip)?.family ?? 4;
-    return { ip: got.ip, port: got.port, source: family === 4 ? this.sources.v4 : this.sources.v6 };
+    return { ip: got.ip, port: got.port, source: this.sourceFor(got.ip) };
   }
 }

@@ -25,6 +25,40 @@ import { formatHostPort } from "../cli/goaddr.ts";
 const KEEPALIVE_MS = 125_000;
 const KEEPALIVE_HALF_CLOSED_MS = 5_000;
 
+/**
+ * Keepalive on host sockets (contract §8.3), set by a sweep every
+ * SWEEP_MS rather than at connect: it costs four setsockopt calls, and most
+ * connections end long before a 125 s keepalive could matter. A socket is
+ * configured at most SWEEP_MS late, and switched to the half-closed 5 s
+ * setting at the next sweep after a direction ends. (The guest side's
+ * keepalive is ours and changes at once.)
+ */
+export class HostKeepalive {
+  static readonly SWEEP_MS = 10_000;
+  private readonly live = new Set<TcpSplice>();
+  private timer: ReturnType<typeof setInterval> | null = null;
+
+  add(s: TcpSplice): void {
+    this.live.add(s);
+    if (this.timer === null) {
+      this.timer = setInterval(() => this.sweep(), HostKeepalive.SWEEP_MS);
+      this.timer.unref?.();
+    }
+  }
+
+  remove(s: TcpSplice): void {
+    this.live.delete(s);
+    if (this.live.size === 0 && this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+
+  private sweep(): void {
+    for (const s of this.live) s.applyHostKeepalive();
+  }
+}
+
 export interface SpliceOwner {
   /** Both sides are closed: log the "done" line and forget the splice. */
   spliceDone(splice: TcpSplice): void;
@@ -33,9 +67,11 @@ export interface SpliceOwner {
 export class TcpSplice implements TcpHandler {
   sock: Socket<TcpSplice> | null = null;
   readonly errors = new SpliceErrors();
-  /** The host socket's addresses, Go-style, captured at open (for log lines). */
+  /** The host socket's addresses, Go-style, captured at open when logging (for log lines). */
   hostLocal = "";
   hostRemote = "";
+  /** The keepalive idle time the host socket has (0: none yet). */
+  private hostKeepaliveMs = 0;
   private guestEnded = false;
   private hostEnded = false;
   private hostShut = false;
@@ -62,6 +98,9 @@ export class TcpSplice implements TcpHandler {
     /** The guest started the flow (routing, -R); false for -L. */
     readonly guestIsLocal: boolean,
     private readonly owner: SpliceOwner,
+    private readonly keepalive: HostKeepalive,
+    /** Log lines will name the host socket's addresses: read them at open. */
+    private readonly wantAddresses: boolean,
   ) {}
 
   bindGuest(conn: TcpConnection): void {
@@ -73,15 +112,20 @@ export class TcpSplice implements TcpHandler {
     return this.guestGone;
   }
 
-  /** The host socket is connected (or accepted): start splicing. */
+  /**
+   * The host socket is connected (or accepted): start splicing. Bun sets
+   * TCP_NODELAY on its sockets, as Go's net package does, so there is
+   * nothing to set here; keepalive comes with the next sweep.
+   */
   attachHost(sock: Socket<TcpSplice>): void {
     this.sock = sock;
     sock.data = this;
-    this.hostLocal = formatHostPort(sock.localAddress, sock.localPort);
-    this.hostRemote = formatHostPort(sock.remoteAddress, sock.remotePort);
-    // Go's net package sets TCP_NODELAY on every connection; so do we.
-    sock.setNoDelay(true);
-    sock.setKeepAlive(true, KEEPALIVE_MS);
+    // Each of these getters is a getsockname/getpeername call.
+    if (this.wantAddresses) {
+      this.hostLocal = formatHostPort(sock.localAddress, sock.localPort);
+      this.hostRemote = formatHostPort(sock.remoteAddress, sock.remotePort);
+    }
+    this.keepalive.add(this);
     if (this.guestGone) {
       sock.terminate();
       return;
@@ -246,13 +290,21 @@ export class TcpSplice implements TcpHandler {
   private shortenKeepalive(): void {
     if (this.halfClosed) return;
     this.halfClosed = true;
-    this.sock?.setKeepAlive(true, KEEPALIVE_HALF_CLOSED_MS);
     this.conn.setKeepalive(KEEPALIVE_HALF_CLOSED_MS, KEEPALIVE_HALF_CLOSED_MS, 2, 3 * KEEPALIVE_HALF_CLOSED_MS, this.rt.now());
+  }
+
+  /** Called by the keepalive sweep: brings the host socket's keepalive up to date. */
+  applyHostKeepalive(): void {
+    const want = this.halfClosed ? KEEPALIVE_HALF_CLOSED_MS : KEEPALIVE_MS;
+    if (this.sock === null || this.hostGone || want === this.hostKeepaliveMs) return;
+    this.hostKeepaliveMs = want;
+    this.sock.setKeepAlive(true, want);
   }
 
   private maybeDone(): void {
     if (this.reported || !this.guestGone || !(this.hostGone || this.sock === null)) return;
     this.reported = true;
+    this.keepalive.remove(this);
     this.owner.spliceDone(this);
   }
 

@@ -910,20 +910,25 @@ export class TcpConnection {
     if (this.finReceived) return;
     this.finReceived = true;
     this.rcvNxt = seqAdd(this.rcvNxt, 1);
-    this.ackNow = true;
     switch (this.state) {
       case TcpState.SynReceived:
       case TcpState.Established:
+        // The host side usually closes right after hearing of this FIN:
+        // a delayed ACK lets our own FIN carry it, one segment instead of
+        // two (RFC 1122 §4.2.3.2 allows the delay for any segment).
         this.state = TcpState.CloseWait;
+        this.ackDue++;
         break;
       case TcpState.FinWait1:
         // Our FIN not yet acknowledged: simultaneous close.
         this.state = TcpState.Closing;
+        this.ackNow = true;
         break;
       case TcpState.FinWait2:
         // The host hears of the FIN first, then of the close (entering
         // TIME-WAIT reports onClosed): onPeerFin after onClosed reached a
         // host side that had already released the flow.
+        this.ackNow = true;
         this.handler?.onPeerFin(this);
         if (this.state === TcpState.FinWait2) this.enterTimeWait(now);
         return;

@@ -204,12 +204,29 @@ describe("acceptability and trimming", () => {
     expect(h.one().ack).toBe(g.seq); // neither the byte nor the FIN
     expect(app.peerFin).toBe(false);
     g.send({ flags: ACK | FIN });
-    const p = h.one();
-    expect([p.ack, p.window]).toEqual([u32(g.seq + 1), 0]);
     expect(app.peerFin).toBe(true);
     expect(name(h.conn.state)).toBe("CLOSE-WAIT");
+    // The FIN's ACK is delayed (our own FIN may carry it), then sent.
+    h.none();
+    h.advance(40);
+    const p = h.one();
+    expect([p.ack, p.window]).toEqual([u32(g.seq + 1), 0]);
     app.read();
     expect(app.received).toBe(2048);
+  });
+
+  test("the ACK of the guest's FIN rides on our FIN when the host closes within the delayed-ACK time", () => {
+    const { h, g, app } = setup();
+    g.send({ flags: ACK | FIN });
+    expect(name(h.conn.state)).toBe("CLOSE-WAIT");
+    h.none();
+    h.advance(5);
+    app.conn.shutdownWrite(h.now);
+    h.endBatch();
+    const fin = h.one();
+    expect(fin.flags).toBe(FIN | ACK);
+    expect(fin.ack).toBe(u32(g.seq + 1));
+    expect(name(h.conn.state)).toBe("LAST-ACK");
   });
 
   test("a FIN beyond a hole waits for the hole", () => {
