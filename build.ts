@@ -1,6 +1,5 @@
 // Builds the single-file binary ./slirpnetstack with `bun build --compile`.
-// The reader Worker is a second entry point so it is embedded too; the
-// version and UTC build time are stamped in (contract §16: the version must
+// The version and UTC build time are stamped in (contract §16: the version must
 // not say DEV and the time must say UTC).
 import { $ } from "bun";
 
@@ -27,7 +26,7 @@ const result = await $`${process.execPath} build --compile --minify-syntax --sou
   --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
   --define ${`BUILD_VERSION=${JSON.stringify(version)}`} \
   --define ${`BUILD_TIME=${JSON.stringify(time)}`} \
-  ${root}/src/main.ts ${root}/src/link/reader-worker.ts --outfile ${outfile}`
+  ${root}/src/main.ts --outfile ${outfile}`
   .quiet()
   .nothrow();
 if (result.exitCode !== 0) {

@@ -21,7 +21,9 @@ const lib = dlopen("libc.so.6", {
   // ioctl is variadic in C; on x86-64 a fixed third argument is passed the
   // same way. By-value arguments (TUNSETOFFLOAD) go in as plain numbers.
   ioctl: { args: [T.i32, T.u64, T.ptr], returns: T.i32 },
-  fcntl: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
+  // fcntl's third argument is an int or a pointer (F_SETOWN_EX): declared
+  // as a pointer, plain numbers pass through unchanged.
+  fcntl: { args: [T.i32, T.i32, T.ptr], returns: T.i32 },
   poll: { args: [T.ptr, T.u64, T.i32], returns: T.i32 },
   eventfd: { args: [T.u32, T.i32], returns: T.i32 },
   setns: { args: [T.i32, T.i32], returns: T.i32 },

@@ -13,7 +13,7 @@ import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAtt
 import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type RunModeSession } from "./ns/index.ts";
 import { DNS_V4, DNS_V6 } from "./host/dns-forwarder.ts";
 import { ensureRuntimeEnv } from "./runtime-env.ts";
-import { RingDevice } from "./link/ring-device.ts";
+import { FdDevice } from "./link/fd-device.ts";
 import { PcapWriter, openPcapFile } from "./link/pcap.ts";
 import { Stack } from "./stack/stack.ts";
 import { Stats } from "./stack/stats.ts";
@@ -168,7 +168,7 @@ async function main(): Promise<void> {
   if (cfg.exitWithParent) setParentDeathSignal(SIGTERM);
 
   // 14. The link endpoint (before 11-13 in code, but silent until started).
-  const device = new RingDevice({
+  const device = new FdDevice({
     fd,
     caps,
     vnetHdr,
@@ -250,7 +250,7 @@ async function main(): Promise<void> {
     host.stopMetrics(pid);
     host.stop();
     runtime.stop();
-    await device.stop();
+    device.stop();
     process.exit(status);
   }
 
@@ -262,7 +262,8 @@ async function main(): Promise<void> {
     host.stopMetrics(pid);
     host.stop();
     runtime.stop();
-    void device.stop().finally(() => process.exit(Exit.Ok));
+    device.stop();
+    process.exit(Exit.Ok);
   };
 }
 
