@@ -19,7 +19,7 @@ import { CachedLabel, type Resolver } from "./resolve.ts";
 import type { Logger } from "./log.ts";
 import type { StackRuntime } from "./runtime.ts";
 import type { DialTarget, Dialer } from "./dialer.ts";
-import { guestEndpoint, localIpText } from "./flow-addr.ts";
+import { destinationKey, guestEndpoint } from "./flow-addr.ts";
 import { formatHostPort } from "../cli/goaddr.ts";
 
 class RemoteForward {
@@ -33,8 +33,8 @@ class RemoteForward {
   ) {}
 }
 
-/** The map key of a flow's destination: normalised IP and port. */
-function destinationKey(ip: string, port: number): string {
+/** The map key of a -R bind address: normalised IP and port, as destinationKey() of a flow. */
+function bindKey(ip: string, port: number): string {
   const parsed = parseGoIP(ip);
   return `${parsed === null ? ip : formatIP(parsed)}:${port}`;
 }
@@ -67,7 +67,7 @@ export class RemoteForwards {
       }
       const target = new CachedLabel(spec.host.label, { ip: spec.host.ip!, port: spec.host.port }, this.ttlMs, this.resolver);
       this.log.flow(`[+] Accepting on remote side ${formatSpecAddress(spec.transport, formatSpecSide(bind, spec.bind.label))}`);
-      const fwd = new RemoteForward(spec, destinationKey(bind.ip, bind.port), formatHostPort(bind.ip, bind.port), target);
+      const fwd = new RemoteForward(spec, bindKey(bind.ip, bind.port), formatHostPort(bind.ip, bind.port), target);
       (spec.transport === "tcp" ? this.tcp : this.udp).set(fwd.bindKey, fwd);
     }
   }
@@ -78,7 +78,7 @@ export class RemoteForwards {
 
   /** Handles the flow if its destination is a -R bind address. */
   tryTcp(conn: TcpConnection, stack: Stack, dialer: Dialer): boolean {
-    const fwd = this.tcp.get(destinationKey(localIpText(conn), conn.localPort));
+    const fwd = this.tcp.get(destinationKey(conn));
     if (fwd === undefined) return false;
     if (fwd.target.label === null) {
       // A literal target needs no lookup: dial now, without a promise hop.
@@ -98,7 +98,7 @@ export class RemoteForwards {
   }
 
   tryUdp(flow: UdpFlow, dialer: Dialer): boolean {
-    const fwd = this.udp.get(destinationKey(localIpText(flow), flow.localPort));
+    const fwd = this.udp.get(destinationKey(flow));
     if (fwd === undefined) return false;
     const guest = guestEndpoint(flow);
     const target = fwd.target.label === null ? this.staticTarget(fwd) : this.resolveTarget(fwd, guest);

@@ -8,7 +8,7 @@
 // advertised window). Pushing past it only happens for the bounded amount
 // a producer can deliver after being paused.
 
-const INITIAL = 16 * 1024;
+const INITIAL = 2 * 1024;
 
 export class ByteRing {
   private buf: Uint8Array;
