@@ -12,6 +12,9 @@ import type { Stats } from "./stats.ts";
 import { TimerHeap, type Timed } from "./timer-heap.ts";
 import { FlowTable, ephemeralPort, type FlowTuple } from "./flow-key.ts";
 
+/** virtio_net_hdr gso_type of a UDP segmentation super-frame. */
+const GSO_UDP_L4 = 5;
+
 /** Largest UDP payloads (RFC 768 length field; IPv6 payload length 65535 - 8). */
 export const UDP_MAX_PAYLOAD_V4 = 65507;
 export const UDP_MAX_PAYLOAD_V6 = 65527;
@@ -120,7 +123,7 @@ export class UdpLayer {
       f = new UdpFlow(this, 4, dst, src, null, null, dport, sport, now);
       if (!this.admit(f)) return;
     }
-    this.deliver(f, buf, v.payloadOff, v.payloadLen, now);
+    this.deliverFrame(f, buf, off, len, meta, now);
   }
 
   inputV6(buf: Uint8Array, srcOff: number, dstOff: number, off: number, len: number, meta: RxMeta, now: number): void {
@@ -141,7 +144,7 @@ export class UdpLayer {
       f = new UdpFlow(this, 6, 0, 0, buf.slice(dstOff, dstOff + 16), buf.slice(srcOff, srcOff + 16), dport, sport, now);
       if (!this.admit(f)) return;
     }
-    this.deliver(f, buf, v.payloadOff, v.payloadLen, now);
+    this.deliverFrame(f, buf, off, len, meta, now);
   }
 
   private admit(f: UdpFlow): boolean {
@@ -154,9 +157,24 @@ export class UdpLayer {
     return true;
   }
 
-  private deliver(f: UdpFlow, buf: Uint8Array, off: number, len: number, now: number): void {
+  /**
+   * Hands the datagram(s) of one frame to the flow. A UDP segmentation
+   * offload super-frame (virtio GSO_UDP_L4, from a guest app using
+   * UDP_SEGMENT) carries several datagrams of gsoSize bytes after one
+   * header: each is delivered on its own, as the kernel would have split
+   * them.
+   */
+  private deliverFrame(f: UdpFlow, buf: Uint8Array, off: number, len: number, meta: RxMeta, now: number): void {
     f.lastActive = now;
-    f.handler!.onDatagram(f, buf, off, len);
+    const h = f.handler!;
+    if (meta.gsoType !== GSO_UDP_L4 || meta.gsoSize === 0) {
+      h.onDatagram(f, buf, this.view.payloadOff, this.view.payloadLen);
+      return;
+    }
+    const end = off + len; // the IP payload bounds a super-frame, not the UDP length field
+    for (let p = off + UDP_HEADER_LEN; p < end && f.open; p += meta.gsoSize) {
+      h.onDatagram(f, buf, p, Math.min(meta.gsoSize, end - p));
+    }
   }
 
   /** Opens a flow toward the guest (for -L): local is the source we send from. */
