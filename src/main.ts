@@ -13,6 +13,7 @@ import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAtt
 import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type RunModeSession } from "./ns/index.ts";
 import { DNS_V4, DNS_V6 } from "./host/dns-forwarder.ts";
 import { ensureRuntimeEnv } from "./runtime-env.ts";
+import { enableWasmChecksum } from "./wire/checksum-wasm.ts";
 import { FdDevice } from "./link/fd-device.ts";
 import { PcapWriter, openPcapFile } from "./link/pcap.ts";
 import { Stack } from "./stack/stack.ts";
@@ -110,6 +111,8 @@ async function main(): Promise<void> {
     process.exit(Exit.Ok);
   }
 
+  // Full checksums (where the device does not offload them) run in WASM SIMD.
+  enableWasmChecksum();
   const stats = new Stats();
   const runtime = new StackRuntime();
   const host = new Host(cfg, log, stats, runtime, resolver, {

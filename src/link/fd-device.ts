@@ -19,6 +19,7 @@ import { libc, errno, EAGAIN, EINTR, errnoName } from "../../ffi/libc.ts";
 import { closeFd, FdWriter, signalDrivenIo } from "../../ffi/sys.ts";
 import { VNET_HDR_LEN } from "../../ffi/tun.ts";
 import { VirtioNetHdr } from "../wire/vnet.ts";
+import { allocChecksumBuffer } from "../wire/checksum-wasm.ts";
 import { type DeviceCaps, type FrameReceiver, type FrameSink, RxMeta, type TxMeta } from "../stack/device.ts";
 import type { Stats } from "../stack/stats.ts";
 
@@ -62,7 +63,8 @@ export class FdDevice implements FrameSink {
     this.stats = opts.stats;
     this.onFailure = opts.onFailure;
     this.rxMax = Math.max(opts.caps.mtu + 14, 65536) + (opts.vnetHdr ? VNET_HDR_LEN : 0) + 64;
-    this.rxBuf = new Uint8Array(new ArrayBuffer(this.rxMax));
+    // In the checksum kernel's memory: received frames are verified in WASM.
+    this.rxBuf = allocChecksumBuffer(this.rxMax);
     this.rxPtr = ptr(this.rxBuf);
     this.writer = new FdWriter(opts.fd);
   }

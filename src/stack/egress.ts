@@ -17,6 +17,7 @@ import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/ethernet.
 import { IPPROTO_UDP, IPV4_HEADER_LEN } from "../wire/ipv4.ts";
 import { IPV6_HEADER_LEN, ipv6MulticastMac, solicitedNodeMulticast } from "../wire/ipv6.ts";
 import { finish, fold, pseudoHeaderV4, pseudoHeaderV6, sum16 } from "../wire/checksum.ts";
+import { allocChecksumBuffer } from "../wire/checksum-wasm.ts";
 import { writeU16, writeU32 } from "../wire/bytes.ts";
 import { emitNeighborSolicit, fillIcmpv6Checksum } from "../wire/icmpv6.ts";
 import { TX_HEADROOM, TxMeta, type DeviceCaps, type FrameSink } from "./device.ts";
@@ -58,8 +59,10 @@ export class Egress {
     this.l4OffV4 = this.l3Off + IPV4_HEADER_LEN;
     this.l4OffV6 = this.l3Off + IPV6_HEADER_LEN;
     // An IP packet is at most 65535 bytes (+ IPv6's fixed header); GSO frames too.
-    this.buf = new Uint8Array(this.l3Off + IPV6_HEADER_LEN + 65535 + 64);
-    this.scratch = new Uint8Array(this.l3Off + Math.max(caps.mtu, 1280) + 64);
+    // In the checksum kernel's memory, so full checksums of what we build
+    // run in WASM (checksum-wasm.ts).
+    this.buf = allocChecksumBuffer(this.l3Off + IPV6_HEADER_LEN + 65535 + 64);
+    this.scratch = allocChecksumBuffer(this.l3Off + Math.max(caps.mtu, 1280) + 64);
     this.neighbors = new Neighbors(stats);
   }
 

@@ -41,15 +41,16 @@
  * since the aligned path costs ~20 ns of setup: a 20-byte IPv4 header sums
  * in ~6 ns, 40 bytes in ~12 ns.)
  *
- * A WASM SIMD kernel can replace the bulk loop later via setSumKernel()
- * without changing any caller.
+ * The WASM SIMD kernel of checksum-wasm.ts takes over, through
+ * setSumKernel(), for buffers that live in its memory.
  */
 
 /**
  * A bulk summing kernel: returns the one's-complement sum (an accumulator,
  * any non-negative safe integer, folded or not) of the big-endian 16-bit
  * words of buf[off, off+len), where the word pairing starts at `off` and an
- * odd final byte is padded with a zero low byte (RFC 1071 §4.1).
+ * odd final byte is padded with a zero low byte (RFC 1071 §4.1); or -1
+ * when it cannot read this buffer (the JS loop then does).
  */
 export type SumKernel = (buf: Uint8Array, off: number, len: number) => number;
 
@@ -81,7 +82,8 @@ export function setSumKernel(k: SumKernel | null, minLen = 0): void {
  * that views have already validated).
  */
 export function sum16(buf: Uint8Array, off: number, len: number, acc = 0): number {
-  const s = kernel !== null && len >= kernelMinLen ? kernel(buf, off, len) : sumJs(buf, off, len);
+  let s = kernel !== null && len >= kernelMinLen ? kernel(buf, off, len) : -1;
+  if (s < 0) s = sumJs(buf, off, len);
   return fold(s + acc);
 }
 
