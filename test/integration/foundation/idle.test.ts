@@ -107,6 +107,14 @@ describe("idle", () => {
     });
   });
 
+  test("the process runs with the runtime settings src/runtime-env.ts adds (GC timer off, no FTL tier)", async () => {
+    await withRig({}, async ({ stack }) => {
+      const env = readFileSync(`/proc/${stack.pid}/environ`, "utf8").split("\0");
+      expect(env).toContain("BUN_GC_TIMER_DISABLE=1");
+      expect(env).toContain("BUN_JSC_useFTLJIT=0");
+    });
+  });
+
   test("-fd mode: near-zero CPU, few wakeups", async () => {
     const host = await HostNs.create();
     cleanups.push(() => host.destroy());
