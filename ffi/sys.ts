@@ -41,24 +41,25 @@ const F_SETOWN_EX = 15;
 const F_OWNER_TID = 0;
 const O_ASYNC = 0o20000;
 
+// struct f_owner_ex { int type; pid_t pid; }, reused.
+const owner = new Int32Array(new ArrayBuffer(8));
+const ownerBytes = new Uint8Array(owner.buffer);
+
 /**
- * Signal-driven I/O (fcntl(2) O_ASYNC): with `tid` non-zero, the kernel
- * sends SIGIO to that thread whenever fd becomes readable; 0 turns it off.
- * The caller must listen for SIGIO first (its default action ends the
- * process).
+ * Signal-driven I/O (fcntl(2) O_ASYNC) on a non-blocking fd: with `tid`
+ * non-zero, the kernel sends SIGIO to that thread whenever fd becomes
+ * readable or writable; 0 turns it off. The fd's status flags become
+ * exactly O_NONBLOCK (| O_ASYNC): ours never carry O_APPEND, O_DIRECT or
+ * O_NOATIME, and skipping F_GETFL saves a syscall per host socket. The
+ * caller must listen for SIGIO first (its default action ends the
+ * process). Returns 0 or -errno.
  */
-export function signalDrivenIo(fd: number, tid: number): void {
-  const fl = check("fcntl", libc.fcntl(fd, F_GETFL, 0));
-  if (tid === 0) {
-    check("fcntl", libc.fcntl(fd, F_SETFL, fl & ~O_ASYNC));
-    return;
-  }
-  // struct f_owner_ex { int type; pid_t pid; }
-  const owner = new Int32Array(new ArrayBuffer(8));
+export function signalDrivenIo(fd: number, tid: number): number {
+  if (tid === 0) return libc.fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ? -errno() : 0;
   owner[0] = F_OWNER_TID;
   owner[1] = tid;
-  check("fcntl", libc.fcntl(fd, F_SETOWN_EX, new Uint8Array(owner.buffer)), "F_SETOWN_EX");
-  check("fcntl", libc.fcntl(fd, F_SETFL, fl | O_ASYNC));
+  if (libc.fcntl(fd, F_SETOWN_EX, ownerBytes) < 0) return -errno();
+  return libc.fcntl(fd, F_SETFL, O_NONBLOCK | O_ASYNC) < 0 ? -errno() : 0;
 }
 
 const EFD_CLOEXEC = 0o2000000;

@@ -15,6 +15,7 @@ import { DNS_V4, DNS_V6 } from "./host/dns-forwarder.ts";
 import { ensureRuntimeEnv } from "./runtime-env.ts";
 import { enableWasmChecksum } from "./wire/checksum-wasm.ts";
 import { FdDevice } from "./link/fd-device.ts";
+import { Reactor } from "./io/reactor.ts";
 import { PcapWriter, openPcapFile } from "./link/pcap.ts";
 import { Stack } from "./stack/stack.ts";
 import { Stats } from "./stack/stats.ts";
@@ -115,7 +116,10 @@ async function main(): Promise<void> {
   enableWasmChecksum();
   const stats = new Stats();
   const runtime = new StackRuntime();
-  const host = new Host(cfg, log, stats, runtime, resolver, {
+  // Every fd of the data path is watched by the one reactor (src/io/reactor.ts).
+  const reactor = new Reactor();
+  reactor.start();
+  const host = new Host(cfg, log, stats, runtime, reactor, resolver, {
     v4: { family: 4, bytes: ipv4Bytes(GATEWAY_V4) },
     v6: { family: 6, bytes: GATEWAY_V6 },
   }, cfg.enableDns);
@@ -177,6 +181,7 @@ async function main(): Promise<void> {
     vnetHdr,
     stats,
     onFailure: (error) => die(log, 1, `[!] Device read failed: ${error}`),
+    reactor,
   });
   let sink: FrameSink = device;
   let receiver: FrameReceiver = runtime;
@@ -254,6 +259,7 @@ async function main(): Promise<void> {
     host.stop();
     runtime.stop();
     device.stop();
+    reactor.stop();
     process.exit(status);
   }
 
@@ -266,6 +272,7 @@ async function main(): Promise<void> {
     host.stop();
     runtime.stop();
     device.stop();
+    reactor.stop();
     process.exit(Exit.Ok);
   };
 }

@@ -7,17 +7,21 @@ import type { Stack } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
-import { formatHostPort } from "../cli/goaddr.ts";
+import type { ParsedIP } from "../cli/goip.ts";
+import { DialError } from "../io/dial-error.ts";
+import { endpointText } from "../io/addr.ts";
+import type { Reactor } from "../io/reactor.ts";
+import { TcpSocket } from "../io/tcp-socket.ts";
 import type { Logger } from "./log.ts";
 import type { StackRuntime } from "./runtime.ts";
-import { HostKeepalive, TcpSplice, hostSocketHandlers, type SpliceOwner } from "./tcp-splice.ts";
+import { HostKeepalive, TcpSplice, type SpliceOwner } from "./tcp-splice.ts";
 import { UdpSplice, type UdpSpliceOwner } from "./udp-splice.ts";
 
 export interface DialTarget {
-  ip: string;
+  ip: ParsedIP;
   port: number;
-  /** Source address to bind, or null. */
-  source: string | null;
+  /** Source address to bind (-source-ipv4 / -source-ipv6), or null. */
+  source: ParsedIP | null;
 }
 
 /** How a flow is named in its log lines (contract §13.3). */
@@ -32,15 +36,8 @@ export interface FlowLabels {
   rpc: boolean;
 }
 
-const ERRNO_TEXT: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ETIMEDOUT: "connection timed out",
-  EHOSTUNREACH: "no route to host",
-  ENETUNREACH: "network is unreachable",
-  EADDRNOTAVAIL: "cannot assign requested address",
-  EACCES: "permission denied",
-  EPERM: "operation not permitted",
-};
+const ECONNREFUSED = 111;
+const ETIMEDOUT = 110;
 
 export class Dialer implements SpliceOwner, UdpSpliceOwner {
   private readonly labels = new WeakMap<object, FlowLabels>();
@@ -51,6 +48,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   constructor(
     private readonly stack: Stack,
     private readonly rt: StackRuntime,
+    private readonly reactor: Reactor,
     private readonly log: Logger,
     private readonly stats: Stats,
     private readonly keepalive: HostKeepalive,
@@ -65,39 +63,31 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     splice.bindGuest(conn);
     this.labels.set(splice, labels);
     this.tcpSplices.add(splice);
+    if (splice.wantAddresses) splice.dialRemote = endpointText(target.ip, target.port);
     splice.onHostOpen = (sp) => {
-      if (sp.guestClosed) return;
       this.stats.bump("connect-ok");
       this.log.flow(`[+] tcp://${labels.guest}/${hostPair(sp)} ${labels.label} conn new`);
       conn.accept(this.rt.now());
       this.rt.afterActivity();
     };
-    splice.onConnectError = (sp, err) => {
-      const code = err.code ?? "";
-      const text = ERRNO_TEXT[code] ?? err.message;
-      sp.errors.stopR2L(`dial tcp ${formatHostPort(target.ip, target.port)}: connect: ${text}`, null);
+    splice.onConnectError = (sp, why) => {
+      const err = why.errno;
+      sp.errors.stopR2L(`dial tcp ${endpointText(target.ip, target.port)}: ${why.text}`, null);
       this.log.flow(`[!] tcp://${labels.guest}/${labels.target} ${labels.label} conn error: ${sp.errors.format()}`);
       const now = this.rt.now();
-      if (code === "ECONNREFUSED") {
+      if (err === ECONNREFUSED) {
         this.stats.bump("connect-refused");
         this.stack.tcp.refuse(conn, now);
       } else {
-        this.stats.bump(code === "ETIMEDOUT" ? "connect-timeout" : "connect-unreachable");
+        this.stats.bump(err === ETIMEDOUT ? "connect-timeout" : "connect-unreachable");
         this.stack.tcp.unreachable(conn, now);
       }
       this.tcpSplices.delete(sp);
       this.rt.afterActivity();
     };
-    const opts = {
-      hostname: target.ip,
-      port: target.port,
-      allowHalfOpen: true,
-      data: splice,
-      socket: hostSocketHandlers,
-      // Honoured by Bun although missing from its types (bun-notes §8).
-      ...(target.source !== null ? { localAddress: target.source } : {}),
-    };
-    Bun.connect<TcpSplice>(opts as Bun.TCPSocketConnectOptions<TcpSplice>).catch(() => {});
+    const r = TcpSocket.dial(this.reactor, target.ip.bytes, target.port, target.source?.bytes ?? null, splice);
+    // Failed at once (no route, a source address we do not have): the same outcome, now.
+    if (r instanceof DialError) splice.onConnectError(splice, r);
   }
 
   spliceDone(splice: TcpSplice): void {
@@ -113,29 +103,34 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
    * splice's queue; a null target closes the flow.
    */
   udp(flow: UdpFlow, target: DialTarget | Promise<DialTarget | null>, labels: FlowLabels | ((t: DialTarget) => FlowLabels)): void {
-    const splice = new UdpSplice(flow, this.rt, this.stats, this);
+    const splice = new UdpSplice(flow, this.rt, this.reactor, this.stats, this);
     this.udpSplices.add(splice);
-    void Promise.resolve(target).then(async (t) => {
-      if (t === null) {
-        flow.close();
-        return;
-      }
-      const l = typeof labels === "function" ? labels(t) : labels;
-      splice.closeAfterReply = l.rpc;
-      this.labels.set(splice, l);
-      const err = await splice.connect(t);
-      if (err === "closed") return;
-      if (err !== null) {
-        splice.errors.stopR2L(`dial udp ${formatHostPort(t.ip, t.port)}: ${err}`, null);
-        this.log.flow(`[!] udp://${l.guest}/${l.target} ${l.label} conn error: ${splice.errors.format()}`);
-        this.stats.bump("connect-unreachable");
-        this.labels.delete(splice);
-        flow.close();
-        return;
-      }
-      this.stats.bump("connect-ok");
-      this.log.flow(`[+] udp://${l.guest}/${splice.hostLocal}-${splice.hostRemote} ${l.label} conn new`);
+    if (!(target instanceof Promise)) {
+      this.connectUdp(splice, target, typeof labels === "function" ? labels(target) : labels);
+      return;
+    }
+    void target.then((t) => {
+      if (t === null) flow.close();
+      else this.connectUdp(splice, t, typeof labels === "function" ? labels(t) : labels);
+      this.rt.afterActivity();
     });
+  }
+
+  private connectUdp(splice: UdpSplice, t: DialTarget, l: FlowLabels): void {
+    if (!splice.flow.open) return;
+    splice.closeAfterReply = l.rpc;
+    this.labels.set(splice, l);
+    const err = splice.connect(t);
+    if (err !== null) {
+      splice.errors.stopR2L(`dial udp ${endpointText(t.ip, t.port)}: ${err.text}`, null);
+      this.log.flow(`[!] udp://${l.guest}/${l.target} ${l.label} conn error: ${splice.errors.format()}`);
+      this.stats.bump("connect-unreachable");
+      this.labels.delete(splice);
+      splice.flow.close();
+      return;
+    }
+    this.stats.bump("connect-ok");
+    this.log.flow(`[+] udp://${l.guest}/${splice.hostLocal}-${splice.hostRemote} ${l.label} conn new`);
   }
 
   udpSpliceDone(splice: UdpSplice): void {

@@ -6,34 +6,38 @@
 // namespace. resolv.conf is re-read when it changes (a laptop moving
 // between networks), and the nameservers are tried in turn per flow.
 import { readFileSync, statSync } from "node:fs";
-import { formatHostPort } from "../cli/goaddr.ts";
-import { formatIP, parseGoIP } from "../cli/goip.ts";
+import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
+import { endpointText } from "../io/addr.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
 import type { Dialer, DialTarget } from "./dialer.ts";
-import { destinationIp, guestEndpoint } from "./flow-addr.ts";
+import { guestEndpoint } from "./flow-addr.ts";
 import type { StackRuntime } from "./runtime.ts";
 
 export const DNS_V4 = "10.0.2.3";
 export const DNS_V6 = "fd00::3";
+const DNS_V4_NUM = 0x0a000203;
+const DNS_V6_BYTES = parseGoIP(DNS_V6)!.bytes;
+/** glibc's default when resolv.conf names no server (resolv.conf(5)). */
+const LOCAL_RESOLVER = [parseGoIP("127.0.0.1")!];
 const DNS_PORT = 53;
 const DNS_IDLE_MS = 10_000;
 
 /** Nameserver addresses of a resolv.conf text (resolv.conf(5)); zone suffixes dropped. */
-export function parseResolvConf(text: string): string[] {
-  const out: string[] = [];
+export function parseResolvConf(text: string): ParsedIP[] {
+  const out: ParsedIP[] = [];
   for (const raw of text.split("\n")) {
     const line = raw.replace(/[#;].*$/, "").trim();
     const m = /^nameserver\s+(\S+)/.exec(line);
     if (m === null) continue;
     const ip = parseGoIP(m[1]!.replace(/%.*$/, ""));
-    if (ip !== null) out.push(formatIP(ip));
+    if (ip !== null) out.push(ip);
   }
   return out;
 }
 
 export class DnsForwarder {
-  private servers: string[] = [];
+  private servers: ParsedIP[] = [];
   private mtimeMs = -1;
   private next = 0;
 
@@ -46,8 +50,10 @@ export class DnsForwarder {
   /** The address a guest flow targets is ours: 10.0.2.3:53 or [fd00::3]:53. */
   private isOurs(t: TcpConnection | UdpFlow): boolean {
     if (t.localPort !== DNS_PORT) return false;
-    const ip = formatIP(destinationIp(t));
-    return ip === DNS_V4 || ip === DNS_V6;
+    if (t.family === 4) return t.localV4 === DNS_V4_NUM;
+    const a = t.localV6!;
+    for (let i = 0; i < 16; i++) if (a[i] !== DNS_V6_BYTES[i]) return false;
+    return true;
   }
 
   /** The nameserver for the next flow, re-reading resolv.conf if it changed. */
@@ -61,8 +67,7 @@ export class DnsForwarder {
     } catch {
       this.servers = [];
     }
-    // glibc's default when resolv.conf names no server (resolv.conf(5)).
-    const list = this.servers.length > 0 ? this.servers : ["127.0.0.1"];
+    const list = this.servers.length > 0 ? this.servers : LOCAL_RESOLVER;
     const ip = list[this.next++ % list.length]!;
     return { ip, port: DNS_PORT, source: null };
   }
@@ -70,7 +75,7 @@ export class DnsForwarder {
   tryTcp(conn: TcpConnection): boolean {
     if (!this.isOurs(conn)) return false;
     const target = this.upstream()!;
-    const dst = formatHostPort(target.ip, target.port);
+    const dst = endpointText(target.ip, target.port);
     this.dialer.tcp(conn, target, { guest: guestEndpoint(conn), label: "dns-fwd", target: dst, rpc: false });
     return true;
   }
@@ -78,7 +83,7 @@ export class DnsForwarder {
   tryUdp(flow: UdpFlow): boolean {
     if (!this.isOurs(flow)) return false;
     const target = this.upstream()!;
-    const dst = formatHostPort(target.ip, target.port);
+    const dst = endpointText(target.ip, target.port);
     // Resolvers send A and AAAA from one socket and may retry on it, so the
     // flow is not closed after a reply; it just lives shorter than others,
     // as each lookup usually uses a fresh port.

@@ -7,7 +7,8 @@
 //   3. the routing policy: allowed flows are dialled out, denied TCP gets
 //      RST and denied UDP is dropped, both counted.
 import type { Config } from "../cli/options.ts";
-import { formatIP } from "../cli/goip.ts";
+import { parseGoIP } from "../cli/goip.ts";
+import type { Reactor } from "../io/reactor.ts";
 import type { Resolver } from "./resolve.ts";
 import type { Logger } from "./log.ts";
 import type { StackRuntime } from "./runtime.ts";
@@ -20,7 +21,7 @@ import { RoutingPolicy, verdictAllows } from "./policy.ts";
 import { Dialer } from "./dialer.ts";
 import { HostKeepalive } from "./tcp-splice.ts";
 import { MetricsServer, type FlowSource } from "./metrics.ts";
-import { RemoteForwards } from "./remote-forward.ts";
+import { RemoteForwards, type SourceAddresses } from "./remote-forward.ts";
 import { LocalForwards, type Gateways } from "./local-forward.ts";
 import { DnsForwarder } from "./dns-forwarder.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint } from "./flow-addr.ts";
@@ -36,26 +37,32 @@ export class Host implements StackEvents, FlowSource {
   private metrics: MetricsServer | null = null;
   private readonly remote: RemoteForwards;
   private readonly local: LocalForwards;
+  /** -source-ipv4 / -source-ipv6, parsed once. */
+  private readonly sources: SourceAddresses;
 
   constructor(
     readonly cfg: Config,
     readonly log: Logger,
     readonly stats: Stats,
     readonly runtime: StackRuntime,
+    readonly reactor: Reactor,
     readonly resolver: Resolver,
     private readonly gateways: Gateways,
     /** -enable-dns, or run mode's default. */
     private readonly dnsEnabled: boolean,
   ) {
     this.policy = new RoutingPolicy(cfg, this.routes);
-    const sources = { v4: cfg.sourceIpv4, v6: cfg.sourceIpv6 };
-    this.remote = new RemoteForwards(cfg.remoteForwards, cfg.dnsTtlMs, resolver, log, stats, runtime, sources);
+    this.sources = {
+      v4: cfg.sourceIpv4 === null ? null : parseGoIP(cfg.sourceIpv4),
+      v6: cfg.sourceIpv6 === null ? null : parseGoIP(cfg.sourceIpv6),
+    };
+    this.remote = new RemoteForwards(cfg.remoteForwards, cfg.dnsTtlMs, resolver, log, stats, runtime, this.sources);
     this.local = new LocalForwards(cfg.localForwards, resolver);
   }
 
   attach(stack: Stack): void {
     this.stack = stack;
-    this.dialer = new Dialer(stack, this.runtime, this.log, this.stats, this.keepalive);
+    this.dialer = new Dialer(stack, this.runtime, this.reactor, this.log, this.stats, this.keepalive);
     if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime);
   }
 
@@ -87,7 +94,7 @@ export class Host implements StackEvents, FlowSource {
   /** contract §2 step 12 (exit 247 through `fail`). */
   async startLocalForwards(fail: (line: string) => never): Promise<void> {
     await this.local.start(
-      { stack: this.stack!, rt: this.runtime, log: this.log, stats: this.stats, gateways: this.gateways, keepalive: this.keepalive },
+      { stack: this.stack!, rt: this.runtime, reactor: this.reactor, log: this.log, stats: this.stats, gateways: this.gateways, keepalive: this.keepalive },
       fail,
     );
   }
@@ -118,7 +125,7 @@ export class Host implements StackEvents, FlowSource {
     }
     this.dialer!.tcp(
       conn,
-      { ip: formatIP(dst), port: conn.localPort, source: dst.family === 4 ? this.cfg.sourceIpv4 : this.cfg.sourceIpv6 },
+      { ip: dst, port: conn.localPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
       { guest: guestEndpoint(conn), label: "Routing", target: destinationEndpoint(conn), rpc: false },
     );
   }
@@ -134,7 +141,7 @@ export class Host implements StackEvents, FlowSource {
     }
     this.dialer!.udp(
       flow,
-      { ip: formatIP(dst), port: flow.localPort, source: dst.family === 4 ? this.cfg.sourceIpv4 : this.cfg.sourceIpv6 },
+      { ip: dst, port: flow.localPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
       { guest: guestEndpoint(flow), label: "Routing", target: destinationEndpoint(flow), rpc: false },
     );
     return true;

@@ -8,11 +8,10 @@
 // UDP uses one listening socket and tells clients apart by address, which
 // avoids upstream's connected-socket race (§9.1); replies come from the
 // listener's port as before.
-import type { Socket, SocketHandler, TCPSocketListener, udp } from "bun";
 import type { ForwardSpec } from "../cli/forward.ts";
 import { formatSpecAddress, formatSpecSide } from "../cli/forward.ts";
 import { formatHostPort } from "../cli/goaddr.ts";
-import { formatIP, parseGoIP, type ParsedIP } from "../cli/goip.ts";
+import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
 import type { Stack } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
 import type { UdpFlow, UdpHandler } from "../stack/udp.ts";
@@ -23,6 +22,16 @@ import type { StackRuntime } from "./runtime.ts";
 import { STATIC_DENY } from "./prefix.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 import { TcpSplice, type HostKeepalive, type SpliceOwner } from "./tcp-splice.ts";
+import { EAGAIN, errnoText } from "../../ffi/libc.ts";
+import { AF_INET6, SockAddr, localAddress } from "../../ffi/net.ts";
+import { readU32 } from "../wire/bytes.ts";
+import { ipv6IsV4Mapped } from "../wire/ipv6.ts";
+import { endpointText, sockAddrIP, sockAddrText } from "../io/addr.ts";
+import { DialError } from "../io/dial-error.ts";
+import type { Reactor } from "../io/reactor.ts";
+import { TcpListener, type TcpListenerOwner } from "../io/tcp-listener.ts";
+import { TcpSocket, type TcpSocketOwner } from "../io/tcp-socket.ts";
+import { datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
 
 /** UDP clients per -L listener; beyond this new clients are dropped. */
 const MAX_UDP_CLIENTS = 4096;
@@ -33,20 +42,19 @@ export interface Gateways {
 }
 
 /** contract §9.2: the address the guest sees a forwarded client come from. */
-export function guestSource(candidate: string | null, targetFamily: 4 | 6, gw: Gateways): ParsedIP {
-  const c = candidate === null ? null : parseGoIP(candidate);
+export function guestSource(c: ParsedIP | null, targetFamily: 4 | 6, gw: Gateways): ParsedIP {
   if (c === null || c.family !== targetFamily || STATIC_DENY.contains(c)) return targetFamily === 4 ? gw.v4 : gw.v6;
   return c;
 }
 
-function goListenError(network: string, addr: string, e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  const why: Record<string, string> = {
-    EADDRINUSE: "address already in use",
-    EACCES: "permission denied",
-    EADDRNOTAVAIL: "cannot assign requested address",
-  };
-  return `listen ${network} ${addr}: bind: ${(code && why[code]) ?? (e as Error).message}`;
+/** A listener could not be set up: Go's text, "listen tcp 127.0.0.1:80: bind: address already in use". */
+class ListenError extends Error {}
+
+/** The socket address to listen on: a wildcard (either family) listens on both, as Go does. */
+function listenAddress(bindIp: string, port: number): { sa: SockAddr; text: string } {
+  const wildcard = bindIp === "0.0.0.0" || bindIp === "::";
+  const ip = parseGoIP(wildcard ? "::" : bindIp)!;
+  return { sa: new SockAddr().set(ip.bytes, port), text: wildcard ? "::" : bindIp };
 }
 
 /** Everything -L needs from the process. */
@@ -57,18 +65,42 @@ export interface LocalForwardContext {
   stats: Stats;
   gateways: Gateways;
   keepalive: HostKeepalive;
+  reactor: Reactor;
 }
 
 // ---------------------------------------------------------------------------
 // TCP
 
+/** Where a PROXY header is read: it must come whole in the first read (contract §18.1). */
+const preambleBuf = new Uint8Array(new ArrayBuffer(4096));
+
 /** An accepted client before its guest connection exists (PROXY header pending). */
-class PendingClient {
-  constructor(readonly sock: Socket<PendingClient | TcpSplice>) {}
+class PendingClient implements TcpSocketOwner {
+  sock!: TcpSocket;
+
+  constructor(
+    private readonly fwd: TcpForward,
+    readonly client: ParsedIP,
+    /** Go-style client address, and the local address it connected to. */
+    readonly clientText: string,
+    readonly listenLocal: string,
+    readonly localPort: number,
+  ) {}
+
+  tcpConnected(): void {}
+
+  tcpReadable(): void {
+    this.fwd.preamble(this);
+  }
+
+  tcpWritable(): void {}
 }
 
-class TcpForward implements SpliceOwner {
-  private listener: TCPSocketListener<PendingClient | TcpSplice> | null = null;
+class TcpForward implements SpliceOwner, TcpListenerOwner {
+  private listener: TcpListener | null = null;
+  private listenText = "";
+  private wildcard = false;
+  private readonly local = new SockAddr();
   private readonly meta = new WeakMap<TcpSplice, { client: string; listenLocal: string; guestLocal: string; target: string }>();
   readonly splices = new Set<TcpSplice>();
 
@@ -80,82 +112,74 @@ class TcpForward implements SpliceOwner {
 
   /** Listens; returns the address for the "Local listen" line. */
   listen(bindIp: string): string {
-    const wildcard = bindIp === "0.0.0.0" || bindIp === "::";
-    const fwd = this;
-    const handlers: SocketHandler<PendingClient | TcpSplice> = {
-      binaryType: "uint8array",
-      open(s) {
-        const p = new PendingClient(s);
-        s.data = p;
-        if (!fwd.spec.proxyProtocol) fwd.dial(p, null, null);
-      },
-      data(s, d) {
-        const x = s.data;
-        if (x instanceof TcpSplice) x.hostData(d);
-        else fwd.preamble(x, d);
-      },
-      drain(s) {
-        const x = s.data;
-        if (x instanceof TcpSplice) x.hostDrain();
-      },
-      end(s) {
-        const x = s.data;
-        if (x instanceof TcpSplice) x.hostEnd();
-        else s.end();
-      },
-      error(s, e) {
-        const x = s.data;
-        if (x instanceof TcpSplice) x.hostError(e);
-      },
-      close(s, e) {
-        const x = s.data;
-        if (x instanceof TcpSplice) x.hostClose(e);
-      },
-    };
-    this.listener = Bun.listen<PendingClient | TcpSplice>({
-      hostname: wildcard ? "::" : bindIp,
-      port: this.spec.bind.port,
-      allowHalfOpen: true,
-      exclusive: true,
-      socket: handlers,
-    });
-    return formatHostPort(wildcard ? "::" : bindIp, this.listener.port);
+    const { sa, text } = listenAddress(bindIp, this.spec.bind.port);
+    const l = TcpListener.listen(this.ctx.reactor, sa, this);
+    if (l instanceof DialError) {
+      throw new ListenError(`listen tcp ${formatHostPort(bindIp, this.spec.bind.port)}: ${l.text}`);
+    }
+    this.listener = l;
+    this.wildcard = text === "::";
+    this.listenText = formatHostPort(text, l.port);
+    return this.listenText;
   }
 
   stop(): void {
-    this.listener?.stop(true);
+    this.listener?.close();
+  }
+
+  tcpAccepted(fd: number, peer: SockAddr): void {
+    let listenLocal = this.listenText;
+    let localPort = this.listener!.port;
+    // A wildcard listener's connections each have their own local address.
+    if (this.wildcard) {
+      listenLocal = localText(fd, this.local);
+      localPort = this.local.port;
+    }
+    const p = new PendingClient(this, sockAddrIP(peer), sockAddrText(peer), listenLocal, localPort);
+    const sock = TcpSocket.adopt(this.ctx.reactor, fd, p);
+    if (sock === null) return;
+    p.sock = sock;
+    if (!this.spec.proxyProtocol) this.dial(p, null, null, 0);
+  }
+
+  tcpAcceptFailed(errno: number): void {
+    this.ctx.stats.drop("forward-accept-failed");
+    this.ctx.log.flow(`[!] tcp://${this.listenText} local-fwd accept error: ${errnoText(errno)}`);
   }
 
   /** PROXY header in the first read (contract §10.1; v2 too). */
-  preamble(p: PendingClient, d: Uint8Array): void {
+  preamble(p: PendingClient): void {
     const s = p.sock;
-    const client = formatHostPort(s.remoteAddress, s.remotePort);
-    const listenLocal = formatHostPort(s.localAddress, s.localPort);
+    const n = s.read(preambleBuf, 0, preambleBuf.length);
+    if (n === -EAGAIN) return;
+    if (n <= 0) {
+      s.close(); // gone (or failed) before saying anything
+      return;
+    }
+    const d = preambleBuf.subarray(0, n);
     const r = parseProxyHeader(d);
     const addrs = r.ok ? r.addrs : null;
     const bad = !r.ok || (addrs !== null && (parseGoIP(addrs.srcIp) === null || parseGoIP(addrs.dstIp) === null));
     if (bad) {
       const err = r.ok ? "spp: bad magic number" : r.error;
-      this.ctx.log.flow(`[!] tcp://${client}-${listenLocal}/${this.targetText(0)} local-fwd PP error: ${err}`);
-      s.end();
+      this.ctx.log.flow(`[!] tcp://${p.clientText}-${p.listenLocal}/${this.targetText(0)} local-fwd PP error: ${err}`);
+      s.shutdownWrite();
+      s.close();
       return;
     }
-    this.dial(p, addrs, d.subarray(r.headerLen));
+    this.dial(p, addrs, d, r.headerLen);
   }
 
   private targetText(ppDstPort: number): string {
-    return formatHostPort(formatIP(this.target), this.spec.host.port || ppDstPort);
+    return endpointText(this.target, this.spec.host.port || ppDstPort);
   }
 
-  /** Dials the guest for an accepted client (contract §9.4). */
-  dial(p: PendingClient, pp: ProxyAddresses | null, leftover: Uint8Array | null): void {
+  /** Dials the guest for an accepted client (contract §9.4); `early[from..]` are bytes it already sent. */
+  dial(p: PendingClient, pp: ProxyAddresses | null, early: Uint8Array | null, from: number): void {
     const { stack, rt, gateways } = this.ctx;
-    const s = p.sock;
-    const client = formatHostPort(s.remoteAddress, s.remotePort);
-    const listenLocal = formatHostPort(s.localAddress, s.localPort);
     // §9.3: target port 0 means the listener's port, or the PROXY destination port.
-    const port = this.spec.host.port || (pp !== null ? pp.dstPort : s.localPort);
-    const src = guestSource(pp !== null ? pp.srcIp : s.remoteAddress, this.target.family, gateways);
+    const port = this.spec.host.port || (pp !== null ? pp.dstPort : p.localPort);
+    const src = guestSource(pp !== null ? parseGoIP(pp.srcIp) : p.client, this.target.family, gateways);
     const splice = new TcpSplice(rt, false, this, this.ctx.keepalive, !this.ctx.log.quiet);
     const now = rt.now();
     const conn =
@@ -164,15 +188,19 @@ class TcpForward implements SpliceOwner {
         : stack.tcp.connectV6(src.bytes, 0, this.target.bytes, port, splice, now);
     splice.bindGuest(conn);
     this.splices.add(splice);
-    const target = formatHostPort(formatIP(this.target), port);
-    this.meta.set(splice, { client, listenLocal, guestLocal: formatHostPort(formatIP(src), conn.localPort), target });
+    const target = endpointText(this.target, port);
+    const guestLocal = endpointText(src, conn.localPort);
+    const client = p.clientText;
+    const listenLocal = p.listenLocal;
+    this.meta.set(splice, { client, listenLocal, guestLocal, target });
     const pp_ = this.spec.proxyProtocol ? "PP " : "";
     splice.onGuestEstablished = () => {
       this.ctx.stats.bump("forward-ok");
-      this.ctx.log.flow(`[+] tcp://${client}-${listenLocal}/${formatHostPort(formatIP(src), conn.localPort)}-${target} local-fwd ${pp_}conn`);
+      this.ctx.log.flow(`[+] tcp://${client}-${listenLocal}/${guestLocal}-${target} local-fwd ${pp_}conn`);
     };
-    splice.attachHost(s as Socket<TcpSplice>);
-    if (leftover !== null && leftover.length > 0) splice.hostData(leftover);
+    // Bytes after the PROXY header go first, then the rest of the stream.
+    if (early !== null && from < early.length) conn.send(early, from, early.length - from, now);
+    splice.attachHost(p.sock, client);
     rt.afterActivity();
   }
 
@@ -190,6 +218,11 @@ class TcpForward implements SpliceOwner {
   }
 }
 
+/** An accepted socket's own address, Go-style. */
+function localText(fd: number, sa: SockAddr): string {
+  return localAddress(fd, sa) < 0 ? "" : sockAddrText(sa);
+}
+
 function u32(ip: ParsedIP): number {
   const b = ip.bytes;
   return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
@@ -202,20 +235,23 @@ class UdpClient implements UdpHandler {
   flow: UdpFlow | null = null;
   readonly errors = new SpliceErrors();
   guestLocal = "";
+  /** Where replies go. */
+  readonly addr = new SockAddr();
   /** udpspp: the first datagram's header, put in front of every reply (§10.2). */
   sppHeader: Uint8Array | null = null;
 
   constructor(
     readonly fwd: UdpForward,
-    readonly key: string,
-    readonly address: string,
-    readonly port: number,
+    readonly key: ClientKey,
+    from: SockAddr,
     readonly client: string,
     readonly target: string,
-  ) {}
+  ) {
+    this.addr.copyFrom(from);
+  }
 
   onDatagram(_flow: UdpFlow, buf: Uint8Array, off: number, len: number): void {
-    this.fwd.replyTo(this, buf.subarray(off, off + len));
+    this.fwd.replyTo(this, buf, off, len);
   }
 
   onClosed(_flow: UdpFlow, reason: "idle" | "closed"): void {
@@ -224,10 +260,29 @@ class UdpClient implements UdpHandler {
   }
 }
 
-class UdpForward {
-  private sock: udp.Socket<"uint8array"> | null = null;
-  private readonly clients = new Map<string, UdpClient>();
+/**
+ * A client's map key: IPv4 address and port as one number (no string per
+ * datagram), IPv6 ones as text.
+ */
+type ClientKey = number | string;
+
+function clientKey(sa: SockAddr): ClientKey {
+  if (sa.family !== AF_INET6) return sa.v4 * 65536 + sa.port;
+  const b = sa.bytes;
+  if (ipv6IsV4Mapped(b, SockAddr.V6_OFF)) return readU32(b, SockAddr.V6_OFF + 12) * 65536 + sa.port;
+  return sockAddrText(sa);
+}
+
+/** Datagrams read per readiness event before other work gets a turn. */
+const DATAGRAMS_PER_TURN = 256;
+
+class UdpForward implements UdpSocketOwner {
+  private sock: UdpSocket | null = null;
+  private readonly clients = new Map<ClientKey, UdpClient>();
+  private readonly from = new SockAddr();
   private listenLocal = "";
+  private port = 0;
+  private pullQueued = false;
 
   constructor(
     private readonly ctx: LocalForwardContext,
@@ -239,17 +294,15 @@ class UdpForward {
     return this.clients.size;
   }
 
-  async listen(bindIp: string): Promise<string> {
-    const wildcard = bindIp === "0.0.0.0" || bindIp === "::";
-    this.sock = await Bun.udpSocket({
-      hostname: wildcard ? "::" : bindIp,
-      port: this.spec.bind.port,
-      binaryType: "uint8array",
-      socket: {
-        data: (_s, data, port, address) => this.datagram(data, port, address),
-      },
-    });
-    this.listenLocal = formatHostPort(wildcard ? "::" : bindIp, this.sock.port);
+  listen(bindIp: string): string {
+    const { sa, text } = listenAddress(bindIp, this.spec.bind.port);
+    const sock = UdpSocket.bound(this.ctx.reactor, sa, this);
+    if (sock instanceof DialError) {
+      throw new ListenError(`listen udp ${formatHostPort(bindIp, this.spec.bind.port)}: ${sock.text}`);
+    }
+    this.sock = sock;
+    this.port = sock.localPort();
+    this.listenLocal = formatHostPort(text, this.port);
     return this.listenLocal;
   }
 
@@ -258,50 +311,75 @@ class UdpForward {
     for (const c of this.clients.values()) c.flow?.close();
   }
 
-  private datagram(data: Uint8Array, port: number, address: string): void {
-    const key = `${address}|${port}`;
+  udpReadable(sock: UdpSocket): void {
+    const buf = datagramBuffer;
+    for (let budget = DATAGRAMS_PER_TURN; sock.readable; budget--) {
+      if (budget === 0) {
+        this.pullLater();
+        break;
+      }
+      const n = sock.recvFrom(buf, 0, buf.length, this.from);
+      if (n < 0) {
+        if (n === -EAGAIN) break;
+        continue; // an error queued for an earlier reply: not this socket's end
+      }
+      this.datagram(buf, n, this.from);
+    }
+  }
+
+  private pullLater(): void {
+    if (this.pullQueued) return;
+    this.pullQueued = true;
+    setImmediate(() => {
+      this.pullQueued = false;
+      if (this.sock !== null) this.udpReadable(this.sock);
+    });
+  }
+
+  private datagram(data: Uint8Array, len: number, from: SockAddr): void {
+    const key = clientKey(from);
     let c = this.clients.get(key);
-    let payload = data;
+    let off = 0;
     const spp = this.spec.proxyProtocol;
     if (c === undefined) {
-      const client = formatHostPort(address, port);
+      const client = sockAddrText(from);
       let pp: ProxyAddresses | null = null;
       let header: Uint8Array | null = null;
       if (spp) {
-        const r = parseSppHeader(data);
+        const r = parseSppHeader(data.subarray(0, len));
         if (!r.ok) {
-          this.ctx.log.flow(`[!] udp://${client}-${this.listenLocal}/${formatHostPort(formatIP(this.target), this.spec.host.port)} local-fwd PP error: ${r.error}`);
+          this.ctx.log.flow(`[!] udp://${client}-${this.listenLocal}/${endpointText(this.target, this.spec.host.port)} local-fwd PP error: ${r.error}`);
           return;
         }
         pp = r.addrs;
         header = data.slice(0, SPP_HEADER_LEN);
-        payload = data.subarray(SPP_HEADER_LEN);
+        off = SPP_HEADER_LEN;
       }
       if (this.clients.size >= MAX_UDP_CLIENTS) {
         this.ctx.stats.drop("udp-forward-clients-full");
         return;
       }
-      const opened = this.open(key, address, port, client, pp, header);
+      const opened = this.open(key, from, client, pp, header);
       if (opened === null) return;
       c = opened;
     } else if (spp) {
       // Later datagrams just lose their first 38 bytes, whatever they are.
-      if (data.length < SPP_HEADER_LEN) {
+      if (len < SPP_HEADER_LEN) {
         this.ctx.stats.drop("udp-spp-short");
         return;
       }
-      payload = data.subarray(SPP_HEADER_LEN);
+      off = SPP_HEADER_LEN;
     }
-    c.flow!.send(payload, 0, payload.length, this.ctx.rt.now());
+    c.flow!.send(data, off, len - off, this.ctx.rt.now());
     this.ctx.rt.afterActivity();
   }
 
-  private open(key: string, address: string, port: number, client: string, pp: ProxyAddresses | null, header: Uint8Array | null): UdpClient | null {
+  private open(key: ClientKey, from: SockAddr, client: string, pp: ProxyAddresses | null, header: Uint8Array | null): UdpClient | null {
     const { stack, rt, gateways } = this.ctx;
-    const targetPort = this.spec.host.port || (pp !== null ? pp.dstPort : this.sock!.port);
-    const src = guestSource(pp !== null ? pp.srcIp : address, this.target.family, gateways);
-    const target = formatHostPort(formatIP(this.target), targetPort);
-    const c = new UdpClient(this, key, address, port, client, target);
+    const targetPort = this.spec.host.port || (pp !== null ? pp.dstPort : this.port);
+    const src = guestSource(pp !== null ? parseGoIP(pp.srcIp) : sockAddrIP(from), this.target.family, gateways);
+    const target = endpointText(this.target, targetPort);
+    const c = new UdpClient(this, key, from, client, target);
     c.sppHeader = header;
     const now = rt.now();
     try {
@@ -314,7 +392,7 @@ class UdpForward {
       this.ctx.log.flow(`[!] udp://${client}-${this.listenLocal}/${target} local-fwd ${this.pp}error: ${c.errors.format()}`);
       return null;
     }
-    c.guestLocal = formatHostPort(formatIP(src), c.flow.localPort);
+    c.guestLocal = endpointText(src, c.flow.localPort);
     this.clients.set(key, c);
     this.ctx.stats.bump("forward-ok");
     this.ctx.log.flow(`[+] udp://${client}-${this.listenLocal}/${c.guestLocal}-${target} local-fwd ${this.pp}conn`);
@@ -325,14 +403,17 @@ class UdpForward {
     return this.spec.proxyProtocol ? "PP " : "";
   }
 
-  replyTo(c: UdpClient, data: Uint8Array): void {
-    let out = data;
+  replyTo(c: UdpClient, buf: Uint8Array, off: number, len: number): void {
+    let sent: number;
     if (c.sppHeader !== null) {
-      out = new Uint8Array(SPP_HEADER_LEN + data.length);
+      const out = new Uint8Array(SPP_HEADER_LEN + len);
       out.set(c.sppHeader);
-      out.set(data, SPP_HEADER_LEN);
+      out.set(buf.subarray(off, off + len), SPP_HEADER_LEN);
+      sent = this.sock!.sendTo(out, 0, out.length, c.addr);
+    } else {
+      sent = this.sock!.sendTo(buf, off, len, c.addr);
     }
-    if (!this.sock!.send(out, c.port, c.address)) this.ctx.stats.drop("udp-forward-send-failed");
+    if (sent < 0) this.ctx.stats.drop("udp-forward-send-failed");
     // udprpc: the client's side closes after its first reply (contract §8.4).
     if (this.spec.rpc) c.flow!.close();
   }
@@ -377,11 +458,12 @@ export class LocalForwards {
           this.tcp.push(f);
         } else {
           const f = new UdpForward(ctx, spec, target);
-          addr = await f.listen(bindIp);
+          addr = f.listen(bindIp);
           this.udp.push(f);
         }
       } catch (e) {
-        fail(`[!] Failed to listen on ${where}: ${goListenError(spec.transport, formatHostPort(bindIp, spec.bind.port), e)}`);
+        if (!(e instanceof ListenError)) throw e;
+        fail(`[!] Failed to listen on ${where}: ${e.message}`);
       }
       ctx.log.flow(`[+] local-fwd Local ${spec.proxyProtocol ? "PP " : ""}listen ${spec.transport}://${addr}`);
     }

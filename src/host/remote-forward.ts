@@ -10,7 +10,7 @@
 // again instead of being black-holed for good.
 import type { ForwardSpec } from "../cli/forward.ts";
 import { formatSpecAddress, formatSpecSide } from "../cli/forward.ts";
-import { formatIP, parseGoIP } from "../cli/goip.ts";
+import { formatIP, parseGoIP, type ParsedIP } from "../cli/goip.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
 import type { Stack } from "../stack/stack.ts";
@@ -22,7 +22,17 @@ import type { DialTarget, Dialer } from "./dialer.ts";
 import { destinationKey, guestEndpoint } from "./flow-addr.ts";
 import { formatHostPort } from "../cli/goaddr.ts";
 
+export interface SourceAddresses {
+  v4: ParsedIP | null;
+  v6: ParsedIP | null;
+}
+
 class RemoteForward {
+  /** A literal target, parsed once: dialled without a lookup. */
+  readonly staticTarget: DialTarget | null;
+  /** Its text for error lines. */
+  readonly staticTargetText: string;
+
   constructor(
     readonly spec: ForwardSpec,
     /** "IP:port" of the guest-side address (the map key). */
@@ -30,7 +40,16 @@ class RemoteForward {
     /** Go-style guest-side address for log lines ("GUESTDST"). */
     readonly bindEndpoint: string,
     readonly target: CachedLabel,
-  ) {}
+    sources: SourceAddresses,
+  ) {
+    const literal = target.label === null ? parseGoIP(target.value.ip) : null;
+    this.staticTarget = literal === null ? null : dialTarget(literal, target.value.port, sources);
+    this.staticTargetText = formatSpecSide(target.value, target.label);
+  }
+}
+
+function dialTarget(ip: ParsedIP, port: number, sources: SourceAddresses): DialTarget {
+  return { ip, port, source: ip.family === 4 ? sources.v4 : sources.v6 };
 }
 
 /** The map key of a -R bind address: normalised IP and port, as destinationKey() of a flow. */
@@ -50,7 +69,7 @@ export class RemoteForwards {
     private readonly log: Logger,
     private readonly stats: Stats,
     private readonly rt: StackRuntime,
-    private readonly sources: { v4: string | null; v6: string | null },
+    private readonly sources: SourceAddresses,
   ) {}
 
   /**
@@ -67,7 +86,7 @@ export class RemoteForwards {
       }
       const target = new CachedLabel(spec.host.label, { ip: spec.host.ip!, port: spec.host.port }, this.ttlMs, this.resolver);
       this.log.flow(`[+] Accepting on remote side ${formatSpecAddress(spec.transport, formatSpecSide(bind, spec.bind.label))}`);
-      const fwd = new RemoteForward(spec, bindKey(bind.ip, bind.port), formatHostPort(bind.ip, bind.port), target);
+      const fwd = new RemoteForward(spec, bindKey(bind.ip, bind.port), formatHostPort(bind.ip, bind.port), target, this.sources);
       (spec.transport === "tcp" ? this.tcp : this.udp).set(fwd.bindKey, fwd);
     }
   }
@@ -80,10 +99,10 @@ export class RemoteForwards {
   tryTcp(conn: TcpConnection, stack: Stack, dialer: Dialer): boolean {
     const fwd = this.tcp.get(destinationKey(conn));
     if (fwd === undefined) return false;
-    if (fwd.target.label === null) {
+    const literal = fwd.staticTarget;
+    if (literal !== null) {
       // A literal target needs no lookup: dial now, without a promise hop.
-      const target = this.staticTarget(fwd);
-      dialer.tcp(conn, target, this.labels(fwd, guestEndpoint(conn), target));
+      dialer.tcp(conn, literal, this.labels(fwd, guestEndpoint(conn), literal));
       return true;
     }
     void this.resolveTarget(fwd, guestEndpoint(conn)).then((target) => {
@@ -101,25 +120,16 @@ export class RemoteForwards {
     const fwd = this.udp.get(destinationKey(flow));
     if (fwd === undefined) return false;
     const guest = guestEndpoint(flow);
-    const target = fwd.target.label === null ? this.staticTarget(fwd) : this.resolveTarget(fwd, guest);
+    const target = fwd.staticTarget ?? this.resolveTarget(fwd, guest);
     dialer.udp(flow, target, (t) => this.labels(fwd, guest, t));
     return true;
-  }
-
-  private staticTarget(fwd: RemoteForward): DialTarget {
-    const { ip, port } = fwd.target.value;
-    return { ip, port, source: this.sourceFor(ip) };
-  }
-
-  private sourceFor(ip: string): string | null {
-    return (parseGoIP(ip)?.family ?? 4) === 4 ? this.sources.v4 : this.sources.v6;
   }
 
   private labels(fwd: RemoteForward, guest: string, target: DialTarget) {
     return {
       guest: `${guest}-${fwd.bindEndpoint}`,
       label: "remote-fwd",
-      target: formatSpecSide({ ip: target.ip, port: target.port }, fwd.target.label),
+      target: target === fwd.staticTarget ? fwd.staticTargetText : formatSpecSide({ ip: formatIP(target.ip), port: target.port }, fwd.target.label),
       rpc: fwd.spec.rpc,
     };
   }
@@ -136,6 +146,7 @@ export class RemoteForwards {
       this.log.out(`[!] ${fwd.spec.transport}://${guest}-${fwd.bindEndpoint}/${spec} remote-fwd dns lookup error of ${fwd.spec.transport} addr: ${err}`);
       return null;
     }
-    return { ip: got.ip, port: got.port, source: this.sourceFor(got.ip) };
+    const ip = parseGoIP(got.ip);
+    return ip === null ? null : dialTarget(ip, got.port, this.sources);
   }
 }

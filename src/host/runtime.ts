@@ -11,6 +11,11 @@ export interface Pollable {
   poll(now: number): number;
 }
 
+/** Host work that must not run inside the engine's own processing. */
+export interface Deferred {
+  runDeferred(): void;
+}
+
 export class StackRuntime implements FrameReceiver {
   private stack: Stack | null = null;
   private readonly pollables: Pollable[] = [];
@@ -19,6 +24,8 @@ export class StackRuntime implements FrameReceiver {
   private timerAt = Infinity;
   private pollQueued = false;
   private stopped = false;
+  private deferred: Deferred[] = [];
+  private spare: Deferred[] = [];
 
   attach(stack: Stack): void {
     this.stack = stack;
@@ -51,9 +58,28 @@ export class StackRuntime implements FrameReceiver {
     queueMicrotask(this.queuedPoll);
   }
 
+  /**
+   * Runs `d.runDeferred()` at the end of this turn, before the engine's
+   * poll: for host work an engine callback asks for (read more host data
+   * now that the guest freed buffer space) that would otherwise re-enter
+   * the connection in the middle of processing a segment.
+   */
+  defer(d: Deferred): void {
+    this.deferred.push(d);
+    this.afterActivity();
+  }
+
   private readonly queuedPoll = (): void => {
     this.pollQueued = false;
-    if (!this.stopped) this.pollAt(performance.now());
+    if (this.stopped) return;
+    while (this.deferred.length > 0) {
+      const run = this.deferred;
+      this.deferred = this.spare;
+      for (const d of run) d.runDeferred();
+      run.length = 0;
+      this.spare = run;
+    }
+    this.pollAt(performance.now());
   };
 
   private readonly timerFired = (): void => {

@@ -1,25 +1,27 @@
 // One guest TCP connection spliced to one host socket (contract §8), with
 // backpressure both ways and half-close and reset carried across:
 //
-//   guest -> host  in-order bytes go to socket.write() straight from the
+//   guest -> host  in-order bytes are sent to the socket straight from the
 //                  frame; what the kernel does not take stays in the
 //                  connection's receive buffer (shrinking the window we
-//                  advertise) until the socket drains.
-//   host -> guest  socket data goes into the connection's send buffer; the
-//                  socket is paused while the buffer is full and resumed
-//                  when the guest's ACKs free it.
+//                  advertise) until the socket is writable again.
+//   host -> guest  the socket is read straight into the connection's send
+//                  buffer; reading stops while the buffer is full and
+//                  resumes when the guest's ACKs free it.
 //   FIN            guest FIN -> shutdown(SHUT_WR) once the receive buffer
-//                  is flushed; host FIN -> our FIN after the send buffer.
+//                  is flushed; host EOF -> our FIN after the send buffer.
+//                  The socket is closed once both directions ended.
 //   RST            guest RST -> the host socket is reset (SO_LINGER 0);
 //                  host reset or error -> RST to the guest.
 //
 // The same splice serves routed flows and both kinds of forwards; only who
 // started the flow ("local" in the log's error summary) differs.
-import type { Socket, SocketHandler } from "bun";
+import { EAGAIN, errnoText } from "../../ffi/libc.ts";
 import type { CloseReason, TcpConnection, TcpHandler } from "../stack/tcp/connection.ts";
+import type { TcpSocket, TcpSocketOwner } from "../io/tcp-socket.ts";
+import { DialError } from "../io/dial-error.ts";
 import { SpliceErrors } from "./splice-errors.ts";
-import type { StackRuntime } from "./runtime.ts";
-import { formatHostPort } from "../cli/goaddr.ts";
+import type { Deferred, StackRuntime } from "./runtime.ts";
 
 /** contract §8.3: keepalive idle/interval while both directions are open, and after one ended. */
 const KEEPALIVE_MS = 125_000;
@@ -64,8 +66,12 @@ export interface SpliceOwner {
   spliceDone(splice: TcpSplice): void;
 }
 
-export class TcpSplice implements TcpHandler {
-  sock: Socket<TcpSplice> | null = null;
+/** Host bytes read while the guest side is gone are dropped here. */
+const discard = new Uint8Array(new ArrayBuffer(64 * 1024));
+
+export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
+  /** The connected host socket (null while dialing, and if the dial failed). */
+  sock: TcpSocket | null = null;
   readonly errors = new SpliceErrors();
   /** The host socket's addresses, Go-style, captured at open when logging (for log lines). */
   hostLocal = "";
@@ -79,12 +85,14 @@ export class TcpSplice implements TcpHandler {
   private hostGone = false;
   private reported = false;
   private halfClosed = false;
-  /** We reset the host socket ourselves: its close is not the peer's EOF. */
-  private hostReset = false;
+  /** A read of the host socket is queued for the end of this turn. */
+  private pullQueued = false;
   /** Set by whoever dials: runs once the host socket is connected. */
   onHostOpen: ((splice: TcpSplice) => void) | null = null;
   /** Set by whoever dials: the host connect failed. */
-  onConnectError: ((splice: TcpSplice, err: NodeJS.ErrnoException) => void) | null = null;
+  onConnectError: ((splice: TcpSplice, why: DialError) => void) | null = null;
+  /** Set by whoever dials: the peer's address for log lines. */
+  dialRemote = "";
 
   /** The guest side; set by bindGuest() before any event can arrive. */
   conn!: TcpConnection;
@@ -100,7 +108,7 @@ export class TcpSplice implements TcpHandler {
     private readonly owner: SpliceOwner,
     private readonly keepalive: HostKeepalive,
     /** Log lines will name the host socket's addresses: read them at open. */
-    private readonly wantAddresses: boolean,
+    readonly wantAddresses: boolean,
   ) {}
 
   bindGuest(conn: TcpConnection): void {
@@ -113,24 +121,45 @@ export class TcpSplice implements TcpHandler {
   }
 
   /**
-   * The host socket is connected (or accepted): start splicing. Bun sets
-   * TCP_NODELAY on its sockets, as Go's net package does, so there is
-   * nothing to set here; keepalive comes with the next sweep.
+   * The host socket is connected (or accepted): start splicing.
+   * `remote` is the peer's address text for log lines. Keepalive comes
+   * with the next sweep.
    */
-  attachHost(sock: Socket<TcpSplice>): void {
+  attachHost(sock: TcpSocket, remote: string): void {
     this.sock = sock;
-    sock.data = this;
-    // Each of these getters is a getsockname/getpeername call.
+    sock.owner = this;
     if (this.wantAddresses) {
-      this.hostLocal = formatHostPort(sock.localAddress, sock.localPort);
-      this.hostRemote = formatHostPort(sock.remoteAddress, sock.remotePort);
+      this.hostLocal = sock.localText();
+      this.hostRemote = remote;
     }
     this.keepalive.add(this);
     if (this.guestGone) {
-      sock.terminate();
+      this.resetHost();
       return;
     }
     if (this.conn.rcvBuf.length > 0) this.flushToHost();
+    if (sock.readable) this.pullFromHost();
+  }
+
+  // --- host socket events (TcpSocketOwner) ---
+
+  tcpConnected(sock: TcpSocket, err: number): void {
+    if (err !== 0) {
+      sock.close();
+      this.hostGone = true;
+      this.onConnectError?.(this, new DialError("connect", err));
+      return;
+    }
+    this.attachHost(sock, this.dialRemote);
+    if (!this.guestGone) this.onHostOpen?.(this);
+  }
+
+  tcpReadable(_sock: TcpSocket): void {
+    this.pullFromHost();
+  }
+
+  tcpWritable(_sock: TcpSocket): void {
+    this.flushToHost();
   }
 
   // --- guest side (TcpHandler) ---
@@ -142,17 +171,17 @@ export class TcpSplice implements TcpHandler {
 
   onData(_conn: TcpConnection, buf: Uint8Array, off: number, len: number): number {
     const s = this.sock;
-    if (s === null || this.hostShut) return 0;
+    if (s === null || this.hostShut || this.hostGone || !s.writable) return 0;
     const n = s.write(buf, off, len);
     if (n < 0) {
-      this.hostWriteFailed();
+      this.hostWriteFailed(-n);
       return len;
     }
     return n;
   }
 
   onReadable(_conn: TcpConnection): void {
-    // Bytes the socket refused wait in the receive buffer; "drain" flushes them.
+    // Bytes the socket refused wait in the receive buffer; writability flushes them.
   }
 
   onPeerFin(_conn: TcpConnection): void {
@@ -164,21 +193,30 @@ export class TcpSplice implements TcpHandler {
   }
 
   onSendSpace(_conn: TcpConnection): void {
-    this.sock?.resume();
+    // Called while the engine processes an ACK: read at the end of the turn.
+    if (this.sock?.readable && !this.pullQueued) {
+      this.pullQueued = true;
+      this.rt.defer(this);
+    }
+  }
+
+  runDeferred(): void {
+    this.pullQueued = false;
+    this.pullFromHost();
   }
 
   onClosed(_conn: TcpConnection, reason: CloseReason): void {
     this.guestGone = true;
-    const s = this.sock;
     switch (reason) {
       case "closed":
         // Both FINs are through. Guest bytes the socket has not taken yet
         // stay in the receive buffer: flush them, then our FIN follows
-        // (flushToHost shuts the socket once the buffer is empty), and Bun
-        // closes the socket once both directions are shut.
-        if (s !== null && !this.hostGone) {
+        // (flushToHost shuts the socket once the buffer is empty); the
+        // socket closes at the host's EOF.
+        if (this.sock !== null && !this.hostGone) {
           if (this.conn.rcvBuf.length > 0) this.flushToHost();
           else this.shutHost();
+          if (this.sock.readable) this.pullFromHost();
         }
         break;
       case "aborted":
@@ -193,22 +231,42 @@ export class TcpSplice implements TcpHandler {
     this.maybeDone();
   }
 
-  // --- host side (socket events, via hostSocketHandlers) ---
+  // --- internals ---
 
-  hostData(data: Uint8Array): void {
+  /**
+   * Reads the host socket straight into the connection's send buffer while
+   * it has room; stops at EAGAIN, EOF, an error, or a full buffer (resumed
+   * by onSendSpace).
+   */
+  private pullFromHost(): void {
+    const s = this.sock;
+    if (s === null) return;
     const c = this.conn;
-    if (this.guestGone) return;
-    c.send(data, 0, data.length, this.rt.now());
-    if (c.sendRoom === 0) this.sock?.pause();
-    this.rt.afterActivity();
+    const now = this.rt.now();
+    let moved = false;
+    while (s.readable && !this.hostEnded && !this.hostGone) {
+      let n: number;
+      if (this.guestGone) {
+        n = s.read(discard, 0, discard.length);
+      } else {
+        const span = c.reserveSend();
+        if (span === 0) break;
+        n = s.read(c.sendBuf.backBuf, c.sendBuf.backOff, span);
+        if (n > 0) {
+          c.commitSend(n, now);
+          moved = true;
+        }
+      }
+      if (n > 0) continue;
+      if (n === 0) this.hostEnd();
+      else if (n !== -EAGAIN) this.hostReadFailed(-n);
+      break;
+    }
+    if (moved) this.rt.afterActivity();
   }
 
-  hostDrain(): void {
-    this.flushToHost();
-  }
-
-  hostEnd(): void {
-    if (this.hostEnded) return;
+  /** The host sent its FIN. */
+  private hostEnd(): void {
     this.hostEnded = true;
     if (this.guestIsLocal) this.errors.stopR2L("EOF", null);
     else this.errors.stopL2R("EOF", null);
@@ -217,47 +275,33 @@ export class TcpSplice implements TcpHandler {
       this.conn.shutdownWrite(this.rt.now());
       this.rt.afterActivity();
     }
+    if (this.hostShut) this.closeHost();
   }
 
-  hostError(err: Error): void {
-    this.recordHostReadError(goSocketError(err, this));
-  }
-
-  hostClose(err: Error | undefined): void {
-    this.hostGone = true;
-    if (err !== undefined) {
-      this.recordHostReadError(goSocketError(err, this));
-      if (!this.guestGone) {
-        this.conn.abort(this.rt.now(), "aborted");
-        this.rt.afterActivity();
-      }
-    } else if (!this.hostReset) {
-      // Bun reports a FIN that arrives after our own shutdown as a plain close.
-      this.hostEnd();
-    }
-    this.maybeDone();
-  }
-
-  // --- internals ---
-
-  private recordHostReadError(text: string): void {
+  private hostReadFailed(err: number): void {
+    const text = `read tcp ${this.hostLocal}->${this.hostRemote}: read: ${errnoText(err)}`;
     if (this.guestIsLocal) this.errors.stopR2L(text, null);
     else this.errors.stopL2R(text, null);
+    if (!this.guestGone) {
+      this.conn.abort(this.rt.now(), "aborted");
+      this.rt.afterActivity();
+    }
+    this.closeHost();
   }
 
   /** Writes what the receive buffer holds; the window reopens as it empties. */
   private flushToHost(): void {
     const s = this.sock;
+    if (s === null || this.hostShut || this.hostGone) return;
     const rb = this.conn.rcvBuf;
-    if (s === null) return;
-    while (rb.length > 0) {
+    while (rb.length > 0 && s.writable) {
       const n = rb.front();
       const w = s.write(rb.frontBuf, rb.frontOff, n);
       if (w < 0) {
-        this.hostWriteFailed();
+        this.hostWriteFailed(-w);
         return;
       }
-      if (w > 0) this.conn.consumed(w);
+      if (w > 0) this.conn.consumed(w, this.rt.now());
       if (w < n) break;
     }
     if (rb.length === 0 && this.guestEnded) this.shutHost();
@@ -267,11 +311,12 @@ export class TcpSplice implements TcpHandler {
   private shutHost(): void {
     if (this.hostShut || this.sock === null || this.hostGone) return;
     this.hostShut = true;
-    this.sock.shutdown();
+    this.sock.shutdownWrite();
+    if (this.hostEnded) this.closeHost();
   }
 
-  private hostWriteFailed(): void {
-    const text = `write tcp ${this.hostLocal}->${this.hostRemote}: write: broken pipe`;
+  private hostWriteFailed(err: number): void {
+    const text = `write tcp ${this.hostLocal}->${this.hostRemote}: write: ${errnoText(err)}`;
     if (this.guestIsLocal) this.errors.stopL2R(null, text);
     else this.errors.stopR2L(null, text);
     if (!this.guestGone) this.conn.abort(this.rt.now(), "aborted");
@@ -279,11 +324,20 @@ export class TcpSplice implements TcpHandler {
     this.rt.afterActivity();
   }
 
+  /** Both directions ended (or the socket failed): close it. */
+  private closeHost(): void {
+    if (this.sock === null || this.hostGone) return;
+    this.hostGone = true;
+    this.sock.close();
+    this.maybeDone();
+  }
+
   /** Resets the host socket (SO_LINGER 0 then close: the peer sees a RST). */
   private resetHost(): void {
-    if (this.sock === null || this.hostGone || this.hostReset) return;
-    this.hostReset = true;
-    this.sock.terminate();
+    if (this.sock === null || this.hostGone) return;
+    this.hostGone = true;
+    this.sock.reset();
+    this.maybeDone();
   }
 
   /** contract §8.3: once one direction has ended, both sides get 5 s / 2 probes. */
@@ -293,12 +347,14 @@ export class TcpSplice implements TcpHandler {
     this.conn.setKeepalive(KEEPALIVE_HALF_CLOSED_MS, KEEPALIVE_HALF_CLOSED_MS, 2, 3 * KEEPALIVE_HALF_CLOSED_MS, this.rt.now());
   }
 
-  /** Called by the keepalive sweep: brings the host socket's keepalive up to date. */
+  /** Called by the keepalive sweep: brings the host socket's keepalive up to date (contract §8.3). */
   applyHostKeepalive(): void {
     const want = this.halfClosed ? KEEPALIVE_HALF_CLOSED_MS : KEEPALIVE_MS;
     if (this.sock === null || this.hostGone || want === this.hostKeepaliveMs) return;
     this.hostKeepaliveMs = want;
-    this.sock.setKeepAlive(true, want);
+    const count = this.halfClosed ? 2 : 4;
+    // TCP_USER_TIMEOUT = idle + interval * count (125 + 4 * 125 s; 5 + 2 * 5 s).
+    this.sock.setKeepalive(want / 1000, count, want * (1 + count));
   }
 
   private maybeDone(): void {
@@ -307,54 +363,4 @@ export class TcpSplice implements TcpHandler {
     this.keepalive.remove(this);
     this.owner.spliceDone(this);
   }
-
-  /** The host socket never came (dial failed): the splice ends with the guest side. */
-  hostNeverConnected(): void {
-    this.hostGone = true;
-  }
 }
-
-/** Go-flavoured text of a socket error, for the error summary. */
-function goSocketError(err: Error, s: TcpSplice): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  const what: Record<string, string> = {
-    ECONNRESET: "connection reset by peer",
-    ETIMEDOUT: "connection timed out",
-    EPIPE: "broken pipe",
-    ECONNREFUSED: "connection refused",
-    EHOSTUNREACH: "no route to host",
-    ENETUNREACH: "network is unreachable",
-  };
-  const text = (code && what[code]) ?? err.message;
-  return `read tcp ${s.hostLocal}->${s.hostRemote}: read: ${text}`;
-}
-
-/** One handler object for every spliced host socket: no closure per flow. */
-export const hostSocketHandlers: SocketHandler<TcpSplice> = {
-  binaryType: "uint8array",
-  open(s) {
-    const splice = s.data;
-    splice.attachHost(s);
-    splice.onHostOpen?.(splice);
-  },
-  connectError(s, e) {
-    const splice = s.data;
-    splice.hostNeverConnected();
-    splice.onConnectError?.(splice, e as NodeJS.ErrnoException);
-  },
-  data(s, d) {
-    s.data.hostData(d);
-  },
-  drain(s) {
-    s.data.hostDrain();
-  },
-  end(s) {
-    s.data.hostEnd();
-  },
-  error(s, e) {
-    s.data.hostError(e);
-  },
-  close(s, e) {
-    s.data.hostClose(e);
-  },
-};

@@ -2,12 +2,11 @@
 // and written on the main thread.
 //
 // Bun has no event-loop readiness API for a character device, so the
-// kernel tells us instead: the fd is put in signal-driven mode (O_ASYNC,
-// owner = the main thread via F_SETOWN_EX), every arriving frame raises
-// SIGIO, and the listener drains the device with non-blocking read()s
-// into one reused buffer, handing each frame to the engine in place.
-// Signals that arrive while one is pending merge, and a drain always runs
-// to EAGAIN (or reschedules itself), so no frame is left waiting.
+// kernel tells us instead: the fd is watched by the reactor (src/io/),
+// which learns of arriving frames by SIGIO, and the device drains itself
+// with non-blocking read()s into one reused buffer, handing each frame to
+// the engine in place. A drain always runs to EAGAIN (or reschedules
+// itself), so no frame is left waiting for an edge that already passed.
 //
 // This replaced a reader Worker polling the device into a shared ring
 // (bun-notes' recommendation): measured in docs/architecture.md ("Packet
@@ -16,7 +15,8 @@
 // latency and memory, at equal throughput.
 import { ptr } from "bun:ffi";
 import { libc, errno, EAGAIN, EINTR, errnoName } from "../../ffi/libc.ts";
-import { closeFd, FdWriter, signalDrivenIo } from "../../ffi/sys.ts";
+import { closeFd, FdWriter } from "../../ffi/sys.ts";
+import { EPOLLIN, type IoHandler, type Reactor } from "../io/reactor.ts";
 import { VNET_HDR_LEN } from "../../ffi/tun.ts";
 import { VirtioNetHdr } from "../wire/vnet.ts";
 import { allocChecksumBuffer } from "../wire/checksum-wasm.ts";
@@ -36,9 +36,10 @@ export interface FdDeviceOptions {
   stats: Stats;
   /** Called once if reading fails (device gone). */
   onFailure: (error: string) => void;
+  reactor: Reactor;
 }
 
-export class FdDevice implements FrameSink {
+export class FdDevice implements FrameSink, IoHandler {
   readonly caps: DeviceCaps;
   private readonly fd: number;
   private readonly vnetHdr: boolean;
@@ -50,11 +51,11 @@ export class FdDevice implements FrameSink {
   private readonly stats: Stats;
   private readonly onFailure: (error: string) => void;
   private readonly writer: FdWriter;
+  private readonly reactor: Reactor;
   private receiver: FrameReceiver | null = null;
   private stopped = false;
   /** A drain is queued with setImmediate (a flood is being served in turns). */
   private scheduled = false;
-  private keepAlive: ReturnType<typeof setInterval> | null = null;
 
   constructor(opts: FdDeviceOptions) {
     this.fd = opts.fd;
@@ -62,6 +63,7 @@ export class FdDevice implements FrameSink {
     this.vnetHdr = opts.vnetHdr;
     this.stats = opts.stats;
     this.onFailure = opts.onFailure;
+    this.reactor = opts.reactor;
     this.rxMax = Math.max(opts.caps.mtu + 14, 65536) + (opts.vnetHdr ? VNET_HDR_LEN : 0) + 64;
     // In the checksum kernel's memory: received frames are verified in WASM.
     this.rxBuf = allocChecksumBuffer(this.rxMax);
@@ -72,18 +74,17 @@ export class FdDevice implements FrameSink {
   /** Delivers frames to `receiver` from now on. */
   start(receiver: FrameReceiver): void {
     this.receiver = receiver;
-    // A signal listener does not keep the event loop alive; this timer,
-    // which fires once in 24 days, does.
-    this.keepAlive = setInterval(() => {}, 2 ** 31 - 1);
-    // The listener first: SIGIO's default action ends the process.
-    process.on("SIGIO", this.onSignal);
-    signalDrivenIo(this.fd, process.pid); // the main thread's tid is the pid
+    const r = this.reactor.add(this.fd, EPOLLIN, this);
+    if (r < 0) {
+      this.onFailure(`watch: ${errnoName(-r)}`);
+      return;
+    }
     this.pump();
   }
 
-  private readonly onSignal = (): void => {
+  onIo(_events: number): void {
     if (!this.scheduled) this.pump();
-  };
+  }
 
   /** Reads frames until EAGAIN (or a turn's worth) and hands them over. */
   private readonly pump = (): void => {
@@ -164,9 +165,7 @@ export class FdDevice implements FrameSink {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    signalDrivenIo(this.fd, 0);
-    process.removeListener("SIGIO", this.onSignal);
-    if (this.keepAlive !== null) clearInterval(this.keepAlive);
+    this.reactor.remove(this.fd);
     closeFd(this.fd);
   }
 }

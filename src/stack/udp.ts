@@ -31,7 +31,8 @@ export interface UdpEvents {
    * The first datagram of a new guest 4-tuple. To accept, set
    * flow.handler (and flow.idleMs) and return true: the flow is created
    * and the datagram delivered to the handler. Return false to drop it
-   * (the next datagram of the tuple asks again).
+   * (the next datagram of the tuple asks again). Closing the flow inside
+   * the callback drops the datagram too.
    */
   udpNewFlow(flow: UdpFlow): boolean;
 }
@@ -152,6 +153,9 @@ export class UdpLayer {
       this.stats.drop("udp-denied");
       return false;
     }
+    // The host side may fail at once (no route) and close the flow inside
+    // the callback: it was never in the table, so it just ends here.
+    if (!f.open) return false;
     this.table.insert(f);
     this.rearm(f);
     return true;

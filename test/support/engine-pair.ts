@@ -355,7 +355,7 @@ export class AppConn implements TcpHandler {
     while (taken < max && ring.length > 0) {
       const n = Math.min(ring.front(), max - taken);
       this.take(ring.frontBuf, ring.frontOff, n);
-      this.conn.consumed(n);
+      this.conn.consumed(n, this.pair.now);
       taken += n;
     }
     return taken;

@@ -7,6 +7,10 @@
 // `length` with it to apply backpressure (pause the host socket, shrink the
 // advertised window). Pushing past it only happens for the bounded amount
 // a producer can deliver after being paused.
+//
+// Producers either push() a copy or, to have the kernel write straight
+// into the ring (a host socket read), reserve() a contiguous span at the
+// back, fill backBuf[backOff, +n) and commit(n).
 
 const INITIAL = 2 * 1024;
 
@@ -23,6 +27,11 @@ export class ByteRing {
     return this.buf.length;
   }
 
+  /** Storage grew past the initial size (trim() would give some back). */
+  get grown(): boolean {
+    return this.buf.length > INITIAL;
+  }
+
   /** Free space before the soft limit (never negative). */
   get room(): number {
     return Math.max(0, this.softLimit - this.length);
@@ -33,7 +42,9 @@ export class ByteRing {
     if (need <= this.buf.length) return;
     let cap = Math.max(this.buf.length, INITIAL);
     while (cap < need) cap *= 2;
-    const next = new Uint8Array(cap);
+    // Its own ArrayBuffer: the storage is handed to read(2) by address,
+    // and small typed arrays without one may move (bun-notes, pitfall 1).
+    const next = new Uint8Array(new ArrayBuffer(cap));
     this.copyOut(0, next, 0, this.length);
     this.buf = next;
     this.start = 0;
@@ -50,6 +61,37 @@ export class ByteRing {
     this.buf.set(src.subarray(off, off + first), end);
     if (first < len) this.buf.set(src.subarray(off + first, off + len), 0);
     this.length += len;
+  }
+
+  /**
+   * Makes free space at the back for up to `want` bytes and returns how
+   * many can go there contiguously (at least 1 when want > 0). A full ring
+   * doubles, so a stream that keeps filling it grows it quickly while a
+   * trickle stays in the initial size.
+   */
+  reserve(want: number): number {
+    if (want <= 0) return 0;
+    if (this.length === 0) this.start = 0;
+    if (this.length === this.buf.length) this.ensure(Math.min(want, Math.max(this.buf.length, INITIAL)));
+    const cap = this.buf.length;
+    const end = this.start + this.length;
+    const contiguous = end < cap ? cap - end : this.start - (end - cap);
+    return Math.min(want, contiguous);
+  }
+
+  /** Where reserve()'s span starts. */
+  get backBuf(): Uint8Array {
+    return this.buf;
+  }
+
+  get backOff(): number {
+    const end = this.start + this.length;
+    return end < this.buf.length ? end : end - this.buf.length;
+  }
+
+  /** `n` bytes were written at the back (n <= what reserve() returned). */
+  commit(n: number): void {
+    this.length += n;
   }
 
   /** Copies `len` bytes starting `from` bytes into the ring to dst[dstOff]. */

@@ -116,6 +116,14 @@ export function shiftFor(bytes: number): number {
 }
 
 const NO_DEADLINE = Infinity;
+/**
+ * How long an emptied send or receive buffer keeps its grown storage.
+ * Freeing it at once made a bulk transfer, whose buffers empty and refill
+ * every few round trips, allocate them again each time (a megabyte of
+ * garbage per cycle); an idle connection still gives it back within a
+ * second.
+ */
+const TRIM_DELAY_MS = 1000;
 
 /** A range of sequence space the guest has SACKed (RFC 2018), above SND.UNA. */
 interface SackRange {
@@ -225,6 +233,8 @@ export class TcpConnection {
   private keepAt = NO_DEADLINE;
   private keepProbes = 0;
   private timeWaitAt = NO_DEADLINE;
+  /** When to give back the storage of emptied buffers (TRIM_DELAY_MS). */
+  private trimAt = NO_DEADLINE;
   /** Earliest of the above: what the layer's timer heap is keyed on. */
   deadline = NO_DEADLINE;
   /** Position in the layer's timer heap (owned by the heap). */
@@ -382,6 +392,25 @@ export class TcpConnection {
     this.output(now);
   }
 
+  /**
+   * Room for host bytes as one contiguous span at the back of the send
+   * buffer (sendBuf.backBuf at sendBuf.backOff), for a socket read to fill
+   * in place, followed by commitSend(). 0 while the buffer is full (resume
+   * at onSendSpace) or once the connection takes no more data.
+   */
+  reserveSend(): number {
+    if (this.finQueued) return 0;
+    if (this.state >= TcpState.FinWait1 && this.state !== TcpState.CloseWait) return 0;
+    return this.sendBuf.reserve(this.sendBuf.room);
+  }
+
+  /** `n` bytes were written into reserveSend()'s span: send what the windows allow. */
+  commitSend(n: number, now: number): void {
+    if (n <= 0) return;
+    this.sendBuf.commit(n);
+    this.output(now);
+  }
+
   /** The host side has no more to send: FIN after the buffered bytes. */
   shutdownWrite(now: number): void {
     if (this.finQueued) return;
@@ -415,10 +444,10 @@ export class TcpConnection {
   }
 
   /** The host took `n` bytes from the receive buffer: maybe open the window. */
-  consumed(n: number): void {
+  consumed(n: number, now: number): void {
     if (n <= 0) return;
     this.rcvBuf.consume(n);
-    if (this.rcvBuf.length === 0) this.rcvBuf.trim();
+    if (this.rcvBuf.length === 0 && this.rcvBuf.grown) this.trimLater(now);
     // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce
     // the larger window only once it grew by min(half the buffer, one MSS).
     const advertised = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
@@ -742,7 +771,7 @@ export class TcpConnection {
       }
     }
     if (dataAcked > 0 && this.sendBuf.length <= this.cfg.sndBuf >>> 1) {
-      if (this.sendBuf.length === 0) this.sendBuf.trim();
+      if (this.sendBuf.length === 0 && this.sendBuf.grown) this.trimLater(now);
       this.handler?.onSendSpace(this);
     }
     this.reschedule();
@@ -1103,8 +1132,15 @@ export class TcpConnection {
     this.keepAt = now + this.keepIdleMs;
   }
 
+  /** A buffer emptied: release grown storage in a while, if still empty then. */
+  private trimLater(now: number): void {
+    if (this.trimAt !== NO_DEADLINE) return;
+    this.trimAt = now + TRIM_DELAY_MS;
+    this.reschedule();
+  }
+
   reschedule(): void {
-    const d = Math.min(this.rtxAt, this.delAckAt, this.persistAt, this.keepAt, this.timeWaitAt);
+    const d = Math.min(this.rtxAt, this.delAckAt, this.persistAt, this.keepAt, this.timeWaitAt, this.trimAt);
     if (d !== this.deadline) {
       this.deadline = d;
       this.layer.schedule(this);
@@ -1128,6 +1164,11 @@ export class TcpConnection {
       this.windowProbe(now);
     }
     if (now >= this.keepAt) this.keepalive(now);
+    if (now >= this.trimAt) {
+      this.trimAt = NO_DEADLINE;
+      if (this.sendBuf.length === 0) this.sendBuf.trim();
+      if (this.rcvBuf.length === 0) this.rcvBuf.trim();
+    }
     if (!this.closed) this.reschedule();
   }
 

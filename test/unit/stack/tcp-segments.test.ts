@@ -562,6 +562,37 @@ describe("retransmission timer (RFC 6298)", () => {
   });
 });
 
+describe("buffer storage", () => {
+  test("an emptied send buffer keeps its grown storage for a second, then gives it back", () => {
+    const { h, g, app } = setup();
+    app.send(new Uint8Array(60_000));
+    const buf = h.conn.sendBuf;
+    expect(buf.grown).toBe(true);
+    // Acknowledge flight after flight (the congestion window opens) until all is through.
+    for (let i = 0; i < 20 && buf.length > 0; i++) {
+      const segs = h.take().map((x) => x.p);
+      const last = segs[segs.length - 1]!;
+      g.send({ ack: u32(last.seq + last.payloadLen) });
+    }
+    const t0 = h.now;
+    expect(buf.length).toBe(0);
+    h.advance(900);
+    expect(buf.grown).toBe(true); // a refill now would reuse it
+    h.advance(200);
+    expect(h.now - t0).toBeGreaterThanOrEqual(1000);
+    expect(buf.capacity).toBe(0);
+  });
+
+  test("a buffer that never grew sets no timer", () => {
+    const { h, g, app } = setup();
+    app.send(new Uint8Array(100));
+    const p = h.one();
+    g.send({ ack: u32(p.seq + 100) });
+    // The next deadline is the keepalive (125 s), not a trim.
+    expect(h.advanceToNext()).toBeGreaterThan(100_000);
+  });
+});
+
 describe("zero window and persist (RFC 9293 §3.8.6.1)", () => {
   test("probes back off while the window stays shut, and sending resumes when it opens", () => {
     const { h, g, app } = setup();

@@ -1,0 +1,31 @@
+// Socket addresses as the rest of the program sees them: Go-style text for
+// log lines ("127.0.0.1:80", "[::1]:80"; IPv4-mapped IPv6 prints as IPv4,
+// contract §13.1) and parsed IPs, straight from struct sockaddr bytes.
+import { AF_INET, SockAddr } from "../../ffi/net.ts";
+import type { ParsedIP } from "../cli/goip.ts";
+import { ipv4ToString } from "../wire/ipv4.ts";
+import { ipv6IsV4Mapped, ipv6ToString } from "../wire/ipv6.ts";
+import { readU32 } from "../wire/bytes.ts";
+
+const V6 = SockAddr.V6_OFF;
+
+export function sockAddrText(sa: SockAddr): string {
+  if (sa.family === AF_INET) return `${ipv4ToString(sa.v4)}:${sa.port}`;
+  const b = sa.bytes;
+  if (ipv6IsV4Mapped(b, V6)) return `${ipv4ToString(readU32(b, V6 + 12))}:${sa.port}`;
+  return `[${ipv6ToString(b, V6)}]:${sa.port}`;
+}
+
+/** The address part, IPv4-mapped IPv6 as IPv4. */
+export function sockAddrIP(sa: SockAddr): ParsedIP {
+  const b = sa.bytes;
+  if (sa.family === AF_INET) return { family: 4, bytes: b.slice(4, 8) };
+  if (ipv6IsV4Mapped(b, V6)) return { family: 4, bytes: b.slice(V6 + 12, V6 + 16) };
+  return { family: 6, bytes: b.slice(V6, V6 + 16) };
+}
+
+/** "IP:port" / "[IP]:port" for a parsed IP. */
+export function endpointText(ip: ParsedIP, port: number): string {
+  if (ip.family === 4) return `${ipv4ToString(readU32(ip.bytes, 0))}:${port}`;
+  return `[${ipv6ToString(ip.bytes, 0)}]:${port}`;
+}

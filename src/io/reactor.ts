@@ -1,0 +1,134 @@
+// The one readiness edge of the process: every fd the data path uses (the
+// tap or -fd device, host TCP and UDP sockets, -L listeners) is registered
+// here, edge-triggered, in one epoll set.
+//
+// How the main thread learns that something is ready: Bun's event loop
+// offers no way to watch a foreign fd, so each registered fd is also put in
+// signal-driven mode (O_ASYNC, owner = the main thread). Readiness raises
+// SIGIO; Bun runs our listener on the main thread, which asks epoll what is
+// ready (epoll_wait with a zero timeout) until nothing is, and hands each
+// event to its handler. Signals that arrive while one is pending merge, and
+// the loop runs until epoll has nothing left, so no event waits for a
+// signal that already merged.
+//
+// An fd added with readiness already pending (an accepted connection whose
+// client spoke first) raises no signal of its own: adding marks the set
+// dirty, and the next look (this turn's loop, or a microtask) finds it.
+//
+// Edge-triggered: an event says "became ready"; the handler reads or writes
+// until EAGAIN or until it chooses to stop (its own backpressure), and
+// remembers that the fd is still ready in the latter case. No epoll_ctl
+// call is needed to pause or resume a flow.
+import { Epoll } from "../../ffi/epoll.ts";
+import { closeFd, signalDrivenIo } from "../../ffi/sys.ts";
+
+export { EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP } from "../../ffi/epoll.ts";
+import { EPOLLET } from "../../ffi/epoll.ts";
+
+export interface IoHandler {
+  /** `events` is the epoll mask (EPOLLIN, EPOLLOUT, EPOLLERR, ...). */
+  onIo(events: number): void;
+}
+
+/** Events handed out per epoll_wait; more are fetched by the next call. */
+const BATCH = 128;
+
+export class Reactor {
+  private readonly epoll = new Epoll(BATCH);
+  private readonly handlers: (IoHandler | undefined)[] = [];
+  /** Registration token per fd: an event for an fd number that was closed and reused is dropped. */
+  private readonly tokens: number[] = [];
+  private nextToken = 1;
+  private dispatching = false;
+  private dirty = false;
+  private lookQueued = false;
+  private started = false;
+  private stopped = false;
+  /** A signal listener does not keep Bun's event loop alive; this timer (once in 24 days) does. */
+  private keepAlive: ReturnType<typeof setInterval> | null = null;
+  private readonly tid = process.pid; // the main thread's tid is the pid
+
+  /** Listens for SIGIO. Before any add(): SIGIO's default action ends the process. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    process.on("SIGIO", this.look);
+    this.keepAlive = setInterval(() => {}, 2 ** 31 - 1);
+  }
+
+  /**
+   * Watches a non-blocking fd for `events` (edge-triggered) until remove().
+   * Returns 0 or -errno (the fd is then not watched).
+   */
+  add(fd: number, events: number, handler: IoHandler): number {
+    const async = signalDrivenIo(fd, this.tid);
+    if (async < 0) return async;
+    const token = this.nextToken;
+    this.nextToken = (this.nextToken + 1) >>> 0 || 1;
+    const r = this.epoll.add(fd, (events | EPOLLET) >>> 0, token);
+    if (r < 0) return r;
+    this.handlers[fd] = handler;
+    this.tokens[fd] = token;
+    this.dirty = true;
+    if (!this.dispatching && !this.lookQueued) {
+      this.lookQueued = true;
+      queueMicrotask(this.queuedLook);
+    }
+    return 0;
+  }
+
+  /** Forgets fd. Closing it takes it out of the epoll set (we never dup our fds). */
+  remove(fd: number): void {
+    this.handlers[fd] = undefined;
+    this.tokens[fd] = 0;
+  }
+
+  /** remove() and close(). */
+  close(fd: number): void {
+    this.remove(fd);
+    closeFd(fd);
+  }
+
+  private readonly queuedLook = (): void => {
+    this.lookQueued = false;
+    this.look();
+  };
+
+  /** Hands out every ready event until epoll has none left. */
+  private readonly look = (): void => {
+    if (this.stopped) return;
+    if (this.dispatching) {
+      // Called from inside a handler: the running loop looks once more.
+      this.dirty = true;
+      return;
+    }
+    const ep = this.epoll;
+    this.dispatching = true;
+    try {
+      let n: number;
+      do {
+        this.dirty = false;
+        n = ep.wait(0);
+        for (let i = 0; i < n; i++) {
+          const fd = ep.fdAt(i);
+          const h = this.handlers[fd];
+          if (h !== undefined && this.tokens[fd] === ep.tokenAt(i)) h.onIo(ep.eventsAt(i));
+        }
+      } while (n === BATCH || this.dirty);
+    } finally {
+      this.dispatching = false;
+    }
+  };
+
+  /**
+   * Stops handing out events. The SIGIO listener stays: sockets still open
+   * may signal until the process exits, and the default action would kill
+   * it.
+   */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.keepAlive !== null) clearInterval(this.keepAlive);
+    this.epoll.close();
+  }
+}

@@ -1,0 +1,222 @@
+// The reactor and the host sockets on it, against the real kernel on
+// loopback: readiness arrives by SIGIO (nothing here polls), a dial learns
+// its outcome, bytes and EOF cross, and datagrams keep their boundaries
+// and senders.
+import { afterAll, describe, expect, test } from "bun:test";
+import { SockAddr } from "../../../ffi/net.ts";
+import { EAGAIN } from "../../../ffi/libc.ts";
+import { Reactor } from "../../../src/io/reactor.ts";
+import { TcpListener, type TcpListenerOwner } from "../../../src/io/tcp-listener.ts";
+import { TcpSocket, type TcpSocketOwner } from "../../../src/io/tcp-socket.ts";
+import { UdpSocket, datagramBuffer, type UdpSocketOwner } from "../../../src/io/udp-socket.ts";
+import { DialError } from "../../../src/io/dial-error.ts";
+import { sockAddrText } from "../../../src/io/addr.ts";
+
+const LOOP4 = new Uint8Array([127, 0, 0, 1]);
+const LOOP6 = new Uint8Array(16);
+LOOP6[15] = 1;
+
+const reactor = new Reactor();
+reactor.start();
+afterAll(() => reactor.stop());
+
+/** Resolves when `cond` holds; the event loop runs meanwhile, so SIGIO is what drives progress. */
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out");
+    await Bun.sleep(2);
+  }
+}
+
+/** Records what a TCP socket's owner is told, and reads everything it can. */
+class Recorder implements TcpSocketOwner {
+  connected: number | null = null;
+  readonly got: number[] = [];
+  eof = false;
+  error = 0;
+  private readonly buf = new Uint8Array(new ArrayBuffer(65536));
+
+  tcpConnected(_s: TcpSocket, err: number): void {
+    this.connected = err;
+  }
+
+  tcpReadable(s: TcpSocket): void {
+    while (s.readable) {
+      const n = s.read(this.buf, 0, this.buf.length);
+      if (n > 0) this.got.push(...this.buf.subarray(0, n));
+      else if (n === 0) {
+        this.eof = true;
+        return;
+      } else if (n !== -EAGAIN) {
+        this.error = -n;
+        return;
+      }
+    }
+  }
+
+  tcpWritable(): void {}
+}
+
+class Acceptor implements TcpListenerOwner {
+  readonly accepted: { sock: TcpSocket; rec: Recorder; peer: string }[] = [];
+  tcpAccepted(fd: number, peer: SockAddr): void {
+    const rec = new Recorder();
+    const sock = TcpSocket.adopt(reactor, fd, rec);
+    if (sock !== null) this.accepted.push({ sock, rec, peer: sockAddrText(peer) });
+  }
+  tcpAcceptFailed(): void {}
+}
+
+describe("TCP on the reactor", () => {
+  for (const [family, ip] of [["IPv4", LOOP4], ["IPv6", LOOP6]] as const) {
+    test(`${family}: dial, accept, data both ways, half-close`, async () => {
+      const acceptor = new Acceptor();
+      const l = TcpListener.listen(reactor, new SockAddr().set(ip, 0), acceptor);
+      if (l instanceof DialError) throw new Error(l.text);
+      const client = new Recorder();
+      const c = TcpSocket.dial(reactor, ip, l.port, null, client);
+      if (c instanceof DialError) throw new Error(c.text);
+      await until(() => client.connected !== null && acceptor.accepted.length === 1);
+      expect(client.connected).toBe(0);
+      const server = acceptor.accepted[0]!;
+      // The accepted peer is the client's own address, from accept() itself.
+      expect(server.peer).toBe(c.localText());
+      expect(server.peer.startsWith(family === "IPv4" ? "127.0.0.1:" : "[::1]:")).toBe(true);
+      const msg = Uint8Array.from({ length: 100_000 }, (_, i) => i & 0xff);
+      let off = 0;
+      while (off < msg.length) {
+        const n = c.write(msg, off, msg.length - off);
+        expect(n).toBeGreaterThanOrEqual(0);
+        off += n;
+        if (n === 0) await until(() => c.writable);
+      }
+      c.shutdownWrite();
+      await until(() => server.rec.eof);
+      expect(server.rec.got.length).toBe(msg.length);
+      expect(server.rec.got.every((b, i) => b === (i & 0xff))).toBe(true);
+      const reply = new TextEncoder().encode("bye");
+      expect(server.sock.write(reply, 0, reply.length)).toBe(3);
+      server.sock.close();
+      await until(() => client.eof);
+      expect(new TextDecoder().decode(Uint8Array.from(client.got))).toBe("bye");
+      c.close();
+      l.close();
+    });
+  }
+
+  test("a dial to a closed port learns ECONNREFUSED", async () => {
+    // A port that was just listening and is closed now.
+    const l = TcpListener.listen(reactor, new SockAddr().set(LOOP4, 0), new Acceptor());
+    if (l instanceof DialError) throw new Error(l.text);
+    const port = l.port;
+    l.close();
+    const rec = new Recorder();
+    const c = TcpSocket.dial(reactor, LOOP4, port, null, rec);
+    if (c instanceof DialError) throw new Error(c.text);
+    await until(() => rec.connected !== null);
+    expect(rec.connected).toBe(111);
+  });
+
+  test("a source address we do not have fails at once, naming bind", () => {
+    const c = TcpSocket.dial(reactor, LOOP4, 9, new Uint8Array([192, 0, 2, 123]), new Recorder());
+    expect(c).toBeInstanceOf(DialError);
+    expect((c as DialError).text).toBe("bind: cannot assign requested address");
+  });
+
+  test("a reset reaches the peer as ECONNRESET", async () => {
+    const acceptor = new Acceptor();
+    const l = TcpListener.listen(reactor, new SockAddr().set(LOOP4, 0), acceptor);
+    if (l instanceof DialError) throw new Error(l.text);
+    const client = new Recorder();
+    const c = TcpSocket.dial(reactor, LOOP4, l.port, null, client);
+    if (c instanceof DialError) throw new Error(c.text);
+    await until(() => acceptor.accepted.length === 1 && client.connected === 0);
+    acceptor.accepted[0]!.sock.reset();
+    await until(() => client.error !== 0 || client.eof);
+    expect(client.error).toBe(104);
+    c.close();
+    l.close();
+  });
+});
+
+describe("UDP on the reactor", () => {
+  test("connected and bound sockets: boundaries, senders and replies", async () => {
+    const seen: { text: string; from: string }[] = [];
+    const from = new SockAddr();
+    let server: UdpSocket | null = null;
+    const serverOwner: UdpSocketOwner = {
+      udpReadable(s) {
+        for (;;) {
+          const n = s.recvFrom(datagramBuffer, 0, datagramBuffer.length, from);
+          if (n < 0) return;
+          seen.push({ text: new TextDecoder().decode(datagramBuffer.subarray(0, n)), from: sockAddrText(from) });
+          s.sendTo(datagramBuffer, 0, n, from); // echo
+        }
+      },
+    };
+    const bound = UdpSocket.bound(reactor, new SockAddr().set(LOOP6, 0), serverOwner);
+    if (bound instanceof DialError) throw new Error(bound.text);
+    server = bound;
+    const port = server.localPort();
+    const replies: string[] = [];
+    const clientOwner: UdpSocketOwner = {
+      udpReadable(s) {
+        for (;;) {
+          const n = s.recv(datagramBuffer, 0, datagramBuffer.length);
+          if (n < 0) return;
+          replies.push(new TextDecoder().decode(datagramBuffer.subarray(0, n)));
+        }
+      },
+    };
+    const c = UdpSocket.connected(reactor, LOOP6, port, null, clientOwner);
+    if (c instanceof DialError) throw new Error(c.text);
+    for (const w of ["ala", "ma", "kota"]) {
+      const b = new TextEncoder().encode(w);
+      expect(c.send(b, 0, b.length)).toBe(b.length);
+    }
+    await until(() => replies.length === 3);
+    expect(replies).toEqual(["ala", "ma", "kota"]);
+    expect(new Set(seen.map((s) => s.from))).toEqual(new Set([c.localText()]));
+    c.close();
+    server.close();
+  });
+
+  test("an IPv6 wildcard listener takes IPv4 clients, seen as IPv4", async () => {
+    const from = new SockAddr();
+    const seen: string[] = [];
+    const l = UdpSocket.bound(reactor, new SockAddr().set(new Uint8Array(16), 0), {
+      udpReadable(s) {
+        while (s.recvFrom(datagramBuffer, 0, datagramBuffer.length, from) >= 0) seen.push(sockAddrText(from));
+      },
+    });
+    if (l instanceof DialError) throw new Error(l.text);
+    const c = UdpSocket.connected(reactor, LOOP4, l.localPort(), null, { udpReadable() {} });
+    if (c instanceof DialError) throw new Error(c.text);
+    c.send(new Uint8Array([1]), 0, 1);
+    await until(() => seen.length === 1);
+    expect(seen[0]).toBe(c.localText());
+    expect(seen[0]!.startsWith("127.0.0.1:")).toBe(true);
+    c.close();
+    l.close();
+  });
+
+  test("a connected socket to a closed port reads ECONNREFUSED (the ICMP error)", async () => {
+    let err = 0;
+    const probe = UdpSocket.bound(reactor, new SockAddr().set(LOOP4, 0), { udpReadable() {} });
+    if (probe instanceof DialError) throw new Error(probe.text);
+    const port = probe.localPort();
+    probe.close();
+    const c = UdpSocket.connected(reactor, LOOP4, port, null, {
+      udpReadable(s) {
+        const n = s.recv(datagramBuffer, 0, datagramBuffer.length);
+        if (n < 0 && n !== -EAGAIN) err = -n;
+      },
+    });
+    if (c instanceof DialError) throw new Error(c.text);
+    c.send(new Uint8Array([1]), 0, 1);
+    await until(() => err !== 0);
+    expect(err).toBe(111);
+    c.close();
+  });
+});
