@@ -1,6 +1,6 @@
-// The one readiness edge of the process: every fd the data path uses (the
-// tap or -fd device, host TCP and UDP sockets, -L listeners) is registered
-// here, edge-triggered, in one epoll set.
+// The one readiness edge of the process: every fd the data path uses (host
+// TCP and UDP sockets, -L listeners) is registered here, edge-triggered, in
+// one epoll set; the frame device is read on every wakeup.
 //
 // How the main thread learns that something is ready: Bun's event loop
 // offers no way to watch a foreign fd, so each registered fd is also put in
@@ -15,6 +15,14 @@
 // client spoke first) raises no signal of its own: adding marks the set
 // dirty, and the next look (this turn's loop, or a microtask) finds it.
 //
+// The tap is not in the epoll set: it is read on every wakeup instead
+// (addSignalled). The tun driver raises SIGIO for a frame *before* it
+// wakes epoll waiters, so a look running on another CPU between the two
+// finds nothing ready, and the frame then waited for the next signal
+// (measured: about one UDP ping-pong in 2000 stalled 0.5 s). The frame is
+// already queued when the signal is sent, so a read() always finds it.
+// Sockets wake epoll first and signal after, so they are safe in the set.
+//
 // Edge-triggered: an event says "became ready"; the handler reads or writes
 // until EAGAIN or until it chooses to stop (its own backpressure), and
 // remembers that the fd is still ready in the latter case. No epoll_ctl
@@ -23,7 +31,7 @@ import { Epoll } from "../../ffi/epoll.ts";
 import { closeFd, signalDrivenIo } from "../../ffi/sys.ts";
 
 export { EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP } from "../../ffi/epoll.ts";
-import { EPOLLET } from "../../ffi/epoll.ts";
+import { EPOLLET, EPOLLIN } from "../../ffi/epoll.ts";
 
 export interface IoHandler {
   /** `events` is the epoll mask (EPOLLIN, EPOLLOUT, EPOLLERR, ...). */
@@ -36,6 +44,8 @@ const BATCH = 128;
 export class Reactor {
   private readonly epoll = new Epoll(BATCH);
   private readonly handlers: (IoHandler | undefined)[] = [];
+  /** Handlers run on every wakeup (addSignalled). */
+  private readonly signalled: IoHandler[] = [];
   /** Registration token per fd: an event for an fd number that was closed and reused is dropped. */
   private readonly tokens: number[] = [];
   private nextToken = 1;
@@ -77,6 +87,23 @@ export class Reactor {
     return 0;
   }
 
+  /**
+   * Puts fd in signal-driven mode without an epoll registration: `handler`
+   * runs (with EPOLLIN) on every wakeup and reads until EAGAIN. For the
+   * frame device; see the top of this file for why.
+   */
+  addSignalled(fd: number, handler: IoHandler): number {
+    const async = signalDrivenIo(fd, this.tid);
+    if (async < 0) return async;
+    this.signalled.push(handler);
+    return 0;
+  }
+
+  removeSignalled(handler: IoHandler): void {
+    const i = this.signalled.indexOf(handler);
+    if (i >= 0) this.signalled.splice(i, 1);
+  }
+
   /** Forgets fd. Closing it takes it out of the epoll set (we never dup our fds). */
   remove(fd: number): void {
     this.handlers[fd] = undefined;
@@ -105,6 +132,7 @@ export class Reactor {
     const ep = this.epoll;
     this.dispatching = true;
     try {
+      for (const h of this.signalled) h.onIo(EPOLLIN);
       let n: number;
       do {
         this.dirty = false;

@@ -2,8 +2,8 @@
 // and written on the main thread.
 //
 // Bun has no event-loop readiness API for a character device, so the
-// kernel tells us instead: the fd is watched by the reactor (src/io/),
-// which learns of arriving frames by SIGIO, and the device drains itself
+// kernel tells us instead: the fd raises SIGIO for every arriving frame,
+// the reactor (src/io/) hands each wakeup to the device, and it drains itself
 // with non-blocking read()s into one reused buffer, handing each frame to
 // the engine in place. A drain always runs to EAGAIN (or reschedules
 // itself), so no frame is left waiting for an edge that already passed.
@@ -16,7 +16,7 @@
 import { ptr } from "bun:ffi";
 import { libc, errno, EAGAIN, EINTR, errnoName } from "../../ffi/libc.ts";
 import { closeFd, FdWriter } from "../../ffi/sys.ts";
-import { EPOLLIN, type IoHandler, type Reactor } from "../io/reactor.ts";
+import type { IoHandler, Reactor } from "../io/reactor.ts";
 import { VNET_HDR_LEN } from "../../ffi/tun.ts";
 import { VirtioNetHdr } from "../wire/vnet.ts";
 import { allocChecksumBuffer } from "../wire/checksum-wasm.ts";
@@ -74,7 +74,7 @@ export class FdDevice implements FrameSink, IoHandler {
   /** Delivers frames to `receiver` from now on. */
   start(receiver: FrameReceiver): void {
     this.receiver = receiver;
-    const r = this.reactor.add(this.fd, EPOLLIN, this);
+    const r = this.reactor.addSignalled(this.fd, this);
     if (r < 0) {
       this.onFailure(`watch: ${errnoName(-r)}`);
       return;
@@ -165,7 +165,7 @@ export class FdDevice implements FrameSink, IoHandler {
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.reactor.remove(this.fd);
+    this.reactor.removeSignalled(this);
     closeFd(this.fd);
   }
 }
