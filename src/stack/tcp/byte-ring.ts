@@ -11,8 +11,58 @@
 // Producers either push() a copy or, to have the kernel write straight
 // into the ring (a host socket read), reserve() a contiguous span at the
 // back, fill backBuf[backOff, +n) and commit(n).
+//
+// Storage comes from, and goes back to, a small pool shared by all rings:
+// connections come and go by the thousand (each used to leave two
+// buffers to the garbage collector), and bulk transfers grow and trim
+// megabyte buffers; reusing them keeps the collector, and the memory it
+// has not collected yet, out of the data path.
 
 const INITIAL = 2 * 1024;
+
+/** Freed storage kept for reuse, by size class (INITIAL << k). */
+class StoragePool {
+  private readonly free: Uint8Array[][] = [];
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  take(size: number): Uint8Array {
+    const list = this.free[classOf(size)];
+    const b = list?.pop();
+    if (b !== undefined) {
+      this.bytes -= size;
+      return b;
+    }
+    // Its own ArrayBuffer: the storage is handed to read(2) by address,
+    // and small typed arrays without one may move (bun-notes, pitfall 1).
+    return new Uint8Array(new ArrayBuffer(size));
+  }
+
+  give(b: Uint8Array): void {
+    if (b.length < INITIAL || this.bytes + b.length > this.maxBytes) return;
+    const k = classOf(b.length);
+    (this.free[k] ??= []).push(b);
+    this.bytes += b.length;
+  }
+
+  get pooledBytes(): number {
+    return this.bytes;
+  }
+}
+
+function classOf(size: number): number {
+  return Math.log2(size / INITIAL) | 0;
+}
+
+/**
+ * At most this much idle storage is kept: a few bulk buffers, or a
+ * couple of thousand small ones. Freed storage beyond it goes to the
+ * garbage collector as before.
+ */
+export const ringPool = new StoragePool(4 * 1024 * 1024);
+
+const EMPTY = new Uint8Array(0);
 
 export class ByteRing {
   private buf: Uint8Array;
@@ -20,7 +70,7 @@ export class ByteRing {
   length = 0;
 
   constructor(readonly softLimit: number) {
-    this.buf = new Uint8Array(0);
+    this.buf = EMPTY;
   }
 
   get capacity(): number {
@@ -42,10 +92,9 @@ export class ByteRing {
     if (need <= this.buf.length) return;
     let cap = Math.max(this.buf.length, INITIAL);
     while (cap < need) cap *= 2;
-    // Its own ArrayBuffer: the storage is handed to read(2) by address,
-    // and small typed arrays without one may move (bun-notes, pitfall 1).
-    const next = new Uint8Array(new ArrayBuffer(cap));
+    const next = ringPool.take(cap);
     this.copyOut(0, next, 0, this.length);
+    ringPool.give(this.buf);
     this.buf = next;
     this.start = 0;
   }
@@ -142,9 +191,14 @@ export class ByteRing {
    * request/response exchange allocate 16 KiB again.
    */
   trim(): void {
-    if (this.length === 0 && this.buf.length > INITIAL) {
-      this.buf = new Uint8Array(0);
-      this.start = 0;
-    }
+    if (this.length === 0 && this.buf.length > INITIAL) this.release();
+  }
+
+  /** Gives the storage back to the pool; the ring is empty (and usable) after. */
+  release(): void {
+    ringPool.give(this.buf);
+    this.buf = EMPTY;
+    this.start = 0;
+    this.length = 0;
   }
 }

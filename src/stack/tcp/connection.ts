@@ -1268,8 +1268,7 @@ export class TcpConnection {
   // =====================================================================
 
   private releaseBuffers(): void {
-    this.sendBuf.consume(this.sendBuf.length);
-    this.sendBuf.trim();
+    this.sendBuf.release();
     this.ooo.clear();
   }
 

@@ -2,7 +2,7 @@
 // (reserve/commit, how a host socket read lands in the send buffer) keep
 // byte order across wrap-around and growth.
 import { describe, expect, test } from "bun:test";
-import { ByteRing } from "../../../src/stack/tcp/byte-ring.ts";
+import { ByteRing, ringPool } from "../../../src/stack/tcp/byte-ring.ts";
 
 function drain(r: ByteRing): number[] {
   const out = new Uint8Array(r.length);
@@ -70,5 +70,34 @@ describe("ByteRing reserve/commit", () => {
       }
     }
     expect(drain(r)).toEqual(expected);
+  });
+});
+
+describe("storage pool", () => {
+  test("storage given back by one ring is what the next ring of that size gets", () => {
+    const a = new ByteRing(1 << 20);
+    a.push(new Uint8Array(100_000), 0, 100_000); // grows to 128 KiB
+    const storage = a.backBuf;
+    expect(storage.length).toBe(128 * 1024);
+    a.consume(a.length);
+    const pooled = ringPool.pooledBytes;
+    a.trim();
+    expect(ringPool.pooledBytes).toBe(pooled + 128 * 1024);
+    const b = new ByteRing(1 << 20);
+    b.push(new Uint8Array(70_000).fill(9), 0, 70_000);
+    expect(b.backBuf).toBe(storage);
+    expect(ringPool.pooledBytes).toBe(pooled);
+    const out = new Uint8Array(70_000);
+    b.copyOut(0, out, 0, 70_000);
+    expect(out.every((x) => x === 9)).toBe(true);
+  });
+
+  test("release() empties a ring of any size and it stays usable", () => {
+    const r = new ByteRing(1 << 20);
+    r.push(new Uint8Array([1, 2, 3]), 0, 3);
+    r.release();
+    expect([r.length, r.capacity]).toEqual([0, 0]);
+    r.push(new Uint8Array([4, 5]), 0, 2);
+    expect(drain(r)).toEqual([4, 5]);
   });
 });
