@@ -2,22 +2,22 @@
 // link up and MTU, addresses, default routes. The run-mode helper uses it
 // to configure its tap without depending on the `ip` command. Everything
 // acts on the calling thread's network namespace.
-import { libc, check, cstr, errno, SysError, EINTR } from "./libc.ts";
+import { libc, cstr, errno, SysError, EINTR } from "./libc.ts";
+import {
+  AF_INET,
+  AF_INET6,
+  NLMSG_ERROR,
+  NLM_F_REQUEST,
+  RTM_NEWROUTE,
+  RT_TABLE_MAIN,
+  openRouteSocket,
+} from "./netlink.ts";
 import { closeFd } from "./sys.ts";
 
 const AF_UNSPEC = 0;
-const AF_INET = 2;
-const AF_INET6 = 10;
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
-const NETLINK_ROUTE = 0;
 
-const NLMSG_ERROR = 2;
 const RTM_NEWLINK = 16;
 const RTM_NEWADDR = 20;
-const RTM_NEWROUTE = 24;
-const NLM_F_REQUEST = 0x01;
 const NLM_F_ACK = 0x04;
 const NLM_F_EXCL = 0x200;
 const NLM_F_CREATE = 0x400;
@@ -29,7 +29,6 @@ const IFA_LOCAL = 2;
 const IFA_FLAGS = 8;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
-const RT_TABLE_MAIN = 254;
 const RTPROT_BOOT = 3;
 const RT_SCOPE_UNIVERSE = 0;
 const RTN_UNICAST = 1;
@@ -92,7 +91,7 @@ let seqCounter = 1;
  * acknowledgement is a SysError("netlink", errno, what).
  */
 function transact(req: Request, what: string): void {
-  const fd = check("socket", libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "AF_NETLINK");
+  const fd = openRouteSocket();
   try {
     const seq = seqCounter++;
     const msg = req.encode(seq);

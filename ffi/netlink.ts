@@ -1,22 +1,23 @@
 // Route dumps over rtnetlink (RFC 3549; linux/rtnetlink.h), for the host's
 // "local routes" (contract §7.3): the destination prefix of every route in
 // the main (254) and local (255) tables, IPv4 and IPv6, except routes with
-// no destination (the default route).
+// no destination (the default route). The constants and socket that
+// netlink-config.ts also needs are exported from here.
 import { libc, check, errno, SysError } from "./libc.ts";
 import { closeFd } from "./sys.ts";
 
-const AF_INET = 2;
-const AF_INET6 = 10;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_ROUTE = 0;
 
-const NLMSG_ERROR = 2;
+export const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
-const RTM_NEWROUTE = 24;
+export const RTM_NEWROUTE = 24;
 const RTM_GETROUTE = 26;
-const NLM_F_REQUEST = 0x01;
+export const NLM_F_REQUEST = 0x01;
 const NLM_F_DUMP = 0x300;
 
 const RTA_DST = 1;
@@ -24,6 +25,11 @@ const RTA_TABLE = 15;
 
 export const RT_TABLE_MAIN = 254;
 export const RT_TABLE_LOCAL = 255;
+
+/** A NETLINK_ROUTE socket on the calling thread's namespace; the caller closes it. */
+export function openRouteSocket(): number {
+  return check("socket", libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "AF_NETLINK");
+}
 
 export interface RoutePrefix {
   family: 4 | 6;
@@ -35,7 +41,7 @@ export interface RoutePrefix {
 
 /** Dumps the routes of one family from the calling thread's namespace. */
 function dumpFamily(family: number): RoutePrefix[] {
-  const fd = check("socket", libc.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "AF_NETLINK");
+  const fd = openRouteSocket();
   try {
     // nlmsghdr (16) + rtmsg (12)
     const req = new Uint8Array(new ArrayBuffer(28));

@@ -11,16 +11,9 @@ import { closeFd } from "../../ffi/sys.ts";
 import { attachTun, withNetns, AttachError, type TunAttachment } from "../../ffi/tun.ts";
 import { openOwnerUserns } from "../../ffi/nsfs.ts";
 import { attachHelperArgs, netnsPid, nsenterArgs, selfCommand, HELPER_USERNS_FD, type NsenterTarget } from "./args.ts";
-import {
-  DeviceError,
-  classifyHelperReport,
-  classifyToolFailure,
-  pidGoneHint,
-  toolMissingHint,
-  toolMissingText,
-  tunHint,
-} from "./errors.ts";
-import { envFacts, isRoot, lastLine, nextMessage, reap, spawnHelper, startupEnv } from "./spawn.ts";
+import { DeviceError, classifyHelperReport, pidGoneHint, tunHint } from "./errors.ts";
+import { envFacts, isRoot, nextMessage, startupEnv } from "./spawn.ts";
+import { HELPER_TIMEOUT_MS, findTool, helperProtocolError, helperTimeoutError, hungUpError, spawnUnderTool } from "./tool-helper.ts";
 
 export type { TunAttachment };
 
@@ -49,7 +42,6 @@ export interface AcquireOptions {
 }
 
 const ENOENT = 2;
-const ETIMEDOUT = 110;
 
 /**
  * Opens the tun/tap device `ifname` in the network namespace `netns`.
@@ -148,10 +140,7 @@ async function acquireViaHelper(opts: AcquireOptions, netns: string): Promise<Tu
   const env = opts.env ?? startupEnv();
   const where = { netns, ifname: opts.ifname };
   const facts = envFacts();
-  const nsenter = Bun.which("nsenter", { PATH: env.PATH ?? "" });
-  if (nsenter === null) {
-    throw new DeviceError({ ...where, step: "helper", sys: new SysError("exec", ENOENT, "nsenter"), cause: "tool-missing", hint: toolMissingHint("nsenter"), text: toolMissingText("nsenter") });
-  }
+  const nsenter = findTool("nsenter", env, where);
   const { target, fd: passFd, pid } = resolveTarget(opts, netns);
   const argv = [
     nsenter,
@@ -162,53 +151,27 @@ async function acquireViaHelper(opts: AcquireOptions, netns: string): Promise<Tu
   ];
   let h;
   try {
-    h = spawnHelper(argv, { stdin: "ignore", stdout: "ignore", env, extraFds: passFd !== null ? [passFd] : [] });
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new DeviceError({
-      ...where,
-      step: "helper",
-      sys: new SysError("exec", err.errno ? Math.abs(err.errno) : ENOENT, nsenter),
-      cause: err.code === "ENOENT" ? "tool-missing" : "helper-failed",
-      hint: err.code === "ENOENT" ? toolMissingHint("nsenter") : `cannot start ${nsenter}: ${err.message}`,
-      ...(err.code === "ENOENT" ? { text: toolMissingText("nsenter") } : {}),
-    });
+    h = spawnUnderTool("nsenter", argv, { stdin: "ignore", stdout: "ignore", env, extraFds: passFd !== null ? [passFd] : [] }, where);
   } finally {
     if (passFd !== null) closeFd(passFd);
   }
 
-  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  const timeoutMs = opts.timeoutMs ?? HELPER_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
   let started = false;
   try {
     for (;;) {
       const r = await nextMessage(h.sock, deadline);
       if (r.kind === "timeout") {
         h.proc.kill("SIGKILL");
-        throw new DeviceError({
-          ...where,
-          step: "helper",
-          sys: new SysError("recvmsg", ETIMEDOUT, "namespace helper"),
-          cause: "helper-timeout",
-          hint: `the namespace helper did not answer within ${Math.round((opts.timeoutMs ?? 30_000) / 1000)} s`,
-        });
+        throw helperTimeoutError(where, timeoutMs);
       }
-      if (r.kind === "eof") {
-        const status = await reap(h.proc, 5000);
-        const text = await h.stderr;
-        if (!started) throw classifyToolFailure("nsenter", text, facts, { ...where, pid });
-        throw new DeviceError({
-          ...where,
-          step: "helper",
-          sys: null,
-          cause: "helper-failed",
-          hint: `the namespace helper exited (status ${status}) without a report${text.trim() ? `: ${lastLine(text)}` : ""}`,
-        });
-      }
+      if (r.kind === "eof") throw await hungUpError(h, "nsenter", started, facts, where, pid);
       const { msg, fd } = r;
       if (msg === null || (msg.t === "device" && fd === null)) {
         if (fd !== null) closeFd(fd);
         h.proc.kill("SIGKILL");
-        throw new DeviceError({ ...where, step: "helper", sys: null, cause: "helper-failed", hint: "the namespace helper sent an unexpected message" });
+        throw helperProtocolError(where);
       }
       if (fd !== null && msg.t !== "device") closeFd(fd);
       switch (msg.t) {

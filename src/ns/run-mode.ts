@@ -27,9 +27,10 @@ import { SysError } from "../../ffi/libc.ts";
 import { closeFd, killPid, SIGTERM } from "../../ffi/sys.ts";
 import { sendMessage } from "../../ffi/scm.ts";
 import { RUN_DEFAULTS, runHelperArgs, selfCommand, unshareArgs } from "./args.ts";
-import { DeviceError, classifyHelperReport, classifyToolFailure, toolMissingHint, toolMissingText, usernsDisabledHint } from "./errors.ts";
+import { DeviceError, classifyHelperReport, usernsDisabledHint } from "./errors.ts";
 import { GO_BYTE } from "./protocol.ts";
-import { envFacts, isRoot, lastLine, nextMessage, reap, shellStatus, spawnHelper, startupEnv } from "./spawn.ts";
+import { envFacts, isRoot, nextMessage, reap, shellStatus, startupEnv } from "./spawn.ts";
+import { HELPER_TIMEOUT_MS, findTool, helperProtocolError, helperTimeoutError, hungUpError, spawnUnderTool } from "./tool-helper.ts";
 
 export interface RunModeOptions {
   /** The command and its arguments; empty: $SHELL, else /bin/sh. */
@@ -65,9 +66,6 @@ export interface RunModeSession {
   abort(): Promise<number>;
 }
 
-const ENOENT = 2;
-const ETIMEDOUT = 110;
-
 /**
  * Creates the namespaces and the tap, and stops right before the command
  * runs. Throws {@link DeviceError}: print `err.lines()` and exit
@@ -81,10 +79,7 @@ export async function startRunMode(opts: RunModeOptions): Promise<RunModeSession
   const where = { netns: "", ifname };
   const facts = envFacts();
 
-  const unshare = Bun.which("unshare", { PATH: env.PATH ?? "" });
-  if (unshare === null) {
-    throw new DeviceError({ ...where, step: "helper", sys: new SysError("exec", ENOENT, "unshare"), cause: "tool-missing", hint: toolMissingHint("unshare"), text: toolMissingText("unshare") });
-  }
+  const unshare = findTool("unshare", env, where);
   const off = facts.maxUserNamespaces === 0 || !isRoot() ? usernsDisabledHint(facts) : null;
   if (off !== null) {
     throw new DeviceError({ ...where, step: "netns", sys: new SysError("unshare", 28 /*ENOSPC*/, "CLONE_NEWUSER"), cause: "userns-disabled", hint: off });
@@ -104,22 +99,9 @@ export async function startRunMode(opts: RunModeOptions): Promise<RunModeSession
       parentDeathSignal: opts.parentDeathSignal ?? SIGTERM,
     }),
   ];
-  let h;
-  try {
-    // stdin and stdout are the command's; stderr is a pipe to us until the
-    // helper puts the real one (passed as fd 4) back right before execve.
-    h = spawnHelper(argv, { stdin: "inherit", stdout: "inherit", env, extraFds: [2] }); // our fd 2 -> its fd 4
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new DeviceError({
-      ...where,
-      step: "helper",
-      sys: new SysError("exec", err.errno ? Math.abs(err.errno) : ENOENT, unshare),
-      cause: err.code === "ENOENT" ? "tool-missing" : "helper-failed",
-      hint: err.code === "ENOENT" ? toolMissingHint("unshare") : `cannot start ${unshare}: ${err.message}`,
-      ...(err.code === "ENOENT" ? { text: toolMissingText("unshare") } : {}),
-    });
-  }
+  // stdin and stdout are the command's; stderr is a pipe to us until the
+  // helper puts the real one (passed as fd 4) back right before execve.
+  const h = spawnUnderTool("unshare", argv, { stdin: "inherit", stdout: "inherit", env, extraFds: [2] }, where); // our fd 2 -> its fd 4
 
   const sock = h.sock;
   let sockOpen = true;
@@ -135,41 +117,25 @@ export async function startRunMode(opts: RunModeOptions): Promise<RunModeSession
     throw e;
   };
 
-  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  const timeoutMs = opts.timeoutMs ?? HELPER_TIMEOUT_MS;
+  const deadline = Date.now() + timeoutMs;
   let started = false;
   let device: TunAttachment | null = null;
   while (device === null) {
     const r = await nextMessage(sock, deadline);
     if (r.kind === "timeout") {
       h.proc.kill("SIGKILL");
-      return fail(
-        new DeviceError({
-          ...where,
-          step: "helper",
-          sys: new SysError("recvmsg", ETIMEDOUT, "namespace helper"),
-          cause: "helper-timeout",
-          hint: `the namespace helper did not answer within ${Math.round((opts.timeoutMs ?? 30_000) / 1000)} s`,
-        }),
-      );
+      return fail(helperTimeoutError(where, timeoutMs));
     }
     if (r.kind === "eof") {
       closeSock();
-      const status = await reap(h.proc, 5000);
-      const text = await h.stderr;
-      if (!started) throw classifyToolFailure("unshare", text, facts, { ...where, pid: null });
-      throw new DeviceError({
-        ...where,
-        step: "helper",
-        sys: null,
-        cause: "helper-failed",
-        hint: `the namespace helper exited (status ${status}) without a report${text.trim() ? `: ${lastLine(text)}` : ""}`,
-      });
+      throw await hungUpError(h, "unshare", started, facts, where, null);
     }
     const { msg, fd } = r;
     if (fd !== null && msg?.t !== "device") closeFd(fd);
     if (msg === null || (msg.t === "device" && fd === null)) {
       h.proc.kill("SIGKILL");
-      return fail(new DeviceError({ ...where, step: "helper", sys: null, cause: "helper-failed", hint: "the namespace helper sent an unexpected message" }));
+      return fail(helperProtocolError(where));
     }
     if (msg.t === "started" || msg.t === "opening") started = true;
     else if (msg.t === "error") return fail(classifyHelperReport(msg, facts, where));

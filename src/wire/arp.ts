@@ -14,9 +14,10 @@
  * 28 bytes; an Ethernet frame pads it to the 60-byte minimum, and that
  * padding is ignored (len stays as given, only 28 bytes are read).
  */
-import { readU32, writeU32 } from "./bytes.ts";
+import { writeU32 } from "./bytes.ts";
 import { copyMac } from "./ethernet.ts";
-import { EMPTY, WireError, inBounds } from "./errors.ts";
+import { WireError } from "./errors.ts";
+import { View } from "./view.ts";
 
 export const ARP_LEN = 28;
 export const ARP_HTYPE_ETHERNET = 1;
@@ -25,11 +26,7 @@ export const ARP_OP_REQUEST = 1;
 export const ARP_OP_REPLY = 2;
 
 /** Reusable view over an Ethernet/IPv4 ARP packet. */
-export class ArpView {
-  buf: Uint8Array = EMPTY;
-  off = 0;
-  len = 0;
-
+export class ArpView extends View {
   /**
    * Validates the fixed part: 28 bytes (Truncated), htype 1, ptype 0x0800,
    * hlen 6, plen 4 (Unsupported otherwise: RFC 826 allows other address
@@ -37,10 +34,7 @@ export class ArpView {
    * 1 and 2 and ignore the rest (RFC 5227, RFC 5494 define others).
    */
   attach(buf: Uint8Array, off: number, len: number): WireError {
-    if (!inBounds(buf, off, len)) return WireError.BadBounds;
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
+    if (!this.point(buf, off, len)) return WireError.BadBounds;
     if (len < ARP_LEN) return WireError.Truncated;
     if (
       ((buf[off] << 8) | buf[off + 1]) !== ARP_HTYPE_ETHERNET ||
@@ -54,37 +48,34 @@ export class ArpView {
     return WireError.Ok;
   }
 
-  wrap(buf: Uint8Array, off: number, len = ARP_LEN): this {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return this;
+  /** The length defaults to the 28 bytes every packet we build has. */
+  override wrap(buf: Uint8Array, off: number, len = ARP_LEN): this {
+    return super.wrap(buf, off, len);
   }
 
   get operation(): number {
-    return (this.buf[this.off + 6] << 8) | this.buf[this.off + 7];
+    return this.u16(6);
   }
   set operation(v: number) {
-    this.buf[this.off + 6] = v >>> 8;
-    this.buf[this.off + 7] = v;
+    this.w16(6, v);
   }
   get senderHwOff(): number {
     return this.off + 8;
   }
   get senderIp(): number {
-    return readU32(this.buf, this.off + 14);
+    return this.u32(14);
   }
   set senderIp(v: number) {
-    writeU32(this.buf, this.off + 14, v);
+    this.w32(14, v);
   }
   get targetHwOff(): number {
     return this.off + 18;
   }
   get targetIp(): number {
-    return readU32(this.buf, this.off + 24);
+    return this.u32(24);
   }
   set targetIp(v: number) {
-    writeU32(this.buf, this.off + 24, v);
+    this.w32(24, v);
   }
 }
 

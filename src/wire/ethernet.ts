@@ -11,7 +11,8 @@
  * show up as an unsupported ethertype and the frame is dropped by the
  * caller.
  */
-import { EMPTY, WireError, inBounds } from "./errors.ts";
+import { WireError } from "./errors.ts";
+import { View } from "./view.ts";
 
 export const ETHERNET_HEADER_LEN = 14;
 export const ETHERTYPE_IPV4 = 0x0800;
@@ -26,31 +27,19 @@ export const ETHERNET_MIN_FRAME = 60;
 export const MAC_BROADCAST: Readonly<Uint8Array> = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 
 /** Reusable view over one Ethernet frame. */
-export class EthernetView {
+export class EthernetView extends View {
   static readonly HEADER_LEN = ETHERNET_HEADER_LEN;
 
-  buf: Uint8Array = EMPTY;
   /** Offset of the destination MAC (start of the frame). */
-  off = 0;
+  declare off: number;
   /** Length of the whole frame. */
-  len = 0;
+  declare len: number;
 
   /** Validates that a 14-byte header is present. The payload is everything after it. */
   attach(buf: Uint8Array, off: number, len: number): WireError {
-    if (!inBounds(buf, off, len)) return WireError.BadBounds;
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
+    if (!this.point(buf, off, len)) return WireError.BadBounds;
     if (len < ETHERNET_HEADER_LEN) return WireError.Truncated;
     return WireError.Ok;
-  }
-
-  /** Points the view at a buffer we are building; no validation (trusted input only). */
-  wrap(buf: Uint8Array, off: number, len: number): this {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return this;
   }
 
   get dstOff(): number {
@@ -60,11 +49,10 @@ export class EthernetView {
     return this.off + 6;
   }
   get ethertype(): number {
-    return (this.buf[this.off + 12] << 8) | this.buf[this.off + 13];
+    return this.u16(12);
   }
   set ethertype(v: number) {
-    this.buf[this.off + 12] = v >>> 8;
-    this.buf[this.off + 13] = v;
+    this.w16(12, v);
   }
   get payloadOff(): number {
     return this.off + ETHERNET_HEADER_LEN;
@@ -74,7 +62,7 @@ export class EthernetView {
   }
   /** Group bit (I/G, least significant bit of the first octet): broadcast or multicast destination. */
   get dstIsMulticast(): boolean {
-    return (this.buf[this.off] & 1) !== 0;
+    return (this.u8(0) & 1) !== 0;
   }
   get dstIsBroadcast(): boolean {
     const b = this.buf;

@@ -13,11 +13,11 @@
  * The checksum covers the whole ICMP message and has no pseudo header.
  */
 import { finish, sum16 } from "./checksum.ts";
-import { EMPTY, WireError, inBounds } from "./errors.ts";
-import { copyBytes, readU32, writeU32 } from "./bytes.ts";
+import { copyBytes, writeU32 } from "./bytes.ts";
+import { ICMP_HEADER_LEN, IcmpView } from "./icmp.ts";
 import { IPV4_HEADER_LEN } from "./ipv4.ts";
 
-export const ICMPV4_HEADER_LEN = 8;
+export const ICMPV4_HEADER_LEN = ICMP_HEADER_LEN;
 
 export const Icmpv4Type = {
   EchoReply: 0,
@@ -52,85 +52,21 @@ export const Icmpv4TimeExceeded = {
 export const ICMPV4_ERROR_MAX_DATAGRAM = 576;
 
 /** Reusable view over one ICMPv4 message. */
-export class Icmpv4View {
-  buf: Uint8Array = EMPTY;
-  off = 0;
-  /** The whole message (the IP payload). */
-  len = 0;
-
-  /** Every ICMPv4 message has at least the 8-byte header (Truncated otherwise). */
-  attach(buf: Uint8Array, off: number, len: number): WireError {
-    if (!inBounds(buf, off, len)) return WireError.BadBounds;
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (len < ICMPV4_HEADER_LEN) return WireError.Truncated;
-    return WireError.Ok;
-  }
-
-  wrap(buf: Uint8Array, off: number, len: number): this {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return this;
-  }
-
-  get type(): number {
-    return this.buf[this.off];
-  }
-  set type(v: number) {
-    this.buf[this.off] = v;
-  }
-  get code(): number {
-    return this.buf[this.off + 1];
-  }
-  set code(v: number) {
-    this.buf[this.off + 1] = v;
-  }
-  get checksum(): number {
-    return (this.buf[this.off + 2] << 8) | this.buf[this.off + 3];
-  }
-  set checksum(v: number) {
-    this.buf[this.off + 2] = v >>> 8;
-    this.buf[this.off + 3] = v;
-  }
-  /** Echo identifier (bytes 4-5). */
-  get ident(): number {
-    return (this.buf[this.off + 4] << 8) | this.buf[this.off + 5];
-  }
-  set ident(v: number) {
-    this.buf[this.off + 4] = v >>> 8;
-    this.buf[this.off + 5] = v;
-  }
-  /** Echo sequence number (bytes 6-7). */
-  get seq(): number {
-    return (this.buf[this.off + 6] << 8) | this.buf[this.off + 7];
-  }
-  set seq(v: number) {
-    this.buf[this.off + 6] = v >>> 8;
-    this.buf[this.off + 7] = v;
-  }
+export class Icmpv4View extends IcmpView {
   /** Bytes 4-7 as one uint32 ("rest of header"). */
   get restOfHeader(): number {
-    return readU32(this.buf, this.off + 4);
+    return this.u32(4);
   }
   set restOfHeader(v: number) {
-    writeU32(this.buf, this.off + 4, v);
+    this.w32(4, v);
   }
   /** Next-hop MTU of a "fragmentation needed" message (RFC 1191 §4), same bytes as seq. */
   get nextHopMtu(): number {
     return this.seq;
   }
-  /** Echo data, or for errors the quoted invoking datagram. */
-  get payloadOff(): number {
-    return this.off + ICMPV4_HEADER_LEN;
-  }
-  get payloadLen(): number {
-    return this.len - ICMPV4_HEADER_LEN;
-  }
   /** Error messages quote a datagram; RFC 1122 §3.2.2 forbids answering them with another error. */
   get isError(): boolean {
-    return icmpv4IsError(this.buf[this.off]);
+    return icmpv4IsError(this.type);
   }
 
   verifyChecksum(): boolean {
@@ -138,8 +74,7 @@ export class Icmpv4View {
   }
 
   fillChecksum(): void {
-    this.buf[this.off + 2] = 0;
-    this.buf[this.off + 3] = 0;
+    this.checksum = 0;
     this.checksum = finish(sum16(this.buf, this.off, this.len));
   }
 }

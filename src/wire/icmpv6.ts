@@ -16,13 +16,15 @@
  * IPv6 header, build the message, then call fillChecksum().
  */
 import { finish, pseudoHeaderV6, sum16 } from "./checksum.ts";
-import { copyBytes, readU32, writeU32 } from "./bytes.ts";
+import { copyBytes, writeU32 } from "./bytes.ts";
 import { writeMac } from "./ethernet.ts";
 import { EMPTY, WireError, inBounds } from "./errors.ts";
+import { ICMP_HEADER_LEN, IcmpView } from "./icmp.ts";
 import { IPPROTO_ICMPV6 } from "./ipv4.ts";
 import { IPV6_HEADER_LEN, IPV6_MIN_MTU, copyIpv6 } from "./ipv6.ts";
+import { View } from "./view.ts";
 
-export const ICMPV6_HEADER_LEN = 8;
+export const ICMPV6_HEADER_LEN = ICMP_HEADER_LEN;
 
 export const Icmpv6Type = {
   DestUnreachable: 1,
@@ -94,83 +96,20 @@ export function fillIcmpv6Checksum(
 }
 
 /** Reusable view over one ICMPv6 message. */
-export class Icmpv6View {
-  buf: Uint8Array = EMPTY;
-  off = 0;
-  /** The whole message (the upper-layer length). */
-  len = 0;
-
-  /** Every defined ICMPv6 message has the 4-byte header plus at least 4 body bytes (Truncated otherwise). */
-  attach(buf: Uint8Array, off: number, len: number): WireError {
-    if (!inBounds(buf, off, len)) return WireError.BadBounds;
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    if (len < ICMPV6_HEADER_LEN) return WireError.Truncated;
-    return WireError.Ok;
-  }
-
-  wrap(buf: Uint8Array, off: number, len: number): this {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return this;
-  }
-
-  get type(): number {
-    return this.buf[this.off];
-  }
-  set type(v: number) {
-    this.buf[this.off] = v;
-  }
-  get code(): number {
-    return this.buf[this.off + 1];
-  }
-  set code(v: number) {
-    this.buf[this.off + 1] = v;
-  }
-  get checksum(): number {
-    return (this.buf[this.off + 2] << 8) | this.buf[this.off + 3];
-  }
-  set checksum(v: number) {
-    this.buf[this.off + 2] = v >>> 8;
-    this.buf[this.off + 3] = v;
-  }
-  /** Echo identifier (RFC 4443 §4.1). */
-  get ident(): number {
-    return (this.buf[this.off + 4] << 8) | this.buf[this.off + 5];
-  }
-  set ident(v: number) {
-    this.buf[this.off + 4] = v >>> 8;
-    this.buf[this.off + 5] = v;
-  }
-  /** Echo sequence number. */
-  get seq(): number {
-    return (this.buf[this.off + 6] << 8) | this.buf[this.off + 7];
-  }
-  set seq(v: number) {
-    this.buf[this.off + 6] = v >>> 8;
-    this.buf[this.off + 7] = v;
-  }
+export class Icmpv6View extends IcmpView {
   /** Bytes 4-7: MTU of Packet Too Big, pointer of Parameter Problem, unused otherwise. */
   get param32(): number {
-    return readU32(this.buf, this.off + 4);
+    return this.u32(4);
   }
   set param32(v: number) {
-    writeU32(this.buf, this.off + 4, v);
+    this.w32(4, v);
   }
   /** Packet Too Big MTU (RFC 4443 §3.2). */
   get mtu(): number {
     return this.param32;
   }
-  get payloadOff(): number {
-    return this.off + ICMPV6_HEADER_LEN;
-  }
-  get payloadLen(): number {
-    return this.len - ICMPV6_HEADER_LEN;
-  }
   get isError(): boolean {
-    return this.buf[this.off] < 128;
+    return icmpv6IsError(this.type);
   }
 
   verifyChecksum(addrBuf: Uint8Array, srcOff: number, dstOff: number): boolean {
@@ -196,143 +135,105 @@ export const NA_FLAG_ROUTER = 0x80;
 export const NA_FLAG_SOLICITED = 0x40;
 export const NA_FLAG_OVERRIDE = 0x20;
 
-function ndAttachCheck(icmp: Icmpv6View, type: number, minLen: number): WireError {
-  if (icmp.buf[icmp.off] !== type) return WireError.Malformed;
-  if (icmp.len < minLen) return WireError.Truncated;
-  // §7.1.1 / §7.1.2 / §6.1.1 / §6.1.2: "ICMP Code is 0".
-  if (icmp.buf[icmp.off + 1] !== 0) return WireError.Malformed;
-  return WireError.Ok;
+/** An ND message read through the Icmpv6View it arrived in (same window). */
+abstract class NdView extends View {
+  /** The ICMPv6 type this view accepts. */
+  protected abstract readonly ndType: number;
+  /** Length of the fixed part, which the options follow. */
+  protected abstract readonly fixedLen: number;
+
+  /** Malformed unless the type is ndType and the code 0; Truncated below fixedLen bytes. */
+  attach(icmp: Icmpv6View): WireError {
+    this.wrap(icmp.buf, icmp.off, icmp.len);
+    if (this.u8(0) !== this.ndType) return WireError.Malformed;
+    if (this.len < this.fixedLen) return WireError.Truncated;
+    // §7.1.1 / §7.1.2 / §6.1.1 / §6.1.2: "ICMP Code is 0".
+    if (this.u8(1) !== 0) return WireError.Malformed;
+    return WireError.Ok;
+  }
+  get optionsOff(): number {
+    return this.off + this.fixedLen;
+  }
+  get optionsLen(): number {
+    return this.len - this.fixedLen;
+  }
 }
 
-/** Neighbor Solicitation (135): reserved(4) target(16) options. */
-export class NeighborSolicitView {
-  buf: Uint8Array = EMPTY;
-  off = 0;
-  len = 0;
-
-  /** Type 135, code 0, >= 24 bytes, target not multicast (RFC 4861 §7.1.1). */
-  attach(icmp: Icmpv6View): WireError {
-    this.buf = icmp.buf;
-    this.off = icmp.off;
-    this.len = icmp.len;
-    const e = ndAttachCheck(icmp, Icmpv6Type.NeighborSolicit, NS_LEN);
+/** NS and NA: 4 reserved or flag bytes, then the 16-byte target address. */
+abstract class NdTargetView extends NdView {
+  /** As NdView, and the target must not be multicast (RFC 4861 §7.1.1, §7.1.2). */
+  override attach(icmp: Icmpv6View): WireError {
+    const e = super.attach(icmp);
     if (e !== WireError.Ok) return e;
-    if (this.buf[this.off + 8] === 0xff) return WireError.Malformed;
+    if (this.u8(8) === 0xff) return WireError.Malformed;
     return WireError.Ok;
   }
   get targetOff(): number {
     return this.off + 8;
   }
-  get optionsOff(): number {
-    return this.off + NS_LEN;
-  }
-  get optionsLen(): number {
-    return this.len - NS_LEN;
-  }
 }
 
-/** Neighbor Advertisement (136): R|S|O|reserved(4) target(16) options. */
-export class NeighborAdvertView {
-  buf: Uint8Array = EMPTY;
-  off = 0;
-  len = 0;
+/** Neighbor Solicitation (135): reserved(4) target(16) options; >= 24 bytes (RFC 4861 §7.1.1). */
+export class NeighborSolicitView extends NdTargetView {
+  protected readonly ndType = Icmpv6Type.NeighborSolicit;
+  protected readonly fixedLen = NS_LEN;
+}
 
-  /** Type 136, code 0, >= 24 bytes, target not multicast (RFC 4861 §7.1.2). */
-  attach(icmp: Icmpv6View): WireError {
-    this.buf = icmp.buf;
-    this.off = icmp.off;
-    this.len = icmp.len;
-    const e = ndAttachCheck(icmp, Icmpv6Type.NeighborAdvert, NA_LEN);
-    if (e !== WireError.Ok) return e;
-    if (this.buf[this.off + 8] === 0xff) return WireError.Malformed;
-    return WireError.Ok;
-  }
+/** Neighbor Advertisement (136): R|S|O|reserved(4) target(16) options; >= 24 bytes (RFC 4861 §7.1.2). */
+export class NeighborAdvertView extends NdTargetView {
+  protected readonly ndType = Icmpv6Type.NeighborAdvert;
+  protected readonly fixedLen = NA_LEN;
+
   get flags(): number {
-    return this.buf[this.off + 4] & 0xe0;
+    return this.u8(4) & 0xe0;
   }
   set flags(v: number) {
-    this.buf[this.off + 4] = v & 0xe0;
+    this.w8(4, v & 0xe0);
   }
   get router(): boolean {
-    return (this.buf[this.off + 4] & NA_FLAG_ROUTER) !== 0;
+    return (this.u8(4) & NA_FLAG_ROUTER) !== 0;
   }
   get solicited(): boolean {
-    return (this.buf[this.off + 4] & NA_FLAG_SOLICITED) !== 0;
+    return (this.u8(4) & NA_FLAG_SOLICITED) !== 0;
   }
   get override(): boolean {
-    return (this.buf[this.off + 4] & NA_FLAG_OVERRIDE) !== 0;
-  }
-  get targetOff(): number {
-    return this.off + 8;
-  }
-  get optionsOff(): number {
-    return this.off + NA_LEN;
-  }
-  get optionsLen(): number {
-    return this.len - NA_LEN;
+    return (this.u8(4) & NA_FLAG_OVERRIDE) !== 0;
   }
 }
 
 /** Router Solicitation (133): reserved(4) options. */
-export class RouterSolicitView {
-  buf: Uint8Array = EMPTY;
-  off = 0;
-  len = 0;
-
-  attach(icmp: Icmpv6View): WireError {
-    this.buf = icmp.buf;
-    this.off = icmp.off;
-    this.len = icmp.len;
-    return ndAttachCheck(icmp, Icmpv6Type.RouterSolicit, RS_LEN);
-  }
-  get optionsOff(): number {
-    return this.off + RS_LEN;
-  }
-  get optionsLen(): number {
-    return this.len - RS_LEN;
-  }
+export class RouterSolicitView extends NdView {
+  protected readonly ndType = Icmpv6Type.RouterSolicit;
+  protected readonly fixedLen = RS_LEN;
 }
 
 /** Router Advertisement (134): hop limit, M|O flags, lifetime, reachable, retrans timers, options. */
-export class RouterAdvertView {
-  buf: Uint8Array = EMPTY;
-  off = 0;
-  len = 0;
+export class RouterAdvertView extends NdView {
+  protected readonly ndType = Icmpv6Type.RouterAdvert;
+  protected readonly fixedLen = RA_LEN;
 
-  attach(icmp: Icmpv6View): WireError {
-    this.buf = icmp.buf;
-    this.off = icmp.off;
-    this.len = icmp.len;
-    return ndAttachCheck(icmp, Icmpv6Type.RouterAdvert, RA_LEN);
-  }
   get curHopLimit(): number {
-    return this.buf[this.off + 4];
+    return this.u8(4);
   }
   /** M flag: addresses via DHCPv6. */
   get managed(): boolean {
-    return (this.buf[this.off + 5] & 0x80) !== 0;
+    return (this.u8(5) & 0x80) !== 0;
   }
   /** O flag: other configuration via DHCPv6. */
   get otherConfig(): boolean {
-    return (this.buf[this.off + 5] & 0x40) !== 0;
+    return (this.u8(5) & 0x40) !== 0;
   }
   /** Seconds; 0 means "not a default router". */
   get routerLifetime(): number {
-    return (this.buf[this.off + 6] << 8) | this.buf[this.off + 7];
+    return this.u16(6);
   }
   /** Milliseconds. */
   get reachableTime(): number {
-    return readU32(this.buf, this.off + 8);
+    return this.u32(8);
   }
   /** Milliseconds. */
   get retransTimer(): number {
-    return readU32(this.buf, this.off + 12);
-  }
-  get optionsOff(): number {
-    return this.off + RA_LEN;
-  }
-  get optionsLen(): number {
-    return this.len - RA_LEN;
+    return this.u32(12);
   }
 }
 

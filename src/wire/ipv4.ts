@@ -21,8 +21,9 @@
  * always normalised with `>>> 0` so they compare with ===.
  */
 import { finish, sum16 } from "./checksum.ts";
-import { readU32, writeU32 } from "./bytes.ts";
-import { EMPTY, WireError, inBounds } from "./errors.ts";
+import { writeU32 } from "./bytes.ts";
+import { WireError } from "./errors.ts";
+import { View } from "./view.ts";
 
 /** IANA protocol numbers ("Assigned Internet Protocol Numbers"), shared with IPv6 next-header values. */
 export const IpProto = {
@@ -58,14 +59,11 @@ const FLAG_MF = 0x2000;
 const FRAG_MASK = 0x1fff;
 
 /** Reusable view over one IPv4 packet. */
-export class Ipv4View {
+export class Ipv4View extends View {
   static readonly HEADER_LEN = IPV4_HEADER_LEN;
 
-  buf: Uint8Array = EMPTY;
-  /** Offset of the first header byte. */
-  off = 0;
   /** Packet length: after a successful attach, the Total Length field. */
-  len = 0;
+  declare len: number;
 
   /**
    * Validates an untrusted packet in buf[off, off+len):
@@ -79,10 +77,7 @@ export class Ipv4View {
    * checked here: call verifyChecksum() unless the device already did.
    */
   attach(buf: Uint8Array, off: number, len: number): WireError {
-    if (!inBounds(buf, off, len)) return WireError.BadBounds;
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
+    if (!this.point(buf, off, len)) return WireError.BadBounds;
     if (len < IPV4_HEADER_LEN) return WireError.Truncated;
     const vihl = buf[off];
     if (vihl >>> 4 !== 4) return WireError.BadVersion;
@@ -94,54 +89,44 @@ export class Ipv4View {
     return WireError.Ok;
   }
 
-  /** Points the view at a packet we are building; no validation (trusted input only). */
-  wrap(buf: Uint8Array, off: number, len: number): this {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return this;
-  }
-
   get version(): number {
-    return this.buf[this.off] >>> 4;
+    return this.u8(0) >>> 4;
   }
   get headerLen(): number {
-    return (this.buf[this.off] & 15) << 2;
+    return (this.u8(0) & 15) << 2;
   }
   /** Sets IHL from a byte length (a multiple of 4 in 20..60) and the version to 4. */
   set headerLen(v: number) {
-    this.buf[this.off] = 0x40 | ((v >>> 2) & 15);
+    this.w8(0, 0x40 | ((v >>> 2) & 15));
   }
   /** DSCP (upper 6 bits) and ECN (lower 2 bits, RFC 3168) as one byte. */
   get dscpEcn(): number {
-    return this.buf[this.off + 1];
+    return this.u8(1);
   }
   set dscpEcn(v: number) {
-    this.buf[this.off + 1] = v;
+    this.w8(1, v);
   }
   get totalLen(): number {
-    return (this.buf[this.off + 2] << 8) | this.buf[this.off + 3];
+    return this.u16(2);
   }
   set totalLen(v: number) {
-    this.buf[this.off + 2] = v >>> 8;
-    this.buf[this.off + 3] = v;
+    this.w16(2, v);
   }
   get ident(): number {
-    return (this.buf[this.off + 4] << 8) | this.buf[this.off + 5];
+    return this.u16(4);
   }
   set ident(v: number) {
-    this.buf[this.off + 4] = v >>> 8;
-    this.buf[this.off + 5] = v;
+    this.w16(4, v);
   }
   /** The raw flags + fragment offset word. */
   get flagsFrag(): number {
-    return (this.buf[this.off + 6] << 8) | this.buf[this.off + 7];
+    return this.u16(6);
   }
   get dontFragment(): boolean {
-    return (this.buf[this.off + 6] & 0x40) !== 0;
+    return (this.u8(6) & 0x40) !== 0;
   }
   get moreFragments(): boolean {
-    return (this.buf[this.off + 6] & 0x20) !== 0;
+    return (this.u8(6) & 0x20) !== 0;
   }
   /** Fragment offset in bytes (the field counts 8-byte units, RFC 791 §3.1). */
   get fragOffset(): number {
@@ -156,40 +141,37 @@ export class Ipv4View {
    * multiple of 8; the reserved (evil) bit is always written as zero.
    */
   setFlagsFrag(dontFragment: boolean, moreFragments: boolean, fragOffsetBytes: number): void {
-    const v = (dontFragment ? FLAG_DF : 0) | (moreFragments ? FLAG_MF : 0) | ((fragOffsetBytes >>> 3) & FRAG_MASK);
-    this.buf[this.off + 6] = v >>> 8;
-    this.buf[this.off + 7] = v;
+    this.w16(6, (dontFragment ? FLAG_DF : 0) | (moreFragments ? FLAG_MF : 0) | ((fragOffsetBytes >>> 3) & FRAG_MASK));
   }
   get ttl(): number {
-    return this.buf[this.off + 8];
+    return this.u8(8);
   }
   set ttl(v: number) {
-    this.buf[this.off + 8] = v;
+    this.w8(8, v);
   }
   get protocol(): number {
-    return this.buf[this.off + 9];
+    return this.u8(9);
   }
   set protocol(v: number) {
-    this.buf[this.off + 9] = v;
+    this.w8(9, v);
   }
   get checksum(): number {
-    return (this.buf[this.off + 10] << 8) | this.buf[this.off + 11];
+    return this.u16(10);
   }
   set checksum(v: number) {
-    this.buf[this.off + 10] = v >>> 8;
-    this.buf[this.off + 11] = v;
+    this.w16(10, v);
   }
   get src(): number {
-    return readU32(this.buf, this.off + 12);
+    return this.u32(12);
   }
   set src(v: number) {
-    writeU32(this.buf, this.off + 12, v);
+    this.w32(12, v);
   }
   get dst(): number {
-    return readU32(this.buf, this.off + 16);
+    return this.u32(16);
   }
   set dst(v: number) {
-    writeU32(this.buf, this.off + 16, v);
+    this.w32(16, v);
   }
   get optionsOff(): number {
     return this.off + IPV4_HEADER_LEN;
@@ -212,8 +194,7 @@ export class Ipv4View {
 
   /** Computes and stores the header checksum over headerLen bytes. */
   fillChecksum(): void {
-    this.buf[this.off + 10] = 0;
-    this.buf[this.off + 11] = 0;
+    this.checksum = 0;
     this.checksum = finish(sum16(this.buf, this.off, this.headerLen));
   }
 }

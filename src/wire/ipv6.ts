@@ -17,8 +17,9 @@
  * Addresses are never turned into objects on the hot path: the view gives
  * their offsets and the helpers below copy/compare 16 bytes in place.
  */
-import { EMPTY, WireError, inBounds } from "./errors.ts";
+import { WireError } from "./errors.ts";
 import { IpProto, parseIpv4 } from "./ipv4.ts";
+import { View } from "./view.ts";
 
 export const IPV6_HEADER_LEN = 40;
 /** RFC 8200 §5: every link must carry 1280-byte packets; ICMPv6 errors are sized to it. */
@@ -31,13 +32,11 @@ export const IPV6_MIN_MTU = 1280;
 export const IPV6_MAX_EXT_HEADERS = 8;
 
 /** Reusable view over one IPv6 packet. */
-export class Ipv6View {
+export class Ipv6View extends View {
   static readonly HEADER_LEN = IPV6_HEADER_LEN;
 
-  buf: Uint8Array = EMPTY;
-  off = 0;
   /** After a successful attach: 40 + Payload Length (trailing link padding excluded). */
-  len = 0;
+  declare len: number;
 
   /**
    * Validates an untrusted packet:
@@ -51,10 +50,7 @@ export class Ipv6View {
    * length check.
    */
   attach(buf: Uint8Array, off: number, len: number): WireError {
-    if (!inBounds(buf, off, len)) return WireError.BadBounds;
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
+    if (!this.point(buf, off, len)) return WireError.BadBounds;
     if (len < IPV6_HEADER_LEN) return WireError.Truncated;
     if (buf[off] >>> 4 !== 6) return WireError.BadVersion;
     const pl = (buf[off + 4] << 8) | buf[off + 5];
@@ -64,50 +60,41 @@ export class Ipv6View {
     return WireError.Ok;
   }
 
-  wrap(buf: Uint8Array, off: number, len: number): this {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return this;
-  }
-
   get version(): number {
-    return this.buf[this.off] >>> 4;
+    return this.u8(0) >>> 4;
   }
   /** DSCP + ECN, straddling the first two bytes. */
   get trafficClass(): number {
-    return ((this.buf[this.off] & 15) << 4) | (this.buf[this.off + 1] >>> 4);
+    return ((this.u8(0) & 15) << 4) | (this.u8(1) >>> 4);
   }
   set trafficClass(v: number) {
-    this.buf[this.off] = 0x60 | ((v >>> 4) & 15);
-    this.buf[this.off + 1] = ((v & 15) << 4) | (this.buf[this.off + 1] & 15);
+    this.w8(0, 0x60 | ((v >>> 4) & 15));
+    this.w8(1, ((v & 15) << 4) | (this.u8(1) & 15));
   }
   get flowLabel(): number {
-    return ((this.buf[this.off + 1] & 15) << 16) | (this.buf[this.off + 2] << 8) | this.buf[this.off + 3];
+    return ((this.u8(1) & 15) << 16) | this.u16(2);
   }
   set flowLabel(v: number) {
-    this.buf[this.off + 1] = (this.buf[this.off + 1] & 0xf0) | ((v >>> 16) & 15);
-    this.buf[this.off + 2] = v >>> 8;
-    this.buf[this.off + 3] = v;
+    this.w8(1, (this.u8(1) & 0xf0) | ((v >>> 16) & 15));
+    this.w16(2, v);
   }
   get payloadLen(): number {
-    return (this.buf[this.off + 4] << 8) | this.buf[this.off + 5];
+    return this.u16(4);
   }
   set payloadLen(v: number) {
-    this.buf[this.off + 4] = v >>> 8;
-    this.buf[this.off + 5] = v;
+    this.w16(4, v);
   }
   get nextHeader(): number {
-    return this.buf[this.off + 6];
+    return this.u8(6);
   }
   set nextHeader(v: number) {
-    this.buf[this.off + 6] = v;
+    this.w8(6, v);
   }
   get hopLimit(): number {
-    return this.buf[this.off + 7];
+    return this.u8(7);
   }
   set hopLimit(v: number) {
-    this.buf[this.off + 7] = v;
+    this.w8(7, v);
   }
   get srcOff(): number {
     return this.off + 8;

@@ -21,10 +21,10 @@
  * Sequence and acknowledgment numbers are uint32 numbers (`>>> 0`); the
  * stack does modular comparison on them.
  */
-import { finish, pseudoHeaderV4, pseudoHeaderV6, sum16 } from "./checksum.ts";
 import { readU16, readU32, writeU32 } from "./bytes.ts";
-import { EMPTY, WireError, inBounds } from "./errors.ts";
+import { WireError } from "./errors.ts";
 import { IPPROTO_TCP } from "./ipv4.ts";
+import { TransportView } from "./transport.ts";
 
 export const TCP_HEADER_LEN = 20;
 export const TCP_MAX_HEADER_LEN = 60;
@@ -60,13 +60,11 @@ export const TCP_MAX_WINDOW_SCALE = 14;
 export const TCP_MAX_SACK_BLOCKS = 4;
 
 /** Reusable view over one TCP segment. */
-export class TcpView {
+export class TcpView extends TransportView {
   static readonly HEADER_LEN = TCP_HEADER_LEN;
 
-  buf: Uint8Array = EMPTY;
-  off = 0;
   /** Segment length (header + data) as bounded by the IP layer. */
-  len = 0;
+  declare len: number;
 
   /**
    * `len` is the IP payload length. Checks 20 bytes present (Truncated)
@@ -74,104 +72,77 @@ export class TcpView {
    * by the 4-bit field). Options are not parsed here: parseTcpOptions().
    */
   attach(buf: Uint8Array, off: number, len: number): WireError {
-    if (!inBounds(buf, off, len)) return WireError.BadBounds;
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
+    if (!this.point(buf, off, len)) return WireError.BadBounds;
     if (len < TCP_HEADER_LEN) return WireError.Truncated;
     const hl = (buf[off + 12] >>> 4) << 2;
     if (hl < TCP_HEADER_LEN || hl > len) return WireError.BadHeaderLen;
     return WireError.Ok;
   }
 
-  wrap(buf: Uint8Array, off: number, len: number): this {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return this;
-  }
-
-  get srcPort(): number {
-    return (this.buf[this.off] << 8) | this.buf[this.off + 1];
-  }
-  set srcPort(v: number) {
-    this.buf[this.off] = v >>> 8;
-    this.buf[this.off + 1] = v;
-  }
-  get dstPort(): number {
-    return (this.buf[this.off + 2] << 8) | this.buf[this.off + 3];
-  }
-  set dstPort(v: number) {
-    this.buf[this.off + 2] = v >>> 8;
-    this.buf[this.off + 3] = v;
-  }
   get seq(): number {
-    return readU32(this.buf, this.off + 4);
+    return this.u32(4);
   }
   set seq(v: number) {
-    writeU32(this.buf, this.off + 4, v);
+    this.w32(4, v);
   }
   get ack(): number {
-    return readU32(this.buf, this.off + 8);
+    return this.u32(8);
   }
   set ack(v: number) {
-    writeU32(this.buf, this.off + 8, v);
+    this.w32(8, v);
   }
   /** Data Offset field, in 32-bit words. */
   get dataOffset(): number {
-    return this.buf[this.off + 12] >>> 4;
+    return this.u8(12) >>> 4;
   }
   get headerLen(): number {
-    return (this.buf[this.off + 12] >>> 4) << 2;
+    return (this.u8(12) >>> 4) << 2;
   }
   /** Sets Data Offset from a byte length (multiple of 4, 20..60); clears the reserved bits. */
   set headerLen(v: number) {
-    this.buf[this.off + 12] = ((v >>> 2) & 15) << 4;
+    this.w8(12, ((v >>> 2) & 15) << 4);
   }
   /** The eight flag bits of byte 13 (TcpFlags). */
   get flags(): number {
-    return this.buf[this.off + 13];
+    return this.u8(13);
   }
   set flags(v: number) {
-    this.buf[this.off + 13] = v;
+    this.w8(13, v);
   }
   hasFlags(mask: number): boolean {
-    return (this.buf[this.off + 13] & mask) === mask;
+    return (this.u8(13) & mask) === mask;
   }
   get fin(): boolean {
-    return (this.buf[this.off + 13] & TcpFlags.FIN) !== 0;
+    return (this.u8(13) & TcpFlags.FIN) !== 0;
   }
   get syn(): boolean {
-    return (this.buf[this.off + 13] & TcpFlags.SYN) !== 0;
+    return (this.u8(13) & TcpFlags.SYN) !== 0;
   }
   get rst(): boolean {
-    return (this.buf[this.off + 13] & TcpFlags.RST) !== 0;
+    return (this.u8(13) & TcpFlags.RST) !== 0;
   }
   /** ACK flag (named to avoid clashing with the acknowledgment number). */
   get ackFlag(): boolean {
-    return (this.buf[this.off + 13] & TcpFlags.ACK) !== 0;
+    return (this.u8(13) & TcpFlags.ACK) !== 0;
   }
   /** Window field as sent (not scaled). */
   get window(): number {
-    return (this.buf[this.off + 14] << 8) | this.buf[this.off + 15];
+    return this.u16(14);
   }
   set window(v: number) {
-    this.buf[this.off + 14] = v >>> 8;
-    this.buf[this.off + 15] = v;
+    this.w16(14, v);
   }
   get checksum(): number {
-    return (this.buf[this.off + 16] << 8) | this.buf[this.off + 17];
+    return this.u16(16);
   }
   set checksum(v: number) {
-    this.buf[this.off + 16] = v >>> 8;
-    this.buf[this.off + 17] = v;
+    this.w16(16, v);
   }
   get urgentPtr(): number {
-    return (this.buf[this.off + 18] << 8) | this.buf[this.off + 19];
+    return this.u16(18);
   }
   set urgentPtr(v: number) {
-    this.buf[this.off + 18] = v >>> 8;
-    this.buf[this.off + 19] = v;
+    this.w16(18, v);
   }
   get optionsOff(): number {
     return this.off + TCP_HEADER_LEN;
@@ -187,31 +158,27 @@ export class TcpView {
   }
   /** Sequence space the segment occupies: data plus one each for SYN and FIN (RFC 9293 §3.4). */
   get segLen(): number {
-    const f = this.buf[this.off + 13];
+    const f = this.u8(13);
     return this.len - this.headerLen + (f & TcpFlags.SYN ? 1 : 0) + (f & TcpFlags.FIN ? 1 : 0);
   }
 
   verifyChecksumV4(src: number, dst: number): boolean {
-    return finish(sum16(this.buf, this.off, this.len, pseudoHeaderV4(src, dst, IPPROTO_TCP, this.len))) === 0;
+    return this.checksumV4(src, dst, IPPROTO_TCP) === 0;
   }
 
   /** Computes the checksum over `len` bytes (header and data) with the IPv4 pseudo header. */
   fillChecksumV4(src: number, dst: number): void {
-    this.buf[this.off + 16] = 0;
-    this.buf[this.off + 17] = 0;
-    this.checksum = finish(sum16(this.buf, this.off, this.len, pseudoHeaderV4(src, dst, IPPROTO_TCP, this.len)));
+    this.checksum = 0;
+    this.checksum = this.checksumV4(src, dst, IPPROTO_TCP);
   }
 
   verifyChecksumV6(addrBuf: Uint8Array, srcOff: number, dstOff: number): boolean {
-    const ph = pseudoHeaderV6(addrBuf, srcOff, dstOff, IPPROTO_TCP, this.len);
-    return finish(sum16(this.buf, this.off, this.len, ph)) === 0;
+    return this.checksumV6(addrBuf, srcOff, dstOff, IPPROTO_TCP) === 0;
   }
 
   fillChecksumV6(addrBuf: Uint8Array, srcOff: number, dstOff: number): void {
-    this.buf[this.off + 16] = 0;
-    this.buf[this.off + 17] = 0;
-    const ph = pseudoHeaderV6(addrBuf, srcOff, dstOff, IPPROTO_TCP, this.len);
-    this.checksum = finish(sum16(this.buf, this.off, this.len, ph));
+    this.checksum = 0;
+    this.checksum = this.checksumV6(addrBuf, srcOff, dstOff, IPPROTO_TCP);
   }
 }
 

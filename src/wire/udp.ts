@@ -14,20 +14,18 @@
  * and a computed 0 is sent as 0xffff (RFC 768); over IPv6 the checksum is
  * mandatory and 0 is invalid (RFC 8200 §8.1).
  */
-import { finish, pseudoHeaderV4, pseudoHeaderV6, sum16 } from "./checksum.ts";
-import { EMPTY, WireError, inBounds } from "./errors.ts";
+import { WireError } from "./errors.ts";
 import { IPPROTO_UDP } from "./ipv4.ts";
+import { TransportView } from "./transport.ts";
 
 export const UDP_HEADER_LEN = 8;
 
 /** Reusable view over one UDP datagram. */
-export class UdpView {
+export class UdpView extends TransportView {
   static readonly HEADER_LEN = UDP_HEADER_LEN;
 
-  buf: Uint8Array = EMPTY;
-  off = 0;
   /** After a successful attach: the UDP Length field. */
-  len = 0;
+  declare len: number;
 
   /**
    * `len` is the IP payload length. Checks 8 bytes present (Truncated) and
@@ -36,10 +34,7 @@ export class UdpView {
    * by Length; Linux trims likewise); `len` becomes Length.
    */
   attach(buf: Uint8Array, off: number, len: number): WireError {
-    if (!inBounds(buf, off, len)) return WireError.BadBounds;
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
+    if (!this.point(buf, off, len)) return WireError.BadBounds;
     if (len < UDP_HEADER_LEN) return WireError.Truncated;
     const l = (buf[off + 4] << 8) | buf[off + 5];
     if (l < UDP_HEADER_LEN || l > len) return WireError.BadLength;
@@ -47,41 +42,18 @@ export class UdpView {
     return WireError.Ok;
   }
 
-  wrap(buf: Uint8Array, off: number, len: number): this {
-    this.buf = buf;
-    this.off = off;
-    this.len = len;
-    return this;
-  }
-
-  get srcPort(): number {
-    return (this.buf[this.off] << 8) | this.buf[this.off + 1];
-  }
-  set srcPort(v: number) {
-    this.buf[this.off] = v >>> 8;
-    this.buf[this.off + 1] = v;
-  }
-  get dstPort(): number {
-    return (this.buf[this.off + 2] << 8) | this.buf[this.off + 3];
-  }
-  set dstPort(v: number) {
-    this.buf[this.off + 2] = v >>> 8;
-    this.buf[this.off + 3] = v;
-  }
   /** The Length field as stored. */
   get length(): number {
-    return (this.buf[this.off + 4] << 8) | this.buf[this.off + 5];
+    return this.u16(4);
   }
   set length(v: number) {
-    this.buf[this.off + 4] = v >>> 8;
-    this.buf[this.off + 5] = v;
+    this.w16(4, v);
   }
   get checksum(): number {
-    return (this.buf[this.off + 6] << 8) | this.buf[this.off + 7];
+    return this.u16(6);
   }
   set checksum(v: number) {
-    this.buf[this.off + 6] = v >>> 8;
-    this.buf[this.off + 7] = v;
+    this.w16(6, v);
   }
   get payloadOff(): number {
     return this.off + UDP_HEADER_LEN;
@@ -93,30 +65,26 @@ export class UdpView {
   /** IPv4: true if the checksum is absent (0) or verifies. */
   verifyChecksumV4(src: number, dst: number): boolean {
     if (this.checksum === 0) return true;
-    return finish(sum16(this.buf, this.off, this.len, pseudoHeaderV4(src, dst, IPPROTO_UDP, this.len))) === 0;
+    return this.checksumV4(src, dst, IPPROTO_UDP) === 0;
   }
 
   /** IPv4: computes the checksum over `len` bytes; a result of 0 is stored as 0xffff. */
   fillChecksumV4(src: number, dst: number): void {
-    this.buf[this.off + 6] = 0;
-    this.buf[this.off + 7] = 0;
-    const c = finish(sum16(this.buf, this.off, this.len, pseudoHeaderV4(src, dst, IPPROTO_UDP, this.len)));
+    this.checksum = 0;
+    const c = this.checksumV4(src, dst, IPPROTO_UDP);
     this.checksum = c === 0 ? 0xffff : c;
   }
 
   /** IPv6: a zero checksum is invalid (RFC 8200 §8.1); otherwise it must verify. */
   verifyChecksumV6(addrBuf: Uint8Array, srcOff: number, dstOff: number): boolean {
     if (this.checksum === 0) return false;
-    const ph = pseudoHeaderV6(addrBuf, srcOff, dstOff, IPPROTO_UDP, this.len);
-    return finish(sum16(this.buf, this.off, this.len, ph)) === 0;
+    return this.checksumV6(addrBuf, srcOff, dstOff, IPPROTO_UDP) === 0;
   }
 
   /** IPv6: as fillChecksumV4 with the IPv6 pseudo header; never stores 0. */
   fillChecksumV6(addrBuf: Uint8Array, srcOff: number, dstOff: number): void {
-    this.buf[this.off + 6] = 0;
-    this.buf[this.off + 7] = 0;
-    const ph = pseudoHeaderV6(addrBuf, srcOff, dstOff, IPPROTO_UDP, this.len);
-    const c = finish(sum16(this.buf, this.off, this.len, ph));
+    this.checksum = 0;
+    const c = this.checksumV6(addrBuf, srcOff, dstOff, IPPROTO_UDP);
     this.checksum = c === 0 ? 0xffff : c;
   }
 }
