@@ -17,13 +17,20 @@
 //                            either way), cold connection rate up by a
 //                            quarter, compiler-thread CPU per connection
 //                            from ~30 us to ~0 once warm.
+//   MIMALLOC_PURGE_DELAY=0   The allocator returns freed memory to the
+//                            kernel at once instead of from a scavenger
+//                            thread that wakes on a timer (with a delay
+//                            of 0 that thread is never started). Measured:
+//                            idle wakeups in the first seconds 2-3/s ->
+//                            1-2/s, no cost in connections per second, and
+//                            a lower peak RSS.
 //
 // The names we added are listed in SLIRPNETSTACK_RUNTIME_ENV so that the
 // environment handed to a run-mode command is the user's own.
 import { readFileSync } from "node:fs";
 import { execve } from "../ffi/exec.ts";
 
-const RUNTIME_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1", BUN_JSC_useFTLJIT: "0" };
+const RUNTIME_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1", BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "0" };
 const MARKER = "SLIRPNETSTACK_RUNTIME_ENV";
 
 /** The environment the process was started with (not Bun's process.env, which may hold .env files). */

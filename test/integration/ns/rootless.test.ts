@@ -151,7 +151,7 @@ describe("run mode as an ordinary user", () => {
       expect(r.output).toContain("MINE=yes");
       expect(r.output).not.toContain("SNEAKY_DOTENV");
       // The runtime settings the stack re-executed itself with are ours alone.
-      expect(r.output).not.toMatch(/BUN_GC_TIMER_DISABLE|BUN_JSC_|SLIRPNETSTACK_RUNTIME_ENV/);
+      expect(r.output).not.toMatch(/BUN_GC_TIMER_DISABLE|BUN_JSC_|MIMALLOC_|SLIRPNETSTACK_RUNTIME_ENV/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
