@@ -6,7 +6,11 @@
 // Readiness is edge-triggered: `readable` / `writable` stay true from the
 // event until a call returns EAGAIN, so an owner that stopped reading for
 // its own reasons (the guest's window is full) resumes by just reading
-// again.
+// again. A read that returns less than asked also clears `readable`: the
+// receive queue was empty at that moment, and every later arrival raises a
+// new event, so the read that would only say EAGAIN is skipped. Except once
+// the peer's FIN or an error has been signalled: then reading goes on until
+// it returns EOF or the error.
 import { ptr } from "bun:ffi";
 import { libc, errno, EAGAIN } from "../../ffi/libc.ts";
 import {
@@ -26,6 +30,7 @@ import { sockAddrText } from "./addr.ts";
 import { DialError } from "./dial-error.ts";
 
 const EINPROGRESS = 115;
+const ECONNREFUSED = 111;
 const READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 const WRITE_EVENTS = EPOLLOUT | EPOLLHUP | EPOLLERR;
 
@@ -48,6 +53,8 @@ export class TcpSocket implements IoHandler {
   writable = false;
   private connecting: boolean;
   private closed = false;
+  /** An event said the peer shut down or the socket failed: read until EOF or the error. */
+  private hangup = false;
 
   private constructor(
     private readonly reactor: Reactor,
@@ -94,10 +101,13 @@ export class TcpSocket implements IoHandler {
 
   onIo(events: number): void {
     if (this.closed) return;
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) this.hangup = true;
     if (this.connecting) {
       if ((events & WRITE_EVENTS) === 0) return;
       this.connecting = false;
-      const err = socketError(this.fd);
+      // Writable without an error is a completed connect; only a failure
+      // needs SO_ERROR to say which.
+      const err = (events & (EPOLLERR | EPOLLHUP)) === 0 ? 0 : socketError(this.fd) || ECONNREFUSED;
       this.writable = err === 0;
       this.owner.tcpConnected(this, err);
       if (err !== 0 || this.closed) return;
@@ -115,7 +125,10 @@ export class TcpSocket implements IoHandler {
   /** Reads into buf[off, off+len): bytes read, 0 at EOF, or -errno (-EAGAIN: nothing now). */
   read(buf: Uint8Array, off: number, len: number): number {
     const n = libc.read(this.fd, ptr(buf, off), len) as number;
-    if (n >= 0) return n;
+    if (n >= 0) {
+      if (n < len && !this.hangup) this.readable = false;
+      return n;
+    }
     const e = errno();
     if (e === EAGAIN) this.readable = false;
     return -e;
