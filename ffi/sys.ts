@@ -62,6 +62,23 @@ export function signalDrivenIo(fd: number, tid: number): number {
   return libc.fcntl(fd, F_SETFL, O_NONBLOCK | O_ASYNC) < 0 ? -errno() : 0;
 }
 
+const SIG_BLOCK = 0;
+const SIG_UNBLOCK = 1;
+const SIGIO = 29;
+// A sigset_t with only SIGIO (glibc's is 128 bytes; the kernel reads 8).
+const sigioSet = new BigUint64Array(new ArrayBuffer(128));
+sigioSet[0] = 1n << BigInt(SIGIO - 1);
+const sigioSetBytes = new Uint8Array(sigioSet.buffer);
+
+/**
+ * Holds back (true) or lets through (false) SIGIO for the calling thread.
+ * While held, any number of SIGIOs become one pending signal, delivered
+ * when it is let through.
+ */
+export function holdSigio(hold: boolean): void {
+  libc.pthread_sigmask(hold ? SIG_BLOCK : SIG_UNBLOCK, sigioSetBytes, null);
+}
+
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 

@@ -28,7 +28,7 @@
 // remembers that the fd is still ready in the latter case. No epoll_ctl
 // call is needed to pause or resume a flow.
 import { Epoll } from "../../ffi/epoll.ts";
-import { closeFd, signalDrivenIo } from "../../ffi/sys.ts";
+import { closeFd, holdSigio, signalDrivenIo } from "../../ffi/sys.ts";
 
 export { EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP } from "../../ffi/epoll.ts";
 import { EPOLLET, EPOLLIN } from "../../ffi/epoll.ts";
@@ -131,6 +131,12 @@ export class Reactor {
     }
     const ep = this.epoll;
     this.dispatching = true;
+    // Our own work raises most signals: a connect() or a frame written to
+    // the tap runs the peer's side in the kernel right away, and its answer
+    // signals us while we are still here. Held back, they become one
+    // pending signal, delivered as we let it through: one more look
+    // instead of a signal frame, a handler and an eventfd write each.
+    holdSigio(true);
     try {
       for (const h of this.signalled) h.onIo(EPOLLIN);
       let n: number;
@@ -145,6 +151,7 @@ export class Reactor {
       } while (n === BATCH || this.dirty);
     } finally {
       this.dispatching = false;
+      holdSigio(false);
     }
   };
 
