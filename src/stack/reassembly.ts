@@ -14,6 +14,9 @@
 //    RFC 791 suggests 15 s; we use 30 s).
 // Sans-I/O: the caller passes `now` and calls expire() from its poll.
 import type { Stats } from "./stats.ts";
+import { allocChecksumBuffer } from "../wire/checksum-wasm.ts";
+
+const EMPTY = new Uint8Array(0);
 
 export const MAX_DATAGRAMS = 64;
 export const MAX_BYTES = 8 << 20;
@@ -21,28 +24,37 @@ export const TIMEOUT_MS = 30_000;
 const MAX_PAYLOAD = 65535;
 /** Ranges per datagram: more fragments than this is an attack, not a datagram. */
 const MAX_PIECES = 128;
+/**
+ * Room in front of the payload for the first fragment's header, so the
+ * datagram is whole in place: IPv4's 60 bytes, or IPv6's 40 plus the
+ * extension headers before the Fragment header.
+ */
+const HEADROOM = 1024;
+const BUF_SIZE = HEADROOM + MAX_PAYLOAD;
+/** Free buffers kept for the next datagrams. */
+const POOL = 4;
 
 class Pending {
-  /** Payload bytes placed at their offset (the header is kept separately). */
-  data: Uint8Array;
-  /** Received [start, end) ranges, sorted, non-overlapping. */
+  /** Received payload [start, end) ranges, sorted, non-overlapping. */
   readonly ranges: number[] = [];
   /** Total payload length, known once the last fragment (MF=0) arrives. */
   total = -1;
-  /** Header bytes to put in front of the reassembled payload (from the offset-0 fragment). */
-  header: Uint8Array | null = null;
+  /** Length of the header in front of the payload (from the offset-0 fragment), or -1. */
+  headerLen = -1;
   received = 0;
   constructor(
     readonly key: string,
     readonly expires: number,
-  ) {
-    this.data = new Uint8Array(0);
-  }
+    /** Payload at HEADROOM + offset; the header ends at HEADROOM. */
+    readonly data: Uint8Array,
+  ) {}
 }
 
+/** A whole datagram, header and payload contiguous at buf[off, off+len). */
 export interface Reassembled {
-  /** header + payload, contiguous. */
   buf: Uint8Array;
+  off: number;
+  len: number;
   headerLen: number;
   payloadLen: number;
 }
@@ -50,6 +62,14 @@ export interface Reassembled {
 export class Reassembler {
   private readonly pending = new Map<string, Pending>();
   private bytes = 0;
+  /**
+   * Datagram buffers are reused: each is 64 KiB, and allocating (and
+   * zeroing, and faulting in) one per datagram was most of the cost of a
+   * fragmented 64 KiB datagram. The first ones live in the checksum
+   * kernel's memory, so the datagram's checksum runs in WASM.
+   */
+  private readonly free: Uint8Array[] = [];
+  private readonly whole: Reassembled = { buf: EMPTY, off: 0, len: 0, headerLen: 0, payloadLen: 0 };
 
   constructor(private readonly stats: Stats) {}
 
@@ -58,9 +78,10 @@ export class Reassembler {
   }
 
   /**
-   * Adds one fragment. `header` (with length headerLen at headerOff) is
-   * kept from the fragment at offset 0: the caller fixes it up after
-   * reassembly. Returns the whole datagram when this fragment completes it.
+   * Adds one fragment. The header (headerLen bytes at headerOff) is kept
+   * from the fragment at offset 0: the caller fixes it up after
+   * reassembly. Returns the whole datagram when this fragment completes
+   * it; the caller hands it back with release() once done with it.
    */
   add(
     key: string,
@@ -79,11 +100,17 @@ export class Reassembler {
       this.discard(key);
       return null;
     }
+    if (fragOffset === 0 && headerLen > HEADROOM) {
+      this.stats.drop("frag-header-too-long");
+      this.discard(key);
+      return null;
+    }
     let p = this.pending.get(key);
     if (p === undefined) {
       this.makeRoom(now);
-      p = new Pending(key, now + TIMEOUT_MS);
+      p = new Pending(key, now + TIMEOUT_MS, this.take());
       this.pending.set(key, p);
+      this.bytes += BUF_SIZE;
     }
     if (!more) {
       if (p.total >= 0 && p.total !== end) return this.fail(p, "frag-invalid");
@@ -92,31 +119,33 @@ export class Reassembler {
     if (p.total >= 0 && end > p.total) return this.fail(p, "frag-invalid");
     // An exact copy of a fragment we hold is a network duplicate, not an
     // attack: drop it and keep the datagram (RFC 8200 §4.5 allows this).
-    if (covered(p.ranges, fragOffset, end) && sameBytes(p.data, fragOffset, buf, payloadOff, payloadLen)) {
+    if (covered(p.ranges, fragOffset, end) && sameBytes(p.data, HEADROOM + fragOffset, buf, payloadOff, payloadLen)) {
       this.stats.drop("frag-duplicate");
       return null;
     }
     if (!insertRange(p.ranges, fragOffset, end)) return this.fail(p, "frag-overlap");
     if (p.ranges.length > 2 * MAX_PIECES) return this.fail(p, "frag-too-many");
-    if (end > p.data.length) {
-      const grown = new Uint8Array(Math.min(MAX_PAYLOAD, Math.max(end, p.data.length * 2, 4096)));
-      grown.set(p.data);
-      this.bytes += grown.length - p.data.length;
-      p.data = grown;
-    }
-    p.data.set(buf.subarray(payloadOff, payloadOff + payloadLen), fragOffset);
+    p.data.set(buf.subarray(payloadOff, payloadOff + payloadLen), HEADROOM + fragOffset);
     p.received += payloadLen;
-    if (fragOffset === 0) p.header = buf.slice(headerOff, headerOff + headerLen);
-    if (this.bytes > MAX_BYTES) {
-      this.makeRoom(now);
-      if (!this.pending.has(key)) return null;
+    if (fragOffset === 0) {
+      p.data.set(buf.subarray(headerOff, headerOff + headerLen), HEADROOM - headerLen);
+      p.headerLen = headerLen;
     }
-    if (p.total < 0 || p.received !== p.total || p.header === null) return null;
+    if (p.total < 0 || p.received !== p.total || p.headerLen < 0) return null;
     this.forget(p);
-    const out = new Uint8Array(p.header.length + p.total);
-    out.set(p.header);
-    out.set(p.data.subarray(0, p.total), p.header.length);
-    return { buf: out, headerLen: p.header.length, payloadLen: p.total };
+    const w = this.whole;
+    w.buf = p.data;
+    w.off = HEADROOM - p.headerLen;
+    w.len = p.headerLen + p.total;
+    w.headerLen = p.headerLen;
+    w.payloadLen = p.total;
+    return w;
+  }
+
+  /** The caller is done with the datagram add() returned: its buffer is reused. */
+  release(w: Reassembled): void {
+    this.give(w.buf);
+    w.buf = EMPTY;
   }
 
   /** Drops datagrams whose time is up. Returns the next expiry (or Infinity). */
@@ -126,34 +155,48 @@ export class Reassembler {
       if (p.expires <= now) {
         this.stats.drop("frag-timeout");
         this.forget(p);
+        this.give(p.data);
       } else if (p.expires < next) next = p.expires;
     }
     return next;
   }
 
+  private take(): Uint8Array {
+    return this.free.pop() ?? allocChecksumBuffer(BUF_SIZE);
+  }
+
+  private give(b: Uint8Array): void {
+    if (b.length === BUF_SIZE && this.free.length < POOL) this.free.push(b);
+  }
+
   private fail(p: Pending, reason: string): null {
     this.stats.drop(reason);
     this.forget(p);
+    this.give(p.data);
     return null;
   }
 
   private discard(key: string): void {
     const p = this.pending.get(key);
-    if (p) this.forget(p);
+    if (p) {
+      this.forget(p);
+      this.give(p.data);
+    }
   }
 
   private forget(p: Pending): void {
     this.pending.delete(p.key);
-    this.bytes -= p.data.length;
+    this.bytes -= BUF_SIZE;
   }
 
   /** Evicts the oldest datagrams until one more fits (Map keeps insertion order). */
   private makeRoom(now: number): void {
     this.expire(now);
     for (const p of this.pending.values()) {
-      if (this.pending.size < MAX_DATAGRAMS && this.bytes <= MAX_BYTES) break;
+      if (this.pending.size < MAX_DATAGRAMS && this.bytes + BUF_SIZE <= MAX_BYTES) break;
       this.stats.drop("frag-evicted");
       this.forget(p);
+      this.give(p.data);
     }
   }
 }

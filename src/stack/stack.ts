@@ -170,12 +170,14 @@ export class Stack {
       if (whole === null) return;
       // A fresh unfragmented header: total length, no MF/offset, checksum.
       const b = whole.buf;
-      writeU16(b, 2, whole.headerLen + whole.payloadLen);
-      writeU16(b, 6, 0);
-      writeU16(b, 10, 0);
-      writeU16(b, 10, finish(sum16(b, 0, whole.headerLen)));
+      const h = whole.off;
+      writeU16(b, h + 2, whole.len);
+      writeU16(b, h + 6, 0);
+      writeU16(b, h + 10, 0);
+      writeU16(b, h + 10, finish(sum16(b, h, whole.headerLen)));
       this.reassembledMeta.clear();
-      this.inputV4(b, 0, b.length, -1, this.reassembledMeta, now);
+      this.inputV4(b, h, whole.len, -1, this.reassembledMeta, now);
+      this.reassembler.release(whole);
       return;
     }
     const l4 = ip.payloadOff;
@@ -214,6 +216,12 @@ export class Stack {
       if (released !== null) this.egress.flushQueued(released);
     }
     if (ext.hasFragment) {
+      // A Fragment header inside a reassembled datagram: fragments of
+      // fragments are not a thing any sender needs (RFC 8200 §4.5).
+      if (meta === this.reassembledMeta) {
+        this.stats.drop("ipv6-nested-fragment");
+        return;
+      }
       const key = `${v6Key(buf, srcOff)}>${v6Key(buf, dstOff)}/${ext.fragIdent}`;
       const fragLen = off + ip.len - ext.fragmentableOff;
       const whole = this.reassembler.add(
@@ -231,11 +239,13 @@ export class Stack {
       // Drop the Fragment header (RFC 8200 §4.5): its Next Header moves
       // into the header that named it, and the payload length shrinks.
       const b = whole.buf;
+      const h = whole.off;
       const nextHeader = buf[ext.fragHeaderOff]!;
-      b[ext.fragPrevNextHeaderOff - off] = nextHeader;
-      writeU16(b, 4, whole.headerLen - 40 + whole.payloadLen);
+      b[h + ext.fragPrevNextHeaderOff - off] = nextHeader;
+      writeU16(b, h + 4, whole.headerLen - 40 + whole.payloadLen);
       this.reassembledMeta.clear();
-      this.inputV6(b, 0, b.length, -1, this.reassembledMeta, now);
+      this.inputV6(b, h, whole.len, -1, this.reassembledMeta, now);
+      this.reassembler.release(whole);
       return;
     }
     const l4 = ext.offset;
