@@ -21,13 +21,11 @@
 import { ptr } from "bun:ffi";
 import { libc, errno, SysError, EINTR } from "./libc.ts";
 import { closeFd } from "./sys.ts";
+import { MSG_NOSIGNAL, SOCK_CLOEXEC, SOL_SOCKET } from "./net.ts";
 
 const AF_UNIX = 1;
 const SOCK_SEQPACKET = 5;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;
-const MSG_NOSIGNAL = 0x4000;
 const MSG_CMSG_CLOEXEC = 0x40000000;
 const MSG_TRUNC = 0x20;
 const MSG_CTRUNC = 0x08;

@@ -7,6 +7,7 @@
 // afterwards lives in the host namespace.
 import { libc, check, SysError } from "./libc.ts";
 import { openPath, closeFd, O_RDONLY, O_RDWR } from "./sys.ts";
+import { AF_INET, SOCK_CLOEXEC, SOCK_DGRAM } from "./net.ts";
 
 const CLONE_NEWNET = 0x40000000;
 
@@ -105,7 +106,7 @@ export function withNetns<R>(path: string, fn: () => R): R {
 
 /** SIOCGIFMTU on a throwaway socket of the current namespace. */
 export function interfaceMtu(ifname: string): number {
-  const s = check("socket", libc.socket(2 /*AF_INET*/, 2 /*SOCK_DGRAM*/ | 0o2000000, 0));
+  const s = check("socket", libc.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   try {
     const { bytes, view } = ifreq(ifname);
     check("ioctl", libc.ioctl(s, SIOCGIFMTU, bytes), "SIOCGIFMTU");
