@@ -40,6 +40,7 @@ const lib = dlopen("libc.so.6", {
   epoll_create1: { args: [T.i32], returns: T.i32 },
   epoll_ctl: { args: [T.i32, T.i32, T.i32, T.ptr], returns: T.i32 },
   epoll_wait: { args: [T.i32, T.ptr, T.i32, T.i32], returns: T.i32 },
+  sigtimedwait: { args: [T.ptr, T.ptr, T.ptr], returns: T.i32 },
   sendto: { args: [T.i32, T.ptr, T.u64, T.i32, T.ptr, T.u32], returns: T.i64_fast },
   recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
   sendmsg: { args: [T.i32, T.ptr, T.i32], returns: T.i64_fast },

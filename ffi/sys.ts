@@ -79,6 +79,17 @@ export function holdSigio(hold: boolean): void {
   libc.pthread_sigmask(hold ? SIG_BLOCK : SIG_UNBLOCK, sigioSetBytes, null);
 }
 
+const zeroTimeout = new BigInt64Array(new ArrayBuffer(16));
+const zeroTimeoutBytes = new Uint8Array(zeroTimeout.buffer);
+
+/**
+ * Takes a pending (held back) SIGIO without delivering it: true if there
+ * was one. For a caller that is about to look at everything anyway.
+ */
+export function takePendingSigio(): boolean {
+  return libc.sigtimedwait(sigioSetBytes, null, zeroTimeoutBytes) > 0;
+}
+
 const EFD_CLOEXEC = 0o2000000;
 const EFD_NONBLOCK = 0o4000;
 

@@ -119,6 +119,7 @@ async function main(): Promise<void> {
   // Every fd of the data path is watched by the one reactor (src/io/reactor.ts).
   const reactor = new Reactor();
   reactor.start();
+  reactor.setSettle(runtime.settle);
   const host = new Host(cfg, log, stats, runtime, reactor, resolver, {
     v4: { family: 4, bytes: ipv4Bytes(GATEWAY_V4) },
     v6: { family: 6, bytes: GATEWAY_V6 },

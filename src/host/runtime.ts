@@ -69,7 +69,13 @@ export class StackRuntime implements FrameReceiver {
     this.afterActivity();
   }
 
+  /** Runs what afterActivity() queued, now (before the reactor waits). */
+  readonly settle = (): void => {
+    if (this.pollQueued) this.queuedPoll();
+  };
+
   private readonly queuedPoll = (): void => {
+    if (!this.pollQueued) return; // settle() got there first
     this.pollQueued = false;
     if (this.stopped) return;
     while (this.deferred.length > 0) {

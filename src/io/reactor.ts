@@ -23,12 +23,21 @@
 // already queued when the signal is sent, so a read() always finds it.
 // Sockets wake epoll first and signal after, so they are safe in the set.
 //
+// While a look runs, SIGIO is held back (pthread_sigmask). Most signals
+// are raised by our own work (a connect() or a frame written to the tap
+// runs the peer's side in the kernel at once, and its answer signals us
+// while we are still here); held back they merge into one pending signal,
+// which the look takes (sigtimedwait) instead of letting it be delivered,
+// and looks once more. A look that has run for MAX_TURN_MS lets a pending
+// signal through instead, so Bun's loop (its timers, its own I/O) gets its
+// turn, and the signal brings us back.
+//
 // Edge-triggered: an event says "became ready"; the handler reads or writes
 // until EAGAIN or until it chooses to stop (its own backpressure), and
 // remembers that the fd is still ready in the latter case. No epoll_ctl
 // call is needed to pause or resume a flow.
 import { Epoll } from "../../ffi/epoll.ts";
-import { closeFd, holdSigio, signalDrivenIo } from "../../ffi/sys.ts";
+import { closeFd, holdSigio, signalDrivenIo, takePendingSigio } from "../../ffi/sys.ts";
 
 export { EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP } from "../../ffi/epoll.ts";
 import { EPOLLET, EPOLLIN } from "../../ffi/epoll.ts";
@@ -40,6 +49,8 @@ export interface IoHandler {
 
 /** Events handed out per epoll_wait; more are fetched by the next call. */
 const BATCH = 128;
+/** The longest one look keeps the event loop (ms): Bun's own timers and I/O wait meanwhile. */
+const MAX_TURN_MS = 2;
 
 export class Reactor {
   private readonly epoll = new Epoll(BATCH);
@@ -57,6 +68,16 @@ export class Reactor {
   /** A signal listener does not keep Bun's event loop alive; this timer (once in 24 days) does. */
   private keepAlive: ReturnType<typeof setInterval> | null = null;
   private readonly tid = process.pid; // the main thread's tid is the pid
+  /** Follow-up work the handlers queued (the engine's deferred flush), run inside the look. */
+  private settle: (() => void) | null = null;
+
+  /**
+   * Runs `fn` after each round of a look, while SIGIO is still held: the
+   * frames it sends are answered inside the look too.
+   */
+  setSettle(fn: () => void): void {
+    this.settle = fn;
+  }
 
   /** Listens for SIGIO. Before any add(): SIGIO's default action ends the process. */
   start(): void {
@@ -129,31 +150,42 @@ export class Reactor {
       this.dirty = true;
       return;
     }
-    const ep = this.epoll;
     this.dispatching = true;
-    // Our own work raises most signals: a connect() or a frame written to
-    // the tap runs the peer's side in the kernel right away, and its answer
-    // signals us while we are still here. Held back, they become one
-    // pending signal, delivered as we let it through: one more look
-    // instead of a signal frame, a handler and an eventfd write each.
     holdSigio(true);
     try {
-      for (const h of this.signalled) h.onIo(EPOLLIN);
-      let n: number;
-      do {
-        this.dirty = false;
-        n = ep.wait(0);
-        for (let i = 0; i < n; i++) {
-          const fd = ep.fdAt(i);
-          const h = this.handlers[fd];
-          if (h !== undefined && this.tokens[fd] === ep.tokenAt(i)) h.onIo(ep.eventsAt(i));
-        }
-      } while (n === BATCH || this.dirty);
+      const until = performance.now() + MAX_TURN_MS;
+      for (;;) {
+        for (const h of this.signalled) h.onIo(EPOLLIN);
+        this.dispatch();
+        this.settle?.();
+        if (this.dirty) continue;
+        // Time is up: a signal still pending is delivered as we let it
+        // through, and Bun's loop (its timers, its own I/O) runs first.
+        if (performance.now() >= until) break;
+        // Signals raised by what we just handled are taken, not delivered;
+        // taking one means something may have come since: look again.
+        if (!takePendingSigio()) break;
+      }
     } finally {
       this.dispatching = false;
       holdSigio(false);
     }
   };
+
+  /** Asks epoll what is ready and hands out events until none are left. */
+  private dispatch(): void {
+    const ep = this.epoll;
+    let n: number;
+    do {
+      this.dirty = false;
+      n = ep.wait(0);
+      for (let i = 0; i < n; i++) {
+        const fd = ep.fdAt(i);
+        const h = this.handlers[fd];
+        if (h !== undefined && this.tokens[fd] === ep.tokenAt(i)) h.onIo(ep.eventsAt(i));
+      }
+    } while (n === BATCH || this.dirty);
+  }
 
   /**
    * Stops handing out events. The SIGIO listener stays: sockets still open
