@@ -24,13 +24,25 @@
 //                            idle wakeups in the first seconds 2-3/s ->
 //                            1-2/s, no cost in connections per second, and
 //                            a lower peak RSS.
+//   BUN_JSC_useConcurrentJIT=0
+//                            JavaScriptCore compiles hot functions on the
+//                            main thread instead of handing them to its
+//                            compiler threads: each hand-off wakes a
+//                            compiler thread, and the first frames of an
+//                            idle guest (its IPv6 router solicitations,
+//                            MLD reports, ARP probes) run cold code that
+//                            gets compiled. Measured (three interleaved
+//                            rounds of ../shared/bench/run.sh): idle
+//                            wakeups 1.8/s -> 1.0/s (what remains is the
+//                            guest's own frames), throughput, ping-pong and
+//                            connection rate unchanged within noise.
 //
 // The names we added are listed in SLIRPNETSTACK_RUNTIME_ENV so that the
 // environment handed to a run-mode command is the user's own.
 import { readFileSync } from "node:fs";
 import { execve } from "../ffi/exec.ts";
 
-const RUNTIME_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1", BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "0" };
+const RUNTIME_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1", BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "0", BUN_JSC_useConcurrentJIT: "0" };
 const MARKER = "SLIRPNETSTACK_RUNTIME_ENV";
 
 /** The environment the process was started with (not Bun's process.env, which may hold .env files). */
