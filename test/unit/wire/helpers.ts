@@ -1,6 +1,7 @@
 // Shared test helpers for the wire-format tests: hex fixtures, a seeded
 // PRNG (tests must be reproducible, so no Math.random) and assertions.
 import { expect } from "bun:test";
+import { Mulberry32 } from "../../../src/link/fault.ts";
 import { isWireError } from "../../../src/wire/errors.ts";
 
 /** Bytes from a hex string; whitespace and newlines are ignored. */
@@ -18,18 +19,8 @@ export function toHex(b: Uint8Array, off = 0, len = b.length - off): string {
   return s;
 }
 
-/** mulberry32: small, fast, good enough for fuzzing; deterministic from the seed. */
-export class Prng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  u32(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
+/** The fault injector's generator (deterministic from the seed), with helpers for fuzzing. */
+export class Prng extends Mulberry32 {
   /** Integer in [0, n). */
   int(n: number): number {
     return this.u32() % n;
