@@ -86,24 +86,18 @@ export class Egress {
    * the packet will not be fragmented.
    */
   checksumV4(src: number, dst: number, proto: number, l4Off: number, l4Len: number, csumRel: number): void {
-    const b = this.buf;
-    const ph = pseudoHeaderV4(src, dst, proto, l4Len);
-    if (this.caps.txChecksumOffload && (l4Len <= this.maxL4V4() || this.meta.gsoType !== 0)) {
-      writeU16(b, l4Off + csumRel, fold(ph));
-      this.meta.csumStart = l4Off - this.frameOff;
-      this.meta.csumOffset = csumRel;
-      return;
-    }
-    writeU16(b, l4Off + csumRel, 0);
-    let c = finish(sum16(b, l4Off, l4Len, ph));
-    if (c === 0 && proto === IPPROTO_UDP) c = 0xffff; // RFC 768: 0 means "no checksum"
-    writeU16(b, l4Off + csumRel, c);
+    this.checksum(pseudoHeaderV4(src, dst, proto, l4Len), this.maxL4V4(), proto, l4Off, l4Len, csumRel);
   }
 
   checksumV6(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, proto: number, l4Off: number, l4Len: number, csumRel: number): void {
-    const b = this.buf;
     const ph = pseudoHeaderV6Split(src, srcOff, dst, dstOff, proto, l4Len);
-    if (this.caps.txChecksumOffload && (l4Len <= this.maxL4V6() || this.meta.gsoType !== 0)) {
+    this.checksum(ph, this.maxL4V6(), proto, l4Off, l4Len, csumRel);
+  }
+
+  /** Both families, given the pseudo-header sum and the largest L4 length that goes out unfragmented. */
+  private checksum(ph: number, maxL4: number, proto: number, l4Off: number, l4Len: number, csumRel: number): void {
+    const b = this.buf;
+    if (this.caps.txChecksumOffload && (l4Len <= maxL4 || this.meta.gsoType !== 0)) {
       writeU16(b, l4Off + csumRel, fold(ph));
       this.meta.csumStart = l4Off - this.frameOff;
       this.meta.csumOffset = csumRel;
@@ -111,7 +105,9 @@ export class Egress {
     }
     writeU16(b, l4Off + csumRel, 0);
     let c = finish(sum16(b, l4Off, l4Len, ph));
-    if (c === 0 && proto === IPPROTO_UDP) c = 0xffff; // 0 is not allowed over IPv6 (RFC 8200 §8.1)
+    // 0 means "no checksum" in UDP over IPv4 (RFC 768) and is not allowed
+    // over IPv6 (RFC 8200 §8.1): either way it is sent as 0xffff.
+    if (c === 0 && proto === IPPROTO_UDP) c = 0xffff;
     writeU16(b, l4Off + csumRel, c);
   }
 
