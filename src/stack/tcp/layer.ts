@@ -36,6 +36,13 @@ const IPV4_HEADER = 20;
 const IPV6_HEADER = 40;
 /** Handshakes waiting for a host verdict; more SYNs are dropped (the guest retries). */
 export const MAX_PENDING_HANDSHAKES = 1024;
+
+/** demux()'s verdicts for a well-formed segment. */
+const DELIVER = 0;
+const OPEN = 1;
+const RESET = 2;
+const DROP = 3;
+type Verdict = typeof DELIVER | typeof OPEN | typeof RESET | typeof DROP;
 /** Connections in TIME-WAIT; the oldest is reaped early beyond this. */
 export const MAX_TIME_WAIT = 4096;
 /** virtio_net_hdr gso types. */
@@ -117,15 +124,10 @@ export class TcpLayer {
     const dport = v.dstPort;
     const c = this.table.findV4(dst, dport, src, sport);
     const seg = this.parse();
-    if (c !== null && !this.reuseTimeWait(c, seg)) {
-      c.input(seg, now);
-      return;
-    }
-    if ((seg.flags & (SYN | ACK | RST | FIN)) === SYN) {
-      if (dport === 0 || sport === 0) {
-        this.stats.drop("tcp-port-zero");
-        return;
-      }
+    const verdict = this.demux(c, seg, sport, dport);
+    if (verdict === DELIVER) c!.input(seg, now);
+    else if (verdict === RESET) this.replyRstV4(src, dst, sport, dport, seg, now);
+    else if (verdict === OPEN) {
       const conn = new TcpConnection(this, {
         family: 4,
         localV4: dst,
@@ -139,9 +141,7 @@ export class TcpLayer {
         cfg: this.cfg,
       });
       this.passiveOpen(conn, seg, now);
-      return;
     }
-    this.replyRstV4(src, dst, sport, dport, seg, now);
   }
 
   inputV6(buf: Uint8Array, srcOff: number, dstOff: number, off: number, len: number, meta: RxMeta, now: number): void {
@@ -159,15 +159,10 @@ export class TcpLayer {
     const dport = v.dstPort;
     const c = this.table.findV6(buf, dstOff, dport, buf, srcOff, sport);
     const seg = this.parse();
-    if (c !== null && !this.reuseTimeWait(c, seg)) {
-      c.input(seg, now);
-      return;
-    }
-    if ((seg.flags & (SYN | ACK | RST | FIN)) === SYN) {
-      if (dport === 0 || sport === 0) {
-        this.stats.drop("tcp-port-zero");
-        return;
-      }
+    const verdict = this.demux(c, seg, sport, dport);
+    if (verdict === DELIVER) c!.input(seg, now);
+    else if (verdict === RESET) this.replyRstV6(buf, srcOff, dstOff, sport, dport, seg, now);
+    else if (verdict === OPEN) {
       const conn = new TcpConnection(this, {
         family: 6,
         localV4: 0,
@@ -181,9 +176,7 @@ export class TcpLayer {
         cfg: this.cfg,
       });
       this.passiveOpen(conn, seg, now);
-      return;
     }
-    this.replyRstV6(buf, srcOff, dstOff, sport, dport, seg, now);
   }
 
   /**
@@ -197,11 +190,27 @@ export class TcpLayer {
     return true;
   }
 
-  private passiveOpen(conn: TcpConnection, seg: TcpSegment, now: number): void {
+  /**
+   * What a well-formed segment does, given the connection its tuple names
+   * (if any): goes to that connection, opens a new one (a lone SYN; checked
+   * here, before anything is allocated for it), is answered with a RST, or
+   * is dropped.
+   */
+  private demux(c: TcpConnection | null, seg: TcpSegment, sport: number, dport: number): Verdict {
+    if (c !== null && !this.reuseTimeWait(c, seg)) return DELIVER;
+    if ((seg.flags & (SYN | ACK | RST | FIN)) !== SYN) return RESET;
+    if (dport === 0 || sport === 0) {
+      this.stats.drop("tcp-port-zero");
+      return DROP;
+    }
     if (this.pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
       this.stats.drop("tcp-handshake-limit");
-      return;
+      return DROP;
     }
+    return OPEN;
+  }
+
+  private passiveOpen(conn: TcpConnection, seg: TcpSegment, now: number): void {
     conn.initFromSyn(seg, this.random32(), now);
     this.table.insert(conn);
     this.pendingHandshakes++;

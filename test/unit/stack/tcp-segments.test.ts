@@ -4,6 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { Harness, Guest, SYN, ACK, FIN, RST, PSH } from "../../support/tcp-harness.ts";
 import { TcpState, STATE_NAMES, DEFAULT_TCP_CONFIG, shiftFor } from "../../../src/stack/tcp/connection.ts";
+import { MAX_PENDING_HANDSHAKES } from "../../../src/stack/tcp/layer.ts";
 
 /** Our window scale: what the default receive buffer needs (RFC 7323 §2.3). */
 const OUR_WS = shiftFor(DEFAULT_TCP_CONFIG.rcvBuf);
@@ -56,6 +57,28 @@ describe("segments for no connection", () => {
     h.none();
     expect(h.requests.length).toBe(0);
     expect(h.stats.dropCount("tcp-bad-checksum")).toBe(1);
+  });
+
+  test("beyond MAX_PENDING_HANDSHAKES waiting SYNs, new SYNs are dropped and counted; a verdict frees a place", () => {
+    const h = new Harness();
+    h.policy = "hold";
+    for (let i = 0; i < MAX_PENDING_HANDSHAKES; i++) h.inject(h.build(20000 + i, 80, { seq: i, flags: SYN }));
+    expect(h.requests.length).toBe(MAX_PENDING_HANDSHAKES);
+    expect(h.stack.tcp.connectionCount).toBe(MAX_PENDING_HANDSHAKES);
+    // One more, and a retransmission of a waiting one: the first is dropped,
+    // the second belongs to its connection and starts nothing.
+    h.inject(h.build(30000, 80, { seq: 1, flags: SYN }));
+    h.inject(h.build(20000, 80, { seq: 0, flags: SYN }));
+    expect(h.stats.dropCount("tcp-handshake-limit")).toBe(1);
+    expect(h.requests.length).toBe(MAX_PENDING_HANDSHAKES);
+    expect(h.stack.tcp.connectionCount).toBe(MAX_PENDING_HANDSHAKES);
+    h.none();
+    // A verdict on one of them makes room for the next SYN.
+    h.acceptHeld(h.requests[0]!);
+    h.take();
+    h.inject(h.build(30000, 80, { seq: 1, flags: SYN }));
+    expect(h.requests.length).toBe(MAX_PENDING_HANDSHAKES + 1);
+    expect(h.stats.dropCount("tcp-handshake-limit")).toBe(1);
   });
 });
 
