@@ -16,6 +16,7 @@ import { NewReno } from "./congestion.ts";
 import { RttEstimator, RTO_MAX_MS } from "./rtt.ts";
 import { ACK, FIN, RST, SYN, type TcpSegment } from "./segment.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
+import type { FlowTuple } from "../flow-key.ts";
 import type { TcpLayer } from "./layer.ts";
 
 export const TcpState = {
@@ -131,7 +132,7 @@ interface SackRange {
   end: number;
 }
 
-export class TcpConnection {
+export class TcpConnection implements FlowTuple {
   // --- identity (set by the layer) ---
   readonly family: 4 | 6;
   /** Our address as seen by the guest: uint32 for IPv4. */
