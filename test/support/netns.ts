@@ -29,6 +29,49 @@ async function waitForFile(path: string, ms: number): Promise<void> {
   throw new Error(`timed out waiting for ${path}`);
 }
 
+/** A fresh path for a holder's script to create once its namespace is set up. */
+export function readyMarker(kind: string): string {
+  return `/tmp/slirp-test-${kind}-${process.pid}-${Math.random().toString(36).slice(2)}`;
+}
+
+/**
+ * Waits until `holder` has created `marker`. If it does not (it exited, or
+ * 5 s passed), `ns` is destroyed and the error says why.
+ */
+export async function holderReady(holder: Subprocess, marker: string, ns: { destroy(): Promise<void> }): Promise<void> {
+  try {
+    await Promise.race([
+      waitForFile(marker, 5000),
+      holder.exited.then(async (code) => {
+        const stderr = holder.stderr instanceof ReadableStream ? await new Response(holder.stderr).text() : "";
+        throw new Error(`namespace holder exited ${code}${stderr === "" ? "" : `: ${stderr}`}`);
+      }),
+    ]);
+  } catch (e) {
+    await ns.destroy();
+    throw e;
+  } finally {
+    await Bun.file(marker).delete().catch(() => {});
+  }
+}
+
+/**
+ * Shell commands (run inside the new namespace) that set up tap or tun
+ * `name` like the upstream README: MTU, 10.0.2.100/24, fd00::100/64 nodad,
+ * default routes via 10.0.2.2 and fd00::2.
+ */
+export function readmeGuestSetup(name: string, mode: "tap" | "tun", mtu: number): string[] {
+  return [
+    "ip link set lo up",
+    `ip tuntap add mode ${mode} name ${name}`,
+    `ip link set ${name} mtu ${mtu} up`,
+    `ip addr add 10.0.2.100/24 dev ${name}`,
+    `ip addr add fd00::100/64 dev ${name} nodad`,
+    `ip route add default via 10.0.2.2 dev ${name}`,
+    `ip -6 route add default via fd00::2 dev ${name}`,
+  ];
+}
+
 abstract class HeldNamespace {
   protected constructor(
     readonly holder: Subprocess,
@@ -100,7 +143,7 @@ export class HostNs extends HeldNamespace {
    * the namespace's local routing table (a "host address" for -enable-host).
    */
   static async create(localAddrs: string[] = []): Promise<HostNs> {
-    const marker = `/tmp/slirp-test-host-${process.pid}-${Math.random().toString(36).slice(2)}`;
+    const marker = readyMarker("host");
     const script = [
       "ip link set lo up",
       ...localAddrs.map((a) => `ip addr add ${a} dev lo${a.includes(":") ? " nodad" : ""}`),
@@ -109,14 +152,7 @@ export class HostNs extends HeldNamespace {
     ].join(" && ");
     const holder = Bun.spawn(["unshare", "-n", "sh", "-c", script], { stdout: "ignore", stderr: "inherit" });
     const ns = new HostNs(holder);
-    try {
-      await waitForFile(marker, 5000);
-    } catch (e) {
-      await ns.destroy();
-      throw e;
-    } finally {
-      await Bun.file(marker).delete().catch(() => {});
-    }
+    await holderReady(holder, marker, ns);
     return ns;
   }
 }
@@ -139,28 +175,11 @@ export class GuestNs extends HeldNamespace {
 
   static async create(opts: GuestOptions = {}): Promise<GuestNs> {
     const name = opts.name ?? "tun0";
-    const marker = `/tmp/slirp-test-guest-${process.pid}-${Math.random().toString(36).slice(2)}`;
-    const script = [
-      "ip link set lo up",
-      `ip tuntap add mode ${opts.mode ?? "tap"} name ${name}`,
-      `ip link set ${name} mtu ${opts.mtu ?? 65521} up`,
-      `ip addr add 10.0.2.100/24 dev ${name}`,
-      `ip addr add fd00::100/64 dev ${name} nodad`,
-      `ip route add default via 10.0.2.2 dev ${name}`,
-      `ip -6 route add default via fd00::2 dev ${name}`,
-      `: > ${marker}`,
-      "exec sleep infinity",
-    ].join(" && ");
+    const marker = readyMarker("guest");
+    const script = [...readmeGuestSetup(name, opts.mode ?? "tap", opts.mtu ?? 65521), `: > ${marker}`, "exec sleep infinity"].join(" && ");
     const holder = Bun.spawn(["unshare", "-Urn", "sh", "-c", script], { stdout: "ignore", stderr: "inherit" });
     const ns = new GuestNs(holder, name);
-    try {
-      await waitForFile(marker, 5000);
-    } catch (e) {
-      await ns.destroy();
-      throw e;
-    } finally {
-      await Bun.file(marker).delete().catch(() => {});
-    }
+    await holderReady(holder, marker, ns);
     return ns;
   }
 }

@@ -10,6 +10,7 @@ import { chmodSync, mkdtempSync, rmSync, statSync, readdirSync, readlinkSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { track, untrack } from "./cleanup.ts";
+import { holderReady, readmeGuestSetup, readyMarker } from "./netns.ts";
 
 export const TEST_USER = "slirpns-test";
 export const TUN = "/dev/net/tun";
@@ -164,20 +165,15 @@ export async function runProbe(
   const p = await probeCommand();
   const argv = [...p.argv, ...args];
   const r = await exec(user ? asUser(user, argv) : argv, { env: opts.env ?? userEnv(), timeoutMs: opts.timeoutMs ?? 30_000, cwd: opts.cwd ?? p.dir });
-  const lines = r.stdout.split("\n");
-  const idx = lines.findIndex((l) => l.startsWith("PROBE-RESULT "));
-  if (idx < 0) throw new Error(`probe printed no result (exit ${r.code})\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
-  const result = JSON.parse(lines[idx]!.slice("PROBE-RESULT ".length));
-  return { ...r, result, output: lines.slice(0, idx).join("\n") };
+  return { ...r, ...probeResult(r.stdout, `exit ${r.code}\nstderr:\n${r.stderr}`) };
 }
 
-async function waitForFile(path: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await Bun.file(path).exists()) return;
-    await Bun.sleep(5);
-  }
-  throw new Error(`timed out waiting for ${path}`);
+/** The probe's PROBE-RESULT line, parsed, and the output before it; throws (with `context`) when there is none. */
+export function probeResult(stdout: string, context = ""): { result: Record<string, any>; output: string } {
+  const lines = stdout.split("\n");
+  const idx = lines.findIndex((l) => l.startsWith("PROBE-RESULT "));
+  if (idx < 0) throw new Error(`probe printed no result\nstdout:\n${stdout}${context === "" ? "" : `\n${context}`}`);
+  return { result: JSON.parse(lines[idx]!.slice("PROBE-RESULT ".length)), output: lines.slice(0, idx).join("\n") };
 }
 
 /**
@@ -203,33 +199,12 @@ export class UserGuestNs {
 
   static async create(user: TestUser, opts: { ifname?: string; mtu?: number } = {}): Promise<UserGuestNs> {
     const name = opts.ifname ?? "tun0";
-    const marker = `/tmp/slirp-test-userns-${process.pid}-${Math.random().toString(36).slice(2)}`;
-    const script = [
-      "ip link set lo up",
-      `ip tuntap add mode tap name ${name}`,
-      `ip link set ${name} mtu ${opts.mtu ?? 65521} up`,
-      `ip addr add 10.0.2.100/24 dev ${name}`,
-      `ip addr add fd00::100/64 dev ${name} nodad`,
-      `ip route add default via 10.0.2.2 dev ${name}`,
-      `: > ${marker}`,
-      "exec sleep infinity",
-    ].join(" && ");
+    const marker = readyMarker("userns");
+    const script = [...readmeGuestSetup(name, "tap", opts.mtu ?? 65521), `: > ${marker}`, "exec sleep infinity"].join(" && ");
     // setpriv and unshare both exec: the holder's PID is the namespace's.
     const holder = Bun.spawn(asUser(user, ["unshare", "-Urn", "sh", "-c", script]), { stdout: "ignore", stderr: "pipe", env: userEnv() });
     const ns = new UserGuestNs(holder, name);
-    try {
-      await Promise.race([
-        waitForFile(marker, 5000),
-        holder.exited.then(async (code) => {
-          throw new Error(`user namespace holder exited ${code}: ${await new Response(holder.stderr).text()}`);
-        }),
-      ]);
-    } catch (e) {
-      await ns.destroy();
-      throw e;
-    } finally {
-      await Bun.file(marker).delete().catch(() => {});
-    }
+    await holderReady(holder, marker, ns);
     return ns;
   }
 
