@@ -16,8 +16,10 @@ import {
   UserGuestNs,
   processesInNetns,
   probeCommand,
+  probeResult,
   type TestUser,
 } from "../../support/unpriv.ts";
+import { track } from "../../support/cleanup.ts";
 
 const OFFLOADS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40;
 const tmp = `/tmp/slirp-ns-test-${process.pid}`;
@@ -33,6 +35,35 @@ beforeAll(async () => {
   setTunMode(0o666);
   guest = await UserGuestNs.create(user);
 });
+
+/**
+ * The probe's run mode as the test user (`args` follow "run"), killed at
+ * teardown if the test ends early. `readUntil` reads stdout until `enough`
+ * holds for all read so far, or to its end, and returns all read so far.
+ */
+async function startProbeRun(args: string[]) {
+  const probe = await probeCommand();
+  const p = Bun.spawn(asUser(user, [...probe.argv, "run", ...args]), {
+    cwd: probe.dir,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: userEnv(),
+  });
+  track({ destroy: async () => void p.kill("SIGKILL") });
+  const reader = p.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const readUntil = async (enough: (text: string) => boolean): Promise<string> => {
+    while (!enough(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    return text;
+  };
+  return { p, readUntil };
+}
 
 afterAll(async () => {
   await guest?.destroy();
@@ -165,54 +196,22 @@ describe("run mode as an ordinary user", () => {
 
   test("signals: the stack survives SIGINT; SIGTERM is forwarded to the command", async () => {
     const script = 'trap "echo GOT-TERM; exit 9" TERM; trap "echo GOT-INT" INT; echo ready; while :; do sleep 0.02; done';
-    const probe = await probeCommand();
-    const p = Bun.spawn(asUser(user, [...probe.argv, "run", "--forward-signals", "--", "sh", "-c", script]), {
-      cwd: probe.dir,
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      env: userEnv(),
-    });
-    const reader = p.stdout.getReader();
-    let text = "";
-    while (!text.includes("ready\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
-    }
-    expect(text).toContain("ready");
+    const { p, readUntil } = await startProbeRun(["--forward-signals", "--", "sh", "-c", script]);
+    expect(await readUntil((t) => t.includes("ready\n"))).toContain("ready");
     p.kill("SIGINT"); // only the stack: it must ignore it (a terminal would have sent it to the command too)
     await Bun.sleep(150);
     expect(p.exitCode).toBe(null);
     p.kill("SIGTERM");
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
-    }
+    const text = await readUntil(() => false);
     expect(await p.exited).toBe(0);
     expect(text).toContain("GOT-TERM");
     expect(text).not.toContain("GOT-INT");
-    const result = JSON.parse(text.split("\n").find((l) => l.startsWith("PROBE-RESULT "))!.slice(13));
-    expect(result).toMatchObject({ ok: true, status: 9 });
+    expect(probeResult(text).result).toMatchObject({ ok: true, status: 9 });
   });
 
   test("when the stack dies, the command gets SIGTERM", async () => {
-    const probe = await probeCommand();
-    const p = Bun.spawn(asUser(user, [...probe.argv, "run", "--", "sh", "-c", "echo $$; exec sleep 30"]), {
-      cwd: probe.dir,
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      env: userEnv(),
-    });
-    const reader = p.stdout.getReader();
-    let text = "";
-    while (!text.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
-    }
+    const { p, readUntil } = await startProbeRun(["--", "sh", "-c", "echo $$; exec sleep 30"]);
+    const text = await readUntil((t) => t.includes("\n"));
     const pid = Number(text.trim().split("\n")[0]);
     expect(pid).toBeGreaterThan(0);
     expect(existsSync(`/proc/${pid}`)).toBe(true);
@@ -276,7 +275,7 @@ describe("one clear line per environment error", () => {
     );
     const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
     expect(code).toBe(0);
-    const result = JSON.parse(out.split("\n").find((l) => l.startsWith("PROBE-RESULT "))!.slice(13));
+    const { result } = probeResult(out);
     expect(result).toMatchObject({ ok: false, exitCode: 253, reason: "userns-disabled" });
     expect(result.lines[0]).toBe("[!] user namespaces are disabled (sysctl user.max_user_namespaces = 0); rootless mode needs them, or run as root");
   });
