@@ -259,11 +259,7 @@ export class TcpLayer {
       mss: this.maxSendMss(4),
       cfg: this.cfg,
     });
-    conn.handler = handler;
-    this.table.insert(conn);
-    this.now = now;
-    conn.connect(this.random32(), now);
-    return conn;
+    return this.activeOpen(conn, handler, now);
   }
 
   connectV6(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number, handler: TcpHandler, now: number): TcpConnection {
@@ -280,6 +276,11 @@ export class TcpLayer {
       mss: this.maxSendMss(6),
       cfg: this.cfg,
     });
+    return this.activeOpen(conn, handler, now);
+  }
+
+  /** Our SYN out for a connection the host side opens toward the guest (-L). */
+  private activeOpen(conn: TcpConnection, handler: TcpHandler, now: number): TcpConnection {
     conn.handler = handler;
     this.table.insert(conn);
     this.now = now;
