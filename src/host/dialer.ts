@@ -40,11 +40,6 @@ const ECONNREFUSED = 111;
 const ETIMEDOUT = 110;
 
 export class Dialer implements SpliceOwner, UdpSpliceOwner {
-  private readonly labels = new WeakMap<object, FlowLabels>();
-  /** Live splices, for the debug flow table. */
-  readonly tcpSplices = new Set<TcpSplice>();
-  readonly udpSplices = new Set<UdpSplice>();
-
   constructor(
     private readonly stack: Stack,
     private readonly rt: StackRuntime,
@@ -54,46 +49,45 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     private readonly keepalive: HostKeepalive,
   ) {}
 
-  labelsOf(splice: TcpSplice | UdpSplice): FlowLabels | undefined {
-    return this.labels.get(splice);
-  }
-
   tcp(conn: TcpConnection, target: DialTarget, labels: FlowLabels): void {
     const splice = new TcpSplice(this.rt, true, this, this.keepalive, !this.log.quiet);
     splice.bindGuest(conn);
-    this.labels.set(splice, labels);
-    this.tcpSplices.add(splice);
+    splice.target = target;
+    splice.labels = labels;
     if (splice.wantAddresses) splice.dialRemote = endpointText(target.ip, target.port);
-    splice.onHostOpen = (sp) => {
-      this.stats.bump("connect-ok");
-      this.log.flow(`[+] tcp://${labels.guest}/${hostPair(sp)} ${labels.label} conn new`);
-      conn.accept(this.rt.now());
-      this.rt.afterActivity();
-    };
-    splice.onConnectError = (sp, why) => {
-      const err = why.errno;
-      sp.errors.stopR2L(`dial tcp ${endpointText(target.ip, target.port)}: ${why.text}`, null);
-      this.log.flow(`[!] tcp://${labels.guest}/${labels.target} ${labels.label} conn error: ${sp.errors.format()}`);
-      const now = this.rt.now();
-      if (err === ECONNREFUSED) {
-        this.stats.bump("connect-refused");
-        this.stack.tcp.refuse(conn, now);
-      } else {
-        this.stats.bump(err === ETIMEDOUT ? "connect-timeout" : "connect-unreachable");
-        this.stack.tcp.unreachable(conn, now);
-      }
-      this.tcpSplices.delete(sp);
-      this.rt.afterActivity();
-    };
     const r = TcpSocket.dial(this.reactor, target.ip.bytes, target.port, target.source?.bytes ?? null, splice);
     // Failed at once (no route, a source address we do not have): the same outcome, now.
-    if (r instanceof DialError) splice.onConnectError(splice, r);
+    if (r instanceof DialError) this.dialFailed(splice, r);
+  }
+
+  hostOpened(splice: TcpSplice): void {
+    const labels = splice.labels!;
+    this.stats.bump("connect-ok");
+    this.log.flow(`[+] tcp://${labels.guest}/${hostPair(splice)} ${labels.label} conn new`);
+    splice.conn.accept(this.rt.now());
+    this.rt.afterActivity();
+  }
+
+  dialFailed(splice: TcpSplice, why: DialError): void {
+    const target = splice.target!;
+    const labels = splice.labels!;
+    const err = why.errno;
+    splice.errors.stopR2L(`dial tcp ${endpointText(target.ip, target.port)}: ${why.text}`, null);
+    this.log.flow(`[!] tcp://${labels.guest}/${labels.target} ${labels.label} conn error: ${splice.errors.format()}`);
+    const now = this.rt.now();
+    if (err === ECONNREFUSED) {
+      this.stats.bump("connect-refused");
+      this.stack.tcp.refuse(splice.conn, now);
+    } else {
+      this.stats.bump(err === ETIMEDOUT ? "connect-timeout" : "connect-unreachable");
+      this.stack.tcp.unreachable(splice.conn, now);
+    }
+    this.rt.afterActivity();
   }
 
   spliceDone(splice: TcpSplice): void {
-    this.tcpSplices.delete(splice);
-    const labels = this.labels.get(splice);
-    if (labels === undefined || splice.sock === null) return; // never connected: the error line said it
+    const labels = splice.labels;
+    if (labels === null || splice.sock === null) return; // never connected: the error line said it
     this.log.flow(`[-] tcp://${labels.guest}/${hostPair(splice)} ${labels.label} conn done: ${splice.errors.format()}`);
   }
 
@@ -104,7 +98,6 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
    */
   udp(flow: UdpFlow, target: DialTarget | Promise<DialTarget | null>, labels: FlowLabels | ((t: DialTarget) => FlowLabels)): void {
     const splice = new UdpSplice(flow, this.rt, this.reactor, this.stats, this);
-    this.udpSplices.add(splice);
     if (!(target instanceof Promise)) {
       this.connectUdp(splice, target, typeof labels === "function" ? labels(target) : labels);
       return;
@@ -119,13 +112,13 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   private connectUdp(splice: UdpSplice, t: DialTarget, l: FlowLabels): void {
     if (!splice.flow.open) return;
     splice.closeAfterReply = l.rpc;
-    this.labels.set(splice, l);
+    splice.labels = l;
     const err = splice.connect(t);
     if (err !== null) {
       splice.errors.stopR2L(`dial udp ${endpointText(t.ip, t.port)}: ${err.text}`, null);
       this.log.flow(`[!] udp://${l.guest}/${l.target} ${l.label} conn error: ${splice.errors.format()}`);
       this.stats.bump("connect-unreachable");
-      this.labels.delete(splice);
+      splice.labels = null;
       splice.flow.close();
       return;
     }
@@ -134,9 +127,8 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   }
 
   udpSpliceDone(splice: UdpSplice): void {
-    this.udpSplices.delete(splice);
-    const labels = this.labels.get(splice);
-    if (labels === undefined || splice.hostLocal === "") return;
+    const labels = splice.labels;
+    if (labels === null || splice.hostLocal === "") return;
     this.log.flow(`[-] udp://${labels.guest}/${splice.hostLocal}-${splice.hostRemote} ${labels.label} conn done: ${splice.errors.format()}`);
   }
 }

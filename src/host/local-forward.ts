@@ -193,15 +193,18 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const client = p.clientText;
     const listenLocal = p.listenLocal;
     this.meta.set(splice, { client, listenLocal, guestLocal, target });
-    const pp_ = this.spec.proxyProtocol ? "PP " : "";
-    splice.onGuestEstablished = () => {
-      this.ctx.stats.bump("forward-ok");
-      this.ctx.log.flow(`[+] tcp://${client}-${listenLocal}/${guestLocal}-${target} local-fwd ${pp_}conn`);
-    };
     // Bytes after the PROXY header go first, then the rest of the stream.
     if (early !== null && from < early.length) conn.send(early, from, early.length - from, now);
     splice.attachHost(p.sock, client);
     rt.afterActivity();
+  }
+
+  guestEstablished(splice: TcpSplice): void {
+    this.ctx.stats.bump("forward-ok");
+    const m = this.meta.get(splice);
+    if (m === undefined) return;
+    const pp = this.spec.proxyProtocol ? "PP " : "";
+    this.ctx.log.flow(`[+] tcp://${m.client}-${m.listenLocal}/${m.guestLocal}-${m.target} local-fwd ${pp}conn`);
   }
 
   spliceDone(splice: TcpSplice): void {

@@ -22,6 +22,7 @@ import type { TcpSocket, TcpSocketOwner } from "../io/tcp-socket.ts";
 import { DialError } from "../io/dial-error.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 import type { Deferred, StackRuntime } from "./runtime.ts";
+import type { DialTarget, FlowLabels } from "./dialer.ts";
 
 /** contract §8.3: keepalive idle/interval while both directions are open, and after one ended. */
 const KEEPALIVE_MS = 125_000;
@@ -61,7 +62,18 @@ export class HostKeepalive {
   }
 }
 
+/**
+ * Whoever created the splice (the dialer for guest-started flows, a -L
+ * forward for host-started ones) hears about its milestones here: one
+ * owner object for all its splices, no closures per connection.
+ */
 export interface SpliceOwner {
+  /** The host socket we dialed connected (guest-started flows). */
+  hostOpened?(splice: TcpSplice): void;
+  /** The host dial failed; the guest has not been answered yet. */
+  dialFailed?(splice: TcpSplice, why: DialError): void;
+  /** The guest completed its handshake (-L: the dial toward the guest succeeded). */
+  guestEstablished?(splice: TcpSplice): void;
   /** Both sides are closed: log the "done" line and forget the splice. */
   spliceDone(splice: TcpSplice): void;
 }
@@ -87,19 +99,16 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
   private halfClosed = false;
   /** A read of the host socket is queued for the end of this turn. */
   private pullQueued = false;
-  /** Set by whoever dials: runs once the host socket is connected. */
-  onHostOpen: ((splice: TcpSplice) => void) | null = null;
-  /** Set by whoever dials: the host connect failed. */
-  onConnectError: ((splice: TcpSplice, why: DialError) => void) | null = null;
   /** Set by whoever dials: the peer's address for log lines. */
   dialRemote = "";
+  /** Set by the dialer: where the host socket goes and how its log lines name the flow. */
+  target: DialTarget | null = null;
+  labels: FlowLabels | null = null;
 
   /** The guest side; set by bindGuest() before any event can arrive. */
   conn!: TcpConnection;
   /** The guest completed its handshake (for -L: the dial succeeded). */
   established = false;
-  /** Set by whoever dials toward the guest (-L): the handshake completed. */
-  onGuestEstablished: ((splice: TcpSplice) => void) | null = null;
 
   constructor(
     private readonly rt: StackRuntime,
@@ -147,11 +156,11 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     if (err !== 0) {
       sock.close();
       this.hostGone = true;
-      this.onConnectError?.(this, new DialError("connect", err));
+      this.owner.dialFailed?.(this, new DialError("connect", err));
       return;
     }
     this.attachHost(sock, this.dialRemote);
-    if (!this.guestGone) this.onHostOpen?.(this);
+    if (!this.guestGone) this.owner.hostOpened?.(this);
   }
 
   tcpReadable(_sock: TcpSocket): void {
@@ -166,7 +175,7 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
 
   onEstablished(_conn: TcpConnection): void {
     this.established = true;
-    this.onGuestEstablished?.(this);
+    this.owner.guestEstablished?.(this);
   }
 
   onData(_conn: TcpConnection, buf: Uint8Array, off: number, len: number): number {

@@ -9,7 +9,7 @@ import type { Reactor } from "../io/reactor.ts";
 import { datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
 import { DialError } from "../io/dial-error.ts";
 import { endpointText } from "../io/addr.ts";
-import type { DialTarget } from "./dialer.ts";
+import type { DialTarget, FlowLabels } from "./dialer.ts";
 import type { StackRuntime } from "./runtime.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 
@@ -40,6 +40,8 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
   private pullQueued = false;
   /** -R udprpc: the flow ends right after the first reply reaches the guest (contract §8.4). */
   closeAfterReply = false;
+  /** Set by the dialer once connected: how the flow's log lines name it. */
+  labels: FlowLabels | null = null;
 
   constructor(
     readonly flow: UdpFlow,
