@@ -36,36 +36,13 @@
 //                            wakeups 1.8/s -> 1.0/s (what remains is the
 //                            guest's own frames), throughput, ping-pong and
 //                            connection rate unchanged within noise.
-//   BUN_JSC_thresholdForJITAfterWarmUp=50, BUN_JSC_thresholdForJITSoon=20,
-//   BUN_JSC_thresholdForOptimizeAfterWarmUp=200, BUN_JSC_thresholdForOptimizeSoon=200
-//                            Functions move to the baseline JIT and to
-//                            the DFG tier after a tenth to a fifth of the
-//                            default number of calls. Most of our code runs
-//                            once per connection, so with the defaults the
-//                            first thousand or so connections of a process
-//                            ran it interpreted or in baseline code (the
-//                            compiles themselves, ~75 ms, are the same
-//                            either way). Measured (../shared/bench/run.sh,
-//                            two interleaved rounds, unpinned, 500
-//                            connections per sample right after start):
-//                            the second and third samples 4.6k -> 5.0k
-//                            connections/s; steady state unchanged.
 //
 // The names we added are listed in SLIRPNETSTACK_RUNTIME_ENV so that the
 // environment handed to a run-mode command is the user's own.
 import { readFileSync } from "node:fs";
 import { execve } from "../ffi/exec.ts";
 
-const RUNTIME_ENV: Readonly<Record<string, string>> = {
-  BUN_GC_TIMER_DISABLE: "1",
-  BUN_JSC_useFTLJIT: "0",
-  MIMALLOC_PURGE_DELAY: "0",
-  BUN_JSC_useConcurrentJIT: "0",
-  BUN_JSC_thresholdForJITAfterWarmUp: "50",
-  BUN_JSC_thresholdForJITSoon: "20",
-  BUN_JSC_thresholdForOptimizeAfterWarmUp: "200",
-  BUN_JSC_thresholdForOptimizeSoon: "200",
-};
+const RUNTIME_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1", BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "0", BUN_JSC_useConcurrentJIT: "0" };
 const MARKER = "SLIRPNETSTACK_RUNTIME_ENV";
 
 /** The environment the process was started with (not Bun's process.env, which may hold .env files). */

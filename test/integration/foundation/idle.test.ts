@@ -106,14 +106,13 @@ describe("idle", () => {
     });
   });
 
-  test("the process runs with the runtime settings src/runtime-env.ts adds (GC timer off, no FTL tier, no scavenger thread, no concurrent JIT, early tier-up)", async () => {
+  test("the process runs with the runtime settings src/runtime-env.ts adds (GC timer off, no FTL tier, no scavenger thread, no concurrent JIT)", async () => {
     await withRig({}, async ({ stack }) => {
       const env = readFileSync(`/proc/${stack.pid}/environ`, "utf8").split("\0");
       expect(env).toContain("BUN_GC_TIMER_DISABLE=1");
       expect(env).toContain("BUN_JSC_useFTLJIT=0");
       expect(env).toContain("MIMALLOC_PURGE_DELAY=0");
       expect(env).toContain("BUN_JSC_useConcurrentJIT=0");
-      expect(env).toContain("BUN_JSC_thresholdForOptimizeAfterWarmUp=200");
       // With a purge delay of 0 the allocator's scavenger thread never starts.
       const threads = readdirSync(`/proc/${stack.pid}/task`).map((t) => readFileSync(`/proc/${stack.pid}/task/${t}/comm`, "utf8").trim());
       expect(threads).not.toContain("mi-scavenger");
