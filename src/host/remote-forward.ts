@@ -105,15 +105,19 @@ export class RemoteForwards {
       dialer.tcp(conn, literal, this.labels(fwd, guestEndpoint(conn), literal));
       return true;
     }
-    void this.resolveTarget(fwd, guestEndpoint(conn)).then((target) => {
-      if (target === null) {
-        stack.tcp.refuse(conn, this.rt.now());
-        this.rt.afterActivity();
-        return;
-      }
-      dialer.tcp(conn, target, this.labels(fwd, guestEndpoint(conn), target));
-    });
+    void this.dialResolved(fwd, conn, stack, dialer);
     return true;
+  }
+
+  /** A named target: dial once it resolves (kept out of tryTcp, whose literal path then allocates no closure scope). */
+  private async dialResolved(fwd: RemoteForward, conn: TcpConnection, stack: Stack, dialer: Dialer): Promise<void> {
+    const target = await this.resolveTarget(fwd, guestEndpoint(conn));
+    if (target === null) {
+      stack.tcp.refuse(conn, this.rt.now());
+      this.rt.afterActivity();
+      return;
+    }
+    dialer.tcp(conn, target, this.labels(fwd, guestEndpoint(conn), target));
   }
 
   tryUdp(flow: UdpFlow, dialer: Dialer): boolean {

@@ -38,7 +38,10 @@ export class SpliceErrors {
     let mark: "lr" | "lw" | "rr" | "rw" = "lr";
     if (this.first === "l2r") mark = this.lr !== "0" ? "lr" : this.rw !== "0" ? "rw" : "lr";
     else if (this.first === "r2l") mark = this.rr !== "0" ? "rr" : this.lw !== "0" ? "lw" : "lr";
-    const f = (k: "lr" | "lw" | "rr" | "rw") => (k === mark ? `[${this[k]}]` : this[k]);
-    return `l=${f("lr")}/${f("lw")} r=${f("rr")}/${f("rw")}`;
+    return `l=${this.field("lr", mark)}/${this.field("lw", mark)} r=${this.field("rr", mark)}/${this.field("rw", mark)}`;
+  }
+
+  private field(k: "lr" | "lw" | "rr" | "rw", mark: "lr" | "lw" | "rr" | "rw"): string {
+    return k === mark ? `[${this[k]}]` : this[k];
   }
 }

@@ -157,6 +157,8 @@ export class Neighbors {
    * called for each address to ask again. Returns the next deadline.
    */
   poll(now: number, solicit: (family: 4 | 6, v4: number, v6: Uint8Array | null) => void): number {
+    // Called on every poll: no iterator object when nothing waits.
+    if (this.unresolved.size === 0) return Infinity;
     let next = Infinity;
     for (const u of this.unresolved.values()) {
       if (u.nextSolicit <= now) {

@@ -150,6 +150,8 @@ export class Reassembler {
 
   /** Drops datagrams whose time is up. Returns the next expiry (or Infinity). */
   expire(now: number): number {
+    // Called on every poll: no iterator object when nothing is pending.
+    if (this.pending.size === 0) return Infinity;
     let next = Infinity;
     for (const p of this.pending.values()) {
       if (p.expires <= now) {

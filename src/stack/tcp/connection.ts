@@ -910,7 +910,7 @@ export class TcpConnection implements FlowTuple {
     this.rcvNxt = seqAdd(this.rcvNxt, len);
     if (!this.ooo.isEmpty) {
       // A hole filled: hand over what queued behind it, and ACK at once.
-      this.rcvNxt = this.ooo.drain(this.rcvNxt, this.deliverBound);
+      this.rcvNxt = this.ooo.drain(this.rcvNxt, this.deliverCallback());
       this.ackNow = true;
     }
     if (this.pendingFinSeq >= 0 && this.pendingFinSeq === this.rcvNxt) {
@@ -922,9 +922,17 @@ export class TcpConnection implements FlowTuple {
     if (this.ackDue >= 2 || len >= 2 * this.rcvMss) this.ackNow = true;
   }
 
-  private readonly deliverBound = (data: Uint8Array, off: number, len: number): void => {
-    this.deliver(data, off, len);
-  };
+  private deliverBound: ((data: Uint8Array, off: number, len: number) => void) | null = null;
+
+  /**
+   * deliver() as a callback for the reassembly queue, made the first time
+   * a hole fills rather than for every connection. (In its own method: a
+   * function that contains an arrow function using `this` gets a scope
+   * object on every call.)
+   */
+  private deliverCallback(): (data: Uint8Array, off: number, len: number) => void {
+    return (this.deliverBound ??= (data, off, len) => this.deliver(data, off, len));
+  }
 
   private deliver(buf: Uint8Array, off: number, len: number): void {
     let taken = 0;
