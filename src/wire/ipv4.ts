@@ -276,8 +276,23 @@ export class Ipv4Repr {
 }
 
 /** "10.0.2.2" for 0x0a000202. Cold path. */
+/**
+ * Text of recently printed addresses. Every connection prints and looks
+ * up the same few (the guest, the gateway, loopback) several times; each
+ * fresh conversion is five strings for the collector.
+ */
+const v4Text = new Map<number, string>();
+const V4_TEXT_MAX = 256;
+
 export function ipv4ToString(a: number): string {
-  return `${(a >>> 24) & 255}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+  const key = a >>> 0;
+  let s = v4Text.get(key);
+  if (s === undefined) {
+    s = `${(a >>> 24) & 255}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
+    if (v4Text.size >= V4_TEXT_MAX) v4Text.clear();
+    v4Text.set(key, s);
+  }
+  return s;
 }
 
 /**
