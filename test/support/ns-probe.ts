@@ -90,8 +90,17 @@ if (mode === "attach") {
   const req = arpFrame(1, [10, 0, 2, 2], [10, 0, 2, 100]);
   const out = dev.vnetHdr ? new Uint8Array(VNET + req.length) : req;
   if (dev.vnetHdr) out.set(req, VNET);
-  const wrote = writeFd(dev.fd, out, out.length);
-  const reply = readUntil(dev, 3000, (f) => isArp(f, 2, "10.0.2.100", "10.0.2.2"));
+  // Asked again every 250 ms, as a real ARP client would: opening the tap
+  // brings its carrier up, and until the kernel's link watcher has acted on
+  // that (at most once a second per device) the guest's transmit queue can
+  // drop what it sends. One request and a 3 s wait failed once in CI-like
+  // runs with no reply at all.
+  let wrote = 0;
+  let reply: Uint8Array | null = null;
+  for (let i = 0; i < 12 && reply === null; i++) {
+    wrote = writeFd(dev.fd, out, out.length);
+    reply = readUntil(dev, 250, (f) => isArp(f, 2, "10.0.2.100", "10.0.2.2"));
+  }
   closeFd(dev.fd);
   result({ ok: true, device: dev, opened, wrote, arpReply: reply !== null, replyMac: reply ? Array.from(reply.slice(22, 28)) : null });
 }
