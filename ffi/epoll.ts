@@ -17,7 +17,6 @@ export const EPOLLET = 0x80000000;
 
 const EPOLL_CLOEXEC = 0o2000000;
 const EPOLL_CTL_ADD = 1;
-const EPOLL_CTL_MOD = 3;
 
 const PACKED = process.arch === "x64";
 /** Size of struct epoll_event in 32-bit words, and where its fields are. */
@@ -42,11 +41,6 @@ export class Epoll {
   /** Registers fd for `events`; 0 or -errno. */
   add(fd: number, events: number, token: number): number {
     return this.ctl(EPOLL_CTL_ADD, fd, events, token);
-  }
-
-  /** Changes the events of a registered fd; 0 or -errno. */
-  modify(fd: number, events: number, token: number): number {
-    return this.ctl(EPOLL_CTL_MOD, fd, events, token);
   }
 
   private ctl(op: number, fd: number, events: number, token: number): number {

@@ -3,11 +3,13 @@
 // ffi/ imports bun:ffi.
 //
 // Pitfalls handled here once (see ../../shared/bun-notes.md):
-//  - Pointer arguments are passed as typed arrays, never as numbers taken with
-//    ptr() earlier: Bun resolves the address at call time, so a small typed
-//    array that moved, or one the GC would otherwise free, cannot bite. The
-//    few structs that embed pointers (msghdr, iovec) live in ffi/struct.ts
-//    and are kept alive by their owner.
+//  - Pointer arguments are passed as typed arrays, or as a number taken with
+//    ptr() in the same expression as the call (the per-packet calls on a
+//    span of a buffer, ffi/net.ts), never as a number kept from earlier:
+//    a small typed array that moved, or one the GC freed, cannot bite.
+//    (FdWriter in ffi/sys.ts keeps the address of a large buffer together
+//    with the buffer itself.) The few structs that embed pointers (msghdr,
+//    iovec) live in ffi/struct.ts and are kept alive by their owner.
 //  - errno is thread-local. Each thread (main or Worker) loads this module
 //    once and caches its own __errno_location().
 import { dlopen, FFIType as T, read, CString, type Pointer } from "bun:ffi";
@@ -90,6 +92,10 @@ const ERRNO_NAMES: Record<number, string> = {
 
 export const EAGAIN = 11;
 export const EINTR = 4;
+export const ENOENT = 2;
+export const ETIMEDOUT = 110;
+export const ECONNREFUSED = 111;
+export const EINPROGRESS = 115;
 
 export function errnoName(n: number): string {
   return ERRNO_NAMES[n] ?? `errno ${n}`;

@@ -1,13 +1,13 @@
 // Host sockets through libc (socket(7), ip(7), ipv6(7), tcp(7)): creating
 // them with the options every host socket of ours gets, struct sockaddr in
-// and out, and the calls whose results need decoding. The per-packet calls
-// (read, send, recvfrom) are made by src/io/ straight on `libc`, with the
-// buffer address computed at the call (ptr(buf, off)), and return -errno
-// through `errno()` like the rest.
+// and out, the calls whose results need decoding, and the per-packet
+// calls (read, send, recvfrom, sendto) on a span of a buffer, whose
+// address is taken at the call (ptr(buf, off): no subarray per packet).
 //
-// Every function here returns a non-negative result or -errno: on the data
-// path a failed call is an event of the flow (a refused connect, a reset
-// peer), not an exception.
+// Functions return a non-negative result or -errno unless they say
+// otherwise: on the data path a failed call is an event of the flow (a
+// refused connect, a reset peer), not an exception.
+import { ptr } from "bun:ffi";
 import { libc, errno } from "./libc.ts";
 
 export const AF_INET = 2;
@@ -32,7 +32,7 @@ const IPV6_V6ONLY = 26;
 
 /** send(2) flag: a write to a closed peer returns EPIPE instead of raising SIGPIPE. */
 export const MSG_NOSIGNAL = 0x4000;
-export const SHUT_WR = 1;
+const SHUT_WR = 1;
 
 const SOCKADDR_IN_LEN = 16;
 const SOCKADDR_IN6_LEN = 28;
@@ -174,7 +174,11 @@ const errBuf = new Int32Array(new ArrayBuffer(8));
 const errBytes = new Uint8Array(errBuf.buffer);
 const errLen = new Uint32Array(new ArrayBuffer(4));
 
-/** SO_ERROR: the outcome of a non-blocking connect (0: connected). Reading it clears it. */
+/**
+ * SO_ERROR: the outcome of a non-blocking connect, as a positive errno (0:
+ * connected; the errno of getsockopt itself if that fails). Reading it
+ * clears it.
+ */
 export function socketError(fd: number): number {
   errLen[0] = 4;
   if (libc.getsockopt(fd, SOL_SOCKET, SO_ERROR, errBytes, errLen) < 0) return errno();
@@ -186,7 +190,7 @@ linger[0] = 1; // l_onoff
 linger[1] = 0; // l_linger: close() sends RST and drops unsent data
 const lingerBytes = new Uint8Array(linger.buffer);
 
-/** Closes with a RST to the peer instead of a FIN. */
+/** Closes with a RST to the peer instead of a FIN (no result: the fd is gone either way). */
 export function resetAndClose(fd: number): void {
   libc.setsockopt(fd, SOL_SOCKET, SO_LINGER, lingerBytes, 8);
   libc.close(fd);
@@ -209,4 +213,35 @@ export function setTcpKeepalive(fd: number, idleS: number, count: number, userTi
 
 export function shutdownWrite(fd: number): number {
   return libc.shutdown(fd, SHUT_WR) < 0 ? -errno() : 0;
+}
+
+/** read(2) into buf[off, off+len): bytes read (0 at EOF) or -errno. */
+export function readAt(fd: number, buf: Uint8Array, off: number, len: number): number {
+  const n = libc.read(fd, ptr(buf, off), len) as number;
+  return n >= 0 ? n : -errno();
+}
+
+/** send(2) of buf[off, off+len) to the connected peer, never raising SIGPIPE: bytes taken or -errno. */
+export function sendAt(fd: number, buf: Uint8Array, off: number, len: number): number {
+  const n = libc.send(fd, len > 0 ? ptr(buf, off) : null, len, MSG_NOSIGNAL) as number;
+  return n >= 0 ? n : -errno();
+}
+
+/** sendto(2) of buf[off, off+len) to `to`: bytes sent or -errno. */
+export function sendToAt(fd: number, buf: Uint8Array, off: number, len: number, to: SockAddr): number {
+  const n = libc.sendto(fd, len > 0 ? ptr(buf, off) : null, len, MSG_NOSIGNAL, to.bytes, to.len) as number;
+  return n >= 0 ? n : -errno();
+}
+
+/** recvfrom(2) of one datagram into buf[off, off+len), the sender into `from` when given: its length or -errno. */
+export function recvAt(fd: number, buf: Uint8Array, off: number, len: number, from: SockAddr | null): number {
+  if (from === null) {
+    const n = libc.recvfrom(fd, ptr(buf, off), len, 0, null, null) as number;
+    return n >= 0 ? n : -errno();
+  }
+  from.prepareFill();
+  const n = libc.recvfrom(fd, ptr(buf, off), len, 0, from.bytes, from.lenBuf) as number;
+  if (n < 0) return -errno();
+  from.filled();
+  return n;
 }

@@ -3,9 +3,8 @@
 // to configure its tap without depending on the `ip` command. Everything
 // acts on the calling thread's network namespace.
 import { libc, cstr, errno, SysError, EINTR } from "./libc.ts";
+import { AF_INET, AF_INET6 } from "./net.ts";
 import {
-  AF_INET,
-  AF_INET6,
   NLMSG_ERROR,
   NLM_F_REQUEST,
   RTM_NEWROUTE,

@@ -5,10 +5,8 @@
 // netlink-config.ts also needs are exported from here.
 import { libc, check, errno, SysError } from "./libc.ts";
 import { closeFd } from "./sys.ts";
-import { SOCK_CLOEXEC } from "./net.ts";
+import { AF_INET, AF_INET6, SOCK_CLOEXEC } from "./net.ts";
 
-export const AF_INET = 2;
-export const AF_INET6 = 10;
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;

@@ -46,16 +46,15 @@ const owner = new Int32Array(new ArrayBuffer(8));
 const ownerBytes = new Uint8Array(owner.buffer);
 
 /**
- * Signal-driven I/O (fcntl(2) O_ASYNC) on a non-blocking fd: with `tid`
- * non-zero, the kernel sends SIGIO to that thread whenever fd becomes
- * readable or writable; 0 turns it off. The fd's status flags become
+ * Signal-driven I/O (fcntl(2) O_ASYNC) on a non-blocking fd: the kernel
+ * sends SIGIO to thread `tid` whenever fd becomes readable or writable.
+ * The fd's status flags become
  * exactly O_NONBLOCK (| O_ASYNC): ours never carry O_APPEND, O_DIRECT or
  * O_NOATIME, and skipping F_GETFL saves a syscall per host socket. The
  * caller must listen for SIGIO first (its default action ends the
  * process). Returns 0 or -errno.
  */
 export function signalDrivenIo(fd: number, tid: number): number {
-  if (tid === 0) return libc.fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ? -errno() : 0;
   owner[0] = F_OWNER_TID;
   owner[1] = tid;
   if (libc.fcntl(fd, F_SETOWN_EX, ownerBytes) < 0) return -errno();

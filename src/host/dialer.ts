@@ -3,6 +3,7 @@
 // outcome (connected: SYN-ACK; refused: RST, so the guest sees
 // ECONNREFUSED at once; unreachable: ICMP unreachable), unlike upstream,
 // which accepted first and closed later (contract §7.5, a noted bug).
+import { ECONNREFUSED, ETIMEDOUT } from "../../ffi/libc.ts";
 import type { Stack } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
@@ -36,8 +37,6 @@ export interface FlowLabels {
   rpc: boolean;
 }
 
-const ECONNREFUSED = 111;
-const ETIMEDOUT = 110;
 
 export class Dialer implements SpliceOwner, UdpSpliceOwner {
   constructor(

@@ -2,8 +2,9 @@
 // errno, for Go-style error lines ("dial tcp 10.0.0.1:80: connect:
 // connection refused").
 import { errnoText } from "../../ffi/libc.ts";
+import { closeFd } from "../../ffi/sys.ts";
 
-export type DialStep = "socket" | "bind" | "connect" | "listen";
+type DialStep = "socket" | "bind" | "connect" | "listen";
 
 export class DialError {
   constructor(
@@ -15,4 +16,10 @@ export class DialError {
   get text(): string {
     return `${this.step}: ${errnoText(this.errno)}`;
   }
+}
+
+/** Closes a socket whose setup failed and returns the failure. */
+export function closeWith(fd: number, err: DialError): DialError {
+  closeFd(fd);
+  return err;
 }

@@ -1,10 +1,10 @@
 // A listening TCP socket on the reactor (a -L forward). Connections are
 // accepted as they arrive, each handed over as a non-blocking fd with the
 // client's address: no getpeername per connection.
-import { EAGAIN, EINTR, libc } from "../../ffi/libc.ts";
+import { EAGAIN, EINTR } from "../../ffi/libc.ts";
 import { AF_INET6, SockAddr, acceptFrom, bindTo, dualStack, listenOn, localAddress, reuseAddress, tcpSocket } from "../../ffi/net.ts";
 import { EPOLLIN, type IoHandler, type Reactor } from "./reactor.ts";
-import { DialError } from "./dial-error.ts";
+import { DialError, closeWith } from "./dial-error.ts";
 
 /** Pending connections the kernel may queue (it caps this at net.core.somaxconn). */
 const BACKLOG = 4096;
@@ -78,9 +78,4 @@ export class TcpListener implements IoHandler {
     if (this.retry !== null) clearTimeout(this.retry);
     this.reactor.close(this.fd);
   }
-}
-
-function closeWith(fd: number, err: DialError): DialError {
-  libc.close(fd);
-  return err;
 }

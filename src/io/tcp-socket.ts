@@ -11,15 +11,16 @@
 // new event, so the read that would only say EAGAIN is skipped. Except once
 // the peer's FIN or an error has been signalled: then reading goes on until
 // it returns EOF or the error.
-import { ptr } from "bun:ffi";
-import { libc, errno, EAGAIN } from "../../ffi/libc.ts";
+import { EAGAIN, ECONNREFUSED, EINPROGRESS } from "../../ffi/libc.ts";
+import { closeFd } from "../../ffi/sys.ts";
 import {
-  MSG_NOSIGNAL,
   SockAddr,
   bindTo,
   connectTo,
   localAddress,
+  readAt,
   resetAndClose,
+  sendAt,
   setTcpKeepalive,
   shutdownWrite,
   socketError,
@@ -27,10 +28,8 @@ import {
 } from "../../ffi/net.ts";
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type IoHandler, type Reactor } from "./reactor.ts";
 import { sockAddrText } from "./addr.ts";
-import { DialError } from "./dial-error.ts";
+import { DialError, closeWith } from "./dial-error.ts";
 
-const EINPROGRESS = 115;
-const ECONNREFUSED = 111;
 const READ_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR;
 const WRITE_EVENTS = EPOLLOUT | EPOLLHUP | EPOLLERR;
 
@@ -93,7 +92,7 @@ export class TcpSocket implements IoHandler {
   static adopt(reactor: Reactor, fd: number, owner: TcpSocketOwner): TcpSocket | null {
     const sock = new TcpSocket(reactor, fd, owner, false);
     if (reactor.add(fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, sock) < 0) {
-      libc.close(fd);
+      closeFd(fd);
       return null;
     }
     return sock;
@@ -124,26 +123,19 @@ export class TcpSocket implements IoHandler {
 
   /** Reads into buf[off, off+len): bytes read, 0 at EOF, or -errno (-EAGAIN: nothing now). */
   read(buf: Uint8Array, off: number, len: number): number {
-    const n = libc.read(this.fd, ptr(buf, off), len) as number;
+    const n = readAt(this.fd, buf, off, len);
     if (n >= 0) {
       if (n < len && !this.hangup) this.readable = false;
-      return n;
-    }
-    const e = errno();
-    if (e === EAGAIN) this.readable = false;
-    return -e;
+    } else if (n === -EAGAIN) this.readable = false;
+    return n;
   }
 
   /** Writes buf[off, off+len): bytes taken (0 when the socket is full), or -errno. */
   write(buf: Uint8Array, off: number, len: number): number {
-    const n = libc.send(this.fd, ptr(buf, off), len, MSG_NOSIGNAL) as number;
-    if (n >= 0) return n;
-    const e = errno();
-    if (e === EAGAIN) {
-      this.writable = false;
-      return 0;
-    }
-    return -e;
+    const n = sendAt(this.fd, buf, off, len);
+    if (n !== -EAGAIN) return n;
+    this.writable = false;
+    return 0;
   }
 
   /** Our FIN: no more writes. */
@@ -161,10 +153,6 @@ export class TcpSocket implements IoHandler {
     setTcpKeepalive(this.fd, idleS, count, userTimeoutMs);
   }
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   /** Closes (a FIN follows if not sent yet). */
   close(): void {
     if (this.closed) return;
@@ -179,9 +167,4 @@ export class TcpSocket implements IoHandler {
     this.reactor.remove(this.fd);
     resetAndClose(this.fd);
   }
-}
-
-function closeWith(fd: number, err: DialError): DialError {
-  libc.close(fd);
-  return err;
 }

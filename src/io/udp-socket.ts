@@ -2,12 +2,11 @@
 // peer) or bound (a -L listener serving many clients). The owner is told
 // when datagrams are waiting and reads them into its own buffer, one
 // datagram per call, boundaries kept.
-import { ptr } from "bun:ffi";
-import { libc, errno, EAGAIN } from "../../ffi/libc.ts";
-import { AF_INET6, MSG_NOSIGNAL, SockAddr, bindTo, connectTo, dualStack, localAddress, udpSocket } from "../../ffi/net.ts";
+import { EAGAIN } from "../../ffi/libc.ts";
+import { AF_INET6, SockAddr, bindTo, connectTo, dualStack, localAddress, recvAt, sendAt, sendToAt, udpSocket } from "../../ffi/net.ts";
 import { EPOLLERR, EPOLLIN, type IoHandler, type Reactor } from "./reactor.ts";
 import { sockAddrText } from "./addr.ts";
-import { DialError } from "./dial-error.ts";
+import { DialError, closeWith } from "./dial-error.ts";
 
 export interface UdpSocketOwner {
   /** Datagrams (or an error, such as ECONNREFUSED from an ICMP reply) are waiting: recv(). */
@@ -74,35 +73,26 @@ export class UdpSocket implements IoHandler {
 
   /** One datagram into buf[off, off+len): its length, or -errno (-EAGAIN: none waiting). */
   recv(buf: Uint8Array, off: number, len: number): number {
-    const n = libc.recvfrom(this.fd, ptr(buf, off), len, 0, null, null) as number;
-    return n >= 0 ? n : this.failed();
+    const n = recvAt(this.fd, buf, off, len, null);
+    if (n === -EAGAIN) this.readable = false;
+    return n;
   }
 
   /** recv(), with the sender's address in `from`. */
   recvFrom(buf: Uint8Array, off: number, len: number, from: SockAddr): number {
-    from.prepareFill();
-    const n = libc.recvfrom(this.fd, ptr(buf, off), len, 0, from.bytes, from.lenBuf) as number;
-    if (n < 0) return this.failed();
-    from.filled();
+    const n = recvAt(this.fd, buf, off, len, from);
+    if (n === -EAGAIN) this.readable = false;
     return n;
-  }
-
-  private failed(): number {
-    const e = errno();
-    if (e === EAGAIN) this.readable = false;
-    return -e;
   }
 
   /** Sends buf[off, off+len) to the connected peer: bytes sent or -errno. */
   send(buf: Uint8Array, off: number, len: number): number {
-    const n = libc.send(this.fd, len > 0 ? ptr(buf, off) : null, len, MSG_NOSIGNAL) as number;
-    return n >= 0 ? n : -errno();
+    return sendAt(this.fd, buf, off, len);
   }
 
   /** Sends buf[off, off+len) to `to`: bytes sent or -errno. */
   sendTo(buf: Uint8Array, off: number, len: number, to: SockAddr): number {
-    const n = libc.sendto(this.fd, len > 0 ? ptr(buf, off) : null, len, MSG_NOSIGNAL, to.bytes, to.len) as number;
-    return n >= 0 ? n : -errno();
+    return sendToAt(this.fd, buf, off, len, to);
   }
 
   /** The socket's own address, Go-style; "" if unknown. */
@@ -120,9 +110,4 @@ export class UdpSocket implements IoHandler {
     this.closed = true;
     this.reactor.close(this.fd);
   }
-}
-
-function closeWith(fd: number, err: DialError): DialError {
-  libc.close(fd);
-  return err;
 }

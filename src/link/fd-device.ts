@@ -13,9 +13,8 @@
 // path"), the signal costs one wakeup per batch instead of two thread
 // hand-offs, which lifted connections per second and cut request/response
 // latency and memory, at equal throughput.
-import { ptr } from "bun:ffi";
-import { libc, errno, EAGAIN, EINTR, errnoName } from "../../ffi/libc.ts";
-import { closeFd, FdWriter } from "../../ffi/sys.ts";
+import { EAGAIN, EINTR, errnoName } from "../../ffi/libc.ts";
+import { closeFd, FdWriter, readFd } from "../../ffi/sys.ts";
 import type { IoHandler, Reactor } from "../io/reactor.ts";
 import { VNET_HDR_LEN } from "../../ffi/tun.ts";
 import { VirtioNetHdr } from "../wire/vnet.ts";
@@ -44,7 +43,6 @@ export class FdDevice implements FrameSink, IoHandler {
   private readonly fd: number;
   private readonly vnetHdr: boolean;
   private readonly rxBuf: Uint8Array;
-  private readonly rxPtr: number;
   private readonly rxMax: number;
   private readonly rxMeta = new RxMeta();
   private readonly vnet = new VirtioNetHdr();
@@ -67,7 +65,6 @@ export class FdDevice implements FrameSink, IoHandler {
     this.rxMax = Math.max(opts.caps.mtu + 14, 65536) + (opts.vnetHdr ? VNET_HDR_LEN : 0) + 64;
     // In the checksum kernel's memory: received frames are verified in WASM.
     this.rxBuf = allocChecksumBuffer(this.rxMax);
-    this.rxPtr = ptr(this.rxBuf);
     this.writer = new FdWriter(opts.fd);
   }
 
@@ -93,11 +90,10 @@ export class FdDevice implements FrameSink, IoHandler {
     const r = this.receiver!;
     let handled = 0;
     for (;;) {
-      const n = libc.read(this.fd, this.rxPtr, this.rxMax) as number;
+      const n = readFd(this.fd, this.rxBuf, this.rxMax);
       if (n < 0) {
-        const e = errno();
-        if (e === EAGAIN || e === EINTR) break;
-        this.onFailure(`read: ${errnoName(e)}`);
+        if (n === -EAGAIN || n === -EINTR) break;
+        this.onFailure(`read: ${errnoName(-n)}`);
         return;
       }
       if (n === 0) break;

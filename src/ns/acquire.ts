@@ -6,7 +6,7 @@
 // cannot enter a user namespace), so a helper started under nsenter opens
 // the device inside the namespaces and passes the fd back (SCM_RIGHTS).
 import { existsSync, fstatSync, readlinkSync, statSync } from "node:fs";
-import { SysError } from "../../ffi/libc.ts";
+import { SysError, ENOENT } from "../../ffi/libc.ts";
 import { closeFd } from "../../ffi/sys.ts";
 import { attachTun, withNetns, AttachError, type TunAttachment } from "../../ffi/tun.ts";
 import { openOwnerUserns } from "../../ffi/nsfs.ts";
@@ -41,7 +41,6 @@ export interface AcquireOptions {
   self?: string[];
 }
 
-const ENOENT = 2;
 
 /**
  * Opens the tun/tap device `ifname` in the network namespace `netns`.

@@ -2,7 +2,7 @@
 // acquire.ts) or unshare (run mode, run-mode.ts), and the failures the two
 // share before the helper has reported: the tool missing or not starting,
 // the helper not answering, hanging up, or sending nonsense.
-import { SysError } from "../../ffi/libc.ts";
+import { SysError, ENOENT, ETIMEDOUT } from "../../ffi/libc.ts";
 import { DeviceError, classifyToolFailure, toolMissingHint, toolMissingText, type EnvFacts } from "./errors.ts";
 import { lastLine, reap, spawnHelper, type SpawnOptions, type SpawnedHelper } from "./spawn.ts";
 
@@ -13,8 +13,6 @@ type Tool = "nsenter" | "unshare";
 /** The -netns path ("" in run mode) and interface name the errors name. */
 type Where = { netns: string; ifname: string };
 
-const ENOENT = 2;
-const ETIMEDOUT = 110;
 
 /** The tool's path in `env`'s PATH; a DeviceError (tool-missing) if it is not there. */
 export function findTool(tool: Tool, env: Record<string, string | undefined>, where: Where): string {
