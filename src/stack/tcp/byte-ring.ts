@@ -185,10 +185,10 @@ export class ByteRing {
   }
 
   /**
-   * Releases the storage of an empty ring grown beyond the initial size,
-   * so a burst's buffers do not stay with an idle connection. Small ones
-   * are kept: freeing them on every drain made each packet of a
-   * request/response exchange allocate 16 KiB again.
+   * Gives the storage of an empty ring grown beyond the initial size back
+   * to the pool, so a burst's buffers do not stay with an idle connection.
+   * Initial-size storage is kept: returning it on every drain made each
+   * packet of a request/response exchange take a buffer again.
    */
   trim(): void {
     if (this.length === 0 && this.buf.length > INITIAL) this.release();

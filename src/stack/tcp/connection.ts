@@ -1143,6 +1143,12 @@ export class TcpConnection implements FlowTuple {
 
   /** A buffer emptied: release grown storage in a while, if still empty then. */
   private trimLater(now: number): void {
+    // Closed, the host has drained what a graceful close left in the
+    // receive buffer: no timer (the layer has let go of us), release now.
+    if (this.state === TcpState.Closed) {
+      this.rcvBuf.release();
+      return;
+    }
     if (this.trimAt !== NO_DEADLINE) return;
     this.trimAt = now + TRIM_DELAY_MS;
     this.reschedule();
@@ -1292,7 +1298,7 @@ export class TcpConnection implements FlowTuple {
     if (this.state === TcpState.Closed) return;
     if (this.state === TcpState.SynPending) this.layer.handshakeDone();
     this.state = TcpState.Closed;
-    this.rtxAt = this.delAckAt = this.persistAt = this.keepAt = this.timeWaitAt = NO_DEADLINE;
+    this.rtxAt = this.delAckAt = this.persistAt = this.keepAt = this.timeWaitAt = this.trimAt = NO_DEADLINE;
     this.deadline = NO_DEADLINE;
     this.releaseBuffers();
     // A graceful close keeps the bytes the host has not taken yet: they
