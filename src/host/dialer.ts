@@ -49,6 +49,8 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   ) {}
 
   tcp(conn: TcpConnection, target: DialTarget, labels: FlowLabels): void {
+    // The guest may have reset while an -R target name resolved.
+    if (conn.closed) return;
     const splice = new TcpSplice(this.rt, true, this, this.keepalive, !this.log.quiet);
     splice.bindGuest(conn);
     splice.target = target;
@@ -57,6 +59,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     const r = TcpSocket.dial(this.reactor, target.ip.bytes, target.port, target.source?.bytes ?? null, splice);
     // Failed at once (no route, a source address we do not have): the same outcome, now.
     if (r instanceof DialError) this.dialFailed(splice, r);
+    else splice.dialStarted(r);
   }
 
   hostOpened(splice: TcpSplice): void {

@@ -84,6 +84,8 @@ const discard = new Uint8Array(new ArrayBuffer(64 * 1024));
 export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
   /** The connected host socket (null while dialing, and if the dial failed). */
   sock: TcpSocket | null = null;
+  /** The host socket while its connect is under way: closed if the guest goes first. */
+  private dialing: TcpSocket | null = null;
   readonly errors = new SpliceErrors();
   /** The host socket's addresses, Go-style, captured at open when logging (for log lines). */
   hostLocal = "";
@@ -141,18 +143,24 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
       this.hostLocal = sock.localText();
       this.hostRemote = remote;
     }
-    this.keepalive.add(this);
     if (this.guestGone) {
       this.resetHost();
       return;
     }
+    this.keepalive.add(this);
     if (this.conn.rcvBuf.length > 0) this.flushToHost();
     if (sock.readable) this.pullFromHost();
+  }
+
+  /** The dialer started a connect on `sock`; tcpConnected() follows. */
+  dialStarted(sock: TcpSocket): void {
+    this.dialing = sock;
   }
 
   // --- host socket events (TcpSocketOwner) ---
 
   tcpConnected(sock: TcpSocket, err: number): void {
+    this.dialing = null;
     if (err !== 0) {
       sock.close();
       this.hostGone = true;
@@ -216,6 +224,14 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
 
   onClosed(_conn: TcpConnection, reason: CloseReason): void {
     this.guestGone = true;
+    if (this.dialing !== null) {
+      // The guest gave up (RST, or its handshake timed out) before the host
+      // answered: nobody is left to splice to, so the connect is abandoned
+      // instead of holding the fd until the kernel gives up on it.
+      this.dialing.close();
+      this.dialing = null;
+      this.hostGone = true;
+    }
     switch (reason) {
       case "closed":
         // Both FINs are through. Guest bytes the socket has not taken yet

@@ -4,6 +4,7 @@
 Run inside the guest network namespace:
 
     hostile.py IFNAME MODE SEED [SCALE]
+    hostile.py IFNAME synrst DST_IPV4 DPORT SPORT GAP_S
 
 MODE is "tap" (Ethernet frames) or "tun" (raw IP packets: the IP-level
 cases only). Frames are written to IFNAME through an AF_PACKET raw socket,
@@ -13,6 +14,10 @@ sent them. SCALE multiplies the number of frames per case (default 1).
 Everything is generated from random.Random(SEED), so a failure can be
 replayed exactly. Prints one JSON object on stdout: frames per case, how
 many the kernel refused (too short, too long) and how many were sent.
+
+"synrst" is a guest that gives up while the stack is still dialing: a SYN
+to DST_IPV4:DPORT from SPORT, then GAP_S seconds later the RST for it (a
+kernel never sends one for a connect it abandons, so it is written raw).
 """
 import json
 import random
@@ -85,13 +90,13 @@ class Gen:
     def l4csum6(self, nh, seg, src=GUEST6, dst=GW6):
         return csum(src + dst + struct.pack("!IxxxB", len(seg), nh) + seg)
 
-    def tcp(self, sport, dport, flags, payload=b"", doff=None, opts=b"", fam=4, src=None, dst=None, fix=True):
+    def tcp(self, sport, dport, flags, payload=b"", doff=None, opts=b"", fam=4, src=None, dst=None, fix=True, seq=None):
         off = (20 + len(opts)) // 4 if doff is None else doff
         seg = struct.pack(
             "!HHIIBBHHH",
             sport,
             dport,
-            self.r.getrandbits(32),
+            self.r.getrandbits(32) if seq is None else seq,
             self.r.getrandbits(32),
             (off & 0xF) << 4 | ((flags >> 8) & 1),
             flags & 0xFF,
@@ -361,7 +366,24 @@ class Gen:
         return self.cases
 
 
+def syn_then_rst(ifname, dst, dport, sport, gap):
+    g = Gen(0, "tap", 1)
+    dst4 = socket.inet_aton(dst)
+    seq = 1000
+    syn = g.eth(0x0800, g.ip4(6, g.tcp(sport, dport, 0x02, seq=seq, dst=dst4), dst=dst4), dst=STACK_MAC)
+    rst = g.eth(0x0800, g.ip4(6, g.tcp(sport, dport, 0x04, seq=seq + 1, dst=dst4), dst=dst4), dst=STACK_MAC)
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    s.bind((ifname, 0))
+    s.send(syn)
+    time.sleep(gap)
+    s.send(rst)
+    print(json.dumps({"sent": 2}))
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[2] == "synrst":
+        syn_then_rst(sys.argv[1], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
+        return
     ifname, mode, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     scale = float(sys.argv[4]) if len(sys.argv) > 4 else 1.0
     cases = Gen(seed, mode, scale).build()

@@ -8,13 +8,18 @@
 //     behind its default route; -enable-routing the other way round;
 //   - the static deny list holds whatever is enabled, -allow opens it, and
 //     -deny beats -allow; entries without a network are TCP-only;
+//   - a guest that resets while the host connect is still pending takes
+//     the host socket with it;
 //   - -quiet hides the per-flow lines.
 import { afterAll, afterEach, describe, expect, test, setDefaultTimeout } from "bun:test";
-import { guestClient, type HostServers } from "../../support/host-servers.ts";
+import { join } from "node:path";
+import { PYTHON, guestClient, type HostServers } from "../../support/host-servers.ts";
 import { WORLD4, WORLD6 } from "../../support/world-ns.ts";
 import { CLOSED_PORT, DENIED4, DENIED6, GUEST4, GUEST6, HOST4, HOST6, LeakGuard, createCoreRig, destroyCoreRig, goHostPort, re, type CoreRig, type CoreRigOptions } from "./core-rig.ts";
 
 setDefaultTimeout(60_000);
+
+const HOSTILE_PY = join(import.meta.dir, "..", "..", "support", "hostile.py");
 
 interface ConnectResult {
   ok: boolean;
@@ -181,6 +186,29 @@ describe("-enable-routing without -enable-host", () => {
     const rig = await use(opts);
     await denied(rig, rig.servers, DENIED4);
     await denied(rig, rig.servers, DENIED6);
+  });
+
+  test("a guest that resets while the host connect is pending: the connect is abandoned, nothing is logged for it", async () => {
+    const rig = await use(opts);
+    // On the world's link but nobody's: the host's connect waits for ARP
+    // (about 3 s) and would then fail with "no route to host".
+    const nobody = "198.51.100.77";
+    const sport = 40777;
+    const lines = rig.stack.stdout.lines.length;
+    const fds = await rig.stack.fdCount();
+    const run = rig.guest.exec([PYTHON, HOSTILE_PY, rig.guest.ifname, "synrst", nobody, "80", String(sport), "1"], { timeoutMs: 15_000 });
+    // The SYN made the stack dial: one more fd while the guest waits.
+    let dialing = false;
+    for (let i = 0; i < 40 && !dialing; i++) {
+      dialing = (await rig.stack.fdCount()) > fds;
+      if (!dialing) await Bun.sleep(20);
+    }
+    expect(dialing).toBe(true);
+    expect((await run).code).toBe(0);
+    // Past the moment the host connect would have failed: no error line
+    // for a guest that is gone, and the fd is closed (the leak check).
+    await Bun.sleep(4000);
+    expect(rig.stack.stdout.lines.slice(lines).filter((l) => l.includes(`:${sport}/`))).toEqual([]);
   });
 });
 
