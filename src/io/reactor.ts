@@ -28,9 +28,11 @@
 // runs the peer's side in the kernel at once, and its answer signals us
 // while we are still here); held back they merge into one pending signal,
 // which the look takes (sigtimedwait) instead of letting it be delivered,
-// and looks once more. A look that has run for MAX_TURN_MS lets a pending
-// signal through instead, so Bun's loop (its timers, its own I/O) gets its
-// turn, and the signal brings us back.
+// and looks once more. A look that has run for MAX_TURN_MS stops, even in
+// the middle of a flood of events, so Bun's loop (its timers, its own I/O)
+// gets its turn: a pending signal is let through and brings us back, and
+// events epoll may still hold (already signalled, so no new signal comes
+// for them) are looked at again from setImmediate.
 //
 // Edge-triggered: an event says "became ready"; the handler reads or writes
 // until EAGAIN or until it chooses to stop (its own backpressure), and
@@ -152,16 +154,17 @@ export class Reactor {
     }
     this.dispatching = true;
     holdSigio(true);
+    let unfinished = false;
     try {
       const until = performance.now() + MAX_TURN_MS;
       for (;;) {
         for (const h of this.signalled) h.onIo(EPOLLIN);
-        this.dispatch();
+        unfinished = this.dispatch(until);
         this.settle?.();
-        if (this.dirty) continue;
         // Time is up: a signal still pending is delivered as we let it
         // through, and Bun's loop (its timers, its own I/O) runs first.
         if (performance.now() >= until) break;
+        if (unfinished || this.dirty) continue;
         // Signals raised by what we just handled are taken, not delivered;
         // taking one means something may have come since: look again.
         if (!takePendingSigio()) break;
@@ -170,10 +173,17 @@ export class Reactor {
       this.dispatching = false;
       holdSigio(false);
     }
+    if ((unfinished || this.dirty) && !this.lookQueued && !this.stopped) {
+      this.lookQueued = true;
+      setImmediate(this.queuedLook);
+    }
   };
 
-  /** Asks epoll what is ready and hands out events until none are left. */
-  private dispatch(): void {
+  /**
+   * Asks epoll what is ready and hands out events until none are left or
+   * the time is up. Returns true if it stopped with events possibly left.
+   */
+  private dispatch(until: number): boolean {
     const ep = this.epoll;
     let n: number;
     do {
@@ -184,7 +194,9 @@ export class Reactor {
         const h = this.handlers[fd];
         if (h !== undefined && this.tokens[fd] === ep.tokenAt(i)) h.onIo(ep.eventsAt(i));
       }
+      if ((n === BATCH || this.dirty) && performance.now() >= until) return true;
     } while (n === BATCH || this.dirty);
+    return false;
   }
 
   /**
