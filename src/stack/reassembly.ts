@@ -8,18 +8,17 @@
 //  - a datagram may not exceed 65535 bytes of payload (ping of death);
 //  - overlapping fragments drop the whole datagram (RFC 5722 for IPv6; we
 //    apply the same rule to IPv4 rather than guess which copy is right);
-//  - at most MAX_DATAGRAMS are in progress and at most MAX_BYTES are
-//    held; the oldest is evicted to make room;
+//  - at most MAX_DATAGRAMS are in progress (one 66 KiB buffer each); the
+//    oldest is evicted to make room;
 //  - an incomplete datagram expires after TIMEOUT_MS (RFC 8200: 60 s;
 //    RFC 791 suggests 15 s; we use 30 s).
 // Sans-I/O: the caller passes `now` and calls expire() from its poll.
 import type { Stats } from "./stats.ts";
-import { allocChecksumBuffer } from "../wire/checksum-wasm.ts";
+import { allocChecksumBuffer, inChecksumMemory } from "../wire/checksum-wasm.ts";
 
 const EMPTY = new Uint8Array(0);
 
 export const MAX_DATAGRAMS = 64;
-export const MAX_BYTES = 8 << 20;
 export const TIMEOUT_MS = 30_000;
 const MAX_PAYLOAD = 65535;
 /** Ranges per datagram: more fragments than this is an attack, not a datagram. */
@@ -61,7 +60,6 @@ export interface Reassembled {
 
 export class Reassembler {
   private readonly pending = new Map<string, Pending>();
-  private bytes = 0;
   /**
    * Datagram buffers are reused: each is 64 KiB, and allocating (and
    * zeroing, and faulting in) one per datagram was most of the cost of a
@@ -110,7 +108,6 @@ export class Reassembler {
       this.makeRoom(now);
       p = new Pending(key, now + TIMEOUT_MS, this.take());
       this.pending.set(key, p);
-      this.bytes += BUF_SIZE;
     }
     if (!more) {
       if (p.total >= 0 && p.total !== end) return this.fail(p, "frag-invalid");
@@ -132,7 +129,7 @@ export class Reassembler {
       p.headerLen = headerLen;
     }
     if (p.total < 0 || p.received !== p.total || p.headerLen < 0) return null;
-    this.forget(p);
+    this.pending.delete(p.key); // whole: its buffer goes back in release()
     const w = this.whole;
     w.buf = p.data;
     w.off = HEADROOM - p.headerLen;
@@ -156,8 +153,7 @@ export class Reassembler {
     for (const p of this.pending.values()) {
       if (p.expires <= now) {
         this.stats.drop("frag-timeout");
-        this.forget(p);
-        this.give(p.data);
+        this.drop(p);
       } else if (p.expires < next) next = p.expires;
     }
     return next;
@@ -168,37 +164,44 @@ export class Reassembler {
   }
 
   private give(b: Uint8Array): void {
-    if (b.length === BUF_SIZE && this.free.length < POOL) this.free.push(b);
+    if (b.length !== BUF_SIZE) return;
+    if (this.free.length < POOL) {
+      this.free.push(b);
+      return;
+    }
+    // Full. A buffer in the checksum kernel's memory is kept in place of
+    // an ordinary one (that memory is never given back, and there is room
+    // in it for only a few), else dropped.
+    if (!inChecksumMemory(b)) return;
+    const i = this.free.findIndex((x) => !inChecksumMemory(x));
+    if (i >= 0) this.free[i] = b;
+    else this.free.push(b);
   }
 
   private fail(p: Pending, reason: string): null {
     this.stats.drop(reason);
-    this.forget(p);
-    this.give(p.data);
+    this.drop(p);
     return null;
   }
 
   private discard(key: string): void {
     const p = this.pending.get(key);
-    if (p) {
-      this.forget(p);
-      this.give(p.data);
-    }
+    if (p) this.drop(p);
   }
 
-  private forget(p: Pending): void {
+  /** Forgets a datagram in progress and keeps its buffer for the next. */
+  private drop(p: Pending): void {
     this.pending.delete(p.key);
-    this.bytes -= BUF_SIZE;
+    this.give(p.data);
   }
 
   /** Evicts the oldest datagrams until one more fits (Map keeps insertion order). */
   private makeRoom(now: number): void {
     this.expire(now);
     for (const p of this.pending.values()) {
-      if (this.pending.size < MAX_DATAGRAMS && this.bytes + BUF_SIZE <= MAX_BYTES) break;
+      if (this.pending.size < MAX_DATAGRAMS) break;
       this.stats.drop("frag-evicted");
-      this.forget(p);
-      this.give(p.data);
+      this.drop(p);
     }
   }
 }

@@ -202,3 +202,8 @@ export function allocChecksumBuffer(size: number): Uint8Array {
   next = start + size;
   return new Uint8Array(k.memory, start, size);
 }
+
+/** True for a buffer allocChecksumBuffer placed in the kernel's memory (space that is never given back). */
+export function inChecksumMemory(b: Uint8Array): boolean {
+  return kernel != null && b.buffer === kernel.memory;
+}

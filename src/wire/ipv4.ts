@@ -275,7 +275,6 @@ export class Ipv4Repr {
   }
 }
 
-/** "10.0.2.2" for 0x0a000202. Cold path. */
 /**
  * Text of recently printed addresses. Every connection prints and looks
  * up the same few (the guest, the gateway, loopback) several times; each
@@ -284,6 +283,7 @@ export class Ipv4Repr {
 const v4Text = new Map<number, string>();
 const V4_TEXT_MAX = 256;
 
+/** "10.0.2.2" for 0x0a000202. */
 export function ipv4ToString(a: number): string {
   const key = a >>> 0;
   let s = v4Text.get(key);

@@ -62,11 +62,19 @@ describe("Reassembler", () => {
   test("an incomplete datagram expires, and its buffer is reused", () => {
     const stats = new Stats();
     const r = new Reassembler(stats);
+    // One buffer in the pool, taken by the incomplete datagram.
+    const first = feed(r, "x", payload(100, 3), 0, 100)!;
+    const storage = first.buf;
+    r.release(first);
     const data = payload(3000, 4);
     feed(r, "a", data, 1480, 3000, 0);
     expect(r.expire(TIMEOUT_MS - 1)).toBe(TIMEOUT_MS);
     expect(r.expire(TIMEOUT_MS)).toBe(Infinity);
     expect(stats.dropCount("frag-timeout")).toBe(1);
     expect(r.inProgress).toBe(0);
+    // The expired datagram's buffer carries the next one.
+    const next = feed(r, "b", payload(200, 5), 0, 200, TIMEOUT_MS)!;
+    expect(next.buf).toBe(storage);
+    r.release(next);
   });
 });
