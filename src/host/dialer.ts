@@ -99,7 +99,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
    * splice's queue; a null target closes the flow.
    */
   udp(flow: UdpFlow, target: DialTarget | Promise<DialTarget | null>, labels: FlowLabels | ((t: DialTarget) => FlowLabels)): void {
-    const splice = new UdpSplice(flow, this.rt, this.reactor, this.stats, this);
+    const splice = new UdpSplice(flow, this.rt, this.reactor, this.stats, this, !this.log.quiet);
     if (!(target instanceof Promise)) {
       this.connectUdp(splice, target, typeof labels === "function" ? labels(target) : labels);
       return;
@@ -130,7 +130,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
 
   udpSpliceDone(splice: UdpSplice): void {
     const labels = splice.labels;
-    if (labels === null || splice.hostLocal === "") return;
+    if (labels === null || splice.sock === null) return; // never connected: the error line said it
     this.log.flow(`[-] udp://${labels.guest}/${splice.hostLocal}-${splice.hostRemote} ${labels.label} conn done: ${splice.errors.format()}`);
   }
 }

@@ -100,9 +100,10 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
   private listener: TcpListener | null = null;
   private listenText = "";
   private wildcard = false;
+  /** accept() has been failing (EMFILE and the like): its line was printed once for this run. */
+  private acceptFailing = false;
   private readonly local = new SockAddr();
   private readonly meta = new WeakMap<TcpSplice, { client: string; listenLocal: string; guestLocal: string; target: string }>();
-  readonly splices = new Set<TcpSplice>();
 
   constructor(
     private readonly ctx: LocalForwardContext,
@@ -128,6 +129,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
   }
 
   tcpAccepted(fd: number, peer: SockAddr): void {
+    this.acceptFailing = false;
     let listenLocal = this.listenText;
     let localPort = this.listener!.port;
     // A wildcard listener's connections each have their own local address.
@@ -144,6 +146,9 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
 
   tcpAcceptFailed(errno: number): void {
     this.ctx.stats.drop("forward-accept-failed");
+    // The listener retries every 100 ms: one line per run of failures, not ten a second.
+    if (this.acceptFailing) return;
+    this.acceptFailing = true;
     this.ctx.log.flow(`[!] tcp://${this.listenText} local-fwd accept error: ${errnoText(errno)}`);
   }
 
@@ -187,7 +192,6 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
         ? stack.tcp.connectV4(u32(src), 0, u32(this.target), port, splice, now)
         : stack.tcp.connectV6(src.bytes, 0, this.target.bytes, port, splice, now);
     splice.bindGuest(conn);
-    this.splices.add(splice);
     const target = endpointText(this.target, port);
     const guestLocal = endpointText(src, conn.localPort);
     const client = p.clientText;
@@ -208,7 +212,6 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
   }
 
   spliceDone(splice: TcpSplice): void {
-    this.splices.delete(splice);
     const m = this.meta.get(splice);
     if (m === undefined) return;
     const pp = this.spec.proxyProtocol ? "PP " : "";
@@ -292,10 +295,6 @@ class UdpForward implements UdpSocketOwner {
     readonly spec: ForwardSpec,
     private readonly target: ParsedIP,
   ) {}
-
-  get clientCount(): number {
-    return this.clients.size;
-  }
 
   listen(bindIp: string): string {
     const { sa, text } = listenAddress(bindIp, this.spec.bind.port);

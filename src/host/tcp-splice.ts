@@ -30,7 +30,7 @@ const KEEPALIVE_HALF_CLOSED_MS = 5_000;
 
 /**
  * Keepalive on host sockets (contract §8.3), set by a sweep every
- * SWEEP_MS rather than at connect: it costs four setsockopt calls, and most
+ * SWEEP_MS rather than at connect: it costs five setsockopt calls, and most
  * connections end long before a 125 s keepalive could matter. A socket is
  * configured at most SWEEP_MS late, and switched to the half-closed 5 s
  * setting at the next sweep after a direction ends. (The guest side's

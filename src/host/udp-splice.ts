@@ -30,7 +30,7 @@ export interface UdpSpliceOwner {
 export class UdpSplice implements UdpHandler, UdpSocketOwner {
   sock: UdpSocket | null = null;
   readonly errors = new SpliceErrors();
-  /** The host socket's addresses, Go-style (for log lines). */
+  /** The host socket's addresses, Go-style, captured at connect when logging (for log lines). */
   hostLocal = "";
   hostRemote = "";
   private queue: Uint8Array[] | null = [];
@@ -49,6 +49,8 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
     private readonly reactor: Reactor,
     private readonly stats: Stats,
     private readonly owner: UdpSpliceOwner,
+    /** Log lines will name the host socket's addresses: read them at connect. */
+    private readonly wantAddresses: boolean,
   ) {
     flow.handler = this;
   }
@@ -58,8 +60,10 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
     const r = UdpSocket.connected(this.reactor, target.ip.bytes, target.port, target.source?.bytes ?? null, this);
     if (r instanceof DialError) return r;
     this.sock = r;
-    this.hostLocal = r.localText();
-    this.hostRemote = endpointText(target.ip, target.port);
+    if (this.wantAddresses) {
+      this.hostLocal = r.localText();
+      this.hostRemote = endpointText(target.ip, target.port);
+    }
     const q = this.queue!;
     this.queue = null;
     for (const d of q) this.sendToHost(d, 0, d.length);
@@ -114,7 +118,7 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
   }
 
   private hostError(err: number): void {
-    this.errors.stopR2L(`read udp ${this.hostLocal}: ${errnoText(err)}`, null);
+    this.errors.stopR2L(`read udp ${this.hostLocal}->${this.hostRemote}: read: ${errnoText(err)}`, null);
     // upstream ends the flow at its first read error (contract §8.1)
     this.flow.close();
   }
