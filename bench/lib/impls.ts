@@ -1,6 +1,7 @@
 // The implementations under test: how to prepare the guest and start each
 // stack so that the guest reaches the host's 127.0.0.1 at 10.0.2.2.
 import { existsSync } from "node:fs";
+import { readmeGuestSetup } from "../../test/support/netns.ts";
 
 export const HOST_ADDR = "10.0.2.2"; // what the guest dials; every stack maps it to host 127.0.0.1
 export const IPERF_PORT = 5201;
@@ -22,10 +23,6 @@ export interface Impl {
   command(guestPid: number | string, mtu: number): string[];
 }
 
-function which(cmd: string): string | null {
-  return Bun.which(cmd);
-}
-
 function firstLine(cmd: string[]): string {
   const r = Bun.spawnSync({ cmd, stdout: "pipe", stderr: "pipe" });
   return (r.stdout.toString() + r.stderr.toString()).trim().split("\n")[0] ?? "";
@@ -41,24 +38,19 @@ function debVersion(pkg: string): string | null {
  * file actually executed (a copy made at the start, so that a rebuild
  * during the run cannot mix two versions); `bin` is what the reports show.
  */
+/** The README makes the tap 65521; at any other MTU the tap gets that MTU. */
+function readmeLinkMtu(mtu: number): number {
+  return mtu === 65520 ? 65521 : mtu;
+}
+
 export function slirpnetstack(bin: string, extraArgs: string[], run = bin): Impl {
   return {
     name: "slirpnetstack",
     iface: "tun0",
     missing: () => (existsSync(run) ? null : `${bin} not found (run \`bun build.ts\`)`),
     version: () => firstLine([run, "-version"]).replace(/^slirpnetstack version /, ""),
-    // The README makes the tap 65521; at any other MTU the tap gets that MTU.
-    linkMtu: (mtu) => (mtu === 65520 ? 65521 : mtu),
-    guestSetup: (mtu) =>
-      [
-        "ip link set lo up",
-        "ip tuntap add mode tap name tun0",
-        `ip link set tun0 mtu ${mtu === 65520 ? 65521 : mtu} up`,
-        "ip addr add 10.0.2.100/24 dev tun0",
-        "ip addr add fd00::100/64 dev tun0 nodad",
-        "ip route add default via 10.0.2.2 dev tun0",
-        "ip -6 route add default via fd00::2 dev tun0",
-      ].join(" && "),
+    linkMtu: readmeLinkMtu,
+    guestSetup: (mtu) => readmeGuestSetup("tun0", "tap", readmeLinkMtu(mtu)).join(" && "),
     command: (pid) => [
       typeof pid === "string" ? bin : run, "-netns", `/proc/${pid}/ns/net`, "-interface", "tun0",
       "-R", String(IPERF_PORT), "-R", String(ECHO_PORT), "-R", `udp://${ECHO_PORT}`,
@@ -72,7 +64,7 @@ export function slirp4netns(): Impl {
   return {
     name: "slirp4netns",
     iface: "tap0",
-    missing: () => (which("slirp4netns") ? null : "slirp4netns is not installed (apt-get install slirp4netns)"),
+    missing: () => (Bun.which("slirp4netns") ? null : "slirp4netns is not installed (apt-get install slirp4netns)"),
     version: () => {
       const v = firstLine(["slirp4netns", "--version"]).replace(/^slirp4netns version /, "");
       const lib = Bun.spawnSync({ cmd: ["slirp4netns", "--version"], stdout: "pipe" }).stdout.toString().match(/libslirp: (\S+)/);
@@ -95,7 +87,7 @@ export function pasta(): Impl {
   return {
     name: "pasta",
     iface: "tap0",
-    missing: () => (which("pasta") ? null : "pasta is not installed (apt-get install passt)"),
+    missing: () => (Bun.which("pasta") ? null : "pasta is not installed (apt-get install passt)"),
     version: () => debVersion("passt") ?? firstLine(["pasta", "--version"]),
     linkMtu: (mtu) => mtu,
     guestSetup: () => "ip link set lo up",

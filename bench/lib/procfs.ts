@@ -49,14 +49,10 @@ export interface Usage {
   pids: number[];
   /** utime+stime of the processes (tick resolution; includes threads that have exited). */
   statNs: number;
-  /** sum of the live threads' run time from schedstat (ns resolution). */
-  schedNs: number;
-  /** voluntary + involuntary context switches of the live threads: how often they ran. */
-  switches: number;
   rssKiB: number;
   hwmKiB: number;
   threads: number;
-  /** "pid/tid" -> [schedstat run time ns, context switches] per live thread */
+  /** "pid/tid" -> [schedstat run time ns, voluntary + involuntary context switches] per live thread */
   tasks: Map<string, [number, number]>;
 }
 
@@ -66,7 +62,7 @@ export function usage(root: number): Usage | null {
   const pids = processTree(root);
   if (pids.length === 0) return null;
   const u: Usage = {
-    t: Number(process.hrtime.bigint()), pids, statNs: 0, schedNs: 0, switches: 0, rssKiB: 0, hwmKiB: 0, threads: 0,
+    t: Number(process.hrtime.bigint()), pids, statNs: 0, rssKiB: 0, hwmKiB: 0, threads: 0,
     tasks: new Map(),
   };
   for (const pid of pids) {
@@ -90,8 +86,6 @@ export function usage(root: number): Usage | null {
       const ran = Number(sched.split(" ")[0]);
       const sw = statusValue(ts, "voluntary_ctxt_switches") + statusValue(ts, "nonvoluntary_ctxt_switches");
       u.threads++;
-      u.schedNs += ran;
-      u.switches += sw;
       u.tasks.set(`${pid}/${tid}`, [ran, sw]);
     }
   }
@@ -99,7 +93,6 @@ export function usage(root: number): Usage | null {
 }
 
 export interface Rates {
-  seconds: number;
   /** % of one core, from schedstat */
   cpuPct: number;
   /** % of one core, from utime+stime */
@@ -124,7 +117,6 @@ export function rates(a: Usage, b: Usage): Rates {
     switches += Math.max(0, s1 - s0);
   }
   return {
-    seconds,
     cpuPct: (100 * ran) / 1e9 / seconds,
     statCpuPct: (100 * (b.statNs - a.statNs)) / 1e9 / seconds,
     wakeupsPerS: switches / seconds,

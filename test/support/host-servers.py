@@ -638,6 +638,28 @@ def client_udphold(host, port, bind_port, text):
     return {"closed": True}
 
 
+def client_udppingpong(host, port, count):
+    """`count` numbered datagrams, each sent when the previous one came back;
+    a reply that takes over 1 s is a stall. Prints {"stalls": [i, ...]}."""
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.connect((host, int(port)))
+    s.settimeout(1.0)
+    stalls = []
+    for i in range(int(count)):
+        s.send(struct.pack("!I", i))
+        while True:
+            try:
+                d = s.recv(64)
+            except socket.timeout:
+                stalls.append(i)
+                break
+            if struct.unpack("!I", d[:4])[0] == i:
+                break
+    local = s.getsockname()
+    s.close()
+    return {"stalls": stalls, "local_port": local[1]}
+
+
 def client_hold(host, port):
     """Connects, prints {"port": local port}, and keeps the connection open
     until its stdin closes; then closes it and prints {"closed": true}."""
