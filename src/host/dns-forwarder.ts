@@ -8,6 +8,8 @@
 import { readFileSync, statSync } from "node:fs";
 import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
 import { endpointText } from "../io/addr.ts";
+import { ipv6Equal, ipv6IsV4Mapped } from "../wire/ipv6.ts";
+import { readU32 } from "../wire/bytes.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
 import type { Dialer, DialTarget } from "./dialer.ts";
@@ -47,13 +49,12 @@ export class DnsForwarder {
     private readonly resolvConf = "/etc/resolv.conf",
   ) {}
 
-  /** The address a guest flow targets is ours: 10.0.2.3:53 or [fd00::3]:53. */
+  /** The address a guest flow targets is ours: 10.0.2.3:53 (also as ::ffff:10.0.2.3) or [fd00::3]:53. */
   private isOurs(t: TcpConnection | UdpFlow): boolean {
     if (t.localPort !== DNS_PORT) return false;
     if (t.family === 4) return t.localV4 === DNS_V4_NUM;
     const a = t.localV6!;
-    for (let i = 0; i < 16; i++) if (a[i] !== DNS_V6_BYTES[i]) return false;
-    return true;
+    return ipv6Equal(a, 0, DNS_V6_BYTES, 0) || (ipv6IsV4Mapped(a, 0) && readU32(a, 12) === DNS_V4_NUM);
   }
 
   /** The nameserver for the next flow, re-reading resolv.conf if it changed. */

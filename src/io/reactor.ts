@@ -34,6 +34,9 @@
 // events epoll may still hold (already signalled, so no new signal comes
 // for them) are looked at again from setImmediate.
 //
+// A handler that throws is a bug, and the exception ends the process (as a
+// panic does upstream) rather than leaving flows half-handled.
+//
 // Edge-triggered: an event says "became ready"; the handler reads or writes
 // until EAGAIN or until it chooses to stop (its own backpressure), and
 // remembers that the fd is still ready in the latter case. No epoll_ctl
