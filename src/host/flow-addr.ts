@@ -7,14 +7,14 @@ import { ipv6IsV4Mapped, ipv6ToString } from "../wire/ipv6.ts";
 import { readU32 } from "../wire/bytes.ts";
 import type { ParsedIP } from "../cli/goip.ts";
 import type { FlowTuple } from "../stack/flow-key.ts";
+import { v4EndpointText, v6EndpointText } from "../io/addr.ts";
 
 function v6Text(a: Uint8Array): string {
   return ipv6IsV4Mapped(a, 0) ? ipv4ToString(readU32(a, 12)) : ipv6ToString(a, 0);
 }
 
 function endpoint(family: 4 | 6, v4: number, v6: Uint8Array | null, port: number): string {
-  if (family === 4) return `${ipv4ToString(v4)}:${port}`;
-  return ipv6IsV4Mapped(v6!, 0) ? `${ipv4ToString(readU32(v6!, 12))}:${port}` : `[${ipv6ToString(v6!, 0)}]:${port}`;
+  return family === 4 ? v4EndpointText(v4, port) : v6EndpointText(v6!, 0, port);
 }
 
 /** The address the guest talked to (our side of the flow). */

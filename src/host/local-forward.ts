@@ -31,7 +31,7 @@ import { DialError } from "../io/dial-error.ts";
 import type { Reactor } from "../io/reactor.ts";
 import { TcpListener, type TcpListenerOwner } from "../io/tcp-listener.ts";
 import { TcpSocket, type TcpSocketOwner } from "../io/tcp-socket.ts";
-import { datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
+import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
 
 /** UDP clients per -L listener; beyond this new clients are dropped. */
 const MAX_UDP_CLIENTS = 4096;
@@ -279,16 +279,12 @@ function clientKey(sa: SockAddr): ClientKey {
   return sockAddrText(sa);
 }
 
-/** Datagrams read per readiness event before other work gets a turn. */
-const DATAGRAMS_PER_TURN = 256;
-
 class UdpForward implements UdpSocketOwner {
   private sock: UdpSocket | null = null;
   private readonly clients = new Map<ClientKey, UdpClient>();
   private readonly from = new SockAddr();
   private listenLocal = "";
   private port = 0;
-  private pullQueued = false;
 
   constructor(
     private readonly ctx: LocalForwardContext,
@@ -317,7 +313,7 @@ class UdpForward implements UdpSocketOwner {
     const buf = datagramBuffer;
     for (let budget = DATAGRAMS_PER_TURN; sock.readable; budget--) {
       if (budget === 0) {
-        this.pullLater();
+        sock.readLater();
         break;
       }
       const n = sock.recvFrom(buf, 0, buf.length, this.from);
@@ -327,15 +323,6 @@ class UdpForward implements UdpSocketOwner {
       }
       this.datagram(buf, n, this.from);
     }
-  }
-
-  private pullLater(): void {
-    if (this.pullQueued) return;
-    this.pullQueued = true;
-    setImmediate(() => {
-      this.pullQueued = false;
-      if (this.sock !== null) this.udpReadable(this.sock);
-    });
   }
 
   private datagram(data: Uint8Array, len: number, from: SockAddr): void {

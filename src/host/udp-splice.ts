@@ -6,7 +6,7 @@ import { EAGAIN, errnoText } from "../../ffi/libc.ts";
 import type { UdpFlow, UdpHandler } from "../stack/udp.ts";
 import type { Stats } from "../stack/stats.ts";
 import type { Reactor } from "../io/reactor.ts";
-import { datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
+import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
 import { DialError } from "../io/dial-error.ts";
 import { endpointText } from "../io/addr.ts";
 import type { DialTarget, FlowLabels } from "./dialer.ts";
@@ -16,12 +16,6 @@ import { SpliceErrors } from "./splice-errors.ts";
 /** Datagrams held while the target is being resolved. */
 const MAX_QUEUED = 64;
 const MAX_QUEUED_BYTES = 1 << 20;
-
-/**
- * Datagrams read per readiness event; a host peer sending faster than
- * the guest takes them yields to other flows after this many.
- */
-const DATAGRAMS_PER_TURN = 256;
 
 export interface UdpSpliceOwner {
   udpSpliceDone(splice: UdpSplice): void;
@@ -37,7 +31,6 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
   private queuedBytes = 0;
   private closed = false;
   private reported = false;
-  private pullQueued = false;
   /** -R udprpc: the flow ends right after the first reply reaches the guest (contract §8.4). */
   closeAfterReply = false;
   /** Set by the dialer once connected: how the flow's log lines name it. */
@@ -93,7 +86,7 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
     let budget = DATAGRAMS_PER_TURN;
     while (sock.readable && !this.closed) {
       if (budget-- === 0) {
-        this.pullLater();
+        sock.readLater();
         break;
       }
       const n = sock.recv(datagramBuffer, 0, datagramBuffer.length);
@@ -106,15 +99,6 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
       if (this.closeAfterReply) this.flow.close();
     }
     this.rt.afterActivity();
-  }
-
-  private pullLater(): void {
-    if (this.pullQueued) return;
-    this.pullQueued = true;
-    setImmediate(() => {
-      this.pullQueued = false;
-      if (this.sock !== null && !this.closed) this.udpReadable(this.sock);
-    });
   }
 
   private hostError(err: number): void {

@@ -9,11 +9,18 @@ import { readU32 } from "../wire/bytes.ts";
 
 const V6 = SockAddr.V6_OFF;
 
+/** "IP:port" for an IPv4 address held as a number. */
+export function v4EndpointText(v4: number, port: number): string {
+  return `${ipv4ToString(v4)}:${port}`;
+}
+
+/** "[IP]:port" for the IPv6 address at b[off..]; IPv4-mapped prints as IPv4. */
+export function v6EndpointText(b: Uint8Array, off: number, port: number): string {
+  return ipv6IsV4Mapped(b, off) ? v4EndpointText(readU32(b, off + 12), port) : `[${ipv6ToString(b, off)}]:${port}`;
+}
+
 export function sockAddrText(sa: SockAddr): string {
-  if (sa.family === AF_INET) return `${ipv4ToString(sa.v4)}:${sa.port}`;
-  const b = sa.bytes;
-  if (ipv6IsV4Mapped(b, V6)) return `${ipv4ToString(readU32(b, V6 + 12))}:${sa.port}`;
-  return `[${ipv6ToString(b, V6)}]:${sa.port}`;
+  return sa.family === AF_INET ? v4EndpointText(sa.v4, sa.port) : v6EndpointText(sa.bytes, V6, sa.port);
 }
 
 /** The address part, IPv4-mapped IPv6 as IPv4. */
@@ -26,6 +33,5 @@ export function sockAddrIP(sa: SockAddr): ParsedIP {
 
 /** "IP:port" / "[IP]:port" for a parsed IP. */
 export function endpointText(ip: ParsedIP, port: number): string {
-  if (ip.family === 4) return `${ipv4ToString(readU32(ip.bytes, 0))}:${port}`;
-  return `[${ipv6ToString(ip.bytes, 0)}]:${port}`;
+  return ip.family === 4 ? v4EndpointText(readU32(ip.bytes, 0), port) : v6EndpointText(ip.bytes, 0, port);
 }

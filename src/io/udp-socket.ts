@@ -13,6 +13,13 @@ export interface UdpSocketOwner {
   udpReadable(sock: UdpSocket): void;
 }
 
+/**
+ * Datagrams an owner reads per readiness event; a host peer sending faster
+ * than the guest takes them yields to other flows after this many
+ * (readLater).
+ */
+export const DATAGRAMS_PER_TURN = 256;
+
 /** Largest UDP payload (IPv4: 65507; IPv6 without jumbograms: 65527). */
 const MAX_DATAGRAM = 65535;
 
@@ -28,6 +35,8 @@ export class UdpSocket implements IoHandler {
   /** Ready to read (as far as we know): set by events, cleared by EAGAIN. */
   readable = false;
   private closed = false;
+  /** readLater() has a setImmediate pending. */
+  private laterQueued = false;
 
   private constructor(
     private readonly reactor: Reactor,
@@ -69,6 +78,23 @@ export class UdpSocket implements IoHandler {
     if (this.closed || (events & (EPOLLIN | EPOLLERR)) === 0) return;
     this.readable = true;
     this.owner.udpReadable(this);
+  }
+
+  /**
+   * The owner stopped reading with datagrams still waiting (its
+   * DATAGRAMS_PER_TURN ran out): it hears udpReadable() again from
+   * setImmediate, once Bun's loop has served everyone else. Edge-triggered
+   * epoll would not report them again.
+   */
+  readLater(): void {
+    if (this.laterQueued) return;
+    this.laterQueued = true;
+    setImmediate(UdpSocket.readAgain, this);
+  }
+
+  private static readAgain(sock: UdpSocket): void {
+    sock.laterQueued = false;
+    if (!sock.closed && sock.readable) sock.owner.udpReadable(sock);
   }
 
   /** One datagram into buf[off, off+len): its length, or -errno (-EAGAIN: none waiting). */

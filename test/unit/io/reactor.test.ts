@@ -252,4 +252,39 @@ describe("UDP on the reactor", () => {
     expect(err).toBe(111);
     c.close();
   });
+
+  test("an owner that stops early hears readLater() once per turn until it drains; a closed socket not at all", async () => {
+    // Edge-triggered: without readLater the datagrams left behind would wait
+    // for the next one to arrive. This owner reads one per call (a budget of 1).
+    const got: number[] = [];
+    let calls = 0;
+    const owner: UdpSocketOwner = {
+      udpReadable(s) {
+        calls++;
+        const n = s.recv(datagramBuffer, 0, datagramBuffer.length);
+        if (n < 0) return;
+        got.push(datagramBuffer[0]!);
+        s.readLater();
+        s.readLater(); // queued once
+      },
+    };
+    const bound = UdpSocket.bound(reactor, new SockAddr().set(LOOP4, 0), owner);
+    if (bound instanceof DialError) throw new Error(bound.text);
+    const sender = UdpSocket.connected(reactor, LOOP4, bound.localPort(), null, { udpReadable() {} });
+    if (sender instanceof DialError) throw new Error(sender.text);
+    for (let i = 1; i <= 5; i++) sender.send(new Uint8Array([i]), 0, 1);
+    await until(() => got.length === 5);
+    expect(got).toEqual([1, 2, 3, 4, 5]);
+    // The fifth read queued one more call, which found EAGAIN: nothing left to do.
+    await Bun.sleep(20);
+    expect(calls).toBe(6);
+
+    sender.send(new Uint8Array([6]), 0, 1);
+    await until(() => got.length === 6);
+    bound.close(); // with a readLater pending
+    const before = calls;
+    await Bun.sleep(20);
+    expect(calls).toBe(before);
+    sender.close();
+  });
 });
