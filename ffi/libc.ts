@@ -5,7 +5,7 @@
 // Pitfalls handled here once (see ../../shared/bun-notes.md):
 //  - Pointer arguments are passed as typed arrays, or as a number taken with
 //    ptr() in the same expression as the call (the per-packet calls on a
-//    span of a buffer, ffi/net.ts), never as a number kept from earlier:
+//    span of a buffer: ffi/net.ts, readFd), never as a number kept from earlier:
 //    a small typed array that moved, or one the GC freed, cannot bite.
 //    (FdWriter in ffi/sys.ts keeps the address of a large buffer together
 //    with the buffer itself.) The few structs that embed pointers (msghdr,

@@ -1,7 +1,7 @@
 // Host sockets through libc (socket(7), ip(7), ipv6(7), tcp(7)): creating
 // them with the options every host socket of ours gets, struct sockaddr in
 // and out, the calls whose results need decoding, and the per-packet
-// calls (read, send, recvfrom, sendto) on a span of a buffer, whose
+// socket calls (send, recvfrom, sendto) on a span of a buffer, whose
 // address is taken at the call (ptr(buf, off): no subarray per packet).
 //
 // Functions return a non-negative result or -errno unless they say
@@ -213,12 +213,6 @@ export function setTcpKeepalive(fd: number, idleS: number, count: number, userTi
 
 export function shutdownWrite(fd: number): number {
   return libc.shutdown(fd, SHUT_WR) < 0 ? -errno() : 0;
-}
-
-/** read(2) into buf[off, off+len): bytes read (0 at EOF) or -errno. */
-export function readAt(fd: number, buf: Uint8Array, off: number, len: number): number {
-  const n = libc.read(fd, ptr(buf, off), len) as number;
-  return n >= 0 ? n : -errno();
 }
 
 /** send(2) of buf[off, off+len) to the connected peer, never raising SIGPIPE: bytes taken or -errno. */

@@ -143,9 +143,12 @@ export class FdWriter {
   }
 }
 
-/** read(2) into buf; returns bytes read, or -errno (EAGAIN when empty). */
-export function readFd(fd: number, buf: Uint8Array, len: number): number {
-  const n = libc.read(fd, buf, len) as number;
+/**
+ * read(2) into buf[off, off+len): bytes read (0 at EOF), or -errno (EAGAIN
+ * when empty). A span's address is taken at the call (no subarray per read).
+ */
+export function readFd(fd: number, buf: Uint8Array, off: number, len: number): number {
+  const n = libc.read(fd, off === 0 ? buf : ptr(buf, off), len) as number;
   return n < 0 ? -errno() : n;
 }
 

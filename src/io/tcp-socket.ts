@@ -12,13 +12,12 @@
 // the peer's FIN or an error has been signalled: then reading goes on until
 // it returns EOF or the error.
 import { EAGAIN, ECONNREFUSED, EINPROGRESS } from "../../ffi/libc.ts";
-import { closeFd } from "../../ffi/sys.ts";
+import { closeFd, readFd } from "../../ffi/sys.ts";
 import {
   SockAddr,
   bindTo,
   connectTo,
   localAddress,
-  readAt,
   resetAndClose,
   sendAt,
   setTcpKeepalive,
@@ -123,7 +122,7 @@ export class TcpSocket implements IoHandler {
 
   /** Reads into buf[off, off+len): bytes read, 0 at EOF, or -errno (-EAGAIN: nothing now). */
   read(buf: Uint8Array, off: number, len: number): number {
-    const n = readAt(this.fd, buf, off, len);
+    const n = readFd(this.fd, buf, off, len);
     if (n >= 0) {
       if (n < len && !this.hangup) this.readable = false;
     } else if (n === -EAGAIN) this.readable = false;

@@ -90,7 +90,7 @@ export class FdDevice implements FrameSink, IoHandler {
     const r = this.receiver!;
     let handled = 0;
     for (;;) {
-      const n = readFd(this.fd, this.rxBuf, this.rxMax);
+      const n = readFd(this.fd, this.rxBuf, 0, this.rxMax);
       if (n < 0) {
         if (n === -EAGAIN || n === -EINTR) break;
         this.onFailure(`read: ${errnoName(-n)}`);

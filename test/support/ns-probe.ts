@@ -48,7 +48,7 @@ function readUntil(dev: TunAttachment, ms: number, match: (f: Uint8Array) => boo
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (poll.wait(Math.max(1, Math.min(50, end - Date.now()))) === 0) continue;
-    const n = readFd(dev.fd, buf, buf.length);
+    const n = readFd(dev.fd, buf, 0, buf.length);
     if (n <= 0) continue;
     const frame = buf.slice(dev.vnetHdr ? VNET : 0, n);
     if (match(frame)) return frame;

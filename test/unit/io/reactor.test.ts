@@ -166,7 +166,7 @@ describe("the look", () => {
       expect(handled).toBe(N);
     } finally {
       for (const fd of fds) {
-        readFd(fd, buf, 8);
+        readFd(fd, buf, 0, 8);
         reactor.close(fd);
       }
     }

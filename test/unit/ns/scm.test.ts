@@ -13,7 +13,7 @@ test("a descriptor crosses: the received fd is the same open file", () => {
     expect(got).not.toBe(ev);
     eventFdSignal(got); // through the copy ...
     const buf = new Uint8Array(new ArrayBuffer(8));
-    expect(readFd(ev, buf, 8)).toBe(8); // ... seen through the original
+    expect(readFd(ev, buf, 0, 8)).toBe(8); // ... seen through the original
     expect(buf[0]).toBe(1);
     closeFd(got);
   } finally {
