@@ -33,16 +33,16 @@ function debVersion(pkg: string): string | null {
   return r.exitCode === 0 ? r.stdout.toString().trim() : null;
 }
 
-/**
- * This project's binary, attached like the README's example. `run` is the
- * file actually executed (a copy made at the start, so that a rebuild
- * during the run cannot mix two versions); `bin` is what the reports show.
- */
 /** The README makes the tap 65521; at any other MTU the tap gets that MTU. */
 function readmeLinkMtu(mtu: number): number {
   return mtu === 65520 ? 65521 : mtu;
 }
 
+/**
+ * This project's binary, attached like the README's example. `run` is the
+ * file actually executed (a copy made at the start, so that a rebuild
+ * during the run cannot mix two versions); `bin` is what the reports show.
+ */
 export function slirpnetstack(bin: string, extraArgs: string[], run = bin): Impl {
   return {
     name: "slirpnetstack",
