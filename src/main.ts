@@ -324,6 +324,7 @@ function goFsError(e: unknown, path: string): string {
     EISDIR: "is a directory",
     EROFS: "read-only file system",
     ENOTDIR: "not a directory",
+    ELOOP: "too many levels of symbolic links",
   };
   return `open ${path}: ${(err.code && text[err.code]) ?? err.message}`;
 }

@@ -3,14 +3,21 @@
 // from the network-layer header on (ARP as its 28-byte body), snaplen =
 // MTU, written unbuffered so a crash loses nothing already seen.
 import { openSync, writeSync, closeSync, constants } from "node:fs";
+import { O_CLOEXEC } from "../../ffi/sys.ts";
 import { pcapFileHeader, writePcapRecordHeader, LINKTYPE_RAW } from "../wire/pcap.ts";
 import type { FrameReceiver, FrameSink, Medium, RxMeta, TxMeta } from "../stack/device.ts";
 
 const ETH_HEADER = 14;
 
-/** Opens the capture file as upstream does: write-only, created 0644, NOT truncated. */
+/**
+ * Opens the capture file write-only and, as upstream does, NOT truncated.
+ * Unlike upstream, a new file is created 0600 (a capture holds every byte
+ * the guest sends, so other local users must not read it), a symlink at
+ * the path is refused (O_NOFOLLOW: a planted link cannot redirect the
+ * write), and the fd does not leak into run mode's command (O_CLOEXEC).
+ */
 export function openPcapFile(path: string): number {
-  return openSync(path, constants.O_WRONLY | constants.O_CREAT, 0o644);
+  return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | O_CLOEXEC, 0o600);
 }
 
 export class PcapWriter implements FrameSink, FrameReceiver {

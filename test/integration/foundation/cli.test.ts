@@ -2,7 +2,9 @@
 // §3, §13, §16): usage, version, flag errors, exit codes and the exact
 // startup lines that scripts match.
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { DgramPair } from "../../support/fdpair.ts";
 import { GuestNs, HostNs } from "../../support/netns.ts";
 import { withRig } from "../../support/rig.ts";
@@ -207,6 +209,21 @@ describe("startup failures", () => {
     expect(r.code).toBe(250);
     expect(r.stderr.at(-1)).toBe("[!] Failed to open PCAP file: open /nonexistent/dir/x: no such file or directory");
     expect(r.stderr.some((l) => l.includes("Slirpnetstack started"))).toBe(false);
+  });
+
+  test("-pcap at a symlink: exit 250, the link's target untouched (O_NOFOLLOW)", async () => {
+    const guest = await GuestNs.create();
+    cleanups.push(() => guest.destroy());
+    const dir = mkdtempSync(join(tmpdir(), "slirp-pcap-link-"));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const target = join(dir, "target");
+    writeFileSync(target, "precious");
+    const link = join(dir, "link.pcap");
+    symlinkSync(target, link);
+    const r = await run(["-netns", guest.netnsPath, "-pcap", link]);
+    expect(r.code).toBe(250);
+    expect(r.stderr.at(-1)).toBe(`[!] Failed to open PCAP file: open ${link}: too many levels of symbolic links`);
+    expect(readFileSync(target, "utf8")).toBe("precious");
   });
 
   test("-pcap in a missing directory: exit 250 (-fd mode)", async () => {

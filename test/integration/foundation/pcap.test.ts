@@ -154,12 +154,17 @@ describe("-pcap", () => {
     expect(buf.subarray(staleSize - 4096).every((b) => b === 0xee)).toBe(true);
   });
 
-  test("a new file is created with mode 0644", async () => {
+  test("a new file is created with mode 0600, whatever the umask (captures hold guest traffic)", async () => {
     const file = join(dir, "mode.pcap");
-    await withRig({ args: ["-pcap", file] }, async ({ stack }) => {
-      expect(await stack.stop()).toBe(0);
-    });
-    expect(statSync(file).mode & 0o777).toBe(0o644 & ~process.umask());
+    const old = process.umask(0);
+    try {
+      await withRig({ args: ["-pcap", file] }, async ({ stack }) => {
+        expect(await stack.stop()).toBe(0);
+      });
+    } finally {
+      process.umask(old);
+    }
+    expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
   test("-fd mode: snaplen is -mtu, the first record is the ARP priming request", async () => {
