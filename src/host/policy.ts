@@ -3,14 +3,18 @@
 //   1. a -deny entry matches: block;
 //   2. an -allow entry matches: allow (even the static deny list);
 //   3. the static deny list: block;
+//   3b. link-local and cloud metadata addresses: block. Not in Go
+//      slirpnetstack: a sandboxed program must not read the VM's instance
+//      credentials from 169.254.169.254 (or fd00:ec2::254) nor reach the
+//      host's link neighbours, and run mode routes by default;
 //   4. a host local route covers it: allow iff -enable-host;
 //   5. anything else: allow iff -enable-routing.
 import { anyRuleMatches, type FirewallRule } from "../cli/firewall.ts";
 import { formatIP, type ParsedIP } from "../cli/goip.ts";
-import { STATIC_DENY } from "./prefix.ts";
+import { LINK_LOCAL_DENY, STATIC_DENY } from "./prefix.ts";
 import type { LocalRoutes } from "./routes.ts";
 
-export type Verdict = "deny-rule" | "allow-rule" | "static-deny" | "host" | "host-disabled" | "routing" | "routing-disabled";
+export type Verdict = "deny-rule" | "allow-rule" | "static-deny" | "link-local-deny" | "host" | "host-disabled" | "routing" | "routing-disabled";
 
 export function verdictAllows(v: Verdict): boolean {
   return v === "allow-rule" || v === "host" || v === "routing";
@@ -34,6 +38,7 @@ export class RoutingPolicy {
     if (anyRuleMatches(this.opts.deny, network, text, port)) return "deny-rule";
     if (anyRuleMatches(this.opts.allow, network, text, port)) return "allow-rule";
     if (STATIC_DENY.contains(ip)) return "static-deny";
+    if (LINK_LOCAL_DENY.contains(ip)) return "link-local-deny";
     if (this.routes.covers(ip)) return this.opts.enableHost ? "host" : "host-disabled";
     return this.opts.enableRouting ? "routing" : "routing-disabled";
   }

@@ -61,3 +61,11 @@ export const STATIC_DENY = PrefixSet.parse([
   "::ffff:0:0:0/96",
   "64:ff9b::/96",
 ]);
+
+/**
+ * Denied after the static list, unless -allow says so (a deliberate
+ * difference from Go slirpnetstack): IPv4 and IPv6 link-local ranges,
+ * where clouds put their instance metadata service (169.254.169.254), and
+ * AWS's IPv6 metadata address. A guest has no business on the host's link.
+ */
+export const LINK_LOCAL_DENY = PrefixSet.parse(["169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128"]);

@@ -1,0 +1,41 @@
+// The routing policy's order (deny rule, allow rule, static deny list,
+// link-local/metadata rule, host routes, routing), on fixed routes.
+import { describe, expect, test } from "bun:test";
+import { parseFirewallList, type FirewallRule } from "../../../src/cli/firewall.ts";
+import { parseGoIP } from "../../../src/cli/goip.ts";
+import { RoutingPolicy, type PolicyOptions } from "../../../src/host/policy.ts";
+import { createSystemResolver } from "../../../src/host/resolve.ts";
+import { LocalRoutes } from "../../../src/host/routes.ts";
+
+/** Literal entries only: the resolver is never asked. */
+const rules = (value: string): Promise<FirewallRule[]> => parseFirewallList(value, createSystemResolver({ dnsTimeoutMs: 1, dnsAttempts: 1 }));
+
+function policy(opts: Partial<PolicyOptions>): RoutingPolicy {
+  // A LocalRoutes that was never refreshed covers nothing: every address is "the internet".
+  return new RoutingPolicy({ allow: [], deny: [], enableHost: true, enableRouting: true, ...opts }, new LocalRoutes());
+}
+
+function decide(p: RoutingPolicy, ip: string, network: "tcp" | "udp" = "tcp", port = 80): string {
+  return p.decide(network, parseGoIP(ip)!, port);
+}
+
+describe("link-local and metadata addresses", () => {
+  const open = policy({});
+  test.each(["169.254.169.254", "169.254.0.1", "fe80::1", "fd00:ec2::254", "::ffff:169.254.169.254"])("%s is denied even with routing on", (ip) => {
+    expect(decide(open, ip)).toBe("link-local-deny");
+    expect(decide(open, ip, "udp", 53)).toBe("link-local-deny");
+  });
+
+  test("neighbours of the ranges are routed", () => {
+    for (const ip of ["169.253.255.255", "169.255.0.0", "fec0::1", "fd00:ec2::253"]) expect(decide(open, ip)).toBe("routing");
+  });
+
+  test("-allow opens them, -deny still beats -allow", async () => {
+    const p = policy({ allow: await rules("169.254.169.254,udp://[fd00:ec2::254]"), deny: await rules("169.254.169.254:22") });
+    expect(decide(p, "169.254.169.254")).toBe("allow-rule");
+    expect(decide(p, "169.254.169.254", "tcp", 22)).toBe("deny-rule");
+    expect(decide(p, "fd00:ec2::254", "udp")).toBe("allow-rule");
+    expect(decide(p, "fd00:ec2::254", "tcp")).toBe("link-local-deny");
+    expect(decide(p, "169.254.1.1")).toBe("link-local-deny");
+  });
+});
