@@ -231,6 +231,8 @@ export class TcpConnection implements FlowTuple {
   private delAckAt = NO_DEADLINE;
   private persistAt = NO_DEADLINE;
   private persistBackoff = 0;
+  /** When the first window probe the guest has not answered went out (-1: none yet). */
+  private probeSince = -1;
   private keepAt = NO_DEADLINE;
   private keepProbes = 0;
   private timeWaitAt = NO_DEADLINE;
@@ -1240,10 +1242,21 @@ export class TcpConnection implements FlowTuple {
   /**
    * Zero-window probe (RFC 9293 §3.8.6.1): the first unacknowledged byte,
    * beyond the closed window, so the guest's ACK reports its window. Sent
-   * for as long as the guest answers, with backoff.
+   * for as long as the guest answers, with backoff capped at RTO_MAX_MS.
+   * The RFC keeps the connection open only "as long as the receiving TCP
+   * continues to send acknowledgments": once the probes have gone
+   * unanswered for the user timeout, the guest is gone and the connection
+   * is aborted (as Linux does, timing from the first unanswered probe).
    */
   private windowProbe(now: number): void {
     if (this.sndWnd > 0 || this.sendBuf.length === 0) return;
+    if (this.probeSince < 0 || this.lastRecvAt >= this.probeSince) {
+      // The guest spoke since the last probe (or this is the first one).
+      this.probeSince = now;
+    } else if (now - this.probeSince >= this.userTimeoutMs) {
+      this.abort(now, "timeout");
+      return;
+    }
     if (this.sndNxt === this.sndUna) {
       this.sndNxt = seqAdd(this.sndUna, 1);
       if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
@@ -1251,7 +1264,8 @@ export class TcpConnection implements FlowTuple {
     this.layer.sendData(this, this.sndUna, 1, true, now);
     this.persistBackoff = Math.min(this.persistBackoff + 1, 10);
     this.rtxAt = NO_DEADLINE;
-    this.persistAt = now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.persistBackoff);
+    // The next probe, or the end of the user timeout if that comes first.
+    this.persistAt = Math.min(now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.persistBackoff), this.probeSince + this.userTimeoutMs);
   }
 
   private keepalive(now: number): void {

@@ -1,0 +1,84 @@
+// RFC conformance of the TCP engine toward a hand-driven guest (Harness +
+// Guest, virtual clock): persist mode, options and the MSS, timestamps,
+// RFC 5961 throttling, zero windows, silly window avoidance, congestion
+// window restart, and a host side that closes the connection re-entrantly.
+import { describe, expect, test } from "bun:test";
+import { Harness, Guest, ACK, PSH, RST } from "../../support/tcp-harness.ts";
+
+const u32 = (x: number): number => x >>> 0;
+
+/** Handshake with the given guest options; returns harness, guest and the host app. */
+function setup(
+  gopts: ConstructorParameters<typeof Guest>[1] = {},
+  hopts: ConstructorParameters<typeof Harness>[0] = {},
+): { h: Harness; g: Guest; app: ReturnType<Guest["handshake"]> } {
+  const h = new Harness(hopts);
+  const g = new Guest(h, gopts);
+  const app = g.handshake();
+  h.take();
+  return { h, g, app };
+}
+
+describe("persist mode (RFC 9293 §3.8.6.1)", () => {
+  /** Data queued behind a window the guest closed; returns the probed sequence number. */
+  function closeWindow(h: Harness, g: Guest, app: ReturnType<Guest["handshake"]>): number {
+    app.send(new Uint8Array(100));
+    const s = h.one().seq;
+    g.ack = u32(s + 100);
+    g.send({ window: 0 });
+    app.send(new Uint8Array(1000));
+    h.none();
+    return g.ack;
+  }
+
+  test("a guest that goes silent behind a zero window is aborted after the user timeout", () => {
+    const { h, g, app } = setup({}, { tcp: { userTimeoutMs: 10_000 } });
+    const probed = closeWindow(h, g, app);
+    const t0 = h.now;
+    h.advance(30_000);
+    const out = h.take().map((x) => [x.at - t0, x.p.flags, x.p.seq, x.p.payloadLen]);
+    // Probes of the first byte with doubling intervals, then the abort
+    // once the first probe has gone unanswered for the user timeout.
+    expect(out).toEqual([
+      [200, ACK | PSH, probed, 1],
+      [600, ACK | PSH, probed, 1],
+      [1400, ACK | PSH, probed, 1],
+      [3000, ACK | PSH, probed, 1],
+      [6200, ACK | PSH, probed, 1],
+      [10_200, RST | ACK, probed, 0],
+    ]);
+    expect(app.closed).toBe("timeout");
+    expect(h.stack.tcp.connectionCount).toBe(0);
+  });
+
+  test("a guest that answers every probe with a zero window stays connected; probes back off to the cap", () => {
+    const { h, g, app } = setup({}, { tcp: { userTimeoutMs: 100_000 } });
+    const probed = closeWindow(h, g, app);
+    const t0 = h.now;
+    const at: number[] = [];
+    while (h.now - t0 < 600_000) {
+      h.advanceToNext();
+      for (const x of h.take()) {
+        expect([x.p.flags, x.p.seq, x.p.payloadLen]).toEqual([ACK | PSH, probed, 1]);
+        at.push(x.at - t0);
+        g.send({ window: 0 });
+      }
+    }
+    expect(app.closed).toBe(null);
+    // Intervals double up to the 60 s cap, then stay there.
+    const gaps = at.map((t, i) => t - (at[i - 1] ?? 0));
+    expect(gaps.slice(0, 10)).toEqual([200, 400, 800, 1600, 3200, 6400, 12_800, 25_600, 51_200, 60_000]);
+    expect(Math.max(...gaps)).toBe(60_000);
+    // The guest falls silent: the connection ends the user timeout after
+    // the first probe it does not answer.
+    const t1 = h.now;
+    h.advance(200_000);
+    expect(app.closed).toBe("timeout");
+    const out = h.take();
+    const firstUnanswered = out[0]!;
+    expect(firstUnanswered.p.payloadLen).toBe(1);
+    expect(firstUnanswered.at - t1).toBeLessThanOrEqual(60_000);
+    const rst = out.find((x) => x.p.flags & RST)!;
+    expect(rst.at - firstUnanswered.at).toBe(100_000);
+  });
+});
