@@ -3,10 +3,8 @@
 // splice like any -R forward, so message boundaries (UDP), truncation and
 // the guest's retry over TCP all pass through unchanged; a systemd-resolved
 // stub at 127.0.0.53 works because the host side runs in the host
-// namespace. resolv.conf is re-read when it changes (a laptop moving
-// between networks), and the nameservers are tried in turn per flow.
-import { readFileSync, statSync } from "node:fs";
-import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
+// namespace. The nameservers (resolv-conf.ts) are tried in turn per flow.
+import { parseGoIP } from "../cli/goip.ts";
 import { endpointText } from "../io/addr.ts";
 import { ipv6Equal, ipv6IsV4Mapped } from "../wire/ipv6.ts";
 import { readU32 } from "../wire/bytes.ts";
@@ -14,40 +12,27 @@ import type { TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
 import type { Dialer, DialTarget } from "./dialer.ts";
 import { guestEndpoint } from "./flow-addr.ts";
+import { ResolvConf } from "./resolv-conf.ts";
 import type { StackRuntime } from "./runtime.ts";
 
 export const DNS_V4 = "10.0.2.3";
 export const DNS_V6 = "fd00::3";
 const DNS_V4_NUM = 0x0a000203;
 const DNS_V6_BYTES = parseGoIP(DNS_V6)!.bytes;
-/** glibc's default when resolv.conf names no server (resolv.conf(5)). */
-const LOCAL_RESOLVER = [parseGoIP("127.0.0.1")!];
 const DNS_PORT = 53;
 const DNS_IDLE_MS = 10_000;
 
-/** Nameserver addresses of a resolv.conf text (resolv.conf(5)); zone suffixes dropped. */
-export function parseResolvConf(text: string): ParsedIP[] {
-  const out: ParsedIP[] = [];
-  for (const raw of text.split("\n")) {
-    const line = raw.replace(/[#;].*$/, "").trim();
-    const m = /^nameserver\s+(\S+)/.exec(line);
-    if (m === null) continue;
-    const ip = parseGoIP(m[1]!.replace(/%.*$/, ""));
-    if (ip !== null) out.push(ip);
-  }
-  return out;
-}
-
 export class DnsForwarder {
-  private servers: ParsedIP[] = [];
-  private mtimeMs = -1;
+  private readonly resolvConf: ResolvConf;
   private next = 0;
 
   constructor(
     private readonly dialer: Dialer,
     private readonly rt: StackRuntime,
-    private readonly resolvConf = "/etc/resolv.conf",
-  ) {}
+    resolvConfPath = "/etc/resolv.conf",
+  ) {
+    this.resolvConf = new ResolvConf(resolvConfPath);
+  }
 
   /** The address a guest flow targets is ours: 10.0.2.3:53 (also as ::ffff:10.0.2.3) or [fd00::3]:53. */
   private isOurs(t: TcpConnection | UdpFlow): boolean {
@@ -57,25 +42,16 @@ export class DnsForwarder {
     return ipv6Equal(a, 0, DNS_V6_BYTES, 0) || (ipv6IsV4Mapped(a, 0) && readU32(a, 12) === DNS_V4_NUM);
   }
 
-  /** The nameserver for the next flow, re-reading resolv.conf if it changed. */
-  private upstream(): DialTarget | null {
-    try {
-      const st = statSync(this.resolvConf);
-      if (st.mtimeMs !== this.mtimeMs) {
-        this.mtimeMs = st.mtimeMs;
-        this.servers = parseResolvConf(readFileSync(this.resolvConf, "utf8"));
-      }
-    } catch {
-      this.servers = [];
-    }
-    const list = this.servers.length > 0 ? this.servers : LOCAL_RESOLVER;
+  /** The nameserver for the next flow: the host's resolvers in turn. */
+  private upstream(): DialTarget {
+    const list = this.resolvConf.servers(this.rt.now());
     const ip = list[this.next++ % list.length]!;
     return { ip, port: DNS_PORT, source: null };
   }
 
   tryTcp(conn: TcpConnection): boolean {
     if (!this.isOurs(conn)) return false;
-    const target = this.upstream()!;
+    const target = this.upstream();
     const dst = endpointText(target.ip, target.port);
     this.dialer.tcp(conn, target, { guest: guestEndpoint(conn), label: "dns-fwd", target: dst, rpc: false });
     return true;
@@ -83,7 +59,7 @@ export class DnsForwarder {
 
   tryUdp(flow: UdpFlow): boolean {
     if (!this.isOurs(flow)) return false;
-    const target = this.upstream()!;
+    const target = this.upstream();
     const dst = endpointText(target.ip, target.port);
     // Resolvers send A and AAAA from one socket and may retry on it, so the
     // flow is not closed after a reply; it just lives shorter than others,

@@ -1,0 +1,69 @@
+// The host's nameservers, from /etc/resolv.conf, for the guest's DNS
+// forwarder. The file is re-read when its mtime changes (a laptop moving
+// between networks). A read that fails (EMFILE, the file replaced under
+// us) is never taken as the new truth, and neither is a file without a
+// nameserver line that was modified in the last SETTLE_MS (caught
+// half-written): the last good list stays in use and the file is tried
+// again after RETRY_MS, so one bad moment cannot pin the forwarder to the
+// 127.0.0.1 fallback until the file changes again. A settled file that
+// names no server means glibc's default, 127.0.0.1.
+import { readFileSync, statSync } from "node:fs";
+import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
+
+/** glibc's default when resolv.conf names no server (resolv.conf(5)). */
+const LOCAL_RESOLVER: readonly ParsedIP[] = [parseGoIP("127.0.0.1")!];
+/** How often an unusable file is tried again (a DNS flood must not mean a read per flow). */
+export const RETRY_MS = 1000;
+/** A file without nameservers counts once it is this old (wall clock); younger, it may be mid-rewrite. */
+export const SETTLE_MS = 2000;
+
+/** Nameserver addresses of a resolv.conf text (resolv.conf(5)); zone suffixes dropped. */
+export function parseResolvConf(text: string): ParsedIP[] {
+  const out: ParsedIP[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/[#;].*$/, "").trim();
+    const m = /^nameserver\s+(\S+)/.exec(line);
+    if (m === null) continue;
+    const ip = parseGoIP(m[1]!.replace(/%.*$/, ""));
+    if (ip !== null) out.push(ip);
+  }
+  return out;
+}
+
+export class ResolvConf {
+  /** The last trustworthy list; empty means glibc's default. */
+  private good: readonly ParsedIP[] = [];
+  /** mtime of the file the good list came from; -1 until one was read. */
+  private goodMtimeMs = -1;
+  /** When an unusable file may be tried again. */
+  private retryAt = -Infinity;
+
+  constructor(private readonly path = "/etc/resolv.conf") {}
+
+  /** The nameservers to use now (never empty). `now` is the caller's clock in ms. */
+  servers(now: number): readonly ParsedIP[] {
+    if (now >= this.retryAt) this.refresh(now);
+    return this.good.length > 0 ? this.good : LOCAL_RESOLVER;
+  }
+
+  private refresh(now: number): void {
+    let found: ParsedIP[];
+    let mtimeMs: number;
+    try {
+      mtimeMs = statSync(this.path).mtimeMs;
+      if (mtimeMs === this.goodMtimeMs) return;
+      found = parseResolvConf(readFileSync(this.path, "utf8"));
+    } catch {
+      found = [];
+      mtimeMs = -1;
+    }
+    const unsettled = mtimeMs < 0 || (found.length === 0 && Date.now() - mtimeMs < SETTLE_MS);
+    if (unsettled) {
+      this.retryAt = now + RETRY_MS;
+      return;
+    }
+    this.good = found;
+    this.goodMtimeMs = mtimeMs;
+    this.retryAt = -Infinity;
+  }
+}
