@@ -125,6 +125,23 @@ export class Assembler {
   }
 
   /**
+   * How many SACK blocks sackBlocks(out, max) writes: the runs of touching
+   * pieces, at most `max`. Allocation-free, for sizing segments.
+   */
+  blockCount(max: number): number {
+    const pieces = this.pieces;
+    if (pieces.length === 0 || max === 0) return 0;
+    let n = 1;
+    let end = seqAdd(pieces[0]!.seq, pieces[0]!.len);
+    for (let i = 1; i < pieces.length && n < max; i++) {
+      const p = pieces[i]!;
+      if (seqLt(end, p.seq)) n++;
+      end = seqAdd(p.seq, p.len);
+    }
+    return n;
+  }
+
+  /**
    * Writes up to `max` SACK blocks (start, end pairs) into `out`, the block
    * holding the most recent arrival first (RFC 2018 §4). Returns the count.
    */

@@ -1031,9 +1031,23 @@ export class TcpConnection implements FlowTuple {
     return this.tsRecent;
   }
 
-  /** Payload bytes per segment: the guest's MSS less our per-segment options. */
+  /** SACK blocks per segment: what fits in 40 bytes of options beside timestamps. */
+  get sackBlockMax(): number {
+    return this.tsOk ? 3 : 4;
+  }
+
+  /**
+   * Payload bytes per segment: the guest's MSS less the options each
+   * segment carries (RFC 9293 §3.7.1, RFC 6691: the MSS counts data only),
+   * the timestamps (12 bytes) and, while out-of-order data is held, the
+   * SACK blocks (4 + 8 per block). Only arrivals from the guest change
+   * it, so every segment of one output() and every piece the device cuts
+   * from a TSO super-segment get the same size.
+   */
   segmentPayloadMax(): number {
-    return this.sendMss - (this.tsOk ? 12 : 0);
+    let opts = this.tsOk ? 12 : 0;
+    if (this.sackOk && !this.ooo.isEmpty) opts += 4 + 8 * this.ooo.blockCount(this.sackBlockMax);
+    return this.sendMss - opts;
   }
 
   /** Sends new data (and our FIN) as far as the windows allow. */

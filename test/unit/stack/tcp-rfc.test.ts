@@ -4,6 +4,7 @@
 // window restart, and a host side that closes the connection re-entrantly.
 import { describe, expect, test } from "bun:test";
 import { Harness, Guest, ACK, PSH, RST } from "../../support/tcp-harness.ts";
+import type { TxMeta } from "../../../src/stack/device.ts";
 
 const u32 = (x: number): number => x >>> 0;
 
@@ -80,5 +81,61 @@ describe("persist mode (RFC 9293 §3.8.6.1)", () => {
     expect(firstUnanswered.at - t1).toBeLessThanOrEqual(60_000);
     const rst = out.find((x) => x.p.flags & RST)!;
     expect(rst.at - firstUnanswered.at).toBe(100_000);
+  });
+});
+
+describe("options count against the MSS (RFC 9293 §3.7.1, RFC 6691)", () => {
+  /** Leaves three holes in what the guest sends, so our ACKs carry SACK blocks. */
+  function holes(g: Guest): void {
+    for (let i = 1; i <= 4; i++) g.send({ seq: u32(g.seq + i * 1000), flags: ACK, payload: 500 });
+  }
+
+  for (const ts of [true, false]) {
+    test(`segments carrying SACK blocks${ts ? " and timestamps" : ""} fit the MTU`, () => {
+      const { h, g, app } = setup({ sackOk: true, ts, ws: 7 }, { mtu: 1500 });
+      holes(g);
+      expect(h.take().length).toBe(4);
+      app.send(new Uint8Array(30_000));
+      const out = h.take().map((x) => x.p);
+      expect(out.length).toBeGreaterThan(5);
+      // Timestamps: 12 bytes and three blocks (28); without: four blocks (36).
+      const opts = ts ? 12 + 28 : 36;
+      for (const p of out) {
+        expect(p.fragment).toBe(false);
+        expect(p.options.sackCount).toBe(ts ? 3 : 4);
+        expect(p.ipLen).toBeLessThanOrEqual(1500);
+      }
+      expect(out[0]!.payloadLen).toBe(1460 - opts);
+      expect(out[0]!.ipLen).toBe(1500);
+      // The hole filled: no blocks, full segments again.
+      g.send({ seq: g.seq, flags: ACK, payload: 5000 });
+      h.take();
+      app.send(new Uint8Array(3000));
+      for (const x of h.take()) expect(x.p.payloadLen).toBeLessThanOrEqual(1460 - (ts ? 12 : 0));
+    });
+  }
+
+  test("TSO: the device's pieces of a super-segment with SACK blocks fit the MTU", () => {
+    const gso: Array<{ hdrLen: number; gsoSize: number }> = [];
+    class TsoHarness extends Harness {
+      override transmit(buf: Uint8Array, off: number, len: number, meta: TxMeta | null): void {
+        if (meta !== null && meta.gsoType !== 0) gso.push({ hdrLen: meta.hdrLen, gsoSize: meta.gsoSize });
+        super.transmit(buf, off, len, meta);
+      }
+    }
+    const h = new TsoHarness({ mtu: 1500 });
+    h.caps.txTcpSegmentation = true;
+    h.caps.txChecksumOffload = true;
+    const g = new Guest(h, { sackOk: true, ts: true, ws: 7 });
+    const app = g.handshake();
+    h.take();
+    holes(g);
+    h.take();
+    app.send(new Uint8Array(30_000));
+    const out = h.take().map((x) => x.p);
+    expect(out.length).toBeGreaterThan(0);
+    expect(gso.length).toBeGreaterThan(0);
+    // Headers with 40 bytes of options, and 1420 bytes of payload each.
+    for (const m of gso) expect([m.hdrLen, m.gsoSize]).toEqual([80, 1420]);
   });
 });
