@@ -26,10 +26,13 @@ export function setNonBlocking(fd: number): void {
   check("fcntl", libc.fcntl(fd, F_SETFL, fl | O_NONBLOCK));
 }
 
-/** Marks an inherited fd close-on-exec so helpers we spawn do not keep it. */
-export function setCloseOnExec(fd: number): void {
+/**
+ * Sets fd's close-on-exec flag (so helpers we spawn do not keep an
+ * inherited fd), or clears it (so an execve of our own keeps it).
+ */
+export function setCloseOnExec(fd: number, closeOnExec = true): void {
   const fl = check("fcntl", libc.fcntl(fd, F_GETFD, 0));
-  check("fcntl", libc.fcntl(fd, F_SETFD, fl | FD_CLOEXEC));
+  check("fcntl", libc.fcntl(fd, F_SETFD, closeOnExec ? fl | FD_CLOEXEC : fl & ~FD_CLOEXEC));
 }
 
 /** True when fd is an open descriptor of this process. */
