@@ -8,13 +8,13 @@ import { createSystemResolver } from "./host/resolve.ts";
 import { Logger } from "./host/log.ts";
 import { StackRuntime } from "./host/runtime.ts";
 import { Host } from "./host/host.ts";
-import { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, fdIsOpen, setNonBlocking, setCloseOnExec } from "../ffi/sys.ts";
+import { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, setNonBlocking, setCloseOnExec } from "../ffi/sys.ts";
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAttachment } from "../ffi/tun.ts";
 import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type RunModeSession } from "./ns/index.ts";
 import { DNS_V4, DNS_V6 } from "./host/dns-forwarder.ts";
 import { ensureRuntimeEnv } from "./runtime-env.ts";
 import { enableWasmChecksum } from "./wire/checksum-wasm.ts";
-import { FdDevice } from "./link/fd-device.ts";
+import { FdDevice, isFrameFd } from "./link/fd-device.ts";
 import { Reactor } from "./io/reactor.ts";
 import { PcapWriter, openPcapFile } from "./link/pcap.ts";
 import { Stack } from "./stack/stack.ts";
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   let session: RunModeSession | null = null;
   if (cfg.fd >= 0) {
     if (cfg.netns !== "") die(log, Exit.FdAndNetns, "Please specify either -fd or -netns");
-    if (!fdIsOpen(cfg.fd)) die(log, Exit.LinkEndpoint, `[!] Failed to create linkEP: bad file descriptor`);
+    if (!isFrameFd(cfg.fd)) die(log, Exit.LinkEndpoint, `[!] Failed to create linkEP: bad file descriptor`);
     fd = cfg.fd;
     setNonBlocking(fd);
     setCloseOnExec(fd);

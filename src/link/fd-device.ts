@@ -13,6 +13,7 @@
 // path"), the signal costs one wakeup per batch instead of two thread
 // hand-offs, which lifted connections per second and cut request/response
 // latency and memory, at equal throughput.
+import { fstatSync } from "node:fs";
 import { EAGAIN, EINTR, errnoName } from "../../ffi/libc.ts";
 import { closeFd, FdWriter, readFd } from "../../ffi/sys.ts";
 import type { IoHandler, Reactor } from "../io/reactor.ts";
@@ -25,6 +26,21 @@ import type { Stats } from "../stack/stats.ts";
 /** Frames handled per turn before yielding to the event loop, so host
  * sockets and timers are served during a flood. */
 const FRAMES_PER_TURN = 512;
+
+/**
+ * Whether fd can carry frames: a socket (what -fd is given: a unix
+ * datagram socket) or a character device (a tap). An fd number the
+ * parent did not pass may still be open as one of the runtime's own
+ * anonymous-inode fds (its epoll, its eventfd), which are neither.
+ */
+export function isFrameFd(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isSocket() || st.isCharacterDevice();
+  } catch {
+    return false; // EBADF
+  }
+}
 
 export interface FdDeviceOptions {
   /** Non-blocking. */

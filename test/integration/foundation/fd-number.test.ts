@@ -6,7 +6,7 @@
 // itself once at start (src/runtime-env.ts); the fds must survive that.
 import { afterEach, describe, expect, test } from "bun:test";
 import { HostNs } from "../../support/netns.ts";
-import { BINARY } from "../../support/stack.ts";
+import { BINARY, StackProcess } from "../../support/stack.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -100,4 +100,19 @@ describe("-fd at any descriptor number", () => {
     expect(out.at(-1)).toBe("EXIT 0");
     expect(out.at(-2)).toMatch(/^STDERR \[-\] #\d+ Slirpnetstack closing$/);
   }, 20_000);
+});
+
+describe("-fd naming a descriptor the parent did not pass", () => {
+  // Only stdio is passed; the runtime's own fds (its epoll, its eventfd)
+  // sit at the low numbers, and the stack must not take one for the link.
+  for (const n of [3, 4, 5]) {
+    test(`-fd ${n}: the link endpoint fails, exit 251`, async () => {
+      const host = await HostNs.create();
+      cleanups.push(() => host.destroy());
+      const stack = StackProcess.spawn(["-fd", String(n)], { host });
+      cleanups.push(() => stack.destroy());
+      expect(await stack.exitCode(3000)).toBe(251);
+      expect(stack.stderr.lines).toEqual(["[!] Failed to create linkEP: bad file descriptor"]);
+    });
+  }
 });
