@@ -8,6 +8,12 @@
 //  - a datagram may not exceed 65535 bytes of payload (ping of death);
 //  - overlapping fragments drop the whole datagram (RFC 5722 for IPv6; we
 //    apply the same rule to IPv4 rather than guess which copy is right);
+//  - bytes past the end the last fragment (MF=0) sets, whether they came
+//    before or after it, drop the whole datagram, and so does a second,
+//    different end;
+//  - a datagram is whole when its received ranges (the complement of
+//    RFC 815's hole list) cover [0, end), never by counting bytes: a hole
+//    would deliver whatever an earlier datagram left in the reused buffer;
 //  - at most MAX_DATAGRAMS are in progress (one 66 KiB buffer each); the
 //    oldest is evicted to make room;
 //  - an incomplete datagram expires after TIMEOUT_MS (RFC 8200: 60 s;
@@ -40,7 +46,6 @@ class Pending {
   total = -1;
   /** Length of the header in front of the payload (from the offset-0 fragment), or -1. */
   headerLen = -1;
-  received = 0;
   constructor(
     readonly key: string,
     readonly expires: number,
@@ -111,6 +116,8 @@ export class Reassembler {
     }
     if (!more) {
       if (p.total >= 0 && p.total !== end) return this.fail(p, "frag-invalid");
+      // Fragments that came before this one may lie past the end it sets.
+      if (p.ranges.length > 0 && p.ranges[p.ranges.length - 1]! > end) return this.fail(p, "frag-invalid");
       p.total = end;
     }
     if (p.total >= 0 && end > p.total) return this.fail(p, "frag-invalid");
@@ -123,12 +130,11 @@ export class Reassembler {
     if (!insertRange(p.ranges, fragOffset, end)) return this.fail(p, "frag-overlap");
     if (p.ranges.length > 2 * MAX_PIECES) return this.fail(p, "frag-too-many");
     p.data.set(buf.subarray(payloadOff, payloadOff + payloadLen), HEADROOM + fragOffset);
-    p.received += payloadLen;
     if (fragOffset === 0) {
       p.data.set(buf.subarray(headerOff, headerOff + headerLen), HEADROOM - headerLen);
       p.headerLen = headerLen;
     }
-    if (p.total < 0 || p.received !== p.total || p.headerLen < 0) return null;
+    if (p.total < 0 || p.headerLen < 0 || !coversAll(p.ranges, p.total)) return null;
     this.pending.delete(p.key); // whole: its buffer goes back in release()
     const w = this.whole;
     w.buf = p.data;
@@ -204,6 +210,11 @@ export class Reassembler {
       this.drop(p);
     }
   }
+}
+
+/** The ranges (all within [0, total)) leave no hole in [0, total). */
+function coversAll(r: number[], total: number): boolean {
+  return total === 0 ? r.length === 0 : r.length === 2 && r[0] === 0 && r[1] === total;
 }
 
 /** [s, e) lies inside one of the received ranges. */

@@ -77,4 +77,29 @@ describe("Reassembler", () => {
     expect(next.buf).toBe(storage);
     r.release(next);
   });
+
+  test("a hole is never filled with a previous datagram's bytes", () => {
+    const stats = new Stats();
+    const r = new Reassembler(stats);
+    // A whole 32-byte datagram leaves its bytes in the pooled buffer.
+    const old = payload(32, 9);
+    const w = feed(r, "old", old, 0, 32)!;
+    r.release(w);
+    // [0,8) and [24,32) with more to come, then a last fragment [16,24):
+    // 24 bytes held for a 24-byte datagram, but [8,16) never arrived and
+    // [24,32) lies past the end the last fragment sets.
+    const frag = (from: number, to: number, more: boolean) => {
+      const f = frame(payload(32, 5), from, to);
+      return r.add("new", from, more, f, HEADER.length, to - from, 0, HEADER.length, 0);
+    };
+    expect(frag(0, 8, true)).toBeNull();
+    expect(frag(24, 32, true)).toBeNull();
+    expect(frag(16, 24, false)).toBeNull();
+    expect(stats.dropCount("frag-invalid")).toBe(1);
+    expect(r.inProgress).toBe(0);
+    // Nor does the hole alone complete it.
+    expect(frag(0, 8, true)).toBeNull();
+    expect(frag(16, 24, false)).toBeNull();
+    expect(r.inProgress).toBe(1);
+  });
 });
