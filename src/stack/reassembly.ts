@@ -14,6 +14,8 @@
 //  - a datagram is whole when its received ranges (the complement of
 //    RFC 815's hole list) cover [0, end), never by counting bytes: a hole
 //    would deliver whatever an earlier datagram left in the reused buffer;
+//  - the header, and so IPv6's Next Header, comes from the fragment at
+//    offset 0 (RFC 8200 §4.5), whichever fragment arrives last;
 //  - at most MAX_DATAGRAMS are in progress (one 66 KiB buffer each); the
 //    oldest is evicted to make room;
 //  - an incomplete datagram expires after TIMEOUT_MS (RFC 8200: 60 s;
@@ -82,9 +84,13 @@ export class Reassembler {
 
   /**
    * Adds one fragment. The header (headerLen bytes at headerOff) is kept
-   * from the fragment at offset 0: the caller fixes it up after
-   * reassembly. Returns the whole datagram when this fragment completes
-   * it; the caller hands it back with release() once done with it.
+   * from the fragment at offset 0, with the byte at headerOff + patchAt
+   * set to patchValue if patchAt >= 0: IPv6's Next Header that named the
+   * Fragment header takes the Fragment header's own Next Header, as the
+   * whole datagram has none (RFC 8200 §4.5). The caller fixes up the rest
+   * of the header after reassembly. Returns the whole datagram when this
+   * fragment completes it; the caller hands it back with release() once
+   * done with it.
    */
   add(
     key: string,
@@ -95,6 +101,8 @@ export class Reassembler {
     payloadLen: number,
     headerOff: number,
     headerLen: number,
+    patchAt: number,
+    patchValue: number,
     now: number,
   ): Reassembled | null {
     const end = fragOffset + payloadLen;
@@ -132,6 +140,7 @@ export class Reassembler {
     p.data.set(buf.subarray(payloadOff, payloadOff + payloadLen), HEADROOM + fragOffset);
     if (fragOffset === 0) {
       p.data.set(buf.subarray(headerOff, headerOff + headerLen), HEADROOM - headerLen);
+      if (patchAt >= 0) p.data[HEADROOM - headerLen + patchAt] = patchValue;
       p.headerLen = headerLen;
     }
     if (p.total < 0 || p.headerLen < 0 || !coversAll(p.ranges, p.total)) return null;

@@ -166,7 +166,7 @@ export class Stack {
     }
     if (ip.isFragment) {
       const key = `${src}>${dst}/${ip.protocol}/${ip.ident}`;
-      const whole = this.reassembler.add(key, ip.fragOffset, ip.moreFragments, buf, ip.payloadOff, ip.payloadLen, off, ip.headerLen, now);
+      const whole = this.reassembler.add(key, ip.fragOffset, ip.moreFragments, buf, ip.payloadOff, ip.payloadLen, off, ip.headerLen, -1, 0, now);
       if (whole === null) return;
       // A fresh unfragmented header: total length, no MF/offset, checksum.
       const b = whole.buf;
@@ -234,14 +234,15 @@ export class Stack {
         off,
         ext.fragHeaderOff - off,
         now,
+        // Drop the Fragment header (RFC 8200 §4.5): its Next Header moves
+        // into the header that named it.
+        ext.fragPrevNextHeaderOff - off,
+        buf[ext.fragHeaderOff]!,
       );
       if (whole === null) return;
-      // Drop the Fragment header (RFC 8200 §4.5): its Next Header moves
-      // into the header that named it, and the payload length shrinks.
+      // Payload Length: the whole payload, and no Fragment header.
       const b = whole.buf;
       const h = whole.off;
-      const nextHeader = buf[ext.fragHeaderOff]!;
-      b[h + ext.fragPrevNextHeaderOff - off] = nextHeader;
       writeU16(b, h + 4, whole.headerLen - 40 + whole.payloadLen);
       this.reassembledMeta.clear();
       this.inputV6(b, h, whole.len, -1, this.reassembledMeta, now);
