@@ -58,6 +58,9 @@ function version(): { version: string; time: string } {
 }
 
 function die(log: Logger, code: number, ...lines: string[]): never {
+/** How often the exit drain looks whether data is still in flight. */
+const DRAIN_CHECK_MS = 10;
+
   for (const l of lines) log.err(l);
   process.exit(code);
 }
@@ -72,9 +75,9 @@ async function main(): Promise<void> {
   let log = new Logger(false);
 
   // 1. Signal handlers first, so an early SIGINT is still a clean exit.
-  let closing: ((signal: NodeJS.Signals) => void) | null = null;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (closing) closing(signal);
+  let closing: (() => void) | null = null;
+  const onSignal = () => {
+    if (closing) closing();
     else process.exit(Exit.Ok);
   };
   process.on("SIGINT", onSignal);
@@ -245,36 +248,45 @@ async function main(): Promise<void> {
   // 18.
   log.err(`[+] #${pid} Slirpnetstack started`);
   killPid(getppid(), SIGWINCH);
-  supervisorFds(cfg, () => closing?.("SIGTERM"));
+  supervisorFds(cfg, () => closing?.());
 
-  if (session !== null) {
-    // Run mode: the terminal's Ctrl-C belongs to the command (same process
-    // group); SIGTERM/SIGHUP are forwarded to it; we end when it does, with
-    // its status.
-    process.removeListener("SIGINT", onSignal);
-    process.removeListener("SIGTERM", onSignal);
-    forwardRunModeSignals(session.pid);
-    session.go();
-    const status = await session.exited;
+  // 19. One way out, whatever ends us: no new flows, data in flight gets
+  // -exit-grace to drain, then what did not finish is reset toward both
+  // peers (a cut stream must never look complete) and reported.
+  let drainUntil = Infinity;
+  const shutdown = async (status: number, guestLeaving: boolean): Promise<never> => {
     host.stopMetrics(pid);
+    host.beginDrain();
+    drainUntil = performance.now() + cfg.exitGraceMs;
+    while (performance.now() < drainUntil && host.drainPending(guestLeaving) > 0) await Bun.sleep(DRAIN_CHECK_MS);
+    const cut = host.cutUnfinished();
+    if (cut > 0) log.err(`[!] #${pid} Exit cut ${cut} connection${cut === 1 ? "" : "s"} with data in flight (reset toward both peers)`);
     host.stop();
     runtime.stop();
     device.stop();
     reactor.stop();
     process.exit(status);
+  };
+
+  if (session !== null) {
+    // Run mode: the terminal's Ctrl-C belongs to the command (same process
+    // group); SIGTERM/SIGHUP are forwarded to it; we end when it does, with
+    // its status. The session holds the guest's network namespace, so the
+    // sockets the command left behind can still finish sending meanwhile.
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+    forwardRunModeSignals(session.pid);
+    session.go();
+    await shutdown(await session.exited, true);
   }
 
-  // 19.
-  closing = (signal) => {
-    closing = () => {};
-    process.removeListener(signal, onSignal);
+  closing = () => {
+    // A second signal while draining: cut now.
+    closing = () => {
+      drainUntil = 0;
+    };
     log.err(`[-] #${pid} Slirpnetstack closing`);
-    host.stopMetrics(pid);
-    host.stop();
-    runtime.stop();
-    device.stop();
-    reactor.stop();
-    process.exit(Exit.Ok);
+    void shutdown(Exit.Ok, false);
   };
 }
 

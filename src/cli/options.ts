@@ -47,6 +47,8 @@ export interface Config {
   readyFd: number;
   exitFd: number;
   disableOffload: boolean;
+  /** -exit-grace in milliseconds: how long data in flight may drain at exit. */
+  exitGraceMs: number;
 }
 
 export type ParseOutcome =
@@ -58,6 +60,7 @@ export interface ParseDependencies {
 }
 
 const DEFAULT_DNS_TTL_MS = 5000;
+const DEFAULT_EXIT_GRACE_MS = 5000;
 
 /** The flag table. `argv0` is what the usage header names ("Usage of ARGV0:"). */
 export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
@@ -162,6 +165,12 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       name: "disable-offload",
       kind: "bool",
       usage: "Do not negotiate tap checksum/segmentation offloads",
+    })
+    .define({
+      name: "exit-grace",
+      kind: "duration",
+      default: DEFAULT_EXIT_GRACE_MS,
+      usage: "At exit, how long data in flight may drain before unfinished connections are reset",
     });
   return set;
 }
@@ -218,5 +227,6 @@ function toConfig(flags: ParsedFlags): Config {
     readyFd: flags.get<number>("ready-fd"),
     exitFd: flags.get<number>("exit-fd"),
     disableOffload: flags.get<boolean>("disable-offload"),
+    exitGraceMs: flags.get<number>("exit-grace"),
   };
 }

@@ -14,12 +14,12 @@ import type { Logger } from "./log.ts";
 import type { StackRuntime } from "./runtime.ts";
 import type { Stack, StackEvents } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
-import { STATE_NAMES, type TcpConnection } from "../stack/tcp/connection.ts";
+import { STATE_NAMES, TcpState, type TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
 import { LocalRoutes } from "./routes.ts";
 import { RoutingPolicy, verdictAllows } from "./policy.ts";
 import { Dialer } from "./dialer.ts";
-import { HostKeepalive } from "./tcp-splice.ts";
+import { HostKeepalive, TcpSplice } from "./tcp-splice.ts";
 import { MetricsServer, type FlowSource } from "./metrics.ts";
 import { RemoteForwards, type SourceAddresses } from "./remote-forward.ts";
 import { LocalForwards, type Gateways } from "./local-forward.ts";
@@ -39,6 +39,8 @@ export class Host implements StackEvents, FlowSource {
   private readonly local: LocalForwards;
   /** -source-ipv4 / -source-ipv6, parsed once. */
   private readonly sources: SourceAddresses;
+  /** Exiting: new flows from either side are refused (beginDrain). */
+  private draining = false;
 
   constructor(
     readonly cfg: Config,
@@ -112,6 +114,12 @@ export class Host implements StackEvents, FlowSource {
   // --- new guest flows ---
 
   tcpConnectRequest(conn: TcpConnection): void {
+    if (this.draining) {
+      this.stats.drop("tcp-exiting");
+      this.stack!.tcp.refuse(conn, this.runtime.now());
+      this.runtime.afterActivity();
+      return;
+    }
     if (this.dns?.tryTcp(conn)) return;
     if (this.remote.tryTcp(conn, this.stack!, this.dialer!)) return;
     const dst = destinationIp(conn);
@@ -131,6 +139,10 @@ export class Host implements StackEvents, FlowSource {
   }
 
   udpNewFlow(flow: UdpFlow): boolean {
+    if (this.draining) {
+      this.stats.drop("udp-exiting");
+      return false;
+    }
     if (this.dns?.tryUdp(flow)) return true;
     if (this.remote.tryUdp(flow, this.dialer!)) return true;
     const dst = destinationIp(flow);
@@ -145,6 +157,49 @@ export class Host implements StackEvents, FlowSource {
       { guest: guestEndpoint(flow), label: "Routing", target: destinationEndpoint(flow), rpc: false },
     );
     return true;
+  }
+
+  // --- exit: drain, then cut what did not finish ---
+
+  /** Exit, first step: no new flows from either side; -L stops listening. */
+  beginDrain(): void {
+    this.draining = true;
+    this.local.stop();
+  }
+
+  /**
+   * Connections still moving bytes: some are in our buffers, either way.
+   * `guestLeaving` (the run-mode command has ended, its kernel is flushing
+   * the sockets it left behind): also those whose guest has not sent its
+   * FIN yet.
+   */
+  drainPending(guestLeaving: boolean): number {
+    let n = 0;
+    for (const c of this.stack?.tcp.connections() ?? []) {
+      if (c.state >= TcpState.TimeWait) continue;
+      if (c.sendBuf.length > 0 || c.rcvBuf.length > 0 || (guestLeaving && !c.peerFinished)) n++;
+    }
+    return n;
+  }
+
+  /**
+   * Exit, last step: every connection whose guest stream did not complete,
+   * or that still holds bytes for either peer, is reset toward both peers,
+   * so neither mistakes the cut for a clean end. Returns how many.
+   */
+  cutUnfinished(): number {
+    const now = this.runtime.now();
+    const cut: TcpConnection[] = [];
+    for (const c of this.stack?.tcp.connections() ?? []) {
+      if (c.state >= TcpState.TimeWait) continue;
+      if (c.sendBuf.length > 0 || c.rcvBuf.length > 0 || !c.peerFinished) cut.push(c);
+    }
+    for (const c of cut) {
+      if (c.handler instanceof TcpSplice) c.handler.cut(now);
+      else c.abort(now);
+    }
+    this.runtime.settle();
+    return cut.length;
   }
 
   // --- FlowSource (metrics) ---

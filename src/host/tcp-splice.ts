@@ -256,6 +256,12 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     this.maybeDone();
   }
 
+  /** Exit: RST toward both peers (the stream is not complete, or bytes would be lost). */
+  cut(now: number): void {
+    this.resetHost();
+    this.conn.abort(now, "aborted");
+  }
+
   // --- internals ---
 
   /**

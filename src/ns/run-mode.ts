@@ -8,8 +8,10 @@
 // nodad, default routes via 10.0.2.2 and fd00::2), optionally binds a file
 // over /etc/resolv.conf, sends us the tap fd, waits for our go byte and
 // execve()s the command, which so keeps the helper's PID (unshare does not
-// fork). Nothing outlives the command: the tap dies with our fd, the
-// namespaces with their last process.
+// fork). We hold the guest's network namespace open (an nsfs fd) until we
+// exit: when the command ends, the sockets it left behind in its kernel
+// can still finish sending during the stack's exit drain. Nothing outlives
+// us: the tap dies with our fd, the namespaces with their last holder.
 //
 // Signals (same process group, as started from a shell):
 //   * Ctrl-C / Ctrl-\ on the terminal send SIGINT / SIGQUIT to the whole
@@ -21,7 +23,7 @@
 //   * If the stack dies first, the command gets SIGTERM (PR_SET_PDEATHSIG,
 //     armed before execve; `parentDeathSignal`).
 // {@link forwardRunModeSignals} installs exactly that.
-import { writeSync } from "node:fs";
+import { openSync, writeSync } from "node:fs";
 import type { TunAttachment } from "../../ffi/tun.ts";
 import { SysError } from "../../ffi/libc.ts";
 import { closeFd, killPid, SIGTERM } from "../../ffi/sys.ts";
@@ -147,6 +149,12 @@ export async function startRunMode(opts: RunModeOptions): Promise<RunModeSession
     if (t !== "") writeSync(2, t);
   });
   const proc = h.proc;
+  // Held until we exit (see the file comment); O_CLOEXEC, as Bun opens files.
+  try {
+    openSync(`/proc/${proc.pid}/ns/net`, "r");
+  } catch {
+    // Without it the command's last bytes may be lost at exit, nothing worse.
+  }
   const exited = proc.exited.then(() => shellStatus(proc.exitCode, proc.signalCode));
   return {
     device,

@@ -69,6 +69,8 @@ const OUR_ADDITIONS: Record<string, string> = {
   "disable-offload": "  -disable-offload\n    \tDo not negotiate tap checksum/segmentation offloads\n",
   "enable-dns":
     "  -enable-dns\n    \tServe DNS at 10.0.2.3 and fd00::3, relaying to the host's resolvers (default on in run mode)\n",
+  "exit-grace":
+    "  -exit-grace duration\n    \tAt exit, how long data in flight may drain before unfinished connections are reset (default 5s)\n",
   "exit-fd": "  -exit-fd int\n    \tExit when this fd is closed or readable (slirp4netns --exit-fd) (default -1)\n",
   "ready-fd":
     '  -ready-fd int\n    \tWrite "1" to this fd once the stack is ready (slirp4netns --ready-fd) (default -1)\n',
@@ -106,6 +108,7 @@ describe("usage (contract §3.2)", () => {
       "enable-host",
       "enable-routing",
       "exit-fd",
+      "exit-grace",
       "exit-with-parent",
       "fd",
       "interface",
@@ -169,6 +172,7 @@ describe("defaults (contract §3.3)", () => {
       readyFd: -1,
       exitFd: -1,
       disableOffload: false,
+      exitGraceMs: 5000,
     });
   });
 });
@@ -234,6 +238,12 @@ describe("parsing rules (contract §3.1)", () => {
     expect(
       (await run(["-ready-fd", "5", "--exit-fd=6", "-disable-offload", "-exit-with-parent", "-enable-host"])).config,
     ).toMatchObject({ readyFd: 5, exitFd: 6, disableOffload: true, exitWithParent: true, enableHost: true });
+  });
+
+  test("-exit-grace is a Go duration in milliseconds, 5 s by default", async () => {
+    expect((await run([])).config.exitGraceMs).toBe(5000);
+    expect((await run(["-exit-grace", "250ms"])).config.exitGraceMs).toBe(250);
+    expect((await run(["-exit-grace=0"])).config.exitGraceMs).toBe(0);
   });
 
   test("-dns-ttl is a Go duration in milliseconds", async () => {
