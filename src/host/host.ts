@@ -204,24 +204,46 @@ export class Host implements StackEvents, FlowSource {
 
   // --- FlowSource (metrics) ---
 
-  flowTable(): unknown[] {
+  get flowCount(): number {
+    return (this.stack?.tcp.connectionCount ?? 0) + (this.stack?.udp.flowCount ?? 0);
+  }
+
+  flowRows(offset: number, limit: number): unknown[] {
     const rows: unknown[] = [];
-    for (const c of this.stack?.tcp.connections() ?? []) {
-      rows.push({
-        proto: "tcp",
-        state: c.stateName,
-        guest: guestEndpoint(c),
-        destination: destinationEndpoint(c),
-        sendBuffered: c.sendBuf.length,
-        recvBuffered: c.rcvBuf.length,
-        inFlight: c.inFlight,
-        cwnd: c.cc.cwnd,
-        sndWnd: c.sndWnd,
-        rtoMs: c.rtt.rto,
-        srttMs: c.rtt.srtt,
-      });
+    const stack = this.stack;
+    if (stack === null) return rows;
+    // Positions before `offset` are skipped without building rows; a page
+    // wholly past the TCP flows skips them without walking them.
+    let skip = offset;
+    if (skip >= stack.tcp.connectionCount) skip -= stack.tcp.connectionCount;
+    else {
+      for (const c of stack.tcp.connections()) {
+        if (skip > 0) {
+          skip--;
+          continue;
+        }
+        if (rows.length === limit) return rows;
+        rows.push({
+          proto: "tcp",
+          state: c.stateName,
+          guest: guestEndpoint(c),
+          destination: destinationEndpoint(c),
+          sendBuffered: c.sendBuf.length,
+          recvBuffered: c.rcvBuf.length,
+          inFlight: c.inFlight,
+          cwnd: c.cc.cwnd,
+          sndWnd: c.sndWnd,
+          rtoMs: c.rtt.rto,
+          srttMs: c.rtt.srtt,
+        });
+      }
     }
-    for (const f of this.stack?.udp.flows() ?? []) {
+    for (const f of stack.udp.flows()) {
+      if (skip > 0) {
+        skip--;
+        continue;
+      }
+      if (rows.length === limit) break;
       rows.push({
         proto: "udp",
         guest: guestEndpoint(f),
