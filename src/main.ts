@@ -19,6 +19,7 @@ import { Reactor } from "./io/reactor.ts";
 import { PcapWriter, openPcapFile } from "./link/pcap.ts";
 import { Stack } from "./stack/stack.ts";
 import { Stats } from "./stack/stats.ts";
+import { FlowSecret } from "./stack/secret.ts";
 import { DEFAULT_TCP_CONFIG } from "./stack/tcp/connection.ts";
 import type { DeviceCaps, FrameReceiver, FrameSink } from "./stack/device.ts";
 import { FaultInjector, parseFaultSpec } from "./link/fault.ts";
@@ -229,7 +230,9 @@ async function main(): Promise<void> {
     gatewayV4: GATEWAY_V4,
     gatewayV6: GATEWAY_V6,
     tcp: DEFAULT_TCP_CONFIG,
-    random32: () => (Math.random() * 0x100000000) >>> 0,
+    // The key of ISNs, timestamp offsets and ephemeral ports (RFC 6528,
+    // RFC 7323 §7.1, RFC 6056), from the system CSPRNG.
+    secret: new FlowSecret(crypto.getRandomValues(new Uint8Array(16))),
     // Test hook: the contract's 125 s UDP idle timeout, shortened.
     ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
   });

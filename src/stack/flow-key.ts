@@ -24,11 +24,6 @@ export function eq16(a: Uint8Array, b: Uint8Array, bOff: number): boolean {
   return true;
 }
 
-/** A port in Linux's default ephemeral range, 32768-60999. */
-export function ephemeralPort(r: number): number {
-  return 32768 + (r % 28232);
-}
-
 /** The identity every flow (TCP connection, UDP flow) carries. */
 export interface FlowTuple {
   readonly family: 4 | 6;

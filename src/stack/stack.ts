@@ -18,6 +18,7 @@ import { Reassembler } from "./reassembly.ts";
 import type { Stats } from "./stats.ts";
 import { TcpLayer, type TcpEvents } from "./tcp/layer.ts";
 import type { TcpConfig } from "./tcp/connection.ts";
+import type { FlowSecret } from "./secret.ts";
 import { UdpLayer, type UdpEvents } from "./udp.ts";
 
 export interface StackConfig {
@@ -27,8 +28,8 @@ export interface StackConfig {
   gatewayV4: number;
   gatewayV6: Uint8Array;
   tcp: TcpConfig;
-  /** Uniform random 32-bit integers: ISS, ports. Seeded in tests. */
-  random32: () => number;
+  /** Keyed ISNs, timestamp offsets and ports; a fixed key in tests. */
+  secret: FlowSecret;
   /** Idle timeout of UDP flows (ms; contract §8.3: 125 s). */
   udpIdleMs?: number;
 }
@@ -62,8 +63,8 @@ export class Stack {
     this.ethernet = caps.medium === "ethernet";
     this.egress = new Egress(caps, sink, cfg.mac, cfg.gatewayV4, cfg.gatewayV6, stats);
     this.icmp = new Icmp(this.egress, stats, cfg.gatewayV4, cfg.gatewayV6);
-    this.tcp = new TcpLayer(this.egress, stats, cfg.tcp, events, this.icmp, cfg.random32);
-    this.udp = new UdpLayer(this.egress, stats, events, cfg.random32, cfg.udpIdleMs);
+    this.tcp = new TcpLayer(this.egress, stats, cfg.tcp, events, this.icmp, cfg.secret);
+    this.udp = new UdpLayer(this.egress, stats, events, cfg.secret, cfg.udpIdleMs);
     this.reassembler = new Reassembler(stats);
     this.solicit = this.egress.solicit;
   }
@@ -233,11 +234,11 @@ export class Stack {
         fragLen,
         off,
         ext.fragHeaderOff - off,
-        now,
         // Drop the Fragment header (RFC 8200 §4.5): its Next Header moves
         // into the header that named it.
         ext.fragPrevNextHeaderOff - off,
         buf[ext.fragHeaderOff]!,
+        now,
       );
       if (whole === null) return;
       // Payload Length: the whole payload, and no Fragment header.

@@ -10,7 +10,8 @@ import type { Egress } from "./egress.ts";
 import type { RxMeta } from "./device.ts";
 import type { Stats } from "./stats.ts";
 import { TimerHeap, type Timed } from "./timer-heap.ts";
-import { FlowTable, ephemeralPort, type FlowTuple } from "./flow-key.ts";
+import { FlowTable, type FlowTuple } from "./flow-key.ts";
+import type { FlowSecret } from "./secret.ts";
 
 /** virtio_net_hdr gso_type of a UDP segmentation super-frame. */
 const GSO_UDP_L4 = 5;
@@ -94,7 +95,8 @@ export class UdpLayer {
     private readonly egress: Egress,
     private readonly stats: Stats,
     private readonly events: UdpEvents,
-    private readonly random32: () => number,
+    /** Keyed ephemeral ports (RFC 6056). */
+    private readonly secret: FlowSecret,
     /** Default idle timeout of new flows (contract §8.3: 125 s). */
     readonly idleMs = 125_000,
   ) {}
@@ -183,21 +185,13 @@ export class UdpLayer {
 
   /** Opens a flow toward the guest (for -L): local is the source we send from. */
   openV4(localIp: number, localPort: number, remoteIp: number, remotePort: number, handler: UdpHandler, now: number): UdpFlow {
-    let port = localPort;
-    for (let i = 0; port === 0 && i < 64; i++) {
-      const p = ephemeralPort(this.random32());
-      if (this.table.findV4(localIp, p, remoteIp, remotePort) === null) port = p;
-    }
+    const port = localPort || this.secret.ephemeralPortV4(this.table, localIp, remoteIp, remotePort);
     const f = new UdpFlow(this, 4, localIp, remoteIp, null, null, port, remotePort, now);
     return this.register(f, handler);
   }
 
   openV6(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number, handler: UdpHandler, now: number): UdpFlow {
-    let port = localPort;
-    for (let i = 0; port === 0 && i < 64; i++) {
-      const p = ephemeralPort(this.random32());
-      if (this.table.findV6(local, 0, p, remote, 0, remotePort) === null) port = p;
-    }
+    const port = localPort || this.secret.ephemeralPortV6(this.table, local, remote, remotePort);
     const f = new UdpFlow(this, 6, 0, 0, local.slice(0, 16), remote.slice(0, 16), port, remotePort, now);
     return this.register(f, handler);
   }

@@ -20,6 +20,8 @@ import { Stats } from "../../src/stack/stats.ts";
 import { DEFAULT_TCP_CONFIG, type CloseReason, type TcpConfig, type TcpConnection, type TcpHandler } from "../../src/stack/tcp/connection.ts";
 import type { UdpFlow, UdpHandler } from "../../src/stack/udp.ts";
 import { FaultInjector, Mulberry32, type FaultConfig } from "../../src/link/fault.ts";
+import { FlowSecret } from "../../src/stack/secret.ts";
+import type { FlowTuple } from "../../src/stack/flow-key.ts";
 import { Ipv4View, IPPROTO_TCP, IPPROTO_UDP } from "../../src/wire/ipv4.ts";
 import { Ipv6View, Ipv6ExtResult, walkExtensions } from "../../src/wire/ipv6.ts";
 import { TcpView, TcpOptions, parseTcpOptions, formatTcpFlags } from "../../src/wire/tcp.ts";
@@ -451,7 +453,7 @@ export class Side implements StackEvents {
   acceptUdp = true;
   /** Idle timeout given to new incoming UDP flows. */
   udpIdleMs = 125_000;
-  /** Values random32 returns before its PRNG (queue an ISS here). */
+  /** ISSs the stack uses before its keyed ones (queue an ISS here). */
   readonly scripted: number[] = [];
 
   constructor(
@@ -609,7 +611,7 @@ export interface PairOptions {
   faultsBA?: FaultConfig | null;
   tcpA?: Partial<TcpConfig>;
   tcpB?: Partial<TcpConfig>;
-  /** Seeds of each stack's random32 (ISS, ports). */
+  /** Seeds of each stack's secret key (ISS, timestamp offsets, ports). */
   seedA?: number;
   seedB?: number;
   /** Start of virtual time. */
@@ -682,17 +684,12 @@ export class EnginePair {
   }
 
   private makeStack(side: Side, mac: Uint8Array, sink: FrameSink, tcp: TcpConfig, seed: number): Stack {
-    const rng = new Mulberry32(seed);
-    // Scripted values first (a test wanting a given ISS queues it: an
-    // active open with an explicit port, or a passive open, draws exactly
-    // one number, the ISS), then the seeded PRNG.
-    const random32 = (): number => (side.scripted.length > 0 ? side.scripted.shift()! >>> 0 : rng.u32());
     return new Stack(this.caps, sink, side, side.stats, {
       mac,
       gatewayV4: side.v4,
       gatewayV6: side.v6,
       tcp,
-      random32,
+      secret: new ScriptedSecret(keyFromSeed(seed), side.scripted),
     });
   }
 
@@ -848,3 +845,28 @@ export class EnginePair {
   }
 }
 
+
+/** A 16-byte secret key drawn from a seeded PRNG (reproducible tests). */
+export function keyFromSeed(seed: number): Uint8Array {
+  const rng = new Mulberry32(seed);
+  const key = new Uint8Array(16);
+  for (let i = 0; i < 16; i += 4) new DataView(key.buffer).setUint32(i, rng.u32());
+  return key;
+}
+
+/**
+ * The stack's keyed numbers, except that ISSs a test queued in `scripted`
+ * come first (each new connection, active or passive, takes one).
+ */
+export class ScriptedSecret extends FlowSecret {
+  constructor(
+    key: Uint8Array,
+    private readonly scripted: number[],
+  ) {
+    super(key);
+  }
+
+  override tcpIsn(t: FlowTuple, now: number): number {
+    return this.scripted.length > 0 ? this.scripted.shift()! >>> 0 : super.tcpIsn(t, now);
+  }
+}

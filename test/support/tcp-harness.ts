@@ -9,11 +9,10 @@ import { RxMeta, type DeviceCaps, type FrameSink, type TxMeta } from "../../src/
 import { Stats } from "../../src/stack/stats.ts";
 import { DEFAULT_TCP_CONFIG, type TcpConfig, type TcpConnection } from "../../src/stack/tcp/connection.ts";
 import type { UdpFlow } from "../../src/stack/udp.ts";
-import { Mulberry32 } from "../../src/link/fault.ts";
 import { Ipv4Repr, IPPROTO_TCP } from "../../src/wire/ipv4.ts";
 import { Ipv6Repr } from "../../src/wire/ipv6.ts";
 import { TcpRepr, TcpView, TcpOptions, TcpFlags } from "../../src/wire/tcp.ts";
-import { AppConn, decodeFrame, describe, type Packet } from "./engine-pair.ts";
+import { AppConn, ScriptedSecret, decodeFrame, describe, keyFromSeed, type Packet } from "./engine-pair.ts";
 
 export const { FIN, SYN, RST, PSH, ACK } = TcpFlags;
 
@@ -57,24 +56,23 @@ export class Harness implements StackEvents, FrameSink {
   readonly apps: AppConn[] = [];
   /** What to do with a guest SYN: accept at once (in the next host turn), or hold. */
   policy: "accept" | "hold" | "refuse" = "accept";
-  /** Values random32 returns before its PRNG (queue an ISS here). */
+  /** ISSs the stack uses before its keyed ones (queue an ISS here). */
   readonly scripted: number[] = [];
   private tasks: Array<() => void> = [];
   private readonly rxMeta = new RxMeta();
   private readonly frame = new Uint8Array(70_000);
   private deadline = Infinity;
 
-  constructor(opts: { family?: 4 | 6; mtu?: number; tcp?: Partial<TcpConfig>; seed?: number; startMs?: number } = {}) {
+  constructor(opts: { family?: 4 | 6; mtu?: number; tcp?: Partial<TcpConfig>; seed?: number; key?: Uint8Array; startMs?: number } = {}) {
     this.now = opts.startMs ?? 10_000;
     this.family = opts.family ?? 4;
     this.caps = { medium: "ip", mtu: opts.mtu ?? 1500, txChecksumOffload: false, txTcpSegmentation: false };
-    const rng = new Mulberry32(opts.seed ?? 99);
     this.stack = new Stack(this.caps, this, this, this.stats, {
       mac: new Uint8Array([0x70, 0x71, 0xaa, 0x4b, 0x29, 0xaa]),
       gatewayV4: 0x0a000202,
       gatewayV6: new Uint8Array([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
       tcp: { ...DEFAULT_TCP_CONFIG, ...opts.tcp },
-      random32: () => (this.scripted.length > 0 ? this.scripted.shift()! >>> 0 : rng.u32()),
+      secret: new ScriptedSecret(opts.key ?? keyFromSeed(opts.seed ?? 99), this.scripted),
     });
   }
 

@@ -196,6 +196,8 @@ export class TcpConnection implements FlowTuple {
   // --- options ---
   sackOk = false;
   tsOk = false;
+  /** Added to our millisecond clock in TSval (RFC 7323 §7.1); set by the layer. */
+  tsOffset = 0;
   private tsRecent = 0;
   private lastAckSent = 0;
   private readonly sacked: SackRange[] = [];
@@ -725,7 +727,7 @@ export class TcpConnection implements FlowTuple {
       // the old TS.Recent (RFC 7323 §4.3), so the "RTT" spans the whole
       // loss episode. One such sample once inflated the RTO to 25 s.
       const ecr = seg.options.tsEcr;
-      const rtt = seqDiff(this.layer.tsNow(now), ecr);
+      const rtt = seqDiff(this.layer.tsNow(this, now), ecr);
       if (rtt >= 0 && (this.lastRtoTs < 0 || seqGe(ecr, this.lastRtoTs))) this.rtt.sample(rtt);
     } else if (this.rttSeq >= 0 && seqGt(ack, this.rttSeq)) {
       this.rtt.sample(now - this.rttStart);
@@ -1232,7 +1234,7 @@ export class TcpConnection implements FlowTuple {
     // resend from SND.UNA (go-back-N, skipping what the guest SACKed).
     this.rtt.timedOut();
     this.cc.onTimeout(this.inFlight);
-    this.lastRtoTs = this.layer.tsNow(now);
+    this.lastRtoTs = this.layer.tsNow(this, now);
     this.inRecovery = false;
     this.dupAcks = 0;
     this.rttSeq = -1;

@@ -6,7 +6,8 @@ import { TcpView, parseTcpOptions, emitTcpOptions, TcpOptions } from "../../wire
 import { IPPROTO_TCP } from "../../wire/ipv4.ts";
 import { WireError } from "../../wire/errors.ts";
 import { writeU16, writeU32 } from "../../wire/bytes.ts";
-import { FlowTable, ephemeralPort } from "../flow-key.ts";
+import { FlowTable } from "../flow-key.ts";
+import type { FlowSecret } from "../secret.ts";
 import type { Egress } from "../egress.ts";
 import type { RxMeta } from "../device.ts";
 import type { Stats } from "../stats.ts";
@@ -68,8 +69,8 @@ export class TcpLayer {
     readonly cfg: TcpConfig,
     private readonly events: TcpEvents,
     private readonly icmp: TcpIcmpErrors,
-    /** Uniform random 32-bit integers (ISS, ephemeral ports); seeded in tests. */
-    private readonly random32: () => number,
+    /** Keyed ISNs, timestamp offsets and ephemeral ports. */
+    private readonly secret: FlowSecret,
   ) {}
 
   /** Live connections (all states but CLOSED). */
@@ -211,7 +212,8 @@ export class TcpLayer {
   }
 
   private passiveOpen(conn: TcpConnection, seg: TcpSegment, now: number): void {
-    conn.initFromSyn(seg, this.random32(), now);
+    conn.tsOffset = this.secret.tcpTsOffset(conn);
+    conn.initFromSyn(seg, this.secret.tcpIsn(conn, now), now);
     this.table.insert(conn);
     this.pendingHandshakes++;
     this.events.tcpConnectRequest(conn);
@@ -284,24 +286,21 @@ export class TcpLayer {
     conn.handler = handler;
     this.table.insert(conn);
     this.now = now;
-    conn.connect(this.random32(), now);
+    conn.tsOffset = this.secret.tcpTsOffset(conn);
+    conn.connect(this.secret.tcpIsn(conn, now), now);
     return conn;
   }
 
   private freePortV4(localIp: number, remoteIp: number, remotePort: number): number {
-    for (let i = 0; i < 64; i++) {
-      const p = ephemeralPort(this.random32());
-      if (this.table.findV4(localIp, p, remoteIp, remotePort) === null) return p;
-    }
-    throw new Error("no free local port toward the guest");
+    const p = this.secret.ephemeralPortV4(this.table, localIp, remoteIp, remotePort);
+    if (p === 0) throw new Error("no free local port toward the guest");
+    return p;
   }
 
   private freePortV6(local: Uint8Array, remote: Uint8Array, remotePort: number): number {
-    for (let i = 0; i < 64; i++) {
-      const p = ephemeralPort(this.random32());
-      if (this.table.findV6(local, 0, p, remote, 0, remotePort) === null) return p;
-    }
-    throw new Error("no free local port toward the guest");
+    const p = this.secret.ephemeralPortV6(this.table, local, remote, remotePort);
+    if (p === 0) throw new Error("no free local port toward the guest");
+    return p;
   }
 
   // =====================================================================
@@ -328,9 +327,12 @@ export class TcpLayer {
     return Math.max(per, max - (max % per));
   }
 
-  /** Our timestamp clock (RFC 7323 §5.4): milliseconds, wrapping at 2^32. */
-  tsNow(now: number): number {
-    return Math.floor(now) >>> 0;
+  /**
+   * Our TSval clock for `conn` (RFC 7323 §5.4): milliseconds plus the
+   * connection's secret offset (§7.1), wrapping at 2^32.
+   */
+  tsNow(conn: TcpConnection, now: number): number {
+    return (Math.floor(now) + conn.tsOffset) >>> 0;
   }
 
   sendControl(conn: TcpConnection, flags: number, seq: number, now: number): void {
@@ -366,13 +368,13 @@ export class TcpLayer {
       o.sackPermitted = offerAll || conn.sackOk;
       if (offerAll || conn.tsOk) {
         o.hasTimestamps = true;
-        o.tsVal = this.tsNow(now);
+        o.tsVal = this.tsNow(conn, now);
         o.tsEcr = flags & ACK ? conn.tsRecentValue() : 0;
       }
     } else if (!(flags & RST)) {
       if (conn.tsOk) {
         o.hasTimestamps = true;
-        o.tsVal = this.tsNow(now);
+        o.tsVal = this.tsNow(conn, now);
         o.tsEcr = conn.tsRecentValue();
       }
       if (conn.sackOk && !conn.ooo.isEmpty && flags & ACK) {

@@ -855,13 +855,13 @@ describe("timestamps (RFC 7323)", () => {
     expect(app.text()).toBe("ab");
   });
 
-  test("our TSval is the clock in ms, TSecr echoes TS.Recent", () => {
+  test("our TSval is the clock in ms plus the connection's offset, TSecr echoes TS.Recent", () => {
     const { h, g, app } = setup({ ts: true });
     g.ts = 777;
     g.data("x");
     app.send("y");
     const p = h.one();
-    expect(p.options.tsVal).toBe(h.now);
+    expect(p.options.tsVal).toBe((h.now + h.conn.tsOffset) >>> 0);
     expect(p.options.tsEcr).toBe(777);
   });
 });

@@ -1,0 +1,244 @@
+// The numbers an off-path attacker must not guess: TCP initial sequence
+// numbers (RFC 6528), TCP timestamp offsets (RFC 7323 §7.1) and ephemeral
+// ports (RFC 6056). Each is a keyed hash of the flow's addresses and ports
+// under a secret key that the caller draws from a CSPRNG once at start;
+// the engine itself stays deterministic (a fixed key in tests).
+import type { FlowTable, FlowTuple } from "./flow-key.ts";
+import { writeU16, writeU32 } from "../wire/bytes.ts";
+
+/**
+ * SipHash-2-4 (Aumasson and Bernstein, 2012): a keyed 64-bit PRF over
+ * short messages. 64-bit words are kept as 32-bit halves (no BigInt, no
+ * allocation per call); the result is in `hi` and `lo`.
+ */
+export class SipHash {
+  hi = 0;
+  lo = 0;
+  // The key k0, k1 (little-endian 64-bit words), as halves.
+  private readonly k0l: number;
+  private readonly k0h: number;
+  private readonly k1l: number;
+  private readonly k1h: number;
+  // The state v0..v3, as halves.
+  private v0l = 0;
+  private v0h = 0;
+  private v1l = 0;
+  private v1h = 0;
+  private v2l = 0;
+  private v2h = 0;
+  private v3l = 0;
+  private v3h = 0;
+
+  constructor(key: Uint8Array) {
+    if (key.length !== 16) throw new Error("SipHash needs a 16-byte key");
+    this.k0l = le32(key, 0);
+    this.k0h = le32(key, 4);
+    this.k1l = le32(key, 8);
+    this.k1h = le32(key, 12);
+  }
+
+  /** Hashes msg[0, len). */
+  hash(msg: Uint8Array, len: number): void {
+    this.v0l = (this.k0l ^ 0x70736575) >>> 0;
+    this.v0h = (this.k0h ^ 0x736f6d65) >>> 0;
+    this.v1l = (this.k1l ^ 0x6e646f6d) >>> 0;
+    this.v1h = (this.k1h ^ 0x646f7261) >>> 0;
+    this.v2l = (this.k0l ^ 0x6e657261) >>> 0;
+    this.v2h = (this.k0h ^ 0x6c796765) >>> 0;
+    this.v3l = (this.k1l ^ 0x79746573) >>> 0;
+    this.v3h = (this.k1h ^ 0x74656462) >>> 0;
+    const whole = len - (len & 7);
+    for (let i = 0; i < whole; i += 8) this.block(le32(msg, i), le32(msg, i + 4));
+    // The last block: the remaining bytes, and the length in the top byte.
+    let ml = 0;
+    let mh = (len & 0xff) << 24;
+    for (let i = whole; i < len; i++) {
+      const shift = (i - whole) * 8;
+      if (shift < 32) ml |= msg[i]! << shift;
+      else mh |= msg[i]! << (shift - 32);
+    }
+    this.block(ml >>> 0, mh >>> 0);
+    this.v2l = (this.v2l ^ 0xff) >>> 0;
+    for (let r = 0; r < 4; r++) this.round();
+    this.lo = (this.v0l ^ this.v1l ^ this.v2l ^ this.v3l) >>> 0;
+    this.hi = (this.v0h ^ this.v1h ^ this.v2h ^ this.v3h) >>> 0;
+  }
+
+  private block(ml: number, mh: number): void {
+    this.v3l = (this.v3l ^ ml) >>> 0;
+    this.v3h = (this.v3h ^ mh) >>> 0;
+    this.round();
+    this.round();
+    this.v0l = (this.v0l ^ ml) >>> 0;
+    this.v0h = (this.v0h ^ mh) >>> 0;
+  }
+
+  /** One SipRound. */
+  private round(): void {
+    let l: number;
+    let h: number;
+    // v0 += v1; v1 <<<= 13; v1 ^= v0; v0 <<<= 32
+    l = (this.v0l + this.v1l) >>> 0;
+    this.v0h = (this.v0h + this.v1h + (l < this.v0l ? 1 : 0)) >>> 0;
+    this.v0l = l;
+    l = ((this.v1l << 13) | (this.v1h >>> 19)) >>> 0;
+    h = ((this.v1h << 13) | (this.v1l >>> 19)) >>> 0;
+    this.v1l = (l ^ this.v0l) >>> 0;
+    this.v1h = (h ^ this.v0h) >>> 0;
+    l = this.v0l;
+    this.v0l = this.v0h;
+    this.v0h = l;
+    // v2 += v3; v3 <<<= 16; v3 ^= v2
+    l = (this.v2l + this.v3l) >>> 0;
+    this.v2h = (this.v2h + this.v3h + (l < this.v2l ? 1 : 0)) >>> 0;
+    this.v2l = l;
+    l = ((this.v3l << 16) | (this.v3h >>> 16)) >>> 0;
+    h = ((this.v3h << 16) | (this.v3l >>> 16)) >>> 0;
+    this.v3l = (l ^ this.v2l) >>> 0;
+    this.v3h = (h ^ this.v2h) >>> 0;
+    // v0 += v3; v3 <<<= 21; v3 ^= v0
+    l = (this.v0l + this.v3l) >>> 0;
+    this.v0h = (this.v0h + this.v3h + (l < this.v0l ? 1 : 0)) >>> 0;
+    this.v0l = l;
+    l = ((this.v3l << 21) | (this.v3h >>> 11)) >>> 0;
+    h = ((this.v3h << 21) | (this.v3l >>> 11)) >>> 0;
+    this.v3l = (l ^ this.v0l) >>> 0;
+    this.v3h = (h ^ this.v0h) >>> 0;
+    // v2 += v1; v1 <<<= 17; v1 ^= v2; v2 <<<= 32
+    l = (this.v2l + this.v1l) >>> 0;
+    this.v2h = (this.v2h + this.v1h + (l < this.v2l ? 1 : 0)) >>> 0;
+    this.v2l = l;
+    l = ((this.v1l << 17) | (this.v1h >>> 15)) >>> 0;
+    h = ((this.v1h << 17) | (this.v1l >>> 15)) >>> 0;
+    this.v1l = (l ^ this.v2l) >>> 0;
+    this.v1h = (h ^ this.v2h) >>> 0;
+    l = this.v2l;
+    this.v2l = this.v2h;
+    this.v2h = l;
+  }
+}
+
+function le32(b: Uint8Array, off: number): number {
+  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
+}
+
+/** What each hash is for (the first message byte), so no two uses share outputs. */
+const TAG_ISN = 1;
+const TAG_TS = 2;
+const TAG_PORT = 3;
+
+/** Linux's default ephemeral port range, 32768-60999. */
+const EPHEMERAL_MIN = 32768;
+const EPHEMERAL_COUNT = 28232;
+/** Counters of RFC 6056 algorithm 4 (its "table"), a power of two. */
+const PORT_TABLE = 16;
+
+/** The keyed numbers of one stack. */
+export class FlowSecret {
+  private readonly sip: SipHash;
+  private readonly msg = new Uint8Array(40);
+  private readonly portTable = new Uint32Array(PORT_TABLE);
+
+  /** `key`: 16 bytes from a CSPRNG (crypto.getRandomValues). */
+  constructor(key: Uint8Array) {
+    this.sip = new SipHash(key);
+  }
+
+  /**
+   * RFC 6528 §3: ISN = M + F(localip, localport, remoteip, remoteport,
+   * secretkey), M a clock ticking every 4 µs. Consecutive connections of
+   * one 4-tuple get increasing ISNs (so a new SYN lands beyond an old
+   * incarnation's sequence space, RFC 9293 §3.4.1), while the ISNs of
+   * other tuples tell an observer nothing.
+   */
+  tcpIsn(t: FlowTuple, now: number): number {
+    return (Math.floor(now * 250) + this.tuple(TAG_ISN, t)) >>> 0;
+  }
+
+  /**
+   * RFC 7323 §7.1 (and §5.4): the offset added to our millisecond clock in
+   * one connection's TSval, so TSvals neither reveal the clock nor link
+   * connections. A hash of the 4-tuple rather than a fresh random number:
+   * a new incarnation of the same tuple continues the same TSval sequence,
+   * which the guest's PAWS and TIME-WAIT checks (RFC 6191) rely on.
+   */
+  tcpTsOffset(t: FlowTuple): number {
+    return this.tuple(TAG_TS, t);
+  }
+
+  /**
+   * RFC 6056 §3.3.4, algorithm 4 ("double-hash port selection"): a free
+   * local port for a flow from `local` to `remote`:`remotePort`, or 0 when
+   * every port of the range is taken. F (the offset) and G (the counter's
+   * index) are the two halves of one keyed hash, independent as outputs
+   * of a PRF. Ports toward one destination follow a sequence no other
+   * destination can see.
+   */
+  ephemeralPortV4<F extends FlowTuple & { nextInBucket: F | null }>(
+    table: FlowTable<F>,
+    local: number,
+    remote: number,
+    remotePort: number,
+  ): number {
+    const m = this.msg;
+    m[0] = TAG_PORT;
+    writeU32(m, 1, local);
+    writeU32(m, 5, remote);
+    writeU16(m, 9, remotePort);
+    this.sip.hash(m, 11);
+    const offset = this.sip.lo;
+    const index = this.sip.hi & (PORT_TABLE - 1);
+    for (let i = 0; i < EPHEMERAL_COUNT; i++) {
+      const p = this.nextPort(offset, index);
+      if (table.findV4(local, p, remote, remotePort) === null) return p;
+    }
+    return 0;
+  }
+
+  ephemeralPortV6<F extends FlowTuple & { nextInBucket: F | null }>(
+    table: FlowTable<F>,
+    local: Uint8Array,
+    remote: Uint8Array,
+    remotePort: number,
+  ): number {
+    const m = this.msg;
+    m[0] = TAG_PORT;
+    m.set(local.subarray(0, 16), 1);
+    m.set(remote.subarray(0, 16), 17);
+    writeU16(m, 33, remotePort);
+    this.sip.hash(m, 35);
+    const offset = this.sip.lo;
+    const index = this.sip.hi & (PORT_TABLE - 1);
+    for (let i = 0; i < EPHEMERAL_COUNT; i++) {
+      const p = this.nextPort(offset, index);
+      if (table.findV6(local, 0, p, remote, 0, remotePort) === null) return p;
+    }
+    return 0;
+  }
+
+  private nextPort(offset: number, index: number): number {
+    const n = this.portTable[index]!;
+    this.portTable[index] = n + 1;
+    return EPHEMERAL_MIN + (((offset + n) >>> 0) % EPHEMERAL_COUNT);
+  }
+
+  /** The low 32 bits of the keyed hash of `tag` and the flow's 4-tuple. */
+  private tuple(tag: number, t: FlowTuple): number {
+    const m = this.msg;
+    m[0] = tag;
+    let n: number;
+    if (t.family === 4) {
+      writeU32(m, 1, t.localV4);
+      writeU32(m, 5, t.remoteV4);
+      n = 9;
+    } else {
+      m.set(t.localV6!, 1);
+      m.set(t.remoteV6!, 17);
+      n = 33;
+    }
+    writeU16(m, n, t.localPort);
+    writeU16(m, n + 2, t.remotePort);
+    this.sip.hash(m, n + 4);
+    return this.sip.lo;
+  }
+}
