@@ -213,8 +213,8 @@ export class TcpConnection implements FlowTuple {
   /** Karn's algorithm when timestamps are off: one timed segment at a time. */
   private rttSeq = -1;
   private rttStart = 0;
-  /** Our TSval clock at the last retransmission timeout (-1: none yet). */
-  private lastRtoTs = -1;
+  /** When the last retransmission timeout fired, in whole ms (-Infinity: never). */
+  private lastRtoAt = -Infinity;
   private synTries = 0;
   /** When our SYN or SYN-ACK was first sent (first RTT sample). */
   private synSentAt = 0;
@@ -546,15 +546,18 @@ export class TcpConnection implements FlowTuple {
       return;
     }
 
-    // 3. Timestamps: remember the guest's TSval when this segment covers
-    //    the last ACK we sent (RFC 7323 §4.3).
+    // 3. ACK.
+    if (!(flags & ACK)) return;
+    if (!this.processAck(seg, now)) return;
+
+    // 4. Timestamps: remember the guest's TSval when this segment covers
+    //    the last ACK we sent (RFC 7323 §4.3). Only now that the segment
+    //    has passed every check: a TSval from a segment we then drop (no
+    //    ACK bit, an ACK of data never sent) would be echoed and, if it
+    //    were far ahead, make PAWS reject all the guest's real segments.
     if (this.tsOk && seg.options.hasTimestamps && seqLe(seg.seq, this.lastAckSent)) {
       this.tsRecent = seg.options.tsVal;
     }
-
-    // 4. ACK.
-    if (!(flags & ACK)) return;
-    if (!this.processAck(seg, now)) return;
 
     // 5. Payload.
     if (len > 0 && this.canReceive()) this.receiveData(seq, seg.buf, off, len, now);
@@ -726,9 +729,12 @@ export class TcpConnection implements FlowTuple {
       // receiver answers a retransmission of data it already holds with
       // the old TS.Recent (RFC 7323 §4.3), so the "RTT" spans the whole
       // loss episode. One such sample once inflated the RTO to 25 s.
-      const ecr = seg.options.tsEcr;
-      const rtt = seqDiff(this.layer.tsNow(this, now), ecr);
-      if (rtt >= 0 && (this.lastRtoTs < 0 || seqGe(ecr, this.lastRtoTs))) this.rtt.sample(rtt);
+      // The echoed segment left at now - rtt (a difference of our own
+      // timestamps); that is compared with the timeout as real time: in
+      // timestamp space, modulo 2^32, a timeout more than 2^31 ms ago
+      // read as one in the future and rejected every sample.
+      const rtt = seqDiff(this.layer.tsNow(this, now), seg.options.tsEcr);
+      if (rtt >= 0 && Math.floor(now) - rtt >= this.lastRtoAt) this.rtt.sample(rtt);
     } else if (this.rttSeq >= 0 && seqGt(ack, this.rttSeq)) {
       this.rtt.sample(now - this.rttStart);
       this.rttSeq = -1;
@@ -1234,7 +1240,7 @@ export class TcpConnection implements FlowTuple {
     // resend from SND.UNA (go-back-N, skipping what the guest SACKed).
     this.rtt.timedOut();
     this.cc.onTimeout(this.inFlight);
-    this.lastRtoTs = this.layer.tsNow(this, now);
+    this.lastRtoAt = Math.floor(now);
     this.inRecovery = false;
     this.dupAcks = 0;
     this.rttSeq = -1;

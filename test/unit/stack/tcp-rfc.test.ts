@@ -139,3 +139,52 @@ describe("options count against the MSS (RFC 9293 §3.7.1, RFC 6691)", () => {
     for (const m of gso) expect([m.hdrLen, m.gsoSize]).toEqual([80, 1420]);
   });
 });
+
+describe("TS.Recent (RFC 7323 §4.3)", () => {
+  const HUGE = 0x7000_0000;
+
+  test("a segment without ACK does not move TS.Recent: later segments still pass PAWS", () => {
+    const { g, app } = setup({ ts: true });
+    g.raw({ seq: g.seq, flags: PSH, payload: "evil", ts: [g.ts + HUGE, g.tsEcr] });
+    expect(app.received).toBe(0);
+    g.ts += 10;
+    g.data("good");
+    expect(app.text()).toBe("good");
+  });
+
+  test("an ACK of data never sent does not move TS.Recent: later segments still pass PAWS", () => {
+    const { h, g, app } = setup({ ts: true });
+    g.send({ ack: u32(g.ack + 100_000), ts: [g.ts + HUGE, g.tsEcr] });
+    expect(h.one().flags).toBe(ACK);
+    g.ts += 10;
+    g.data("good");
+    expect(app.text()).toBe("good");
+    // TSecr of our next segment echoes the good one.
+    app.send("x");
+    expect(h.one().options.tsEcr).toBe(g.ts);
+  });
+});
+
+describe("RTT samples from timestamps (RFC 7323 §4, RFC 6298)", () => {
+  test("a timeout 25 days ago does not make every later timestamp sample look stale", () => {
+    // No keepalive in the way: the connection stays idle for 2^31 ms.
+    const { h, g, app } = setup({ ts: true }, { tcp: { keepIdleMs: 2 ** 33 } });
+    app.send("a");
+    const first = h.one();
+    h.advanceToNext(); // RTO: retransmission, backoff 1
+    const rxt = h.one();
+    expect(rxt.seq).toBe(first.seq);
+    g.absorb(rxt);
+    g.send({}); // echoes the retransmission: a 0 ms sample, like the handshake's
+    expect(h.conn.rtt.srtt).toBe(0);
+    h.advance(2 ** 31 + 60_000);
+    h.take();
+    app.send("b");
+    const p = h.one();
+    g.absorb(p);
+    h.advance(30);
+    g.ts += 10;
+    g.send({});
+    expect(h.conn.rtt.srtt).toBe(30 / 8); // SRTT = 7/8 * 0 + 1/8 * 30
+  });
+});
