@@ -107,6 +107,12 @@ export function renderPrometheus(stats: Stats, flows: FlowSource): string {
     connects.map(([k, n]) => [`{outcome="${promLabel(k.slice("connect-".length))}"}`, n]),
   );
   metric(
+    "slirpnetstack_limit_hits_total",
+    "counter",
+    "Times a cap on a table or buffer that a guest or local client can grow was reached, by limit.",
+    stats.limitTable().map(([k, n]) => [`{limit="${promLabel(k)}"}`, n]),
+  );
+  metric(
     "slirpnetstack_log_lines_lost_total",
     "counter",
     "Log lines not printed: dropped (the output was not writable and the queue full) or suppressed (a per-flow rate limit).",

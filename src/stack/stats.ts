@@ -2,6 +2,11 @@
 // each way, and every drop by its reason. One instance per running stack,
 // shared by the device, the engine and the host side; /metrics renders it.
 // Drop reasons are short kebab-case strings ("bad-checksum", "no-route").
+//
+// Limits: every table and buffer a guest or a local client can grow has a
+// cap; when one bites, its owner calls limit(name) (name from LIMITS in
+// src/host/limits.ts). The count goes to /metrics; `onLimit` lets the host
+// print one rate-limited line about it.
 
 export class Stats {
   rxFrames = 0;
@@ -10,6 +15,9 @@ export class Stats {
   txBytes = 0;
   private readonly drops = new Map<string, number>();
   private readonly events = new Map<string, number>();
+  private readonly limits = new Map<string, number>();
+  /** Told of every limit hit (the host's rate-limited report); null in tests. */
+  onLimit: ((name: string) => void) | null = null;
 
   /** Counts one dropped frame or datagram. `reason` should be a literal. */
   drop(reason: string): void {
@@ -36,5 +44,19 @@ export class Stats {
 
   eventTable(): Array<[string, number]> {
     return [...this.events.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  }
+
+  /** A cap was reached (and what it guards was refused, evicted or shrunk). `name` should be a literal. */
+  limit(name: string): void {
+    this.limits.set(name, (this.limits.get(name) ?? 0) + 1);
+    this.onLimit?.(name);
+  }
+
+  limitCount(name: string): number {
+    return this.limits.get(name) ?? 0;
+  }
+
+  limitTable(): Array<[string, number]> {
+    return [...this.limits.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
   }
 }

@@ -1,0 +1,49 @@
+// The caps on everything a guest or a local client can grow, by name: the
+// flag that sets each one, and the one line printed when it bites. The
+// owner of a table calls stats.limit(name) on every hit; the count is in
+// /metrics (slirpnetstack_limit_hits_total{limit="NAME"}), and
+// LimitReporter prints a line for a limit at most once per REPORT_MS, with
+// how many hits the quiet time hid.
+import type { Stats } from "../stack/stats.ts";
+
+export interface LimitInfo {
+  /** The flag that changes it, without the dash. */
+  flag: string;
+  /** What hitting it means, for the log line. */
+  what: string;
+}
+
+/** Every limit, by the name its owner passes to stats.limit(). */
+export const LIMITS: Readonly<Record<string, LimitInfo>> = {};
+
+/** At most one line per limit per this many ms. */
+export const REPORT_MS = 60_000;
+
+export class LimitReporter {
+  /** performance.now() of each limit's last line, and the hits since. */
+  private readonly last = new Map<string, { at: number; hidden: number }>();
+
+  constructor(
+    private readonly print: (line: string) => void,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Routes stats.limit() hits to this reporter. */
+  attach(stats: Stats): void {
+    stats.onLimit = (name) => this.hit(name);
+  }
+
+  hit(name: string): void {
+    const now = this.now();
+    const seen = this.last.get(name);
+    if (seen !== undefined && now - seen.at < REPORT_MS) {
+      seen.hidden++;
+      return;
+    }
+    const info = LIMITS[name];
+    const what = info ? `${info.what} (raise it with -${info.flag})` : "";
+    const since = seen !== undefined && seen.hidden > 0 ? `; ${seen.hidden} more hits since the last report` : "";
+    this.print(`[!] Limit ${name} reached${what ? `: ${what}` : ""}${since}`);
+    this.last.set(name, { at: now, hidden: 0 });
+  }
+}
