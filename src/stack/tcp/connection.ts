@@ -118,6 +118,15 @@ export function shiftFor(bytes: number): number {
 
 const NO_DEADLINE = Infinity;
 /**
+ * Challenge ACKs (RFC 5961 §7): one per connection per this interval, the
+ * per-socket limit of Linux (net.ipv4.tcp_invalid_ratelimit). There is no
+ * budget shared between connections: a global counter is the side channel
+ * of CVE-2016-5696 (an off-path attacker tells from the missing ACKs that
+ * it spent the budget on a connection that exists), and each challenge
+ * ACK answers one received segment, so there is no amplification to cap.
+ */
+const CHALLENGE_ACK_INTERVAL_MS = 500;
+/**
  * How long an emptied send or receive buffer keeps its grown storage.
  * Freeing it at once made a bulk transfer, whose buffers empty and refill
  * every few round trips, allocate them again each time (a megabyte of
@@ -201,6 +210,8 @@ export class TcpConnection implements FlowTuple {
   private tsRecent = 0;
   private lastAckSent = 0;
   private readonly sacked: SackRange[] = [];
+  /** When the last challenge ACK went out (RFC 5961 §7). */
+  private challengeAckAt = -Infinity;
 
   // --- loss recovery and congestion ---
   readonly rtt = new RttEstimator();
@@ -513,7 +524,7 @@ export class TcpConnection implements FlowTuple {
     let flags = seg.flags;
     if (flags & SYN) {
       // RFC 5961 §4: a SYN in a synchronized state gets a challenge ACK.
-      this.sendAck(now);
+      this.challengeAck(now);
       return;
     }
     if (seqLt(seq, this.rcvNxt)) {
@@ -542,7 +553,7 @@ export class TcpConnection implements FlowTuple {
     // 2. RST (RFC 5961 §3): exact match resets, in-window gets a challenge.
     if (flags & RST) {
       if (seg.seq === this.rcvNxt) this.terminate(this.state === TcpState.SynReceived && this.passive ? "refused" : "reset");
-      else this.sendAck(now);
+      else this.challengeAck(now);
       return;
     }
 
@@ -667,14 +678,10 @@ export class TcpConnection implements FlowTuple {
       this.handler?.onEstablished(this);
     }
 
-    if (seqGt(ack, this.sndMax)) {
-      // Acknowledges something never sent (RFC 9293: ACK and drop).
-      this.sendAck(now);
-      return false;
-    }
-    // RFC 5961 §5.2: ACKs too far in the past are ignored, not harmful.
-    if (seqLt(ack, seqAdd(this.sndUna, -Math.max(this.maxSndWnd, 65535)))) {
-      this.sendAck(now);
+    // RFC 5961 §5.2: an ACK of something never sent, or too far in the
+    // past, is answered (a challenge ACK) and the segment dropped.
+    if (seqGt(ack, this.sndMax) || seqLt(ack, seqAdd(this.sndUna, -Math.max(this.maxSndWnd, 65535)))) {
+      this.challengeAck(now);
       return false;
     }
 
@@ -1120,6 +1127,20 @@ export class TcpConnection implements FlowTuple {
 
   private sendAck(now: number): void {
     this.layer.sendControl(this, ACK, this.ackSeq(), now);
+  }
+
+  /**
+   * An ACK answering a segment that may be a blind attack (RFC 5961 §3-5),
+   * at most one per CHALLENGE_ACK_INTERVAL_MS (§7), so that a flood of
+   * forged segments draws no flood of ACKs.
+   */
+  private challengeAck(now: number): void {
+    if (now - this.challengeAckAt < CHALLENGE_ACK_INTERVAL_MS) {
+      this.layer.countDrop("tcp-challenge-ack-limit");
+      return;
+    }
+    this.challengeAckAt = now;
+    this.sendAck(now);
   }
 
   /**

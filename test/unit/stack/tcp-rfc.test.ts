@@ -3,7 +3,7 @@
 // RFC 5961 throttling, zero windows, silly window avoidance, congestion
 // window restart, and a host side that closes the connection re-entrantly.
 import { describe, expect, test } from "bun:test";
-import { Harness, Guest, ACK, PSH, RST } from "../../support/tcp-harness.ts";
+import { Harness, Guest, ACK, PSH, RST, SYN } from "../../support/tcp-harness.ts";
 import type { TxMeta } from "../../../src/stack/device.ts";
 
 const u32 = (x: number): number => x >>> 0;
@@ -186,5 +186,42 @@ describe("RTT samples from timestamps (RFC 7323 §4, RFC 6298)", () => {
     g.ts += 10;
     g.send({});
     expect(h.conn.rtt.srtt).toBe(30 / 8); // SRTT = 7/8 * 0 + 1/8 * 30
+  });
+});
+
+describe("challenge ACK throttling (RFC 5961 §7)", () => {
+  test("at most one challenge ACK per connection every 500 ms, whatever drew it", () => {
+    const { h, g, app } = setup();
+    const t0 = h.now;
+    // In-window RSTs, SYNs, ACKs of data never sent, ACKs too old: a flood.
+    for (let i = 0; i < 60; i++) {
+      g.raw({ seq: u32(g.seq + 1000 + i), flags: RST });
+      g.raw({ seq: u32(g.seq + 5), flags: SYN, mss: 1460 });
+      g.send({ ack: u32(g.ack + 100_000) });
+      g.send({ ack: u32(g.ack - 200_000) });
+      h.advance(10);
+    }
+    const out = h.take();
+    expect(out.map((x) => [x.at - t0, x.p.flags])).toEqual([
+      [0, ACK],
+      [500, ACK],
+    ]);
+    expect(h.stats.dropCount("tcp-challenge-ack-limit")).toBe(4 * 60 - 2);
+    expect(app.closed).toBe(null);
+    // Nothing else was held back: the exact RST still resets.
+    g.raw({ seq: g.seq, flags: RST });
+    expect(app.closed).toBe("reset");
+  });
+
+  test("each connection has its own budget", () => {
+    const h = new Harness();
+    const a = new Guest(h, { sport: 40001 });
+    const b = new Guest(h, { sport: 40002 });
+    a.handshake();
+    b.handshake();
+    h.take();
+    a.raw({ seq: u32(a.seq + 1000), flags: RST });
+    b.raw({ seq: u32(b.seq + 1000), flags: RST });
+    expect(h.take().map((x) => x.p.dport)).toEqual([40001, 40002]);
   });
 });
