@@ -645,10 +645,16 @@ export class TcpConnection implements FlowTuple {
       // into the window by this: the segment carries no data.
       return seqGe(seg.seq, this.rcvNxt) && seqLe(seg.seq, seqAdd(this.rcvNxt, wnd));
     }
-    // A bare FIN exactly at RCV.NXT needs no buffer space: take it even in
-    // a zero window (as Linux does), or a guest closing while the host
-    // side is slow to read waits an RTO per try until the window opens.
-    if (wnd === 0) return seg.payloadLen === 0 && (seg.flags & (FIN | SYN)) === FIN && seg.seq === this.rcvNxt;
+    // A zero window takes no data, "but special allowance should be made
+    // to accept valid ACKs, URGs, and RSTs" (RFC 9293 §3.10.7.4): a
+    // segment at RCV.NXT (a zero-window probe, typically) is let through
+    // for its control fields; input() trims its payload to the empty
+    // window and answers with an ACK. Else our data the guest acknowledges
+    // on its probes would be retransmitted until our window opens. A bare
+    // FIN there needs no buffer space and is taken as well (as Linux
+    // does), or a guest closing while the host side is slow to read would
+    // wait an RTO per try until the window opens.
+    if (wnd === 0) return seg.seq === this.rcvNxt;
     const last = seqAdd(seg.seq, len - 1);
     const end = seqAdd(this.rcvNxt, wnd);
     return (seqGe(seg.seq, this.rcvNxt) && seqLt(seg.seq, end)) || (seqGe(last, this.rcvNxt) && seqLt(last, end));
@@ -1063,6 +1069,26 @@ export class TcpConnection implements FlowTuple {
     let opts = this.tsOk ? 12 : 0;
     if (this.sackOk && !this.ooo.isEmpty) opts += 4 + 8 * this.ooo.blockCount(this.sackBlockMax);
     return this.sendMss - opts;
+  }
+
+  /**
+   * The path to the guest carries at most `mss` bytes of TCP payload and
+   * options per segment (an ICMP "fragmentation needed" or "packet too
+   * big" about one of ours, RFC 1191 §6.3, RFC 8201 §5.4): later segments
+   * are cut to it, and the data in flight, lost for being too big, goes
+   * again now in segments that fit. No congestion response: the loss says
+   * nothing about congestion.
+   */
+  lowerMss(mss: number, now: number): void {
+    if (mss >= this.sendMss) return;
+    this.sendMss = mss;
+    this.cc.setMss(mss);
+    if (this.state < TcpState.Established || !seqLt(this.sndUna, seqMin(seqAdd(this.sndUna, this.sendBuf.length), this.sndMax))) return;
+    this.sndNxt = this.sndUna;
+    // Our FIN follows the data again (as after a timeout).
+    this.finSent = false;
+    this.rttSeq = -1; // Karn: retransmissions are not timed
+    this.output(now);
   }
 
   /** Sends new data (and our FIN) as far as the windows allow. */

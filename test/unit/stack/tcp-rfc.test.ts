@@ -225,3 +225,46 @@ describe("challenge ACK throttling (RFC 5961 §7)", () => {
     expect(h.take().map((x) => x.p.dport)).toEqual([40001, 40002]);
   });
 });
+
+describe("a zero receive window still takes ACKs and RSTs (RFC 9293 §3.10.7.4)", () => {
+  /** Our receive window closed by the guest's data, and our data in flight to it. */
+  function shut(): { h: Harness; g: Guest; app: ReturnType<Guest["handshake"]>; sent: number } {
+    const { h, g, app } = setup({}, { tcp: { rcvBuf: 2048 } });
+    app.readMode = "manual";
+    g.data(2048);
+    h.advance(100);
+    expect(h.one().window).toBe(0);
+    app.send(new Uint8Array(1000));
+    const d = h.one();
+    return { h, g, app, sent: u32(d.seq + d.payloadLen) };
+  }
+
+  test("the ACK on a zero-window probe at RCV.NXT is processed; its byte is not taken", () => {
+    const { h, g, app, sent } = shut();
+    g.send({ flags: ACK, ack: sent, payload: 1 }); // the guest's window probe
+    expect(h.conn.sndUna).toBe(sent);
+    expect(h.conn.sendBuf.length).toBe(0);
+    const p = h.one();
+    expect([p.flags, p.ack, p.window]).toEqual([ACK, g.seq, 0]);
+    expect(app.buffered).toBe(2048);
+    // No retransmission of what the guest acknowledged.
+    h.advance(5000);
+    h.none();
+  });
+
+  test("a window update riding on a probe opens our sending", () => {
+    const { h, g, app, sent } = shut();
+    g.send({ flags: ACK, ack: sent, window: 0 });
+    app.send(new Uint8Array(500));
+    h.none();
+    g.send({ flags: ACK, ack: sent, window: 65535, payload: 1 });
+    const out = h.take().map((x) => x.p);
+    expect(out.some((p) => p.payloadLen === 500)).toBe(true);
+  });
+
+  test("a RST at RCV.NXT with data resets", () => {
+    const { g, app } = shut();
+    g.send({ flags: RST | ACK, payload: 1 });
+    expect(app.closed).toBe("reset");
+  });
+});
