@@ -186,6 +186,23 @@ async function parseSourceIP(text: string, family: 4 | 6, resolver: Resolver): P
   return (await resolver.resolveLabel(text, family)).ip;
 }
 
+/**
+ * What -h adds after Go's flag list: the two ways to run us, each with an
+ * example (run mode is ours; upstream only attaches).
+ */
+export function usageForms(argv0: string): string {
+  return [
+    "",
+    "Run a command in a new network namespace with networking (run mode):",
+    `  ${argv0} [flags] [-- COMMAND [ARGS...]]`,
+    `  e.g. ${argv0} -L 8080 -- python3 -m http.server 8080`,
+    "Attach to a tap or tun device in an existing network namespace:",
+    `  ${argv0} -netns /proc/PID/ns/net [-interface tun0] [flags]`,
+    `  e.g. ${argv0} -netns /proc/1234/ns/net -enable-routing`,
+    "",
+  ].join("\n");
+}
+
 /** Parses argv (without the program name). */
 export async function parseCommandLine(
   argv: readonly string[],
@@ -194,8 +211,9 @@ export async function parseCommandLine(
 ): Promise<ParseOutcome> {
   const set = buildFlagSet(argv0, deps);
   const result = await set.parse(argv);
-  if (result.kind === "help") return { kind: "exit", code: 2, stderr: set.usage() };
-  if (result.kind === "error") return { kind: "exit", code: 2, stderr: `${result.message}\n${set.usage()}` };
+  const usage = set.usage() + usageForms(argv0);
+  if (result.kind === "help") return { kind: "exit", code: 2, stderr: usage };
+  if (result.kind === "error") return { kind: "exit", code: 2, stderr: `${result.message}\n${usage}` };
   return { kind: "run", config: toConfig(result.values), positional: result.positional };
 }
 

@@ -61,7 +61,10 @@ const UPSTREAM_USAGE: [string, string][] = [
 
 function expectUsage(lines: string[], from: number): void {
   expect(lines[from]).toBe(`Usage of ${BINARY}:`);
-  const body = lines.slice(from + 1).filter((l) => l !== "");
+  // The flag list ends at the blank line before the two forms (run mode, attach).
+  const end = lines.indexOf("", from + 1);
+  expect(lines[end + 1]).toStartWith("Run a command in a new network namespace");
+  const body = lines.slice(from + 1, end);
   // Every entry is two lines: "  -name[ type]" then four spaces, a TAB, the help.
   expect(body.length % 2).toBe(0);
   const names: string[] = [];

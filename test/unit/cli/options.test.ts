@@ -1,6 +1,6 @@
 // The slirpnetstack command line (contract §3).
 import { describe, expect, test } from "bun:test";
-import { parseCommandLine, type Config, type ParseOutcome } from "../../../src/cli/options.ts";
+import { parseCommandLine, usageForms, type Config, type ParseOutcome } from "../../../src/cli/options.ts";
 import { createSystemResolver } from "../../../src/host/resolve.ts";
 
 const ARGV0 = "./slirpnetstack";
@@ -83,8 +83,10 @@ async function usageText(): Promise<string> {
 }
 
 describe("usage (contract §3.2)", () => {
-  test("the upstream flags' usage is byte for byte the contract's", async () => {
+  test("the upstream flags' usage is byte for byte the contract's, then the two forms", async () => {
     let usage = await usageText();
+    expect(usage.endsWith(usageForms(ARGV0))).toBe(true);
+    usage = usage.slice(0, -usageForms(ARGV0).length);
     for (const block of Object.values(OUR_ADDITIONS)) {
       expect(usage).toContain(block);
       usage = usage.replace(block, "");
@@ -364,5 +366,16 @@ describe("error messages (contract §3.1)", () => {
 
   test("flags after a positional are not checked at all", async () => {
     expect((await run(["x", "-nope", "-fd", "bad"])).positional).toEqual(["x", "-nope", "-fd", "bad"]);
+  });
+});
+
+describe("-h ends with the two ways to run", () => {
+  test("run mode and attach, each with an example, after the flags", async () => {
+    const usage = await usageText();
+    expect(usage.startsWith(`Usage of ${ARGV0}:\n`)).toBe(true);
+    const tail = usage.slice(usage.lastIndexOf("  -version"));
+    expect(tail).toContain(`\nRun a command in a new network namespace with networking (run mode):\n  ${ARGV0} [flags] [-- COMMAND [ARGS...]]\n`);
+    expect(tail).toContain(`\nAttach to a tap or tun device in an existing network namespace:\n  ${ARGV0} -netns /proc/PID/ns/net`);
+    expect(tail.match(/\n {2}e\.g\. /g)).toHaveLength(2);
   });
 });
