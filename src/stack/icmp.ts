@@ -1,7 +1,8 @@
 // ICMP toward the guest: echo replies for any destination (the contract's
 // behaviour: pings never leave the process), Neighbor Discovery answers
 // (RFC 4861), and destination-unreachable errors for connections the host
-// could not reach.
+// could not reach. From the guest: errors about our TCP segments, parsed
+// for the TCP layer (RFC 1122 §4.2.3.9, RFC 1191, RFC 8201, RFC 5927).
 import { Icmpv4View, Icmpv4Type, Icmpv4Unreach, emitIcmpv4EchoReply, emitIcmpv4DestUnreachable } from "../wire/icmpv4.ts";
 import {
   Icmpv6View,
@@ -21,14 +22,58 @@ import {
 } from "../wire/icmpv6.ts";
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP } from "../wire/ipv4.ts";
 import { ipv6Equal, ipv6IsUnspecified, ipv6IsMulticast } from "../wire/ipv6.ts";
-import { writeU16, writeU32 } from "../wire/bytes.ts";
+import { readU16, readU32, writeU16, writeU32 } from "../wire/bytes.ts";
 import { finish, sum16 } from "../wire/checksum.ts";
 import { WireError } from "../wire/errors.ts";
 import type { Egress } from "./egress.ts";
 import type { Stats } from "./stats.ts";
 import type { TcpConnection } from "./tcp/connection.ts";
 
+/** What an ICMP error says happened to one of our TCP segments. */
+export const IcmpErrorKind = {
+  /** Transient (no route, time exceeded...): RFC 1122 §4.2.3.9 says never abort for it. */
+  Soft: 0,
+  /** The guest will not take the connection (port unreachable, prohibited). */
+  Hard: 1,
+  /** Too big for the path: `mtu` is the largest IP packet that fits. */
+  TooBig: 2,
+} as const;
+export type IcmpErrorKind = (typeof IcmpErrorKind)[keyof typeof IcmpErrorKind];
+
+/**
+ * An ICMP error from the guest about a TCP segment we sent, as quoted in
+ * it: "local" is the quoted source (our end), "remote" the guest. Valid
+ * until the next frame (IPv6 addresses point into the frame).
+ */
+export class IcmpTcpError {
+  kind: IcmpErrorKind = IcmpErrorKind.Soft;
+  mtu = 0;
+  family: 4 | 6 = 4;
+  localV4 = 0;
+  remoteV4 = 0;
+  /** The frame holding the quoted IPv6 addresses, at localOff and remoteOff. */
+  buf: Uint8Array = new Uint8Array(0);
+  localOff = 0;
+  remoteOff = 0;
+  localPort = 0;
+  remotePort = 0;
+  /** The quoted segment's sequence number. */
+  seq = 0;
+}
+
+/** ICMPv4 unreachable codes that end a connection attempt: as Linux (RFC 1122 §4.2.3.9, RFC 1812 §5.2.7.1). */
+function hardV4(code: number): boolean {
+  return code === 2 || code === 3 || (code >= 6 && code <= 10) || (code >= 13 && code <= 15);
+}
+
+/** ICMPv6 unreachable codes that end a connection attempt: prohibited, port, policy, reject route (RFC 4443 §3.1). */
+function hardV6(code: number): boolean {
+  return code === 1 || code === 4 || code === 5 || code === 6;
+}
+
 export class Icmp {
+  /** Filled by inputV4/inputV6 when they return true. */
+  readonly tcpError = new IcmpTcpError();
   private readonly v4 = new Icmpv4View();
   private readonly v6 = new Icmpv6View();
   private readonly ns = new NeighborSolicitView();
@@ -43,51 +88,122 @@ export class Icmp {
     private readonly gatewayV6: Uint8Array,
   ) {}
 
-  inputV4(src: number, dst: number, buf: Uint8Array, off: number, len: number, now: number): void {
+  /**
+   * Answers echo requests. Returns true for an error about one of our TCP
+   * segments, described in `tcpError` for the TCP layer.
+   */
+  inputV4(src: number, dst: number, buf: Uint8Array, off: number, len: number, now: number): boolean {
     const v = this.v4;
     if (v.attach(buf, off, len) !== WireError.Ok || !v.verifyChecksum()) {
       this.stats.drop("icmp-malformed");
-      return;
+      return false;
     }
-    if (v.type !== Icmpv4Type.EchoRequest) {
-      // Errors and other messages from the guest end here (counted).
-      this.stats.drop("icmp-ignored");
-      return;
+    switch (v.type) {
+      case Icmpv4Type.EchoRequest: {
+        const eg = this.egress;
+        const n = emitIcmpv4EchoReply(eg.buf, eg.l4OffV4, v);
+        if (n !== 0) eg.sendV4(dst, src, IPPROTO_ICMP, n, now);
+        return false;
+      }
+      case Icmpv4Type.DestUnreachable:
+      case Icmpv4Type.TimeExceeded:
+      case Icmpv4Type.ParameterProblem:
+        if (this.quotedTcpV4(v)) return true;
+        break;
     }
-    const eg = this.egress;
-    const n = emitIcmpv4EchoReply(eg.buf, eg.l4OffV4, v);
-    if (n === 0) return;
-    eg.sendV4(dst, src, IPPROTO_ICMP, n, now);
+    // Other messages, and errors about anything but our TCP segments, end here (counted).
+    this.stats.drop("icmp-ignored");
+    return false;
   }
 
-  /** ICMPv6: echo, and NDP, which must arrive with hop limit 255 (RFC 4861 §7.1). */
-  inputV6(buf: Uint8Array, srcOff: number, dstOff: number, hopLimit: number, off: number, len: number, now: number): void {
+  /** Reads the TCP segment an ICMPv4 error quotes (RFC 792: IP header and 8 bytes at least). */
+  private quotedTcpV4(v: Icmpv4View): boolean {
+    const b = v.buf;
+    const at = v.payloadOff;
+    const n = v.payloadLen;
+    if (n < 20 || b[at]! >>> 4 !== 4) return false;
+    const ihl = (b[at]! & 15) << 2;
+    // Only a first fragment holds the TCP header (ours are never fragmented).
+    if (ihl < 20 || n < ihl + 8 || b[at + 9] !== IPPROTO_TCP || (readU16(b, at + 6) & 0x1fff) !== 0) return false;
+    const e = this.tcpError;
+    e.family = 4;
+    e.localV4 = readU32(b, at + 12);
+    e.remoteV4 = readU32(b, at + 16);
+    e.localPort = readU16(b, at + ihl);
+    e.remotePort = readU16(b, at + ihl + 2);
+    e.seq = readU32(b, at + ihl + 4);
+    e.mtu = 0;
+    if (v.type !== Icmpv4Type.DestUnreachable) e.kind = IcmpErrorKind.Soft;
+    else if (v.code === Icmpv4Unreach.FragNeeded) {
+      e.kind = IcmpErrorKind.TooBig;
+      e.mtu = v.nextHopMtu;
+    } else e.kind = hardV4(v.code) ? IcmpErrorKind.Hard : IcmpErrorKind.Soft;
+    return true;
+  }
+
+  /**
+   * ICMPv6: echo, and NDP, which must arrive with hop limit 255 (RFC 4861
+   * §7.1). Returns true for an error about one of our TCP segments,
+   * described in `tcpError`.
+   */
+  inputV6(buf: Uint8Array, srcOff: number, dstOff: number, hopLimit: number, off: number, len: number, now: number): boolean {
     const v = this.v6;
     if (v.attach(buf, off, len) !== WireError.Ok || !v.verifyChecksum(buf, srcOff, dstOff)) {
       this.stats.drop("icmp6-malformed");
-      return;
+      return false;
     }
     switch (v.type) {
       case Icmpv6Type.EchoRequest: {
-        if (ipv6IsMulticast(buf, dstOff)) return; // no answers for multicast pings
+        if (ipv6IsMulticast(buf, dstOff)) return false; // no answers for multicast pings
         const eg = this.egress;
         const n = emitIcmpv6EchoReply(eg.buf, eg.l4OffV6, v);
-        if (n === 0) return;
+        if (n === 0) return false;
         eg.checksumV6(buf, dstOff, buf, srcOff, IPPROTO_ICMPV6, eg.l4OffV6, n, 2);
         eg.sendV6(buf, dstOff, buf, srcOff, IPPROTO_ICMPV6, n, now);
-        return;
+        return false;
       }
       case Icmpv6Type.NeighborSolicit:
         if (hopLimit === 255) this.neighborSolicit(buf, srcOff, now);
         else this.stats.drop("ndp-bad-hop-limit");
-        return;
+        return false;
       case Icmpv6Type.NeighborAdvert:
         if (hopLimit === 255) this.neighborAdvert(buf);
         else this.stats.drop("ndp-bad-hop-limit");
-        return;
-      default:
-        this.stats.drop("icmp6-ignored");
+        return false;
+      case Icmpv6Type.DestUnreachable:
+      case Icmpv6Type.PacketTooBig:
+      case Icmpv6Type.TimeExceeded:
+      case Icmpv6Type.ParamProblem:
+        if (this.quotedTcpV6(v)) return true;
+        break;
     }
+    this.stats.drop("icmp6-ignored");
+    return false;
+  }
+
+  /**
+   * Reads the TCP segment an ICMPv6 error quotes. Our segments carry no
+   * extension headers, so the TCP header follows the fixed header.
+   */
+  private quotedTcpV6(v: Icmpv6View): boolean {
+    const b = v.buf;
+    const at = v.payloadOff;
+    if (v.payloadLen < 48 || b[at]! >>> 4 !== 6 || b[at + 6] !== IPPROTO_TCP) return false;
+    const e = this.tcpError;
+    e.family = 6;
+    e.buf = b;
+    e.localOff = at + 8;
+    e.remoteOff = at + 24;
+    e.localPort = readU16(b, at + 40);
+    e.remotePort = readU16(b, at + 42);
+    e.seq = readU32(b, at + 44);
+    e.mtu = 0;
+    if (v.type === Icmpv6Type.PacketTooBig) {
+      e.kind = IcmpErrorKind.TooBig;
+      e.mtu = v.mtu;
+    } else if (v.type === Icmpv6Type.DestUnreachable && hardV6(v.code)) e.kind = IcmpErrorKind.Hard;
+    else e.kind = IcmpErrorKind.Soft;
+    return true;
   }
 
   /**

@@ -191,7 +191,7 @@ export class Stack {
         this.udp.inputV4(src, dst, buf, l4, l4Len, meta, now);
         return;
       case IPPROTO_ICMP:
-        this.icmp.inputV4(src, dst, buf, l4, l4Len, now);
+        if (this.icmp.inputV4(src, dst, buf, l4, l4Len, now)) this.tcp.icmpError(this.icmp.tcpError, now);
         return;
       default:
         this.stats.drop("ipv4-unknown-protocol");
@@ -264,7 +264,7 @@ export class Stack {
         this.udp.inputV6(buf, srcOff, dstOff, l4, l4Len, meta, now);
         return;
       case IPPROTO_ICMPV6:
-        this.icmp.inputV6(buf, srcOff, dstOff, ip.hopLimit, l4, l4Len, now);
+        if (this.icmp.inputV6(buf, srcOff, dstOff, ip.hopLimit, l4, l4Len, now)) this.tcp.icmpError(this.icmp.tcpError, now);
         return;
       default:
         this.stats.drop("ipv6-unknown-protocol");

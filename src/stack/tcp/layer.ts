@@ -11,10 +11,11 @@ import type { FlowSecret } from "../secret.ts";
 import type { Egress } from "../egress.ts";
 import type { RxMeta } from "../device.ts";
 import type { Stats } from "../stats.ts";
+import { IcmpErrorKind, type IcmpTcpError } from "../icmp.ts";
 import { TimerHeap } from "../timer-heap.ts";
 import { ACK, FIN, RST, SYN, TcpSegment } from "./segment.ts";
 import { TcpConnection, TcpState, type TcpConfig, type TcpHandler } from "./connection.ts";
-import { seqAdd, seqGt } from "./seq.ts";
+import { seqAdd, seqGe, seqGt, seqLt } from "./seq.ts";
 
 /** What the host side must decide about a new guest connection. */
 export interface TcpEvents {
@@ -35,6 +36,14 @@ export interface TcpIcmpErrors {
 const TCP_HEADER = 20;
 const IPV4_HEADER = 20;
 const IPV6_HEADER = 40;
+/**
+ * The smallest path MTUs an ICMP error may set: every IPv4 host takes
+ * 576-byte datagrams (RFC 1122 §3.3.3; lower claims are the attack of RFC
+ * 5927 §7, or a pre-RFC 1191 router giving none), every IPv6 link 1280
+ * (RFC 8200 §5, RFC 8201 §4).
+ */
+const MIN_PMTU_V4 = 576;
+const MIN_PMTU_V6 = 1280;
 /** Handshakes waiting for a host verdict; more SYNs are dropped (the guest retries). */
 export const MAX_PENDING_HANDSHAKES = 1024;
 
@@ -240,6 +249,44 @@ export class TcpLayer {
     if (conn.state !== TcpState.SynPending) return;
     this.icmp.tcpUnreachable(conn, now);
     conn.terminate("refused");
+  }
+
+  /**
+   * An ICMP error from the guest about one of our segments (RFC 1122
+   * §4.2.3.9). Believed only when it quotes a live connection and a
+   * sequence number in flight, SND.UNA =< SEG.SEQ < SND.MAX (RFC 5927
+   * §4.1): blind senders cannot guess one. Then:
+   *  - too big (RFC 1191, RFC 8201): smaller segments from now on, and
+   *    what was in flight goes again in segments that fit;
+   *  - a hard error while opening (the guest's port is closed or
+   *    filtered): the connection is refused at once, as by a RST, instead
+   *    of after every SYN retry;
+   *  - anything else, or later: recorded only; RFC 1122 forbids aborting
+   *    for soft errors, and RFC 5461 keeps established connections through
+   *    hard ones, as Linux does.
+   */
+  icmpError(e: IcmpTcpError, now: number): void {
+    this.now = now;
+    const c =
+      e.family === 4
+        ? this.table.findV4(e.localV4, e.localPort, e.remoteV4, e.remotePort)
+        : this.table.findV6(e.buf, e.localOff, e.localPort, e.buf, e.remoteOff, e.remotePort);
+    if (c === null || !seqGe(e.seq, c.sndUna) || !seqLt(e.seq, c.sndMax)) {
+      this.stats.drop("tcp-icmp-unmatched");
+      return;
+    }
+    if (e.kind === IcmpErrorKind.TooBig) {
+      const v4 = c.family === 4;
+      const mtu = Math.max(e.mtu, v4 ? MIN_PMTU_V4 : MIN_PMTU_V6);
+      c.lowerMss(mtu - (v4 ? IPV4_HEADER : IPV6_HEADER) - TCP_HEADER, now);
+      return;
+    }
+    if (e.kind === IcmpErrorKind.Hard && (c.state === TcpState.SynSent || c.state === TcpState.SynReceived)) {
+      this.stats.bump("tcp-icmp-refused");
+      c.terminate("refused");
+      return;
+    }
+    this.stats.bump("tcp-icmp-soft-error");
   }
 
   // =====================================================================
