@@ -1091,8 +1091,12 @@ export class TcpConnection implements FlowTuple {
     this.output(now);
   }
 
-  /** Sends new data (and our FIN) as far as the windows allow. */
-  output(now: number): void {
+  /**
+   * Sends new data (and our FIN) as far as the windows allow. `force`:
+   * the override timeout of silly window avoidance expired, send what
+   * the window takes even if it is small.
+   */
+  output(now: number, force = false): void {
     const s = this.state;
     if (s !== TcpState.Established && s !== TcpState.CloseWait && s !== TcpState.FinWait1 && s !== TcpState.Closing && s !== TcpState.LastAck) {
       return;
@@ -1109,16 +1113,22 @@ export class TcpConnection implements FlowTuple {
     const wndLimit = Math.min(cwnd, this.sndWnd);
     const limit = seqAdd(this.sndUna, wndLimit);
     const maxSeg = this.layer.maxSegmentPayload(this);
+    const full = this.segmentPayloadMax();
     let sent = false;
     while (seqLt(this.sndNxt, dataEnd)) {
       const room = seqDiff(limit, this.sndNxt);
       if (room <= 0) break;
       const avail = seqDiff(dataEnd, this.sndNxt);
       const len = Math.min(avail, room, maxSeg);
-      // Sender-side silly window avoidance (RFC 9293 §3.8.6.2.1): hold a
-      // less-than-full segment while data is in flight; the ACK will clock
-      // it out. "Full" is the MSS less our options (segmentPayloadMax).
-      if (len < avail && len < this.segmentPayloadMax() && seqGt(this.sndNxt, this.sndUna)) break;
+      // Sender-side silly window avoidance (RFC 9293 §3.8.6.2.1, RFC 1122
+      // §4.2.3.4): send a full segment ("full" is the MSS less our
+      // options), or all the queued data, or at least half the largest
+      // window the guest has offered (Fs = 1/2). Else wait for an ACK to
+      // open more or, with nothing in flight to bring one, for the
+      // override timeout (the persist timer, below). No Nagle: we relay a
+      // host socket whose sender chose its own (a TCP_NODELAY there must
+      // stay one), and our reads already coalesce what it wrote.
+      if (len < full && len < avail && len < this.maxSndWnd / 2 && !force) break;
       const last = seqAdd(this.sndNxt, len) === dataEnd;
       this.layer.sendData(this, this.sndNxt, len, last, now);
       if (this.rttSeq < 0 && !this.tsOk && seqGe(this.sndNxt, this.sndMax)) {
@@ -1144,8 +1154,10 @@ export class TcpConnection implements FlowTuple {
       if (this.firstUnackedAt < 0) this.firstUnackedAt = now;
       if (this.rtxAt === NO_DEADLINE) this.rtxAt = now + this.rtt.rto;
       this.persistAt = NO_DEADLINE;
-    } else if (this.sndWnd === 0 && seqLt(this.sndNxt, dataEnd) && this.rtxAt === NO_DEADLINE && this.persistAt === NO_DEADLINE) {
-      // Zero window with data waiting: probe (RFC 9293 §3.8.6.1).
+    } else if (seqLt(this.sndNxt, dataEnd) && this.rtxAt === NO_DEADLINE && this.persistAt === NO_DEADLINE) {
+      // Data waiting and nothing in flight to bring an ACK: behind a zero
+      // window, probe (RFC 9293 §3.8.6.1); behind one too small to use,
+      // send anyway when the timer expires (RFC 1122's override timeout).
       this.persistAt = now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.persistBackoff);
     }
     this.reschedule();
@@ -1247,7 +1259,8 @@ export class TcpConnection implements FlowTuple {
     if (this.closed) return;
     if (now >= this.persistAt) {
       this.persistAt = NO_DEADLINE;
-      this.windowProbe(now);
+      if (this.sndWnd > 0) this.output(now, true);
+      else this.windowProbe(now);
     }
     if (now >= this.keepAt) this.keepalive(now);
     if (now >= this.trimAt) {

@@ -268,3 +268,37 @@ describe("a zero receive window still takes ACKs and RSTs (RFC 9293 §3.10.7.4)"
     expect(app.closed).toBe("reset");
   });
 });
+
+describe("sender-side silly window avoidance (RFC 9293 §3.8.6.2.1, RFC 1122 §4.2.3.4)", () => {
+  test("less than a full segment goes out when it is at least half the largest window offered", () => {
+    const h = new Harness();
+    const g = new Guest(h);
+    g.window = 1800; // no window scaling: 1800 bytes, the most it ever offers
+    const app = g.handshake();
+    h.take();
+    app.send(new Uint8Array(500));
+    expect(h.one().payloadLen).toBe(500); // all that was queued
+    app.send(new Uint8Array(5000));
+    // 1300 bytes of window left: less than a segment, more than 900.
+    expect(h.one().payloadLen).toBe(1300);
+  });
+
+  test("a window that shrank to a sliver is not used at once, but after the override timeout", () => {
+    const { h, g, app } = setup();
+    app.send(new Uint8Array(1000));
+    const d = h.one();
+    g.ack = u32(d.seq + 1000);
+    g.send({ window: 1000 }); // everything acknowledged; a small window left
+    const t0 = h.now;
+    app.send(new Uint8Array(5000));
+    h.none(); // 1000 bytes: less than a segment and than half of 65535
+    h.advanceToNext();
+    expect(h.now - t0).toBe(200); // the persist timer, one RTO
+    const p = h.one();
+    expect([p.seq, p.payloadLen]).toEqual([g.ack, 1000]);
+    // The guest opens its window: full segments go out at once.
+    g.ack = u32(g.ack + 1000);
+    g.send({ window: 65535 });
+    expect(h.take().map((x) => x.p.payloadLen)).toEqual([1460, 1460, 1080]);
+  });
+});
