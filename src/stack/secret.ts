@@ -203,8 +203,10 @@ export class FlowSecret {
   ): number {
     const m = this.msg;
     m[0] = TAG_PORT;
-    m.set(local.subarray(0, 16), 1);
-    m.set(remote.subarray(0, 16), 17);
+    for (let i = 0; i < 16; i++) {
+      m[1 + i] = local[i]!;
+      m[17 + i] = remote[i]!;
+    }
     writeU16(m, 33, remotePort);
     this.sip.hash(m, 35);
     const offset = this.sip.lo;
