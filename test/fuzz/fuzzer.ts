@@ -2,7 +2,7 @@
 // is spent, checking every invariant after every step. Also replays a
 // recorded step file. The same seed always makes the same run.
 import { Rng } from "./rng.ts";
-import { Generator_ } from "./generators.ts";
+import { StepGenerator } from "./generators.ts";
 import { FuzzFailure } from "./invariants.ts";
 import { World } from "./world.ts";
 import { decodeStep, encodeStep, type Step } from "./steps.ts";
@@ -56,7 +56,7 @@ function execute(world: World, step: Step, index: number): Failure | null {
 export function runFuzz(opts: RunOptions): RunResult {
   const t0 = performance.now();
   const world = new World(opts.seed);
-  const gen = new Generator_(new Rng(opts.seed), world);
+  const gen = new StepGenerator(new Rng(opts.seed), world);
   const recorded: Step[] | null = opts.record ? [] : null;
   const every = opts.progressEvery ?? 10_000;
   let index = 0;

@@ -121,7 +121,7 @@ interface Ask {
 
 const MAX_FLOWS = 256;
 
-export class Generator_ {
+export class StepGenerator {
   readonly flows: GuestTcp[] = [];
   private readonly byKey = new Map<string, GuestTcp>();
   private readonly udpTuples: UdpTuple[] = [];
@@ -177,9 +177,8 @@ export class Generator_ {
       return;
     }
     const end = (seq + len + (flags & TCP_FIN ? 1 : 0)) >>> 0;
-    if (g.sNxt < 0 || (end - g.sNxt) | 0) {
-      if (g.sNxt < 0 || ((end - g.sNxt) | 0) > 0) g.sNxt = end;
-    }
+    // The guest takes everything: it acknowledges the highest byte seen.
+    if (g.sNxt < 0 || ((end - g.sNxt) | 0) > 0) g.sNxt = end;
   }
 
   private ask(a: Ask): void {
@@ -991,7 +990,7 @@ function ipv4Options(r: Rng): Uint8Array {
 // Weights
 // =====================================================================
 
-const MIX: Array<[number, (g: Generator_) => Gen]> = [
+const MIX: Array<[number, (g: StepGenerator) => Gen]> = [
   [6, (g) => g.tcpSyn()],
   [30, (g) => g.tcpSegment()],
   [4, (g) => g.tcpStray()],

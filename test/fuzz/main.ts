@@ -48,7 +48,7 @@ function fuzzSeed(seed: number, frames: number): number {
   });
   const rate = Math.round((r.framesIn / r.ms) * 1000);
   if (r.failure === null) {
-    console.log(`seed ${seed}: ${r.framesIn} frames in (${r.framesOut} out), ${r.steps} steps, ${(r.ms / 1000).toFixed(1)} s, ${rate} frames/s: ok`);
+    console.log(`seed ${seed}: ${r.framesIn} frames in, priming included (${r.framesOut} out), ${r.steps} steps, ${(r.ms / 1000).toFixed(1)} s, ${rate} frames/s: ok`);
     return 0;
   }
   console.log(`seed ${seed}: FAILED at ${describe(r.failure)}`);
