@@ -1,11 +1,16 @@
 // Congestion control toward the guest: NewReno (RFC 5681, RFC 6582) with
-// appropriate byte counting (RFC 3465, L = 2) and an initial window of ten
-// segments (RFC 6928).
+// appropriate byte counting (RFC 3465, L = 2), an initial window of up to
+// ten segments (RFC 6928) and a restart after idle (RFC 5681 §4.1).
 //
 // Why it matters on a local tap: a write() into the tap runs the guest's
 // receive path, which queues into a per-CPU backlog of limited size
 // (netdev_max_backlog). Blasting a whole send buffer at once overflows it
 // and the guest drops; a congestion window paces us to what it absorbs.
+
+/** RFC 6928's initial window: min(10*MSS, max(2*MSS, 14600)) bytes. */
+export function initialWindow(mss: number): number {
+  return Math.min(10 * mss, Math.max(2 * mss, 14600));
+}
 
 export class NewReno {
   cwnd: number;
@@ -14,12 +19,26 @@ export class NewReno {
   private acked = 0;
 
   constructor(private mss: number) {
-    this.cwnd = 10 * mss;
+    this.cwnd = initialWindow(mss);
   }
 
+  /** The handshake fixed the MSS: start from the initial window for it. */
+  start(mss: number): void {
+    this.mss = mss;
+    this.cwnd = initialWindow(mss);
+  }
+
+  /** The MSS fell mid-connection: later increases count in the new size; cwnd keeps its bytes. */
   setMss(mss: number): void {
     this.mss = mss;
-    this.cwnd = Math.max(this.cwnd, 10 * mss);
+  }
+
+  /**
+   * Nothing sent for longer than an RTO (RFC 5681 §4.1): the ACK clock
+   * is gone, so at most the restart window (the initial window) goes out.
+   */
+  restartAfterIdle(): void {
+    this.cwnd = Math.min(this.cwnd, initialWindow(this.mss));
   }
 
   /** New data acknowledged outside recovery. */

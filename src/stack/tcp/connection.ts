@@ -233,6 +233,8 @@ export class TcpConnection implements FlowTuple {
   private firstUnackedAt = -1;
   /** Last time any segment arrived from the guest. */
   private lastRecvAt = 0;
+  /** Last time output() sent anything (idle restart of cwnd; -1: never, cwnd is still initial). */
+  private lastSendAt = -1;
 
   // --- ACK scheduling ---
   /** In-order segments received and not yet acknowledged. */
@@ -374,7 +376,7 @@ export class TcpConnection implements FlowTuple {
     const bad = seg.badOptions;
     const peerMss = !bad && o.mss > 0 ? o.mss : this.family === 4 ? 536 : 1220;
     this.sendMss = Math.max(64, Math.min(peerMss, this.layer.maxSendMss(this.family)));
-    this.cc.setMss(this.sendMss);
+    this.cc.start(this.sendMss);
     const ws = bad ? -1 : o.windowScale;
     if (ws >= 0 && weOfferAll) {
       this.sndShift = Math.min(ws, 14);
@@ -1102,6 +1104,11 @@ export class TcpConnection implements FlowTuple {
       return;
     }
     const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
+    // Nothing in flight and nothing sent for longer than an RTO: restart
+    // cwnd from the initial window before sending (RFC 5681 §4.1).
+    if (this.lastSendAt >= 0 && this.sndMax === this.sndUna && seqLt(this.sndNxt, dataEnd) && now - this.lastSendAt > this.rtt.rto) {
+      this.cc.restartAfterIdle();
+    }
     let cwnd = this.cc.cwnd;
     // Limited transmit (RFC 3042): each of the first two duplicate ACKs
     // lets one new segment out beyond cwnd, so a small flight still draws
@@ -1151,6 +1158,7 @@ export class TcpConnection implements FlowTuple {
       sent = true;
     }
     if (sent) {
+      this.lastSendAt = now;
       if (this.firstUnackedAt < 0) this.firstUnackedAt = now;
       if (this.rtxAt === NO_DEADLINE) this.rtxAt = now + this.rtt.rto;
       this.persistAt = NO_DEADLINE;

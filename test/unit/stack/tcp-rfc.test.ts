@@ -302,3 +302,49 @@ describe("sender-side silly window avoidance (RFC 9293 §3.8.6.2.1, RFC 1122 §4
     expect(h.take().map((x) => x.p.payloadLen)).toEqual([1460, 1460, 1080]);
   });
 });
+
+describe("congestion window (RFC 6928, RFC 5681 §4.1)", () => {
+  /** Bytes the stack sends at once when the host hands it `n` bytes. */
+  function burst(h: Harness, app: ReturnType<Guest["handshake"]>, n: number): number {
+    app.send(new Uint8Array(n));
+    return h.take().reduce((sum, x) => sum + x.p.payloadLen, 0);
+  }
+
+  test("the initial window is min(10 MSS, max(2 MSS, 14600)): two segments at MSS 8960", () => {
+    const { h, app } = setup({ mss: 8960, ws: 7 }, { mtu: 9000 });
+    expect(burst(h, app, 100_000)).toBe(2 * 8960);
+  });
+
+  test("the initial window at MSS 1460 and 536: ten segments", () => {
+    let s = setup({ ws: 7 });
+    expect(burst(s.h, s.app, 100_000)).toBe(14_600);
+    s = setup({ mss: 536, ws: 7 });
+    expect(burst(s.h, s.app, 100_000)).toBe(5360);
+  });
+
+  test("after an idle period longer than an RTO, cwnd restarts from the initial window", () => {
+    const { h, g, app } = setup({ ws: 7 });
+    // Grow cwnd: every segment of two flights acknowledged one by one.
+    for (let round = 0; round < 2; round++) {
+      app.send(new Uint8Array(14_600));
+      for (const x of h.take()) {
+        g.absorb(x.p);
+        g.send({});
+      }
+      h.take();
+    }
+    expect(h.conn.cc.cwnd).toBe(14_600 + 20 * 1460);
+    // Idle for less than an RTO (200 ms): the grown window is used.
+    h.advance(100);
+    app.send(new Uint8Array(40_000));
+    const out = h.take();
+    expect(out.reduce((sum, x) => sum + x.p.payloadLen, 0)).toBe(40_000);
+    for (const x of out) g.absorb(x.p);
+    g.send({});
+    h.take();
+    expect(h.conn.sendBuf.length).toBe(0);
+    // Idle for a second (RTO 200 ms): back to ten segments.
+    h.advance(1000);
+    expect(burst(h, app, 100_000)).toBe(14_600);
+  });
+});
