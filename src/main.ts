@@ -8,6 +8,7 @@ import { createSystemResolver } from "./host/resolve.ts";
 import { Logger } from "./host/log.ts";
 import { StackRuntime } from "./host/runtime.ts";
 import { Host } from "./host/host.ts";
+import { LimitReporter } from "./host/limits.ts";
 import { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, setNonBlocking, setCloseOnExec } from "../ffi/sys.ts";
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAttachment } from "../ffi/tun.ts";
 import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type RunModeSession } from "./ns/index.ts";
@@ -58,10 +59,10 @@ function version(): { version: string; time: string } {
   };
 }
 
-function die(log: Logger, code: number, ...lines: string[]): never {
 /** How often the exit drain looks whether data is still in flight. */
 const DRAIN_CHECK_MS = 10;
 
+function die(log: Logger, code: number, ...lines: string[]): never {
   for (const l of lines) log.err(l);
   process.exit(code);
 }
@@ -119,6 +120,8 @@ async function main(): Promise<void> {
   // Full checksums (where the device does not offload them) run in WASM SIMD.
   enableWasmChecksum();
   const stats = new Stats();
+  // A cap that bites is counted in /metrics and reported in one line.
+  new LimitReporter((line) => log.err(line)).attach(stats);
   const runtime = new StackRuntime();
   // Every fd of the data path is watched by the one reactor (src/io/reactor.ts).
   const reactor = new Reactor();
