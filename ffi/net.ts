@@ -221,6 +221,15 @@ export function sendAt(fd: number, buf: Uint8Array, off: number, len: number): n
   return n >= 0 ? n : -errno();
 }
 
+/** send(2) flag: this call does not block, whatever O_NONBLOCK says on a description other processes share. */
+const MSG_DONTWAIT = 0x40;
+
+/** send(2) of buf[off, off+len) that neither blocks nor raises SIGPIPE: bytes taken or -errno (EAGAIN when full). */
+export function sendNoWait(fd: number, buf: Uint8Array, off: number, len: number): number {
+  const n = libc.send(fd, len > 0 ? ptr(buf, off) : null, len, MSG_NOSIGNAL | MSG_DONTWAIT) as number;
+  return n >= 0 ? n : -errno();
+}
+
 /** sendto(2) of buf[off, off+len) to `to`: bytes sent or -errno. */
 export function sendToAt(fd: number, buf: Uint8Array, off: number, len: number, to: SockAddr): number {
   const n = libc.sendto(fd, len > 0 ? ptr(buf, off) : null, len, MSG_NOSIGNAL, to.bytes, to.len) as number;

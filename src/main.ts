@@ -122,6 +122,7 @@ async function main(): Promise<void> {
   const stats = new Stats();
   // A cap that bites is counted in /metrics and reported in one line.
   new LimitReporter((line) => log.err(line)).attach(stats);
+  log.countIn(stats);
   const runtime = new StackRuntime();
   // Every fd of the data path is watched by the one reactor (src/io/reactor.ts).
   const reactor = new Reactor();

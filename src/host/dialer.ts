@@ -65,7 +65,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   hostOpened(splice: TcpSplice): void {
     const labels = splice.labels!;
     this.stats.bump("connect-ok");
-    this.log.flow(`[+] tcp://${labels.guest}/${hostPair(splice)} ${labels.label} conn new`);
+    this.log.flow("conn-new", `[+] tcp://${labels.guest}/${hostPair(splice)} ${labels.label} conn new`);
     splice.conn.accept(this.rt.now());
     this.rt.afterActivity();
   }
@@ -75,7 +75,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     const labels = splice.labels!;
     const err = why.errno;
     splice.errors.stopR2L(`dial tcp ${endpointText(target.ip, target.port)}: ${why.text}`, null);
-    this.log.flow(`[!] tcp://${labels.guest}/${labels.target} ${labels.label} conn error: ${splice.errors.format()}`);
+    this.log.flow("dial-error", `[!] tcp://${labels.guest}/${labels.target} ${labels.label} conn error: ${splice.errors.format()}`);
     const now = this.rt.now();
     if (err === ECONNREFUSED) {
       this.stats.bump("connect-refused");
@@ -90,7 +90,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   spliceDone(splice: TcpSplice): void {
     const labels = splice.labels;
     if (labels === null || splice.sock === null) return; // never connected: the error line said it
-    this.log.flow(`[-] tcp://${labels.guest}/${hostPair(splice)} ${labels.label} conn done: ${splice.errors.format()}`);
+    this.log.flow("conn-done", `[-] tcp://${labels.guest}/${hostPair(splice)} ${labels.label} conn done: ${splice.errors.format()}`);
   }
 
   /**
@@ -118,20 +118,20 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     const err = splice.connect(t);
     if (err !== null) {
       splice.errors.stopR2L(`dial udp ${endpointText(t.ip, t.port)}: ${err.text}`, null);
-      this.log.flow(`[!] udp://${l.guest}/${l.target} ${l.label} conn error: ${splice.errors.format()}`);
+      this.log.flow("dial-error", `[!] udp://${l.guest}/${l.target} ${l.label} conn error: ${splice.errors.format()}`);
       this.stats.bump("connect-unreachable");
       splice.labels = null;
       splice.flow.close();
       return;
     }
     this.stats.bump("connect-ok");
-    this.log.flow(`[+] udp://${l.guest}/${splice.hostLocal}-${splice.hostRemote} ${l.label} conn new`);
+    this.log.flow("conn-new", `[+] udp://${l.guest}/${splice.hostLocal}-${splice.hostRemote} ${l.label} conn new`);
   }
 
   udpSpliceDone(splice: UdpSplice): void {
     const labels = splice.labels;
     if (labels === null || splice.sock === null) return; // never connected: the error line said it
-    this.log.flow(`[-] udp://${labels.guest}/${splice.hostLocal}-${splice.hostRemote} ${labels.label} conn done: ${splice.errors.format()}`);
+    this.log.flow("conn-done", `[-] udp://${labels.guest}/${splice.hostLocal}-${splice.hostRemote} ${labels.label} conn done: ${splice.errors.format()}`);
   }
 }
 

@@ -149,7 +149,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     // The listener retries every 100 ms: one line per run of failures, not ten a second.
     if (this.acceptFailing) return;
     this.acceptFailing = true;
-    this.ctx.log.flow(`[!] tcp://${this.listenText} local-fwd accept error: ${errnoText(errno)}`);
+    this.ctx.log.flow("local-fwd-error", `[!] tcp://${this.listenText} local-fwd accept error: ${errnoText(errno)}`);
   }
 
   /** PROXY header in the first read (contract §10.1; v2 too). */
@@ -167,7 +167,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const bad = !r.ok || (addrs !== null && (parseGoIP(addrs.srcIp) === null || parseGoIP(addrs.dstIp) === null));
     if (bad) {
       const err = r.ok ? "spp: bad magic number" : r.error;
-      this.ctx.log.flow(`[!] tcp://${p.clientText}-${p.listenLocal}/${this.targetText(0)} local-fwd PP error: ${err}`);
+      this.ctx.log.flow("local-fwd-error", `[!] tcp://${p.clientText}-${p.listenLocal}/${this.targetText(0)} local-fwd PP error: ${err}`);
       s.shutdownWrite();
       s.close();
       return;
@@ -208,7 +208,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const m = this.meta.get(splice);
     if (m === undefined) return;
     const pp = this.spec.proxyProtocol ? "PP " : "";
-    this.ctx.log.flow(`[+] tcp://${m.client}-${m.listenLocal}/${m.guestLocal}-${m.target} local-fwd ${pp}conn`);
+    this.ctx.log.flow("conn-new", `[+] tcp://${m.client}-${m.listenLocal}/${m.guestLocal}-${m.target} local-fwd ${pp}conn`);
   }
 
   spliceDone(splice: TcpSplice): void {
@@ -217,9 +217,9 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const pp = this.spec.proxyProtocol ? "PP " : "";
     if (!splice.established) {
       this.ctx.stats.bump("forward-refused");
-      this.ctx.log.flow(`[!] tcp://${m.client}-${m.listenLocal}/${m.target} local-fwd ${pp}error: ${splice.errors.format()}`);
+      this.ctx.log.flow("local-fwd-error", `[!] tcp://${m.client}-${m.listenLocal}/${m.target} local-fwd ${pp}error: ${splice.errors.format()}`);
     } else {
-      this.ctx.log.flow(`[-] tcp://${m.client}-${m.listenLocal}/${m.guestLocal}-${m.target} local-fwd ${pp}done: ${splice.errors.format()}`);
+      this.ctx.log.flow("conn-done", `[-] tcp://${m.client}-${m.listenLocal}/${m.guestLocal}-${m.target} local-fwd ${pp}done: ${splice.errors.format()}`);
     }
   }
 }
@@ -337,7 +337,7 @@ class UdpForward implements UdpSocketOwner {
       if (spp) {
         const r = parseSppHeader(data.subarray(0, len));
         if (!r.ok) {
-          this.ctx.log.flow(`[!] udp://${client}-${this.listenLocal}/${endpointText(this.target, this.spec.host.port)} local-fwd PP error: ${r.error}`);
+          this.ctx.log.flow("local-fwd-error", `[!] udp://${client}-${this.listenLocal}/${endpointText(this.target, this.spec.host.port)} local-fwd PP error: ${r.error}`);
           return;
         }
         pp = r.addrs;
@@ -378,13 +378,13 @@ class UdpForward implements UdpSocketOwner {
           : stack.udp.openV6(src.bytes, 0, this.target.bytes, targetPort, c, now);
     } catch (e) {
       c.errors.stopR2L((e as Error).message, null);
-      this.ctx.log.flow(`[!] udp://${client}-${this.listenLocal}/${target} local-fwd ${this.pp}error: ${c.errors.format()}`);
+      this.ctx.log.flow("local-fwd-error", `[!] udp://${client}-${this.listenLocal}/${target} local-fwd ${this.pp}error: ${c.errors.format()}`);
       return null;
     }
     c.guestLocal = endpointText(src, c.flow.localPort);
     this.clients.set(key, c);
     this.ctx.stats.bump("forward-ok");
-    this.ctx.log.flow(`[+] udp://${client}-${this.listenLocal}/${c.guestLocal}-${target} local-fwd ${this.pp}conn`);
+    this.ctx.log.flow("conn-new", `[+] udp://${client}-${this.listenLocal}/${c.guestLocal}-${target} local-fwd ${this.pp}conn`);
     return c;
   }
 
@@ -409,7 +409,7 @@ class UdpForward implements UdpSocketOwner {
 
   clientDone(c: UdpClient): void {
     this.clients.delete(c.key);
-    this.ctx.log.flow(`[-] udp://${c.client}-${this.listenLocal}/${c.guestLocal}-${c.target} local-fwd ${this.pp}done: ${c.errors.format()}`);
+    this.ctx.log.flow("conn-done", `[-] udp://${c.client}-${this.listenLocal}/${c.guestLocal}-${c.target} local-fwd ${this.pp}done: ${c.errors.format()}`);
   }
 }
 
@@ -454,7 +454,7 @@ export class LocalForwards {
         if (!(e instanceof ListenError)) throw e;
         fail(`[!] Failed to listen on ${where}: ${e.message}`);
       }
-      ctx.log.flow(`[+] local-fwd Local ${spec.proxyProtocol ? "PP " : ""}listen ${spec.transport}://${addr}`);
+      ctx.log.listen(`[+] local-fwd Local ${spec.proxyProtocol ? "PP " : ""}listen ${spec.transport}://${addr}`);
     }
   }
 

@@ -85,7 +85,7 @@ export class RemoteForwards {
         fail(`[!] Failed to resolve bind address. dns lookup error of ${spec.transport} addr: ${bindLabel.lastError?.message}`);
       }
       const target = new CachedLabel(spec.host.label, { ip: spec.host.ip!, port: spec.host.port }, this.ttlMs, this.resolver);
-      this.log.flow(`[+] Accepting on remote side ${formatSpecAddress(spec.transport, formatSpecSide(bind, spec.bind.label))}`);
+      this.log.listen(`[+] Accepting on remote side ${formatSpecAddress(spec.transport, formatSpecSide(bind, spec.bind.label))}`);
       const fwd = new RemoteForward(spec, bindKey(bind.ip, bind.port), formatHostPort(bind.ip, bind.port), target, this.sources);
       (spec.transport === "tcp" ? this.tcp : this.udp).set(fwd.bindKey, fwd);
     }
@@ -138,7 +138,7 @@ export class RemoteForwards {
     };
   }
 
-  /** The host target now, or null after logging the DNS error line (printed even with -quiet). */
+  /** The host target now, or null after logging the DNS error line. */
   private async resolveTarget(fwd: RemoteForward, guest: string): Promise<DialTarget | null> {
     const got = await fwd.target.retrieve(performance.now());
     if (got === null) {
@@ -147,7 +147,7 @@ export class RemoteForwards {
       // upstream prints the spec after one more resolution attempt (§11).
       const again = await fwd.target.retrieve(performance.now());
       const spec = formatSpecSide(again, fwd.target.label);
-      this.log.out(`[!] ${fwd.spec.transport}://${guest}-${fwd.bindEndpoint}/${spec} remote-fwd dns lookup error of ${fwd.spec.transport} addr: ${err}`);
+      this.log.flow("dns-error", `[!] ${fwd.spec.transport}://${guest}-${fwd.bindEndpoint}/${spec} remote-fwd dns lookup error of ${fwd.spec.transport} addr: ${err}`);
       return null;
     }
     const ip = parseGoIP(got.ip);
