@@ -97,30 +97,34 @@ export class Assembler {
 
   /**
    * Removes and returns, in order, the pieces that now continue RCV.NXT.
-   * `deliver` gets each contiguous run; returns the new RCV.NXT.
+   * `deliver` gets each contiguous run; returns the new RCV.NXT. `deliver`
+   * may clear() the queue (the host side closed the connection while
+   * taking the data): draining stops there, with the count at zero.
    */
   drain(rcvNxt: number, deliver: (data: Uint8Array, off: number, len: number) => void): number {
     const pieces = this.pieces;
     let taken = 0;
+    // clear() empties this same array, which ends the loop.
     while (taken < pieces.length) {
       const p = pieces[taken]!;
       if (seqGt(p.seq, rcvNxt)) break;
+      // Accounted before delivery, which may clear() the count.
+      taken++;
+      this.bytes -= p.len;
       const end = seqAdd(p.seq, p.len);
       if (seqGt(end, rcvNxt)) {
         const skip = seqDiff(rcvNxt, p.seq);
-        deliver(p.data, skip, p.len - skip);
         rcvNxt = end;
+        deliver(p.data, skip, p.len - skip);
       }
-      this.bytes -= p.len;
-      taken++;
     }
     if (taken > 0) pieces.splice(0, taken);
     return rcvNxt;
   }
 
-  /** Drops everything held (the connection is gone or reset). */
+  /** Drops everything held (the connection is gone or reset); safe during drain(). */
   clear(): void {
-    this.pieces = [];
+    this.pieces.length = 0;
     this.bytes = 0;
   }
 

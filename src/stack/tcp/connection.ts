@@ -931,11 +931,15 @@ export class TcpConnection implements FlowTuple {
       this.sendAck(now);
       return;
     }
+    // The host side may close or abort the connection from onData: from
+    // then on nothing is delivered, queued or acknowledged.
     this.deliver(buf, off, len);
+    if (this.closed) return;
     this.rcvNxt = seqAdd(this.rcvNxt, len);
     if (!this.ooo.isEmpty) {
       // A hole filled: hand over what queued behind it, and ACK at once.
       this.rcvNxt = this.ooo.drain(this.rcvNxt, this.deliverCallback());
+      if (this.closed) return;
       this.ackNow = true;
     }
     if (this.pendingFinSeq >= 0 && this.pendingFinSeq === this.rcvNxt) {
@@ -963,7 +967,8 @@ export class TcpConnection implements FlowTuple {
     let taken = 0;
     if (this.rcvBuf.length === 0 && this.handler !== null) {
       taken = this.handler.onData(this, buf, off, len);
-      if (taken >= len) return;
+      // Aborted from onData (its host write failed): the bytes go nowhere.
+      if (taken >= len || this.closed) return;
     }
     this.rcvBuf.push(buf, off + taken, len - taken);
     this.handler?.onReadable(this);

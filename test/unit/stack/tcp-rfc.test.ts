@@ -3,8 +3,9 @@
 // RFC 5961 throttling, zero windows, silly window avoidance, congestion
 // window restart, and a host side that closes the connection re-entrantly.
 import { describe, expect, test } from "bun:test";
-import { Harness, Guest, ACK, PSH, RST, SYN } from "../../support/tcp-harness.ts";
+import { Harness, Guest, ACK, FIN, PSH, RST, SYN } from "../../support/tcp-harness.ts";
 import type { TxMeta } from "../../../src/stack/device.ts";
+import type { TcpHandler } from "../../../src/stack/tcp/connection.ts";
 
 const u32 = (x: number): number => x >>> 0;
 
@@ -347,4 +348,45 @@ describe("congestion window (RFC 6928, RFC 5681 §4.1)", () => {
     h.advance(1000);
     expect(burst(h, app, 100_000)).toBe(14_600);
   });
+});
+
+describe("a host side that closes the connection while out-of-order data drains", () => {
+  for (const abortAt of [1, 2]) {
+    test(`onData aborting at delivery ${abortAt} of 2: no more deliveries, nothing kept, counters not negative`, () => {
+      const { h, g } = setup({ sackOk: true });
+      const conn = h.conn;
+      const s = g.seq;
+      // Two pieces behind a hole: [1000, 2000) and [2000, 2500).
+      g.send({ seq: u32(s + 1000), payload: 500 });
+      g.send({ seq: u32(s + 2000), payload: 500 });
+      g.send({ seq: u32(s + 1500), payload: 500 });
+      g.send({ seq: u32(s + 2500), flags: ACK | FIN }); // waits for the hole too
+      expect(conn.ooo.pieceCount).toBe(2);
+      expect(conn.ooo.bytes).toBe(1500);
+      h.take();
+      // The host's write fails at delivery `abortAt`: it aborts from onData.
+      const calls: number[] = [];
+      const handler: TcpHandler = {
+        onEstablished: () => {},
+        onData: (c, _buf, _off, len) => {
+          calls.push(len);
+          if (calls.length === abortAt) c.abort(h.now);
+          return len;
+        },
+        onReadable: () => calls.push(-1),
+        onPeerFin: () => calls.push(-2),
+        onSendSpace: () => {},
+        onClosed: (_c, reason) => calls.push(reason === "aborted" ? -3 : -4),
+      };
+      conn.handler = handler;
+      g.send({ seq: s, payload: 1000 });
+      expect(calls).toEqual(abortAt === 1 ? [1000, -3] : [1000, 1000, -3]);
+      expect(conn.closed).toBe(true);
+      expect(conn.ooo.bytes).toBe(0);
+      expect(conn.ooo.isEmpty).toBe(true);
+      expect(conn.rcvBuf.length).toBe(0);
+      // One RST and nothing after it.
+      expect(h.take().map((x) => x.p.flags)).toEqual([RST | ACK]);
+    });
+  }
 });
