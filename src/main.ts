@@ -107,7 +107,9 @@ async function main(): Promise<void> {
         quiet: parsed.config.quietSet ? parsed.config.quiet : true,
       }
     : parsed.config;
-  log = new Logger(cfg.quiet);
+  // Run mode is invisible, like unshare: only the command's own output and
+  // our errors reach the terminal, unless -quiet=false asks for the lines.
+  log = new Logger(cfg.quiet, { silent: runMode && cfg.quiet });
 
   // 4.
   if (cfg.version) {
@@ -253,7 +255,7 @@ async function main(): Promise<void> {
   device.start(pcap !== null ? pcap.wrap(receiver) : receiver);
 
   // 18.
-  log.err(`[+] #${pid} Slirpnetstack started`);
+  log.status(`[+] #${pid} Slirpnetstack started`);
   killPid(getppid(), SIGWINCH);
   supervisorFds(cfg, () => closing?.());
 
@@ -292,7 +294,7 @@ async function main(): Promise<void> {
     closing = () => {
       drainUntil = 0;
     };
-    log.err(`[-] #${pid} Slirpnetstack closing`);
+    log.status(`[-] #${pid} Slirpnetstack closing`);
     void shutdown(Exit.Ok, false);
   };
 }

@@ -80,7 +80,7 @@ export class Host implements StackEvents, FlowSource {
     try {
       const addr = server.start(this.cfg.metrics);
       this.metrics = server;
-      this.log.err(`[ ] #${pid} Running metrics on ${addr}`);
+      this.log.status(`[ ] #${pid} Running metrics on ${addr}`);
     } catch (e) {
       fail(goListenError(e, this.cfg.metrics.network, this.cfg.metrics.address));
     }
@@ -88,7 +88,7 @@ export class Host implements StackEvents, FlowSource {
 
   stopMetrics(pid: number): void {
     if (this.metrics === null) return;
-    this.log.err(`[ ] #${pid} Stopping metrics`);
+    this.log.status(`[ ] #${pid} Stopping metrics`);
     this.metrics.stop();
     this.metrics = null;
   }

@@ -263,6 +263,8 @@ export interface LoggerOptions {
   stderr?: LineSink;
   /** Milliseconds, for the rate limits; default performance.now. */
   now?: () => number;
+  /** Hide the lifecycle lines too (run mode is silent unless -quiet=false). */
+  silent?: boolean;
 }
 
 /** Loggers with held-back lines not yet summed up: an exit sums them up. */
@@ -275,6 +277,7 @@ export class Logger {
   private readonly limits = new Map<FlowKind, RateLimit>();
   private stats: Stats | null = null;
   private summaryTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly silent: boolean;
 
   constructor(
     /** -quiet hides the startup listen lines and all per-flow lines. */
@@ -284,6 +287,7 @@ export class Logger {
     this.stdout = opts.stdout ?? stdoutSink;
     this.stderr = opts.stderr ?? stderrSink;
     this.now = opts.now ?? (() => performance.now());
+    this.silent = opts.silent ?? false;
     const t = this.now();
     for (const k of FLOW_KINDS) this.limits.set(k, new RateLimit(t));
   }
@@ -295,9 +299,14 @@ export class Logger {
     this.stderr.stats = stats;
   }
 
-  /** stderr, always printed (lifecycle and errors). */
+  /** stderr, always printed (errors, and what must be seen even in run mode). */
   err(line: string): void {
     this.stderr.write(line);
+  }
+
+  /** stderr, lifecycle lines ("started", "closing", metrics): hidden only when silent. */
+  status(line: string): void {
+    if (!this.silent) this.stderr.write(line);
   }
 
   /** stdout, always printed (-version). */
