@@ -49,6 +49,10 @@ export interface Config {
   disableOffload: boolean;
   /** -exit-grace in milliseconds: how long data in flight may drain at exit. */
   exitGraceMs: number;
+  /** -max-udp-flows, -max-udp-ports, -max-dns-queries: caps on guest UDP (see README). */
+  maxUdpFlows: number;
+  maxUdpPorts: number;
+  maxDnsQueries: number;
 }
 
 export type ParseOutcome =
@@ -61,6 +65,10 @@ export interface ParseDependencies {
 
 const DEFAULT_DNS_TTL_MS = 5000;
 const DEFAULT_EXIT_GRACE_MS = 5000;
+/** Guest UDP caps: room for a heavy real workload (a resolver storm, a P2P client), far below the host's 28k ephemeral ports. */
+const DEFAULT_MAX_UDP_FLOWS = 16384;
+const DEFAULT_MAX_UDP_PORTS = 4096;
+const DEFAULT_MAX_DNS_QUERIES = 256;
 
 /** The flag table. `argv0` is what the usage header names ("Usage of ARGV0:"). */
 export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
@@ -171,6 +179,24 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       kind: "duration",
       default: DEFAULT_EXIT_GRACE_MS,
       usage: "At exit, how long data in flight may drain before unfinished connections are reset",
+    })
+    .define({
+      name: "max-udp-flows",
+      kind: "uint",
+      default: DEFAULT_MAX_UDP_FLOWS,
+      usage: "Most guest UDP flows at a time; beyond it the least recently active one is ended",
+    })
+    .define({
+      name: "max-udp-ports",
+      kind: "uint",
+      default: DEFAULT_MAX_UDP_PORTS,
+      usage: "Most host UDP ports held for guest flows (one per guest address and port); beyond it the least recently used is freed",
+    })
+    .define({
+      name: "max-dns-queries",
+      kind: "uint",
+      default: DEFAULT_MAX_DNS_QUERIES,
+      usage: "Most DNS forwarder queries in flight; beyond it the oldest is dropped",
     });
   return set;
 }
@@ -246,5 +272,8 @@ function toConfig(flags: ParsedFlags): Config {
     exitFd: flags.get<number>("exit-fd"),
     disableOffload: flags.get<boolean>("disable-offload"),
     exitGraceMs: flags.get<number>("exit-grace"),
+    maxUdpFlows: flags.get<number>("max-udp-flows"),
+    maxUdpPorts: flags.get<number>("max-udp-ports"),
+    maxDnsQueries: flags.get<number>("max-dns-queries"),
   };
 }

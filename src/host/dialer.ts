@@ -16,7 +16,8 @@ import { TcpSocket } from "../io/tcp-socket.ts";
 import type { Logger } from "./log.ts";
 import type { StackRuntime } from "./runtime.ts";
 import { HostKeepalive, TcpSplice, type SpliceOwner } from "./tcp-splice.ts";
-import { UdpSplice, type UdpSpliceOwner } from "./udp-splice.ts";
+import { UdpSplice, type UdpQueryWatch, type UdpSpliceOwner } from "./udp-splice.ts";
+import type { UdpNat } from "./udp-nat.ts";
 
 export interface DialTarget {
   ip: ParsedIP;
@@ -46,6 +47,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     private readonly log: Logger,
     private readonly stats: Stats,
     private readonly keepalive: HostKeepalive,
+    private readonly nat: UdpNat,
   ) {}
 
   tcp(conn: TcpConnection, target: DialTarget, labels: FlowLabels): void {
@@ -94,12 +96,18 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   }
 
   /**
-   * Accepts a guest UDP flow and creates its connected host socket. The
-   * target may still be resolving (-R names): datagrams wait in the
-   * splice's queue; a null target closes the flow.
+   * Accepts a guest UDP flow and maps it to its guest endpoint's host
+   * socket (udp-nat.ts). The target may still be resolving (-R names):
+   * datagrams wait in the splice's queue; a null target closes the flow.
+   * `queries` counts the DNS forwarder's queries in flight.
    */
-  udp(flow: UdpFlow, target: DialTarget | Promise<DialTarget | null>, labels: FlowLabels | ((t: DialTarget) => FlowLabels)): void {
-    const splice = new UdpSplice(flow, this.rt, this.reactor, this.stats, this, !this.log.quiet);
+  udp(
+    flow: UdpFlow,
+    target: DialTarget | Promise<DialTarget | null>,
+    labels: FlowLabels | ((t: DialTarget) => FlowLabels),
+    queries: UdpQueryWatch | null = null,
+  ): void {
+    const splice = new UdpSplice(flow, this.nat, this.stats, this, !this.log.quiet, queries);
     if (!(target instanceof Promise)) {
       this.connectUdp(splice, target, typeof labels === "function" ? labels(target) : labels);
       return;
@@ -130,7 +138,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
 
   udpSpliceDone(splice: UdpSplice): void {
     const labels = splice.labels;
-    if (labels === null || splice.sock === null) return; // never connected: the error line said it
+    if (labels === null || !splice.connected) return; // never connected: the error line said it
     this.log.flow("conn-done", `[-] udp://${labels.guest}/${splice.hostLocal}-${splice.hostRemote} ${labels.label} conn done: ${splice.errors.format()}`);
   }
 }

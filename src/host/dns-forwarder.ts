@@ -4,16 +4,27 @@
 // the guest's retry over TCP all pass through unchanged; a systemd-resolved
 // stub at 127.0.0.53 works because the host side runs in the host
 // namespace. The nameservers (resolv-conf.ts) are tried in turn per flow.
+//
+// Policy: the guest picks neither the address nor the port its queries go
+// to (only the host's resolv.conf nameservers, port 53), so these flows skip
+// the routing policy: the nameservers are usually on loopback, which
+// -enable-host would otherwise refuse. They do count toward every cap: the
+// UDP flow and host-port caps like any flow, and -max-dns-queries bounds
+// the queries in flight, i.e. UDP flows that have sent a query and not yet
+// had a reply; at the cap the oldest such flow is ended (limit
+// "dns-queries"), since its answer is the least likely to come.
 import { parseGoIP } from "../cli/goip.ts";
 import { endpointText } from "../io/addr.ts";
 import { ipv6Equal, ipv6IsV4Mapped } from "../wire/ipv6.ts";
 import { readU32 } from "../wire/bytes.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
+import type { Stats } from "../stack/stats.ts";
 import type { Dialer, DialTarget } from "./dialer.ts";
 import { guestEndpoint } from "./flow-addr.ts";
 import { ResolvConf } from "./resolv-conf.ts";
 import type { StackRuntime } from "./runtime.ts";
+import type { UdpQueryWatch, UdpSplice } from "./udp-splice.ts";
 
 export const DNS_V4 = "10.0.2.3";
 export const DNS_V6 = "fd00::3";
@@ -22,6 +33,35 @@ const DNS_V6_BYTES = parseGoIP(DNS_V6)!.bytes;
 const DNS_PORT = 53;
 const DNS_IDLE_MS = 10_000;
 
+/** UDP flows waiting for an answer, oldest first, at most `max`. */
+export class DnsQueries implements UdpQueryWatch {
+  private readonly waiting = new Set<UdpSplice>();
+
+  constructor(
+    private readonly max: number,
+    private readonly stats: Stats,
+  ) {}
+
+  get inFlight(): number {
+    return this.waiting.size;
+  }
+
+  sent(s: UdpSplice): void {
+    if (this.waiting.has(s)) return;
+    if (this.waiting.size >= this.max) {
+      const oldest = this.waiting.values().next().value!;
+      this.waiting.delete(oldest);
+      this.stats.limit("dns-queries");
+      oldest.evict("dns query limit");
+    }
+    this.waiting.add(s);
+  }
+
+  answered(s: UdpSplice): void {
+    this.waiting.delete(s);
+  }
+}
+
 export class DnsForwarder {
   private readonly resolvConf: ResolvConf;
   private next = 0;
@@ -29,6 +69,7 @@ export class DnsForwarder {
   constructor(
     private readonly dialer: Dialer,
     private readonly rt: StackRuntime,
+    private readonly queries: DnsQueries,
     resolvConfPath = "/etc/resolv.conf",
   ) {
     this.resolvConf = new ResolvConf(resolvConfPath);
@@ -64,7 +105,7 @@ export class DnsForwarder {
     // Resolvers send A and AAAA from one socket and may retry on it, so the
     // flow is not closed after a reply; it just lives shorter than others,
     // as each lookup usually uses a fresh port.
-    this.dialer.udp(flow, target, { guest: guestEndpoint(flow), label: "dns-fwd", target: dst, rpc: false });
+    this.dialer.udp(flow, target, { guest: guestEndpoint(flow), label: "dns-fwd", target: dst, rpc: false }, this.queries);
     flow.setIdle(DNS_IDLE_MS, this.rt.now());
     return true;
   }

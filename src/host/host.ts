@@ -2,7 +2,8 @@
 // the engine's questions about new flows (StackEvents) and owns every
 // host-side piece: routing policy and local routes, -L and -R forwards, the
 // metrics server. Each new guest flow goes, in order, to:
-//   1. the guest DNS service, when enabled (10.0.2.3 / fd00::3 port 53);
+//   1. the guest DNS service, when enabled (10.0.2.3 / fd00::3 port 53;
+//      it skips the routing policy, not the caps: dns-forwarder.ts);
 //   2. an exact -R match (contract §7.1: bypasses the firewall);
 //   3. the routing policy: allowed flows are dialled out, denied TCP gets
 //      RST and denied UDP is dropped, both counted.
@@ -23,7 +24,8 @@ import { HostKeepalive, TcpSplice } from "./tcp-splice.ts";
 import { MetricsServer, type FlowSource } from "./metrics.ts";
 import { RemoteForwards, type SourceAddresses } from "./remote-forward.ts";
 import { LocalForwards, type Gateways } from "./local-forward.ts";
-import { DnsForwarder } from "./dns-forwarder.ts";
+import { DnsForwarder, DnsQueries } from "./dns-forwarder.ts";
+import { UdpNat } from "./udp-nat.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint } from "./flow-addr.ts";
 
 export class Host implements StackEvents, FlowSource {
@@ -64,8 +66,10 @@ export class Host implements StackEvents, FlowSource {
 
   attach(stack: Stack): void {
     this.stack = stack;
-    this.dialer = new Dialer(stack, this.runtime, this.reactor, this.log, this.stats, this.keepalive);
-    if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime);
+    stack.udp.maxFlows = this.cfg.maxUdpFlows;
+    const nat = new UdpNat(this.reactor, this.runtime, this.stats, this.cfg.maxUdpPorts);
+    this.dialer = new Dialer(stack, this.runtime, this.reactor, this.log, this.stats, this.keepalive, nat);
+    if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime, new DnsQueries(this.cfg.maxDnsQueries, this.stats));
   }
 
   /** contract §2 step 6: read the host's routes now and every 30 s. */

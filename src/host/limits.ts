@@ -14,7 +14,11 @@ export interface LimitInfo {
 }
 
 /** Every limit, by the name its owner passes to stats.limit(). */
-export const LIMITS: Readonly<Record<string, LimitInfo>> = {};
+export const LIMITS: Readonly<Record<string, LimitInfo>> = {
+  "udp-flows": { flag: "max-udp-flows", what: "too many guest UDP flows; the least recently active one was ended" },
+  "udp-ports": { flag: "max-udp-ports", what: "too many host UDP ports held for the guest; the least recently used one was freed, with its flows" },
+  "dns-queries": { flag: "max-dns-queries", what: "too many DNS queries in flight; the oldest was dropped" },
+};
 
 /** At most one line per limit per this many ms. */
 export const REPORT_MS = 60_000;

@@ -1,16 +1,16 @@
-// One guest UDP flow spliced to one connected host UDP socket (contract
-// §8.1, §8.5): one datagram in, one datagram out, boundaries kept. While
-// the target is still being resolved (-R names) datagrams wait in a small
-// bounded queue. The flow's idle timer (in the engine) ends it.
-import { EAGAIN, errnoText } from "../../ffi/libc.ts";
-import type { UdpFlow, UdpHandler } from "../stack/udp.ts";
+// One guest UDP flow (a 4-tuple) spliced to a host peer through its guest
+// endpoint's mapping (udp-nat.ts): one datagram in, one datagram out,
+// boundaries kept. While the target is still being resolved (-R names)
+// datagrams wait in a small bounded queue. The flow's idle timer (in the
+// engine) ends it.
+import { errnoText } from "../../ffi/libc.ts";
+import { SockAddr } from "../../ffi/net.ts";
+import type { UdpCloseReason, UdpFlow, UdpHandler } from "../stack/udp.ts";
 import type { Stats } from "../stack/stats.ts";
-import type { Reactor } from "../io/reactor.ts";
-import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
-import { DialError } from "../io/dial-error.ts";
+import type { DialError } from "../io/dial-error.ts";
 import { endpointText } from "../io/addr.ts";
 import type { DialTarget, FlowLabels } from "./dialer.ts";
-import type { StackRuntime } from "./runtime.ts";
+import type { Mapping, UdpNat } from "./udp-nat.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 
 /** Datagrams held while the target is being resolved. */
@@ -21,16 +21,28 @@ export interface UdpSpliceOwner {
   udpSpliceDone(splice: UdpSplice): void;
 }
 
-export class UdpSplice implements UdpHandler, UdpSocketOwner {
-  sock: UdpSocket | null = null;
+/** Told when a flow sends to its host peer, gets a reply, or ends (the DNS forwarder's in-flight count). */
+export interface UdpQueryWatch {
+  sent(splice: UdpSplice): void;
+  answered(splice: UdpSplice): void;
+}
+
+export class UdpSplice implements UdpHandler {
+  /** The guest endpoint's mapping, while attached. */
+  mapping: Mapping | null = null;
+  /** Chain of splices whose peers share a key in the mapping. */
+  nextInMapping: UdpSplice | null = null;
+  /** The host peer. */
+  readonly to = new SockAddr();
+  /** Attached to a mapping once (the dialer's log lines tell a failed dial from a flow). */
+  connected = false;
   readonly errors = new SpliceErrors();
-  /** The host socket's addresses, Go-style, captured at connect when logging (for log lines). */
+  /** The host side's addresses, Go-style, captured at connect when logging (for log lines). */
   hostLocal = "";
   hostRemote = "";
   private queue: Uint8Array[] | null = [];
   private queuedBytes = 0;
   private closed = false;
-  private reported = false;
   /** -R udprpc: the flow ends right after the first reply reaches the guest (contract §8.4). */
   closeAfterReply = false;
   /** Set by the dialer once connected: how the flow's log lines name it. */
@@ -38,25 +50,23 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
 
   constructor(
     readonly flow: UdpFlow,
-    private readonly rt: StackRuntime,
-    private readonly reactor: Reactor,
+    private readonly nat: UdpNat,
     private readonly stats: Stats,
     private readonly owner: UdpSpliceOwner,
-    /** Log lines will name the host socket's addresses: read them at connect. */
+    /** Log lines will name the host side's addresses: read them at connect. */
     private readonly wantAddresses: boolean,
+    /** DNS forwarder flows: queries in flight are counted. */
+    private readonly queries: UdpQueryWatch | null,
   ) {
     flow.handler = this;
   }
 
-  /** Creates the connected host socket and sends what was queued; null, or why it failed. */
+  /** Joins the guest endpoint's mapping and sends what was queued; null, or why it failed. */
   connect(target: DialTarget): DialError | null {
-    const r = UdpSocket.connected(this.reactor, target.ip.bytes, target.port, target.source?.bytes ?? null, this);
-    if (r instanceof DialError) return r;
-    this.sock = r;
-    if (this.wantAddresses) {
-      this.hostLocal = r.localText();
-      this.hostRemote = endpointText(target.ip, target.port);
-    }
+    const err = this.nat.attach(this, target, this.wantAddresses);
+    if (err !== null) return err;
+    this.connected = true;
+    if (this.wantAddresses) this.hostRemote = endpointText(target.ip, target.port);
     const q = this.queue!;
     this.queue = null;
     for (const d of q) this.sendToHost(d, 0, d.length);
@@ -77,44 +87,40 @@ export class UdpSplice implements UdpHandler, UdpSocketOwner {
   }
 
   private sendToHost(buf: Uint8Array, off: number, len: number): void {
-    if (this.sock === null) return;
-    if (this.sock.send(buf, off, len) < 0) this.stats.drop("udp-host-send-failed");
+    const m = this.mapping;
+    if (m === null) return;
+    this.queries?.sent(this);
+    if (!m.send(this, buf, off, len)) this.stats.drop("udp-host-send-failed");
   }
 
-  udpReadable(sock: UdpSocket): void {
-    const now = this.rt.now();
-    let budget = DATAGRAMS_PER_TURN;
-    while (sock.readable && !this.closed) {
-      if (budget-- === 0) {
-        sock.readLater();
-        break;
-      }
-      const n = sock.recv(datagramBuffer, 0, datagramBuffer.length);
-      if (n === -EAGAIN) break;
-      if (n < 0) {
-        this.hostError(-n);
-        break;
-      }
-      this.flow.send(datagramBuffer, 0, n, now);
-      if (this.closeAfterReply) this.flow.close();
-    }
-    this.rt.afterActivity();
+  /** A datagram from the host peer (in buf[0, len)) for the guest. */
+  deliver(buf: Uint8Array, len: number, now: number): void {
+    this.queries?.answered(this);
+    this.flow.send(buf, 0, len, now);
+    if (this.closeAfterReply) this.flow.close();
   }
 
-  private hostError(err: number): void {
+  /** An ICMP error from the host peer ends the flow, as a read error on a connected socket did. */
+  hostError(err: number): void {
     this.errors.stopR2L(`read udp ${this.hostLocal}->${this.hostRemote}: read: ${errnoText(err)}`, null);
     // upstream ends the flow at its first read error (contract §8.1)
     this.flow.close();
   }
 
-  onClosed(_flow: UdpFlow, reason: "idle" | "closed"): void {
+  /** A cap took the flow away (`what` names it in the done line). */
+  evict(what: string): void {
+    this.errors.stopL2R(`${what} reached`, null);
+    this.flow.close();
+  }
+
+  onClosed(_flow: UdpFlow, reason: UdpCloseReason): void {
+    if (this.closed) return;
     this.closed = true;
     if (reason === "idle") this.errors.stopL2R(`i/o timeout`, null);
-    this.sock?.close();
+    else if (reason === "evicted") this.errors.stopL2R(`udp flow limit reached`, null);
+    this.queries?.answered(this);
+    this.nat.detach(this);
     this.queue = null;
-    if (!this.reported) {
-      this.reported = true;
-      this.owner.udpSpliceDone(this);
-    }
+    this.owner.udpSpliceDone(this);
   }
 }

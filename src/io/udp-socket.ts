@@ -1,11 +1,12 @@
-// A host UDP socket on the reactor: connected (one guest flow to one host
-// peer) or bound (a -L listener serving many clients). The owner is told
-// when datagrams are waiting and reads them into its own buffer, one
-// datagram per call, boundaries kept.
+// A host UDP socket on the reactor, unconnected: one guest endpoint's
+// mapping, sending to every host peer that guest endpoint talks to
+// (src/host/udp-nat.ts), or a -L listener serving many clients. The owner
+// is told when datagrams are waiting and reads them into its own buffer,
+// one datagram per call, boundaries kept.
 import { EAGAIN } from "../../ffi/libc.ts";
-import { AF_INET6, SockAddr, bindTo, connectTo, dualStack, localAddress, recvAt, sendAt, sendToAt, udpSocket } from "../../ffi/net.ts";
+import { AF_INET6, SockAddr, bindTo, dualStack, localAddress, recvAt, sendToAt, udpSocket } from "../../ffi/net.ts";
+import { QueuedError, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, enableRecvErr, readErrorQueue } from "../../ffi/udp-errors.ts";
 import { EPOLLERR, EPOLLIN, type IoHandler, type Reactor } from "./reactor.ts";
-import { sockAddrText } from "./addr.ts";
 import { DialError, closeWith } from "./dial-error.ts";
 
 export interface UdpSocketOwner {
@@ -30,10 +31,33 @@ const MAX_DATAGRAM = 65535;
 export const datagramBuffer = new Uint8Array(new ArrayBuffer(MAX_DATAGRAM));
 
 const scratch = new SockAddr();
+const ANY4 = new Uint8Array(4);
+const ANY6 = new Uint8Array(16);
+const queued = new QueuedError();
+
+/** ICMP "destination unreachable" codes that end a flow (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1). */
+const HARD_UNREACH_V4 = (1 << 2) | (1 << 3) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 13) | (1 << 14) | (1 << 15);
+/** ICMPv6 "destination unreachable" codes that end a flow (RFC 4443 §3.1). */
+const HARD_UNREACH_V6 = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6);
+
+/**
+ * Whether an ICMP error is one Linux reports to a connected UDP socket
+ * (without IP_RECVERR): protocol or port unreachable, administratively
+ * prohibited and the like, and parameter problems. Transient ones (no
+ * route, host unreachable, time exceeded, too big) are not: a connected
+ * socket never saw them, and the flow goes on.
+ */
+function hardError(e: QueuedError): boolean {
+  if (e.origin === SO_EE_ORIGIN_ICMP) return (e.type === 3 && ((HARD_UNREACH_V4 >> e.code) & 1) === 1) || e.type === 12;
+  if (e.origin === SO_EE_ORIGIN_ICMP6) return (e.type === 1 && ((HARD_UNREACH_V6 >> e.code) & 1) === 1) || e.type === 4;
+  return false;
+}
 
 export class UdpSocket implements IoHandler {
   /** Ready to read (as far as we know): set by events, cleared by EAGAIN. */
   readable = false;
+  /** EPOLLERR was reported: ICMP errors may wait on the error queue (readError). */
+  errorQueued = false;
   private closed = false;
   /** readLater() has a setImmediate pending. */
   private laterQueued = false;
@@ -44,16 +68,17 @@ export class UdpSocket implements IoHandler {
     private readonly owner: UdpSocketOwner,
   ) {}
 
-  /** A socket connected to `ip`:`port` (4 or 16 bytes), bound to `source` when given. */
-  static connected(reactor: Reactor, ip: Uint8Array, port: number, source: Uint8Array | null, owner: UdpSocketOwner): UdpSocket | DialError {
-    const fd = udpSocket(ip.length === 4 ? 4 : 6);
+  /**
+   * An unconnected socket of `family` bound to `source` (or the wildcard)
+   * and an ephemeral port, with ICMP errors on its error queue.
+   */
+  static unconnected(reactor: Reactor, family: 4 | 6, source: Uint8Array | null, owner: UdpSocketOwner): UdpSocket | DialError {
+    const fd = udpSocket(family);
     if (fd < 0) return new DialError("socket", -fd);
-    if (source !== null) {
-      const b = bindTo(fd, scratch.set(source, 0));
-      if (b < 0) return closeWith(fd, new DialError("bind", -b));
-    }
-    const c = connectTo(fd, scratch.set(ip, port));
-    if (c < 0) return closeWith(fd, new DialError("connect", -c));
+    const e = enableRecvErr(fd, family);
+    if (e < 0) return closeWith(fd, new DialError("socket", -e));
+    const b = bindTo(fd, scratch.set(source ?? (family === 4 ? ANY4 : ANY6), 0));
+    if (b < 0) return closeWith(fd, new DialError("bind", -b));
     return UdpSocket.watch(reactor, fd, owner);
   }
 
@@ -77,6 +102,7 @@ export class UdpSocket implements IoHandler {
   onIo(events: number): void {
     if (this.closed || (events & (EPOLLIN | EPOLLERR)) === 0) return;
     this.readable = true;
+    if ((events & EPOLLERR) !== 0) this.errorQueued = true;
     this.owner.udpReadable(this);
   }
 
@@ -97,23 +123,11 @@ export class UdpSocket implements IoHandler {
     if (!sock.closed && sock.readable) sock.owner.udpReadable(sock);
   }
 
-  /** One datagram into buf[off, off+len): its length, or -errno (-EAGAIN: none waiting). */
-  recv(buf: Uint8Array, off: number, len: number): number {
-    const n = recvAt(this.fd, buf, off, len, null);
-    if (n === -EAGAIN) this.readable = false;
-    return n;
-  }
-
-  /** recv(), with the sender's address in `from`. */
+  /** One datagram into buf[off, off+len), the sender's address in `from`: its length, or -errno (-EAGAIN: none waiting). */
   recvFrom(buf: Uint8Array, off: number, len: number, from: SockAddr): number {
     const n = recvAt(this.fd, buf, off, len, from);
     if (n === -EAGAIN) this.readable = false;
     return n;
-  }
-
-  /** Sends buf[off, off+len) to the connected peer: bytes sent or -errno. */
-  send(buf: Uint8Array, off: number, len: number): number {
-    return sendAt(this.fd, buf, off, len);
   }
 
   /** Sends buf[off, off+len) to `to`: bytes sent or -errno. */
@@ -121,9 +135,18 @@ export class UdpSocket implements IoHandler {
     return sendToAt(this.fd, buf, off, len, to);
   }
 
-  /** The socket's own address, Go-style; "" if unknown. */
-  localText(): string {
-    return localAddress(this.fd, scratch) < 0 ? "" : sockAddrText(scratch);
+  /**
+   * Takes one ICMP error off the error queue (unconnected sockets), the
+   * destination it was about into `to`: its errno when it is one that ends
+   * a flow, 0 for one that does not, -EAGAIN once the queue is empty.
+   */
+  readError(to: SockAddr): number {
+    const r = readErrorQueue(this.fd, to, queued);
+    if (r < 0) {
+      if (r === -EAGAIN) this.errorQueued = false;
+      return r;
+    }
+    return hardError(queued) ? queued.errno : 0;
   }
 
   /** The bound port (0 if unknown). */

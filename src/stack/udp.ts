@@ -2,6 +2,11 @@
 // the address and port it talks to), message boundaries kept both ways,
 // each flow ending after an idle time that the host side sets (contract
 // §8.3: 125 s of silence in both directions, 5 s once one side ended).
+//
+// Cap: at most `maxFlows` flows (-max-udp-flows). A new flow beyond it
+// evicts the least recently active one (limit "udp-flows"), so a guest
+// that sprays datagrams at new destinations or from forged sources never
+// gets refused while an idle flow can go.
 import { UdpView, UDP_HEADER_LEN } from "../wire/udp.ts";
 import { IPPROTO_UDP } from "../wire/ipv4.ts";
 import { WireError } from "../wire/errors.ts";
@@ -20,11 +25,14 @@ const GSO_UDP_L4 = 5;
 export const UDP_MAX_PAYLOAD_V4 = 65507;
 export const UDP_MAX_PAYLOAD_V6 = 65527;
 
+/** Why a flow ended: its idle timeout, closed by its handler, or evicted at the flow cap. */
+export type UdpCloseReason = "idle" | "closed" | "evicted";
+
 export interface UdpHandler {
   /** A datagram from the guest, valid only during the call. */
   onDatagram(flow: UdpFlow, buf: Uint8Array, off: number, len: number): void;
-  /** The flow ended (idle timeout, or closed by us). Called once. */
-  onClosed(flow: UdpFlow, reason: "idle" | "closed"): void;
+  /** The flow ended. Called once. */
+  onClosed(flow: UdpFlow, reason: UdpCloseReason): void;
 }
 
 export interface UdpEvents {
@@ -40,6 +48,9 @@ export interface UdpEvents {
 
 export class UdpFlow implements FlowTuple, Timed {
   nextInBucket: UdpFlow | null = null;
+  /** Activity order (least recently active first), for eviction at the cap. */
+  lruPrev: UdpFlow | null = null;
+  lruNext: UdpFlow | null = null;
   handler: UdpHandler | null = null;
   /** Free slot for the host side's bookkeeping. */
   tag: unknown = null;
@@ -69,6 +80,7 @@ export class UdpFlow implements FlowTuple, Timed {
   send(buf: Uint8Array, off: number, len: number, now: number): boolean {
     if (!this.open) return false;
     this.lastActive = now;
+    this.layer.touch(this);
     return this.layer.sendFrom(this, buf, off, len, now);
   }
 
@@ -85,21 +97,27 @@ export class UdpFlow implements FlowTuple, Timed {
 }
 
 export class UdpLayer {
-  private readonly table = new FlowTable<UdpFlow>();
+  private readonly table: FlowTable<UdpFlow>;
   private readonly timers = new TimerHeap<UdpFlow>();
   private readonly view = new UdpView();
   private now = 0;
   private readonly fire = (f: UdpFlow): void => this.expire(f);
+  private lruHead: UdpFlow | null = null;
+  private lruTail: UdpFlow | null = null;
+  /** Flows in the table at most (the host sets it from -max-udp-flows). */
+  maxFlows = Infinity;
 
   constructor(
     private readonly egress: Egress,
     private readonly stats: Stats,
     private readonly events: UdpEvents,
-    /** Keyed ephemeral ports (RFC 6056). */
+    /** Keyed ephemeral ports (RFC 6056) and the table's hash. */
     private readonly secret: FlowSecret,
     /** Default idle timeout of new flows (contract §8.3: 125 s). */
     readonly idleMs = 125_000,
-  ) {}
+  ) {
+    this.table = new FlowTable(secret);
+  }
 
   get flowCount(): number {
     return this.table.size;
@@ -158,9 +176,38 @@ export class UdpLayer {
     // The host side may fail at once (no route) and close the flow inside
     // the callback: it was never in the table, so it just ends here.
     if (!f.open) return false;
-    this.table.insert(f);
-    this.rearm(f);
+    this.insert(f);
     return true;
+  }
+
+  /** Adds a flow to the table, evicting the least recently active one at the cap. */
+  private insert(f: UdpFlow): void {
+    while (this.table.size >= this.maxFlows && this.lruHead !== null) {
+      this.stats.limit("udp-flows");
+      this.close(this.lruHead, "evicted");
+    }
+    this.table.insert(f);
+    this.touch(f);
+    this.rearm(f);
+  }
+
+  /** The flow carried a datagram: it goes to the back of the eviction order. */
+  touch(f: UdpFlow): void {
+    if (this.lruTail === f) return;
+    this.unlink(f);
+    f.lruPrev = this.lruTail;
+    if (this.lruTail !== null) this.lruTail.lruNext = f;
+    else this.lruHead = f;
+    this.lruTail = f;
+  }
+
+  private unlink(f: UdpFlow): void {
+    if (f.lruPrev !== null) f.lruPrev.lruNext = f.lruNext;
+    else if (this.lruHead === f) this.lruHead = f.lruNext;
+    if (f.lruNext !== null) f.lruNext.lruPrev = f.lruPrev;
+    else if (this.lruTail === f) this.lruTail = f.lruPrev;
+    f.lruPrev = null;
+    f.lruNext = null;
   }
 
   /**
@@ -172,6 +219,7 @@ export class UdpLayer {
    */
   private deliverFrame(f: UdpFlow, buf: Uint8Array, off: number, len: number, meta: RxMeta, now: number): void {
     f.lastActive = now;
+    this.touch(f);
     const h = f.handler!;
     if (meta.gsoType !== GSO_UDP_L4 || meta.gsoSize === 0) {
       h.onDatagram(f, buf, this.view.payloadOff, this.view.payloadLen);
@@ -199,8 +247,7 @@ export class UdpLayer {
   private register(f: UdpFlow, handler: UdpHandler): UdpFlow {
     if (f.localPort === 0 || this.table.has(f)) throw new Error("no free local port toward the guest");
     f.handler = handler;
-    this.table.insert(f);
-    this.rearm(f);
+    this.insert(f);
     return f;
   }
 
@@ -247,12 +294,13 @@ export class UdpLayer {
     this.close(f, "idle");
   }
 
-  close(f: UdpFlow, reason: "idle" | "closed"): void {
+  close(f: UdpFlow, reason: UdpCloseReason): void {
     if (!f.open) return;
     f.open = false;
     f.deadline = Infinity;
     this.timers.remove(f);
     this.table.remove(f);
+    this.unlink(f);
     f.handler?.onClosed(f, reason);
   }
 

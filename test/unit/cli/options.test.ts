@@ -72,6 +72,11 @@ const OUR_ADDITIONS: Record<string, string> = {
   "exit-grace":
     "  -exit-grace duration\n    \tAt exit, how long data in flight may drain before unfinished connections are reset (default 5s)\n",
   "exit-fd": "  -exit-fd int\n    \tExit when this fd is closed or readable (slirp4netns --exit-fd) (default -1)\n",
+  "max-dns-queries": "  -max-dns-queries uint\n    \tMost DNS forwarder queries in flight; beyond it the oldest is dropped (default 256)\n",
+  "max-udp-flows":
+    "  -max-udp-flows uint\n    \tMost guest UDP flows at a time; beyond it the least recently active one is ended (default 16384)\n",
+  "max-udp-ports":
+    "  -max-udp-ports uint\n    \tMost host UDP ports held for guest flows (one per guest address and port); beyond it the least recently used is freed (default 4096)\n",
   "ready-fd":
     '  -ready-fd int\n    \tWrite "1" to this fd once the stack is ready (slirp4netns --ready-fd) (default -1)\n',
 };
@@ -115,6 +120,9 @@ describe("usage (contract §3.2)", () => {
       "fd",
       "interface",
       "m",
+      "max-dns-queries",
+      "max-udp-flows",
+      "max-udp-ports",
       "maxprocs",
       "mtu",
       "netns",
@@ -175,6 +183,9 @@ describe("defaults (contract §3.3)", () => {
       exitFd: -1,
       disableOffload: false,
       exitGraceMs: 5000,
+      maxUdpFlows: 16384,
+      maxUdpPorts: 4096,
+      maxDnsQueries: 256,
     });
   });
 });

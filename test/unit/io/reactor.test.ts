@@ -174,7 +174,7 @@ describe("the look", () => {
 });
 
 describe("UDP on the reactor", () => {
-  test("connected and bound sockets: boundaries, senders and replies", async () => {
+  test("unconnected and bound sockets: boundaries, senders and replies", async () => {
     const seen: { text: string; from: string }[] = [];
     const from = new SockAddr();
     let server: UdpSocket | null = null;
@@ -193,24 +193,27 @@ describe("UDP on the reactor", () => {
     server = bound;
     const port = server.localPort();
     const replies: string[] = [];
+    const replyFrom = new SockAddr();
     const clientOwner: UdpSocketOwner = {
       udpReadable(s) {
         for (;;) {
-          const n = s.recv(datagramBuffer, 0, datagramBuffer.length);
+          const n = s.recvFrom(datagramBuffer, 0, datagramBuffer.length, replyFrom);
           if (n < 0) return;
           replies.push(new TextDecoder().decode(datagramBuffer.subarray(0, n)));
         }
       },
     };
-    const c = UdpSocket.connected(reactor, LOOP6, port, null, clientOwner);
+    const c = UdpSocket.unconnected(reactor, 6, null, clientOwner);
     if (c instanceof DialError) throw new Error(c.text);
+    const to = new SockAddr().set(LOOP6, port);
     for (const w of ["ala", "ma", "kota"]) {
       const b = new TextEncoder().encode(w);
-      expect(c.send(b, 0, b.length)).toBe(b.length);
+      expect(c.sendTo(b, 0, b.length, to)).toBe(b.length);
     }
     await until(() => replies.length === 3);
     expect(replies).toEqual(["ala", "ma", "kota"]);
-    expect(new Set(seen.map((s) => s.from))).toEqual(new Set([c.localText()]));
+    expect(sockAddrText(replyFrom)).toBe(`[::1]:${port}`);
+    expect(new Set(seen.map((s) => s.from))).toEqual(new Set([`[::1]:${c.localPort()}`]));
     c.close();
     server.close();
   });
@@ -224,32 +227,36 @@ describe("UDP on the reactor", () => {
       },
     });
     if (l instanceof DialError) throw new Error(l.text);
-    const c = UdpSocket.connected(reactor, LOOP4, l.localPort(), null, { udpReadable() {} });
+    const c = UdpSocket.unconnected(reactor, 4, null, { udpReadable() {} });
     if (c instanceof DialError) throw new Error(c.text);
-    c.send(new Uint8Array([1]), 0, 1);
+    c.sendTo(new Uint8Array([1]), 0, 1, new SockAddr().set(LOOP4, l.localPort()));
     await until(() => seen.length === 1);
-    expect(seen[0]).toBe(c.localText());
-    expect(seen[0]!.startsWith("127.0.0.1:")).toBe(true);
+    expect(seen[0]).toBe(`127.0.0.1:${c.localPort()}`);
     c.close();
     l.close();
   });
 
-  test("a connected socket to a closed port reads ECONNREFUSED (the ICMP error)", async () => {
+  test("an unconnected socket to a closed port: the ICMP error (ECONNREFUSED) is queued with the destination it is about", async () => {
     let err = 0;
+    let about = "";
+    const to = new SockAddr();
     const probe = UdpSocket.bound(reactor, new SockAddr().set(LOOP4, 0), { udpReadable() {} });
     if (probe instanceof DialError) throw new Error(probe.text);
     const port = probe.localPort();
     probe.close();
-    const c = UdpSocket.connected(reactor, LOOP4, port, null, {
+    const c = UdpSocket.unconnected(reactor, 4, null, {
       udpReadable(s) {
-        const n = s.recv(datagramBuffer, 0, datagramBuffer.length);
-        if (n < 0 && n !== -EAGAIN) err = -n;
+        while (s.errorQueued) {
+          const e = s.readError(to);
+          if (e > 0) [err, about] = [e, sockAddrText(to)];
+        }
       },
     });
     if (c instanceof DialError) throw new Error(c.text);
-    c.send(new Uint8Array([1]), 0, 1);
+    c.sendTo(new Uint8Array([1]), 0, 1, new SockAddr().set(LOOP4, port));
     await until(() => err !== 0);
-    expect(err).toBe(111);
+    expect({ err, about }).toEqual({ err: 111, about: `127.0.0.1:${port}` });
+    expect(c.errorQueued).toBe(false);
     c.close();
   });
 
@@ -261,7 +268,7 @@ describe("UDP on the reactor", () => {
     const owner: UdpSocketOwner = {
       udpReadable(s) {
         calls++;
-        const n = s.recv(datagramBuffer, 0, datagramBuffer.length);
+        const n = s.recvFrom(datagramBuffer, 0, datagramBuffer.length, new SockAddr());
         if (n < 0) return;
         got.push(datagramBuffer[0]!);
         s.readLater();
@@ -270,16 +277,17 @@ describe("UDP on the reactor", () => {
     };
     const bound = UdpSocket.bound(reactor, new SockAddr().set(LOOP4, 0), owner);
     if (bound instanceof DialError) throw new Error(bound.text);
-    const sender = UdpSocket.connected(reactor, LOOP4, bound.localPort(), null, { udpReadable() {} });
+    const sender = UdpSocket.unconnected(reactor, 4, null, { udpReadable() {} });
     if (sender instanceof DialError) throw new Error(sender.text);
-    for (let i = 1; i <= 5; i++) sender.send(new Uint8Array([i]), 0, 1);
+    const dst = new SockAddr().set(LOOP4, bound.localPort());
+    for (let i = 1; i <= 5; i++) sender.sendTo(new Uint8Array([i]), 0, 1, dst);
     await until(() => got.length === 5);
     expect(got).toEqual([1, 2, 3, 4, 5]);
     // The fifth read queued one more call, which found EAGAIN: nothing left to do.
     await Bun.sleep(20);
     expect(calls).toBe(6);
 
-    sender.send(new Uint8Array([6]), 0, 1);
+    sender.sendTo(new Uint8Array([6]), 0, 1, dst);
     await until(() => got.length === 6);
     bound.close(); // with a readLater pending
     const before = calls;
