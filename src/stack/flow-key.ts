@@ -1,22 +1,12 @@
-// Hashing and comparison of flow 4-tuples, straight from packet bytes, for
-// the TCP and UDP demultiplexing tables (a Map from hash to a chain of
-// flows). No strings, no allocation per packet.
-import { readU32 } from "../wire/bytes.ts";
-
-function mix(h: number, v: number): number {
-  h = Math.imul(h ^ v, 0x9e3779b1);
-  return h ^ (h >>> 15);
-}
-
-export function hashV4(localIp: number, localPort: number, remoteIp: number, remotePort: number): number {
-  return mix(mix(mix(0x2545f491, localIp), remoteIp), (localPort << 16) | remotePort);
-}
-
-export function hashV6(local: Uint8Array, lOff: number, localPort: number, remote: Uint8Array, rOff: number, remotePort: number): number {
-  let h = 0x6a09e667;
-  for (let i = 0; i < 16; i += 4) h = mix(mix(h, readU32(local, lOff + i)), readU32(remote, rOff + i));
-  return mix(h, (localPort << 16) | remotePort);
-}
+// Demultiplexing of flow 4-tuples, straight from packet bytes, for the
+// TCP and UDP tables (a Map from hash to a chain of flows). No strings,
+// no allocation per packet.
+//
+// The hash is keyed (SipHash under the stack's secret key, FlowSecret):
+// the guest picks every field of the tuple, and with a public hash it can
+// pick thousands of tuples with one hash, which all chain in one bucket
+// and turn each lookup into a walk of the whole chain.
+import type { FlowSecret } from "./secret.ts";
 
 /** a[0, 16) equals b[bOff, bOff+16). */
 export function eq16(a: Uint8Array, b: Uint8Array, bOff: number): boolean {
@@ -37,12 +27,6 @@ export interface FlowTuple {
   readonly remotePort: number;
 }
 
-export function hashOf(t: FlowTuple): number {
-  return t.family === 4
-    ? hashV4(t.localV4, t.localPort, t.remoteV4, t.remotePort)
-    : hashV6(t.localV6!, 0, t.localPort, t.remoteV6!, 0, t.remotePort);
-}
-
 /**
  * A table of flows chained by hash. Flows carry their own `nextInBucket`
  * link, so insertion and lookup allocate nothing.
@@ -51,8 +35,10 @@ export class FlowTable<F extends FlowTuple & { nextInBucket: F | null }> {
   private readonly map = new Map<number, F>();
   size = 0;
 
+  constructor(private readonly secret: FlowSecret) {}
+
   findV4(localIp: number, localPort: number, remoteIp: number, remotePort: number): F | null {
-    for (let f = this.map.get(hashV4(localIp, localPort, remoteIp, remotePort)) ?? null; f !== null; f = f.nextInBucket) {
+    for (let f = this.map.get(this.secret.flowHashV4(localIp, localPort, remoteIp, remotePort)) ?? null; f !== null; f = f.nextInBucket) {
       if (f.family === 4 && f.localV4 === localIp && f.remoteV4 === remoteIp && f.localPort === localPort && f.remotePort === remotePort) return f;
     }
     return null;
@@ -60,7 +46,7 @@ export class FlowTable<F extends FlowTuple & { nextInBucket: F | null }> {
 
   /** Local address at lBuf[lOff], remote at rBuf[rOff]. */
   findV6(lBuf: Uint8Array, lOff: number, localPort: number, rBuf: Uint8Array, rOff: number, remotePort: number): F | null {
-    for (let f = this.map.get(hashV6(lBuf, lOff, localPort, rBuf, rOff, remotePort)) ?? null; f !== null; f = f.nextInBucket) {
+    for (let f = this.map.get(this.secret.flowHashV6(lBuf, lOff, localPort, rBuf, rOff, remotePort)) ?? null; f !== null; f = f.nextInBucket) {
       if (f.family === 6 && f.localPort === localPort && f.remotePort === remotePort && eq16(f.localV6!, lBuf, lOff) && eq16(f.remoteV6!, rBuf, rOff)) {
         return f;
       }
@@ -75,14 +61,14 @@ export class FlowTable<F extends FlowTuple & { nextInBucket: F | null }> {
   }
 
   insert(f: F): void {
-    const h = hashOf(f);
+    const h = this.hashOf(f);
     f.nextInBucket = this.map.get(h) ?? null;
     this.map.set(h, f);
     this.size++;
   }
 
   remove(f: F): boolean {
-    const h = hashOf(f);
+    const h = this.hashOf(f);
     let prev: F | null = null;
     for (let x = this.map.get(h) ?? null; x !== null; prev = x, x = x.nextInBucket) {
       if (x !== f) continue;
@@ -95,6 +81,12 @@ export class FlowTable<F extends FlowTuple & { nextInBucket: F | null }> {
       return true;
     }
     return false;
+  }
+
+  private hashOf(t: FlowTuple): number {
+    return t.family === 4
+      ? this.secret.flowHashV4(t.localV4, t.localPort, t.remoteV4, t.remotePort)
+      : this.secret.flowHashV6(t.localV6!, 0, t.localPort, t.remoteV6!, 0, t.remotePort);
   }
 
   *values(): IterableIterator<F> {

@@ -1,8 +1,10 @@
 // The numbers an off-path attacker must not guess: TCP initial sequence
-// numbers (RFC 6528), TCP timestamp offsets (RFC 7323 §7.1) and ephemeral
-// ports (RFC 6056). Each is a keyed hash of the flow's addresses and ports
-// under a secret key that the caller draws from a CSPRNG once at start;
-// the engine itself stays deterministic (a fixed key in tests).
+// numbers (RFC 6528), TCP timestamp offsets (RFC 7323 §7.1), ephemeral
+// ports (RFC 6056), and the flow tables' hash (so that the guest cannot
+// pick tuples that all land in one bucket). Each is a keyed hash of the
+// flow's addresses and ports under a secret key that the caller draws
+// from a CSPRNG once at start; the engine itself stays deterministic (a
+// fixed key in tests).
 import type { FlowTable, FlowTuple } from "./flow-key.ts";
 import { writeU16, writeU32 } from "../wire/bytes.ts";
 
@@ -39,14 +41,7 @@ export class SipHash {
 
   /** Hashes msg[0, len). */
   hash(msg: Uint8Array, len: number): void {
-    this.v0l = (this.k0l ^ 0x70736575) >>> 0;
-    this.v0h = (this.k0h ^ 0x736f6d65) >>> 0;
-    this.v1l = (this.k1l ^ 0x6e646f6d) >>> 0;
-    this.v1h = (this.k1h ^ 0x646f7261) >>> 0;
-    this.v2l = (this.k0l ^ 0x6e657261) >>> 0;
-    this.v2h = (this.k0h ^ 0x6c796765) >>> 0;
-    this.v3l = (this.k1l ^ 0x79746573) >>> 0;
-    this.v3h = (this.k1h ^ 0x74656462) >>> 0;
+    this.init();
     const whole = len - (len & 7);
     for (let i = 0; i < whole; i += 8) this.block(le32(msg, i), le32(msg, i + 4));
     // The last block: the remaining bytes, and the length in the top byte.
@@ -57,7 +52,48 @@ export class SipHash {
       if (shift < 32) ml |= msg[i]! << shift;
       else mh |= msg[i]! << (shift - 32);
     }
-    this.block(ml >>> 0, mh >>> 0);
+    this.finish(ml >>> 0, mh >>> 0);
+  }
+
+  /**
+   * hash() of the 12 bytes LE32(a) LE32(b) LE32(c), straight from the
+   * words; returns the low half.
+   */
+  hash12(a: number, b: number, c: number): number {
+    this.init();
+    this.block(a >>> 0, b >>> 0);
+    this.finish(c >>> 0, (12 << 24) >>> 0);
+    return this.lo;
+  }
+
+  /**
+   * hash() of the 36 bytes x[xOff, xOff+16) y[yOff, yOff+16) LE32(c),
+   * straight from the buffers; returns the low half.
+   */
+  hash36(x: Uint8Array, xOff: number, y: Uint8Array, yOff: number, c: number): number {
+    this.init();
+    this.block(le32(x, xOff), le32(x, xOff + 4));
+    this.block(le32(x, xOff + 8), le32(x, xOff + 12));
+    this.block(le32(y, yOff), le32(y, yOff + 4));
+    this.block(le32(y, yOff + 8), le32(y, yOff + 12));
+    this.finish(c >>> 0, (36 << 24) >>> 0);
+    return this.lo;
+  }
+
+  private init(): void {
+    this.v0l = (this.k0l ^ 0x70736575) >>> 0;
+    this.v0h = (this.k0h ^ 0x736f6d65) >>> 0;
+    this.v1l = (this.k1l ^ 0x6e646f6d) >>> 0;
+    this.v1h = (this.k1h ^ 0x646f7261) >>> 0;
+    this.v2l = (this.k0l ^ 0x6e657261) >>> 0;
+    this.v2h = (this.k0h ^ 0x6c796765) >>> 0;
+    this.v3l = (this.k1l ^ 0x79746573) >>> 0;
+    this.v3h = (this.k1h ^ 0x74656462) >>> 0;
+  }
+
+  /** The last block (the message's tail and its length), then finalization. */
+  private finish(ml: number, mh: number): void {
+    this.block(ml, mh);
     this.v2l = (this.v2l ^ 0xff) >>> 0;
     for (let r = 0; r < 4; r++) this.round();
     this.lo = (this.v0l ^ this.v1l ^ this.v2l ^ this.v3l) >>> 0;
@@ -216,6 +252,21 @@ export class FlowSecret {
       if (table.findV6(local, 0, p, remote, 0, remotePort) === null) return p;
     }
     return 0;
+  }
+
+  /**
+   * The flow tables' bucket of an IPv4 4-tuple: SipHash of the 12 bytes
+   * local, remote, ports. (Its length sets it apart from the tagged
+   * messages above, so it shares no outputs with them; it is never shown
+   * to anyone anyway.) Allocation-free: it runs for every segment.
+   */
+  flowHashV4(localIp: number, localPort: number, remoteIp: number, remotePort: number): number {
+    return this.sip.hash12(localIp, remoteIp, (localPort << 16) | remotePort) | 0;
+  }
+
+  /** The same for IPv6: SipHash of the 36 bytes local, remote, ports. */
+  flowHashV6(local: Uint8Array, lOff: number, localPort: number, remote: Uint8Array, rOff: number, remotePort: number): number {
+    return this.sip.hash36(local, lOff, remote, rOff, (localPort << 16) | remotePort) | 0;
   }
 
   private nextPort(offset: number, index: number): number {

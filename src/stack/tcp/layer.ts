@@ -61,7 +61,7 @@ const GSO_TCPV4 = 1;
 const GSO_TCPV6 = 4;
 
 export class TcpLayer {
-  private readonly table = new FlowTable<TcpConnection>();
+  private readonly table: FlowTable<TcpConnection>;
   private readonly timers = new TimerHeap<TcpConnection>();
   private readonly dirty: TcpConnection[] = [];
   private readonly timeWait = new Set<TcpConnection>();
@@ -79,9 +79,11 @@ export class TcpLayer {
     readonly cfg: TcpConfig,
     private readonly events: TcpEvents,
     private readonly icmp: TcpIcmpErrors,
-    /** Keyed ISNs, timestamp offsets and ephemeral ports. */
+    /** Keyed ISNs, timestamp offsets, ephemeral ports and the table's hash. */
     private readonly secret: FlowSecret,
-  ) {}
+  ) {
+    this.table = new FlowTable(secret);
+  }
 
   /** Live connections (all states but CLOSED). */
   get connectionCount(): number {
