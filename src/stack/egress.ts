@@ -53,6 +53,8 @@ export class Egress {
     private readonly gatewayV4: number,
     private readonly gatewayV6: Uint8Array,
     stats: Stats,
+    /** Neighbour entries at most (-max-neighbors). */
+    maxNeighbors: number,
   ) {
     this.ethernet = caps.medium === "ethernet";
     this.l3Off = TX_HEADROOM + (this.ethernet ? ETH_LEN : 0);
@@ -63,7 +65,7 @@ export class Egress {
     // run in WASM (checksum-wasm.ts).
     this.buf = allocChecksumBuffer(this.l3Off + IPV6_HEADER_LEN + 65535 + 64);
     this.scratch = allocChecksumBuffer(this.l3Off + Math.max(caps.mtu, 1280) + 64);
-    this.neighbors = new Neighbors(stats);
+    this.neighbors = new Neighbors(stats, maxNeighbors);
   }
 
   /** Largest L4 length (header + payload) that goes out unfragmented. */

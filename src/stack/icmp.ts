@@ -144,12 +144,18 @@ export class Icmp {
   /**
    * ICMPv6: echo, and NDP, which must arrive with hop limit 255 (RFC 4861
    * §7.1). Returns true for an error about one of our TCP segments,
-   * described in `tcpError`.
+   * described in `tcpError`. From the unspecified address only a Neighbor
+   * Solicitation (Duplicate Address Detection, RFC 4862 §5.4.2) is looked
+   * at: nothing can be answered to ::.
    */
   inputV6(buf: Uint8Array, srcOff: number, dstOff: number, hopLimit: number, off: number, len: number, now: number): boolean {
     const v = this.v6;
     if (v.attach(buf, off, len) !== WireError.Ok || !v.verifyChecksum(buf, srcOff, dstOff)) {
       this.stats.drop("icmp6-malformed");
+      return false;
+    }
+    if (v.type !== Icmpv6Type.NeighborSolicit && ipv6IsUnspecified(buf, srcOff)) {
+      this.stats.drop("non-unicast-source");
       return false;
     }
     switch (v.type) {
@@ -254,7 +260,9 @@ export class Icmp {
   /**
    * Destination unreachable for a pending guest SYN whose host connect
    * failed: host unreachable (v4 code 1, v6 code 3), from the gateway,
-   * quoting the SYN's headers as the guest sent them.
+   * quoting the SYN's headers as the guest sent them. The SYN came from
+   * one host to one host (Stack drops the rest before TCP sees them), so
+   * this never answers a broadcast or multicast datagram (RFC 1122 §3.2.2).
    */
   tcpUnreachable(conn: TcpConnection, now: number): void {
     const q = this.quote;

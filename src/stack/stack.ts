@@ -11,7 +11,7 @@ import { WireError } from "../wire/errors.ts";
 import { writeU16 } from "../wire/bytes.ts";
 import { finish, sum16 } from "../wire/checksum.ts";
 import { RxMeta, type DeviceCaps, type FrameSink } from "./device.ts";
-import { v6Key } from "./neighbors.ts";
+import { DEFAULT_MAX_NEIGHBORS, v6Key } from "./neighbors.ts";
 import { Egress } from "./egress.ts";
 import { Icmp } from "./icmp.ts";
 import { Reassembler } from "./reassembly.ts";
@@ -32,6 +32,8 @@ export interface StackConfig {
   secret: FlowSecret;
   /** Idle timeout of UDP flows (ms; contract §8.3: 125 s). */
   udpIdleMs?: number;
+  /** Neighbour entries at most, both families, resolved or not (-max-neighbors; default 1024). */
+  maxNeighbors?: number;
 }
 
 export type StackEvents = TcpEvents & UdpEvents;
@@ -51,6 +53,8 @@ export class Stack {
   /** Reassembled datagrams were checked by nobody: verify their checksums. */
   private readonly reassembledMeta = new RxMeta();
   private pollNow = 0;
+  /** The guest subnet's broadcast address (the gateway's /24). */
+  private readonly subnetBroadcastV4: number;
   private readonly solicit: (family: 4 | 6, v4: number, v6: Uint8Array | null) => void;
 
   constructor(
@@ -61,7 +65,8 @@ export class Stack {
     readonly cfg: StackConfig,
   ) {
     this.ethernet = caps.medium === "ethernet";
-    this.egress = new Egress(caps, sink, cfg.mac, cfg.gatewayV4, cfg.gatewayV6, stats);
+    this.egress = new Egress(caps, sink, cfg.mac, cfg.gatewayV4, cfg.gatewayV6, stats, cfg.maxNeighbors ?? DEFAULT_MAX_NEIGHBORS);
+    this.subnetBroadcastV4 = (cfg.gatewayV4 | 0xff) >>> 0;
     this.icmp = new Icmp(this.egress, stats, cfg.gatewayV4, cfg.gatewayV6);
     this.tcp = new TcpLayer(this.egress, stats, cfg.tcp, events, this.icmp, cfg.secret);
     this.udp = new UdpLayer(this.egress, stats, events, cfg.secret, cfg.udpIdleMs);
@@ -124,6 +129,7 @@ export class Stack {
    * (promiscuous, contract §6.2), except probes and announcements for the
    * guest's own address (RFC 5227: sender 0.0.0.0, or sender == target),
    * which must stay unanswered or the guest thinks its address is taken.
+   * A sender that is not one host's address is neither learnt nor answered.
    */
   private inputArp(buf: Uint8Array, off: number, len: number, srcMacOff: number): void {
     const a = this.arp;
@@ -133,12 +139,10 @@ export class Stack {
     }
     const sender = a.senderIp;
     const target = a.targetIp;
-    if (sender !== 0) {
-      const released = this.egress.neighbors.learnV4(sender, buf, a.senderHwOff);
-      if (released !== null) this.egress.flushQueued(released);
-    }
-    if (a.operation !== ARP_OP_REQUEST) return;
-    if (sender === 0 || sender === target) return;
+    if (!this.unicastV4(sender)) return;
+    const released = this.egress.neighbors.learnV4(sender, buf, a.senderHwOff);
+    if (released !== null) this.egress.flushQueued(released);
+    if (a.operation !== ARP_OP_REQUEST || sender === target) return;
     const eg = this.egress;
     eg.sendArp(ARP_OP_REPLY, eg.mac, 0, target, buf, a.senderHwOff, sender, buf.subarray(srcMacOff, srcMacOff + 6));
   }
@@ -157,11 +161,19 @@ export class Stack {
     const dst = ip.dst;
     // Only unicast: multicast, broadcast (limited, and the guest subnet's)
     // and "this network" are not ours to terminate.
-    if (dst >>> 28 === 0xe || dst === 0xffffffff || dst >>> 24 === 0 || dst === (this.cfg.gatewayV4 | 0xff) >>> 0) {
+    if (dst >>> 28 === 0xe || dst === 0xffffffff || dst >>> 24 === 0 || dst === this.subnetBroadcastV4) {
       this.stats.drop("ipv4-not-unicast");
       return;
     }
-    if (srcMacOff >= 0 && src !== 0 && src >>> 28 !== 0xe) {
+    // Nor is anything answered, learnt or opened for a source that is not
+    // one host: an echo reply, an ICMP error (RFC 1122 §3.2.2) or a RST
+    // (§4.2.3.10) would go to a group or to nobody, and each cost a
+    // neighbour entry and a broadcast ARP request.
+    if (!this.unicastV4(src)) {
+      this.stats.drop("non-unicast-source");
+      return;
+    }
+    if (srcMacOff >= 0) {
       const released = this.egress.neighbors.learnV4(src, buf, srcMacOff);
       if (released !== null) this.egress.flushQueued(released);
     }
@@ -212,7 +224,15 @@ export class Stack {
     const srcOff = ip.srcOff;
     const dstOff = ip.dstOff;
     const multicast = ipv6IsMulticast(buf, dstOff);
-    if (srcMacOff >= 0 && !ipv6IsUnspecified(buf, srcOff) && !ipv6IsMulticast(buf, srcOff) && !multicast) {
+    // A multicast source is never valid (RFC 4291 §2.7); :: is, for
+    // Duplicate Address Detection and MLD (ICMPv6, never fragmented), and
+    // gets no answer there. Nothing else is answered or learnt for them.
+    const unspecified = ipv6IsUnspecified(buf, srcOff);
+    if (ipv6IsMulticast(buf, srcOff) || (unspecified && (ext.hasFragment || ext.protocol !== IPPROTO_ICMPV6))) {
+      this.stats.drop("non-unicast-source");
+      return;
+    }
+    if (srcMacOff >= 0 && !unspecified && !multicast) {
       const released = this.egress.neighbors.learnV6(buf, srcOff, buf, srcMacOff);
       if (released !== null) this.egress.flushQueued(released);
     }
@@ -269,6 +289,11 @@ export class Stack {
       default:
         this.stats.drop("ipv6-unknown-protocol");
     }
+  }
+
+  /** Whether an IPv4 address names one host: not 0.0.0.0/8, multicast, 240.0.0.0/4 (with 255.255.255.255) or the guest subnet's broadcast. */
+  private unicastV4(a: number): boolean {
+    return a >>> 24 !== 0 && a >>> 28 < 0xe && a !== this.subnetBroadcastV4;
   }
 
   // =====================================================================

@@ -4,7 +4,6 @@
 // and runs the connections' timers.
 import { TcpView, parseTcpOptions, emitTcpOptions, TcpOptions } from "../../wire/tcp.ts";
 import { IPPROTO_TCP } from "../../wire/ipv4.ts";
-import { ipv6IsMulticast, ipv6IsUnspecified } from "../../wire/ipv6.ts";
 import { WireError } from "../../wire/errors.ts";
 import { writeU16, writeU32 } from "../../wire/bytes.ts";
 import { FlowTable } from "../flow-key.ts";
@@ -136,10 +135,6 @@ export class TcpLayer {
     const sport = v.srcPort;
     const dport = v.dstPort;
     const c = this.table.findV4(dst, dport, src, sport);
-    if (c === null && !unicastSourceV4(src)) {
-      this.stats.drop("tcp-non-unicast-source");
-      return;
-    }
     const seg = this.parse();
     const verdict = this.demux(c, seg, sport, dport);
     if (verdict === DELIVER) c!.input(seg, now);
@@ -175,10 +170,6 @@ export class TcpLayer {
     const sport = v.srcPort;
     const dport = v.dstPort;
     const c = this.table.findV6(buf, dstOff, dport, buf, srcOff, sport);
-    if (c === null && (ipv6IsMulticast(buf, srcOff) || ipv6IsUnspecified(buf, srcOff))) {
-      this.stats.drop("tcp-non-unicast-source");
-      return;
-    }
     const seg = this.parse();
     const verdict = this.demux(c, seg, sport, dport);
     if (verdict === DELIVER) c!.input(seg, now);
@@ -554,18 +545,6 @@ export class TcpLayer {
     this.timers.run(now, this.fireTimer);
     return this.timers.peek();
   }
-}
-
-/**
- * Whether a segment from `src` may open a connection or draw a RST: not
- * from "this network" (0.0.0.0/8), multicast (224.0.0.0/4) or the
- * reserved and limited-broadcast block (240.0.0.0/4, 255.255.255.255).
- * RFC 1122 §4.2.3.10: a SYN from a broadcast or multicast address is
- * dropped silently, and a RST to one would reach every host there.
- * (Non-unicast destinations never reach the TCP layer.)
- */
-function unicastSourceV4(src: number): boolean {
-  return src >>> 24 !== 0 && src >>> 28 < 0xe;
 }
 
 function seqDiffU(seq: number, base: number): number {

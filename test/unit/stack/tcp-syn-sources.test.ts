@@ -68,7 +68,7 @@ describe("SYNs from or to broadcast and multicast addresses (RFC 1122 §4.2.3.10
     }
     expect(h.requests.length).toBe(0);
     h.none();
-    expect(h.stats.dropCount("tcp-non-unicast-source")).toBe(12);
+    expect(h.stats.dropCount("non-unicast-source")).toBe(12);
   });
 
   test("IPv4: destinations 255.255.255.255, 224.0.0.0/4 and the guest subnet's broadcast open nothing", () => {
@@ -88,7 +88,7 @@ describe("SYNs from or to broadcast and multicast addresses (RFC 1122 §4.2.3.10
     h.inject(segmentV6(GUEST_V6, v6("ff02::1")));
     expect(h.requests.length).toBe(0);
     h.none();
-    expect(h.stats.dropCount("tcp-non-unicast-source")).toBe(6);
+    expect(h.stats.dropCount("non-unicast-source")).toBe(6);
     expect(h.stats.dropCount("ipv6-multicast")).toBe(1);
   });
 
