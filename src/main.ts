@@ -236,9 +236,11 @@ async function main(): Promise<void> {
     gatewayV4: GATEWAY_V4,
     gatewayV6: GATEWAY_V6,
     tcp: DEFAULT_TCP_CONFIG,
-    // The key of ISNs, timestamp offsets and ephemeral ports (RFC 6528,
-    // RFC 7323 §7.1, RFC 6056), from the system CSPRNG.
+    // The key of ISNs, timestamp offsets, ephemeral ports (RFC 6528,
+    // RFC 7323 §7.1, RFC 6056) and the flow tables' hash, from the system
+    // CSPRNG.
     secret: new FlowSecret(crypto.getRandomValues(new Uint8Array(16))),
+    maxNeighbors: cfg.maxNeighbors,
     // Test hook: the contract's 125 s UDP idle timeout, shortened.
     ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
   });

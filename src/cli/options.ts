@@ -53,6 +53,8 @@ export interface Config {
   maxUdpFlows: number;
   maxUdpPorts: number;
   maxDnsQueries: number;
+  /** -max-neighbors: guest addresses in the neighbour table, resolved or not. */
+  maxNeighbors: number;
 }
 
 export type ParseOutcome =
@@ -69,6 +71,8 @@ const DEFAULT_EXIT_GRACE_MS = 5000;
 const DEFAULT_MAX_UDP_FLOWS = 16384;
 const DEFAULT_MAX_UDP_PORTS = 4096;
 const DEFAULT_MAX_DNS_QUERIES = 256;
+/** A guest has a few addresses per family; the cap only stops a guest that forges thousands. */
+const DEFAULT_MAX_NEIGHBORS = 1024;
 
 /** The flag table. `argv0` is what the usage header names ("Usage of ARGV0:"). */
 export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
@@ -197,6 +201,12 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       kind: "uint",
       default: DEFAULT_MAX_DNS_QUERIES,
       usage: "Most DNS forwarder queries in flight; beyond it the oldest is dropped",
+    })
+    .define({
+      name: "max-neighbors",
+      kind: "uint",
+      default: DEFAULT_MAX_NEIGHBORS,
+      usage: "Most guest addresses with a known or sought MAC (2 at least); beyond it the least recently used is forgotten",
     });
   return set;
 }
@@ -275,5 +285,6 @@ function toConfig(flags: ParsedFlags): Config {
     maxUdpFlows: flags.get<number>("max-udp-flows"),
     maxUdpPorts: flags.get<number>("max-udp-ports"),
     maxDnsQueries: flags.get<number>("max-dns-queries"),
+    maxNeighbors: flags.get<number>("max-neighbors"),
   };
 }

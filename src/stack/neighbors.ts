@@ -74,6 +74,8 @@ export class Neighbors {
   /** Unresolved entries, IPv4 by address, IPv6 by text key; oldest first. */
   private readonly unresolved = new Map<number | string, Unresolved>();
   private queued = 0;
+  /** Entries at most, resolved or not, both families (-max-neighbors; 2 at least). */
+  private readonly maxEntries: number;
   private readonly maxUnresolved: number;
   /** Solicitations that may be sent now (fractional while refilling), and when it was last refilled. */
   private tokens = SOLICIT_RATE;
@@ -81,11 +83,12 @@ export class Neighbors {
 
   constructor(
     private readonly stats: Stats,
-    /** Entries at most, resolved or not, both families (-max-neighbors; at least 2). */
-    private readonly maxEntries: number,
+    maxEntries: number,
   ) {
-    if (!(maxEntries >= 2)) throw new Error(`the neighbour table needs room for 2 entries at least, not ${maxEntries}`);
-    this.maxUnresolved = Math.min(MAX_UNRESOLVED, maxEntries >>> 1);
+    // One resolved and one unresolved entry at least: the guest, and an
+    // address asked for.
+    this.maxEntries = Math.max(2, maxEntries);
+    this.maxUnresolved = Math.min(MAX_UNRESOLVED, this.maxEntries >>> 1);
   }
 
   /** Entries held, resolved or not. */

@@ -73,6 +73,8 @@ const OUR_ADDITIONS: Record<string, string> = {
     "  -exit-grace duration\n    \tAt exit, how long data in flight may drain before unfinished connections are reset (default 5s)\n",
   "exit-fd": "  -exit-fd int\n    \tExit when this fd is closed or readable (slirp4netns --exit-fd) (default -1)\n",
   "max-dns-queries": "  -max-dns-queries uint\n    \tMost DNS forwarder queries in flight; beyond it the oldest is dropped (default 256)\n",
+  "max-neighbors":
+    "  -max-neighbors uint\n    \tMost guest addresses with a known or sought MAC (2 at least); beyond it the least recently used is forgotten (default 1024)\n",
   "max-udp-flows":
     "  -max-udp-flows uint\n    \tMost guest UDP flows at a time; beyond it the least recently active one is ended (default 16384)\n",
   "max-udp-ports":
@@ -121,6 +123,7 @@ describe("usage (contract §3.2)", () => {
       "interface",
       "m",
       "max-dns-queries",
+      "max-neighbors",
       "max-udp-flows",
       "max-udp-ports",
       "maxprocs",
@@ -186,6 +189,7 @@ describe("defaults (contract §3.3)", () => {
       maxUdpFlows: 16384,
       maxUdpPorts: 4096,
       maxDnsQueries: 256,
+      maxNeighbors: 1024,
     });
   });
 });
