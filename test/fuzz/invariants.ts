@@ -7,7 +7,7 @@
 // buffer accounting consistent and non-negative).
 import type { Stack } from "../../src/stack/stack.ts";
 import type { TxMeta } from "../../src/stack/device.ts";
-import { MAX_PENDING_HANDSHAKES, MAX_TIME_WAIT } from "../../src/stack/tcp/layer.ts";
+import { MAX_TIME_WAIT } from "../../src/stack/tcp/layer.ts";
 import { TcpState } from "../../src/stack/tcp/connection.ts";
 import { MAX_PIECES as ASSEMBLER_MAX_PIECES } from "../../src/stack/tcp/assembler.ts";
 import { MAX_DATAGRAMS } from "../../src/stack/reassembly.ts";
@@ -301,7 +301,7 @@ export function tcpTablesWithinCaps(stack: Stack): void {
   if (live !== layer.connectionCount) fail("tables-within-caps", `TCP table size ${layer.connectionCount}, ${live} connections in it`);
   const counted = layer["pendingHandshakes"];
   if (counted !== pending) fail("tables-within-caps", `pending-handshake counter ${counted}, ${pending} connections in SYN-PENDING`);
-  if (pending > MAX_PENDING_HANDSHAKES) fail("tables-within-caps", `${pending} pending handshakes (cap ${MAX_PENDING_HANDSHAKES})`);
+  if (pending > layer.cfg.maxSynReceived) fail("tables-within-caps", `${pending} pending handshakes (cap ${layer.cfg.maxSynReceived})`);
   const tw = layer["timeWait"].size;
   if (tw !== timeWait) fail("tables-within-caps", `TIME-WAIT set holds ${tw}, ${timeWait} connections in TIME-WAIT`);
   if (tw > MAX_TIME_WAIT) fail("tables-within-caps", `${tw} connections in TIME-WAIT (cap ${MAX_TIME_WAIT})`);

@@ -2,9 +2,12 @@
 // (as copies: the frame they came in is reused) until the hole before them
 // fills. Also the source of the SACK blocks we advertise (RFC 2018).
 //
-// Bounded twice: the caller only offers bytes inside the receive window,
-// and the number of stored pieces is capped, so a guest sending many tiny
-// disjoint segments cannot make us allocate without limit.
+// Bounded three times: the caller only offers bytes inside the receive
+// window, the number of stored pieces is capped, so a guest sending many
+// tiny disjoint segments cannot make us allocate without limit, and the
+// storage is charged to the connection's share of the TCP buffer budget:
+// what the budget refuses is dropped (the guest sends it again).
+import type { BudgetAccount } from "./budget.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from "./seq.ts";
 
 interface Piece {
@@ -23,6 +26,13 @@ export class Assembler {
   private clock = 0;
   /** Bytes held. */
   bytes = 0;
+  /** Storage of the pieces (bytes held plus spare capacity), as charged. */
+  private storage = 0;
+
+  constructor(
+    /** Where storage is charged (null: uncounted). */
+    private readonly account: BudgetAccount | null = null,
+  ) {}
 
   get isEmpty(): boolean {
     return this.pieces.length === 0;
@@ -34,7 +44,8 @@ export class Assembler {
 
   /**
    * Stores the parts of [seq, seq+len) that lie in [lo, hi) and are not
-   * already held. Returns false when the piece cap refused new data.
+   * already held. Returns false when the piece cap or the budget refused
+   * new data (what came before the refusal is kept).
    */
   add(seq: number, src: Uint8Array, off: number, len: number, lo: number, hi: number): boolean {
     // Clip to the window.
@@ -70,10 +81,10 @@ export class Assembler {
         // the piece before it instead of adding one per segment, so the
         // piece cap bounds the holes, not the segments (a window of
         // thousands of segments past one loss used to overflow it).
-        this.append(prev, src, from, n);
+        if (!this.append(prev, src, from, n)) return false;
         prev.stamp = stamp;
       } else {
-        if (pieces.length >= MAX_PIECES) return false;
+        if (pieces.length >= MAX_PIECES || !this.take(n)) return false;
         pieces.splice(i, 0, { seq: cur, data: src.slice(from, from + n), len: n, stamp });
         i++;
       }
@@ -83,16 +94,31 @@ export class Assembler {
     return true;
   }
 
-  /** Appends src[from, from+n) to piece p, doubling its storage as needed. */
-  private append(p: Piece, src: Uint8Array, from: number, n: number): void {
+  /** Charges `n` bytes of new storage; false when the budget refuses. */
+  private take(n: number): boolean {
+    if (this.account !== null && !this.account.tryCharge(n)) return false;
+    this.storage += n;
+    return true;
+  }
+
+  /** Appends src[from, from+n) to piece p, doubling its storage as needed; false when the budget refuses. */
+  private append(p: Piece, src: Uint8Array, from: number, n: number): boolean {
     const need = p.len + n;
     if (need > p.data.length) {
-      const grown = new Uint8Array(Math.max(need, 2 * p.data.length));
+      const size = Math.max(need, 2 * p.data.length);
+      if (!this.take(size - p.data.length)) return false;
+      const grown = new Uint8Array(size);
       grown.set(p.data.subarray(0, p.len), 0);
       p.data = grown;
     }
     p.data.set(src.subarray(from, from + n), p.len);
     p.len = need;
+    return true;
+  }
+
+  private give(n: number): void {
+    this.storage -= n;
+    this.account?.release(n);
   }
 
   /**
@@ -111,6 +137,7 @@ export class Assembler {
       // Accounted before delivery, which may clear() the count.
       taken++;
       this.bytes -= p.len;
+      this.give(p.data.length);
       const end = seqAdd(p.seq, p.len);
       if (seqGt(end, rcvNxt)) {
         const skip = seqDiff(rcvNxt, p.seq);
@@ -126,6 +153,7 @@ export class Assembler {
   clear(): void {
     this.pieces.length = 0;
     this.bytes = 0;
+    this.give(this.storage);
   }
 
   /**

@@ -8,6 +8,15 @@
 // advertised window). Pushing past it only happens for the bounded amount
 // a producer can deliver after being paused.
 //
+// Storage is charged to the connection's BudgetAccount (the global TCP
+// buffer budget): push() always stores what it is given (the data was
+// accepted already), reserve() grows only when the budget allows, and
+// `reachable` tells the owner how large the storage may get, so that it
+// announces no window and reads no host data beyond it. A receive buffer
+// also charges the window its owner advertised (promise()): the guest may
+// fill it at any time, so it is counted as if it were stored. What is
+// charged is max(storage, bytes held + bytes promised).
+//
 // Producers either push() a copy or, to have the kernel write straight
 // into the ring (a host socket read), reserve() a contiguous span at the
 // back, fill backBuf[backOff, +n) and commit(n).
@@ -17,6 +26,8 @@
 // buffers to the garbage collector), and bulk transfers grow and trim
 // megabyte buffers; reusing them keeps the collector, and the memory it
 // has not collected yet, out of the data path.
+
+import type { BudgetAccount } from "./budget.ts";
 
 const INITIAL = 2 * 1024;
 
@@ -68,8 +79,16 @@ export class ByteRing {
   private buf: Uint8Array;
   private start = 0;
   length = 0;
+  /** Bytes the owner promised to take beyond `length` (an advertised window). */
+  private promised = 0;
+  /** What the account is charged for this ring. */
+  private charged = 0;
 
-  constructor(readonly softLimit: number) {
+  constructor(
+    readonly softLimit: number,
+    /** Where storage is charged (null: uncounted). */
+    private readonly account: BudgetAccount | null = null,
+  ) {
     this.buf = EMPTY;
   }
 
@@ -87,22 +106,68 @@ export class ByteRing {
     return Math.max(0, this.softLimit - this.length);
   }
 
-  private ensure(extra: number): void {
+  /**
+   * The largest storage the ring may grow to now, capped at the soft
+   * limit: its storage doubled as often as the budget allows.
+   */
+  get reachable(): number {
+    if (this.account === null) return this.softLimit;
+    const total = this.charged + this.account.grantable;
+    if (total >= this.softLimit) return this.softLimit;
+    let cap = INITIAL;
+    if (total < cap) return this.buf.length;
+    while (cap * 2 <= total) cap *= 2;
+    return Math.max(cap, this.buf.length);
+  }
+
+  /**
+   * The owner has promised to take `n` more bytes than it holds (the
+   * receive window it advertised): charged like storage.
+   */
+  promise(n: number): void {
+    this.promised = n;
+    this.recharge(this.buf.length, true);
+  }
+
+  /**
+   * Brings the charge to max(storage `cap`, held + promised). Unless
+   * `force`, only if the budget allows; returns whether it did.
+   */
+  private recharge(cap: number, force: boolean): boolean {
+    const a = this.account;
+    if (a === null) return true;
+    const want = Math.max(cap, this.length + this.promised);
+    const d = want - this.charged;
+    if (d > 0) {
+      if (force) a.charge(d);
+      else if (!a.tryCharge(d)) return false;
+    } else if (d < 0) a.release(-d);
+    this.charged = want;
+    return true;
+  }
+
+  /**
+   * Grows the storage to hold `extra` more bytes. Unless `force`, only as
+   * far as the budget allows; returns whether the storage suffices.
+   */
+  private ensure(extra: number, force: boolean): boolean {
     const need = this.length + extra;
-    if (need <= this.buf.length) return;
+    if (need <= this.buf.length) return true;
     let cap = Math.max(this.buf.length, INITIAL);
     while (cap < need) cap *= 2;
+    if (!this.recharge(cap, force)) return false;
     const next = ringPool.take(cap);
     this.copyOut(0, next, 0, this.length);
     ringPool.give(this.buf);
     this.buf = next;
     this.start = 0;
+    return true;
   }
 
   /** Appends src[off, off+len). */
   push(src: Uint8Array, off: number, len: number): void {
     if (len <= 0) return;
-    this.ensure(len);
+    this.ensure(len, true);
     const cap = this.buf.length;
     let end = this.start + this.length;
     if (end >= cap) end -= cap;
@@ -114,14 +179,15 @@ export class ByteRing {
 
   /**
    * Makes free space at the back for up to `want` bytes and returns how
-   * many can go there contiguously (at least 1 when want > 0). A full ring
+   * many can go there contiguously (at least 1 when want > 0, unless the
+   * ring is full and the budget refuses to grow it: 0). A full ring
    * doubles, so a stream that keeps filling it grows it quickly while a
    * trickle stays in the initial size.
    */
   reserve(want: number): number {
     if (want <= 0) return 0;
     if (this.length === 0) this.start = 0;
-    if (this.length === this.buf.length) this.ensure(Math.min(want, Math.max(this.buf.length, INITIAL)));
+    if (this.length === this.buf.length && !this.ensure(Math.min(want, Math.max(this.buf.length, INITIAL)), false)) return 0;
     const cap = this.buf.length;
     const end = this.start + this.length;
     const contiguous = end < cap ? cap - end : this.start - (end - cap);
@@ -159,11 +225,12 @@ export class ByteRing {
     if (n >= this.length) {
       this.length = 0;
       this.start = 0;
-      return;
+    } else {
+      this.length -= n;
+      this.start += n;
+      if (this.start >= this.buf.length) this.start -= this.buf.length;
     }
-    this.length -= n;
-    this.start += n;
-    if (this.start >= this.buf.length) this.start -= this.buf.length;
+    if (this.promised > 0) this.recharge(this.buf.length, true);
   }
 
   /**
@@ -200,5 +267,6 @@ export class ByteRing {
     this.buf = EMPTY;
     this.start = 0;
     this.length = 0;
+    this.recharge(0, true);
   }
 }

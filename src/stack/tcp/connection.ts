@@ -12,6 +12,7 @@
 // the guest.
 import { ByteRing } from "./byte-ring.ts";
 import { Assembler } from "./assembler.ts";
+import { BudgetAccount } from "./budget.ts";
 import { NewReno } from "./congestion.ts";
 import { RttEstimator, RTO_MAX_MS } from "./rtt.ts";
 import { ACK, FIN, RST, SYN, type TcpSegment } from "./segment.ts";
@@ -95,6 +96,16 @@ export interface TcpConfig {
   /** SYN / SYN-ACK transmissions before giving up. */
   synRetries: number;
   timeWaitMs: number;
+  /** Connections in every state; beyond it new ones are refused (-max-tcp-connections). */
+  maxConnections: number;
+  /**
+   * Guest handshakes at each of two stages: waiting for the host's
+   * connect, and SYN-RECEIVED (-max-syn-received). Beyond it new SYNs
+   * are dropped.
+   */
+  maxSynReceived: number;
+  /** Bytes of send, receive and out-of-order storage of all connections together (-max-buffer-bytes; see budget.ts). */
+  bufferBudget: number;
 }
 
 export const DEFAULT_TCP_CONFIG: TcpConfig = {
@@ -107,7 +118,18 @@ export const DEFAULT_TCP_CONFIG: TcpConfig = {
   userTimeoutMs: 625_000,
   synRetries: 6,
   timeWaitMs: 30_000,
+  maxConnections: 16384,
+  maxSynReceived: 1024,
+  bufferBudget: 256 * 1024 * 1024,
 };
+
+/**
+ * SYN-ACK transmissions while more than half of maxSynReceived
+ * connections are SYN-RECEIVED: a flood of SYNs whose sender never
+ * completes the handshake frees its places after about 3 s instead of
+ * 63 s (as Linux prunes its SYN queue faster once it is half full).
+ */
+const SYNACK_TRIES_UNDER_PRESSURE = 2;
 
 /** The smallest window scale shift that lets `bytes` be advertised (RFC 7323 §2.3). */
 export function shiftFor(bytes: number): number {
@@ -195,7 +217,9 @@ export class TcpConnection implements FlowTuple {
   rcvShift = 0;
   /** In-order guest bytes the host has not taken yet. */
   readonly rcvBuf: ByteRing;
-  readonly ooo = new Assembler();
+  readonly ooo: Assembler;
+  /** This connection's share of the TCP buffer budget (all three buffers). */
+  readonly account: BudgetAccount;
   /** A FIN that arrived beyond a hole: processed once RCV.NXT reaches it. */
   private pendingFinSeq = -1;
   private finReceived = false;
@@ -261,6 +285,10 @@ export class TcpConnection implements FlowTuple {
   dirty = false;
 
   private closedNotified = false;
+  /** Counted in the layer's SYN-RECEIVED connections (a passive open, from accept() to the guest's ACK). */
+  private synReceivedCounted = false;
+  /** An active open the layer refused (connection cap): ends "refused" at its first timer. */
+  private openRefused = false;
   private readonly cfg: TcpConfig;
   // Keepalive and user timeout: from the config, changeable per connection.
   private keepIdleMs: number;
@@ -297,8 +325,10 @@ export class TcpConnection implements FlowTuple {
     this.keepCnt = init.cfg.keepCnt;
     this.userTimeoutMs = init.cfg.userTimeoutMs;
     this.rcvMss = init.mss;
-    this.sendBuf = new ByteRing(init.cfg.sndBuf);
-    this.rcvBuf = new ByteRing(init.cfg.rcvBuf);
+    this.account = new BudgetAccount(layer.budget);
+    this.sendBuf = new ByteRing(init.cfg.sndBuf, this.account);
+    this.rcvBuf = new ByteRing(init.cfg.rcvBuf, this.account);
+    this.ooo = new Assembler(this.account);
     this.cc = new NewReno(536);
   }
 
@@ -344,12 +374,26 @@ export class TcpConnection implements FlowTuple {
     if (this.state !== TcpState.SynPending) return;
     this.layer.handshakeDone();
     this.state = TcpState.SynReceived;
+    this.synReceivedCounted = true;
+    this.layer.synReceivedChanged(1);
     this.sndNxt = seqAdd(this.iss, 1);
     this.sndMax = this.sndNxt;
     this.layer.sendControl(this, SYN | ACK, this.iss, now);
     this.synTries = 1;
     this.synSentAt = now;
     this.rtxAt = now + this.rtt.rto;
+    this.reschedule();
+  }
+
+  /**
+   * An active open the layer refused (the connection cap): nothing is
+   * sent, and the handler hears "refused" at the next timer run (not now:
+   * the caller binds its side after the open returns).
+   */
+  refuseOpen(now: number): void {
+    this.state = TcpState.SynSent;
+    this.openRefused = true;
+    this.rtxAt = now;
     this.reschedule();
   }
 
@@ -393,9 +437,19 @@ export class TcpConnection implements FlowTuple {
   // Host-side calls
   // =====================================================================
 
-  /** Room in the send buffer before the host should pause. */
+  /**
+   * Room in the send buffer before the host should pause: up to the
+   * configured size, in storage the buffer budget allows. Under budget
+   * pressure, read-ahead is also held to two of the guest's current
+   * windows (at least what the buffer already has): data a guest does
+   * not take would only sit in the budget the others need.
+   */
   get sendRoom(): number {
-    return this.sendBuf.room;
+    const sb = this.sendBuf;
+    let cap = sb.reachable;
+    if (this.account.underPressure) cap = Math.min(cap, Math.max(sb.capacity, 2 * this.sndWnd));
+    if (cap < sb.softLimit && cap <= sb.length) this.account.refused();
+    return Math.max(0, cap - sb.length);
   }
 
   /**
@@ -419,7 +473,7 @@ export class TcpConnection implements FlowTuple {
   reserveSend(): number {
     if (this.finQueued) return 0;
     if (this.state >= TcpState.FinWait1 && this.state !== TcpState.CloseWait) return 0;
-    return this.sendBuf.reserve(this.sendBuf.room);
+    return this.sendBuf.reserve(this.sendRoom);
   }
 
   /** `n` bytes were written into reserveSend()'s span: send what the windows allow. */
@@ -467,9 +521,10 @@ export class TcpConnection implements FlowTuple {
     this.rcvBuf.consume(n);
     if (this.rcvBuf.length === 0 && this.rcvBuf.grown) this.trimLater(now);
     // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce
-    // the larger window only once it grew by min(half the buffer, one MSS).
+    // the larger window only once it grew by min(half the buffer, one MSS),
+    // the buffer being what the budget lets it reach.
     const advertised = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
-    if (this.windowToAdvertise() - advertised >= Math.min(this.cfg.rcvBuf >>> 1, this.rcvMss)) {
+    if (this.windowToAdvertise() - advertised >= Math.min(this.rcvBufLimit() >>> 1, this.rcvMss)) {
       this.ackNow = true;
       this.layer.markDirty(this);
     }
@@ -676,6 +731,7 @@ export class TcpConnection implements FlowTuple {
         return false;
       }
       this.state = TcpState.Established;
+      this.leaveSynReceived();
       this.sndWnd = seg.window * 2 ** this.sndShift;
       this.sndWl1 = seg.seq;
       this.sndWl2 = ack;
@@ -949,6 +1005,7 @@ export class TcpConnection implements FlowTuple {
     this.ackDue++;
     // RFC 5681 §4.2 / RFC 1122: ACK at least every second full segment.
     if (this.ackDue >= 2 || len >= 2 * this.rcvMss) this.ackNow = true;
+    this.notePromise();
   }
 
   private deliverBound: ((data: Uint8Array, off: number, len: number) => void) | null = null;
@@ -1021,9 +1078,19 @@ export class TcpConnection implements FlowTuple {
   // Sending
   // =====================================================================
 
-  /** The receive window right now: buffer space, never moving the edge left. */
+  /** The receive buffer's size: the configured one, or less when the budget cannot give that much storage. */
+  private rcvBufLimit(): number {
+    return Math.min(this.cfg.rcvBuf, this.rcvBuf.reachable);
+  }
+
+  /**
+   * The receive window right now: buffer space within the budget, never
+   * moving the edge already advertised left (RFC 9293 §3.8.6.2.2, RFC
+   * 7323 §2.4): under budget pressure the window shrinks as data arrives
+   * and is not reopened, rather than being retracted.
+   */
   private currentWindow(): number {
-    return Math.max(this.cfg.rcvBuf - this.rcvBuf.length, seqDiff(this.rcvAdvEdge, this.rcvNxt), 0);
+    return Math.max(this.rcvBufLimit() - this.rcvBuf.length, seqDiff(this.rcvAdvEdge, this.rcvNxt), 0);
   }
 
   private windowToAdvertise(): number {
@@ -1033,10 +1100,12 @@ export class TcpConnection implements FlowTuple {
 
   /** The 16-bit window field for an outgoing segment; records the edge. */
   windowField(): number {
+    if (this.rcvBuf.reachable < this.cfg.rcvBuf) this.account.refused();
     const w = this.windowToAdvertise();
     const field = Math.min(65535, Math.floor(w / 2 ** this.rcvShift));
     const edge = seqAdd(this.rcvNxt, field * 2 ** this.rcvShift);
     if (seqGt(edge, this.rcvAdvEdge) || this.state <= TcpState.SynReceived) this.rcvAdvEdge = edge;
+    this.notePromise();
     return field;
   }
 
@@ -1044,7 +1113,14 @@ export class TcpConnection implements FlowTuple {
   synWindowField(): number {
     const w = Math.min(65535, this.currentWindow());
     this.rcvAdvEdge = seqAdd(this.rcvNxt, w);
+    this.notePromise();
     return w;
+  }
+
+  /** The window advertised and not yet filled is charged to the budget (ByteRing.promise). */
+  private notePromise(): void {
+    if (this.state === TcpState.Closed || this.state === TcpState.TimeWait) return;
+    this.rcvBuf.promise(Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt)));
   }
 
   /** Bookkeeping for every segment carrying an ACK that the layer sends. */
@@ -1260,6 +1336,10 @@ export class TcpConnection implements FlowTuple {
 
   onTimer(now: number): void {
     if (this.state === TcpState.Closed) return;
+    if (this.openRefused) {
+      this.terminate("refused");
+      return;
+    }
     if (now >= this.timeWaitAt) {
       this.terminate("closed");
       return;
@@ -1287,7 +1367,8 @@ export class TcpConnection implements FlowTuple {
   private retransmitTimeout(now: number): void {
     this.rtxAt = NO_DEADLINE;
     if (this.state === TcpState.SynSent || this.state === TcpState.SynReceived) {
-      if (this.synTries >= this.cfg.synRetries) {
+      const tries = this.synReceivedCounted && this.layer.synReceivedPressure ? Math.min(SYNACK_TRIES_UNDER_PRESSURE, this.cfg.synRetries) : this.cfg.synRetries;
+      if (this.synTries >= tries) {
         this.terminate("timeout");
         return;
       }
@@ -1394,6 +1475,7 @@ export class TcpConnection implements FlowTuple {
   private releaseBuffers(): void {
     this.sendBuf.release();
     this.ooo.clear();
+    this.rcvBuf.promise(0); // no window is offered any more
   }
 
   private notifyClosed(reason: CloseReason): void {
@@ -1406,6 +1488,7 @@ export class TcpConnection implements FlowTuple {
   terminate(reason: CloseReason): void {
     if (this.state === TcpState.Closed) return;
     if (this.state === TcpState.SynPending) this.layer.handshakeDone();
+    this.leaveSynReceived();
     this.state = TcpState.Closed;
     this.rtxAt = this.delAckAt = this.persistAt = this.keepAt = this.timeWaitAt = this.trimAt = NO_DEADLINE;
     this.deadline = NO_DEADLINE;
@@ -1421,6 +1504,13 @@ export class TcpConnection implements FlowTuple {
     }
     this.layer.remove(this);
     this.notifyClosed(reason);
+  }
+
+  /** The guest completed the handshake, or the connection ended: one SYN-RECEIVED place less. */
+  private leaveSynReceived(): void {
+    if (!this.synReceivedCounted) return;
+    this.synReceivedCounted = false;
+    this.layer.synReceivedChanged(-1);
   }
 
   /** True once the guest's FIN has been received. */

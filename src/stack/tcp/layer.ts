@@ -13,6 +13,7 @@ import type { RxMeta } from "../device.ts";
 import type { Stats } from "../stats.ts";
 import { IcmpErrorKind, type IcmpTcpError } from "../icmp.ts";
 import { TimerHeap } from "../timer-heap.ts";
+import { BufferBudget } from "./budget.ts";
 import { ACK, FIN, RST, SYN, TcpSegment } from "./segment.ts";
 import { TcpConnection, TcpState, type TcpConfig, type TcpHandler } from "./connection.ts";
 import { seqAdd, seqGe, seqGt, seqLt } from "./seq.ts";
@@ -44,8 +45,6 @@ const IPV6_HEADER = 40;
  */
 const MIN_PMTU_V4 = 576;
 const MIN_PMTU_V6 = 1280;
-/** Handshakes waiting for a host verdict; more SYNs are dropped (the guest retries). */
-export const MAX_PENDING_HANDSHAKES = 1024;
 
 /** demux()'s verdicts for a well-formed segment. */
 const DELIVER = 0;
@@ -64,7 +63,12 @@ export class TcpLayer {
   private readonly timers = new TimerHeap<TcpConnection>();
   private readonly dirty: TcpConnection[] = [];
   private readonly timeWait = new Set<TcpConnection>();
+  /** Passive opens waiting for the host's connect (SYN-PENDING). */
   private pendingHandshakes = 0;
+  /** Passive opens answered and waiting for the guest's ACK (SYN-RECEIVED). */
+  private synReceived = 0;
+  /** The storage of every connection's buffers (TcpConfig.bufferBudget). */
+  readonly budget: BufferBudget;
   private readonly view = new TcpView();
   private readonly seg = new TcpSegment();
   private readonly txOpts = new TcpOptions();
@@ -82,6 +86,7 @@ export class TcpLayer {
     private readonly secret: FlowSecret,
   ) {
     this.table = new FlowTable(secret);
+    this.budget = new BufferBudget(cfg.bufferBudget, () => stats.limit("tcp-buffer-bytes"));
   }
 
   /** Live connections (all states but CLOSED). */
@@ -207,6 +212,12 @@ export class TcpLayer {
    * (if any): goes to that connection, opens a new one (a lone SYN; checked
    * here, before anything is allocated for it), is answered with a RST, or
    * is dropped.
+   *
+   * A SYN beyond a cap (handshakes waiting for the host, SYN-RECEIVED
+   * connections, connections in all) is dropped, not reset: the guest
+   * retries after its SYN timeout, as when a listen queue is full, and a
+   * burst larger than the caps is served a little later instead of
+   * failing. (A RST would end the guest's connect() at once.)
    */
   private demux(c: TcpConnection | null, seg: TcpSegment, sport: number, dport: number): Verdict {
     if (c !== null && !this.reuseTimeWait(c, seg)) return DELIVER;
@@ -215,11 +226,50 @@ export class TcpLayer {
       this.stats.drop("tcp-port-zero");
       return DROP;
     }
-    if (this.pendingHandshakes >= MAX_PENDING_HANDSHAKES) {
+    if (this.pendingHandshakes >= this.cfg.maxSynReceived) {
       this.stats.drop("tcp-handshake-limit");
+      this.stats.limit("tcp-syn-pending");
+      return DROP;
+    }
+    if (this.synReceived >= this.cfg.maxSynReceived) {
+      this.stats.drop("tcp-handshake-limit");
+      this.stats.limit("tcp-syn-received");
+      return DROP;
+    }
+    if (!this.roomForConnection()) {
+      this.stats.drop("tcp-connection-limit");
       return DROP;
     }
     return OPEN;
+  }
+
+  /**
+   * Whether a new connection fits under cfg.maxConnections, ending the
+   * oldest TIME-WAIT connection to make room if need be (it holds no
+   * host resources; see enteredTimeWait). Counts the limit when not.
+   */
+  private roomForConnection(): boolean {
+    if (this.table.size < this.cfg.maxConnections) return true;
+    const oldest = this.timeWait.values().next().value;
+    if (oldest !== undefined) {
+      oldest.terminate("closed");
+      if (this.table.size < this.cfg.maxConnections) return true;
+    }
+    this.stats.limit("tcp-connections");
+    return false;
+  }
+
+  /** A passive open entered (+1) or left (-1) SYN-RECEIVED. */
+  synReceivedChanged(delta: number): void {
+    this.synReceived += delta;
+  }
+
+  /**
+   * More than half of maxSynReceived connections are SYN-RECEIVED: their
+   * SYN-ACKs are retried less (connection.ts, SYNACK_TRIES_UNDER_PRESSURE).
+   */
+  get synReceivedPressure(): boolean {
+    return this.synReceived > this.cfg.maxSynReceived / 2;
   }
 
   private passiveOpen(conn: TcpConnection, seg: TcpSegment, now: number): void {
@@ -330,11 +380,19 @@ export class TcpLayer {
     return this.activeOpen(conn, handler, now);
   }
 
-  /** Our SYN out for a connection the host side opens toward the guest (-L). */
+  /**
+   * Our SYN out for a connection the host side opens toward the guest
+   * (-L). Beyond cfg.maxConnections the open is refused: the handler
+   * hears "refused" at the next poll.
+   */
   private activeOpen(conn: TcpConnection, handler: TcpHandler, now: number): TcpConnection {
     conn.handler = handler;
-    this.table.insert(conn);
     this.now = now;
+    if (!this.roomForConnection()) {
+      conn.refuseOpen(now);
+      return conn;
+    }
+    this.table.insert(conn);
     conn.tsOffset = this.secret.tcpTsOffset(conn);
     conn.connect(this.secret.tcpIsn(conn, now), now);
     return conn;

@@ -4,10 +4,11 @@
 import { describe, expect, test } from "bun:test";
 import { Harness, Guest, SYN, ACK, FIN, RST, PSH } from "../../support/tcp-harness.ts";
 import { TcpState, STATE_NAMES, DEFAULT_TCP_CONFIG, shiftFor } from "../../../src/stack/tcp/connection.ts";
-import { MAX_PENDING_HANDSHAKES } from "../../../src/stack/tcp/layer.ts";
 
 /** Our window scale: what the default receive buffer needs (RFC 7323 §2.3). */
 const OUR_WS = shiftFor(DEFAULT_TCP_CONFIG.rcvBuf);
+/** Guest SYNs that may wait for the host's connect at once. */
+const MAX_PENDING_HANDSHAKES = DEFAULT_TCP_CONFIG.maxSynReceived;
 const name = (s: number): string => STATE_NAMES[s]!;
 const u32 = (x: number): number => x >>> 0;
 
@@ -59,7 +60,7 @@ describe("segments for no connection", () => {
     expect(h.stats.dropCount("tcp-bad-checksum")).toBe(1);
   });
 
-  test("beyond MAX_PENDING_HANDSHAKES waiting SYNs, new SYNs are dropped and counted; a verdict frees a place", () => {
+  test("beyond maxSynReceived waiting SYNs, new SYNs are dropped and counted; a verdict frees a place", () => {
     const h = new Harness();
     h.policy = "hold";
     for (let i = 0; i < MAX_PENDING_HANDSHAKES; i++) h.inject(h.build(20000 + i, 80, { seq: i, flags: SYN }));
@@ -729,7 +730,7 @@ describe("window scaling (RFC 7323)", () => {
 
   test("shift 14 (and 15 read as 14): windows up to a gigabyte", () => {
     for (const ws of [14, 15]) {
-      const h = new Harness({ tcp: { rcvBuf: 1 << 30 } });
+      const h = new Harness({ tcp: { rcvBuf: 1 << 30, bufferBudget: 2 ** 31 } });
       const g = new Guest(h, { ws });
       g.syn();
       const sa = g.readSynAck();
