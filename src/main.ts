@@ -235,7 +235,7 @@ async function main(): Promise<void> {
     mac: MAC,
     gatewayV4: GATEWAY_V4,
     gatewayV6: GATEWAY_V6,
-    tcp: DEFAULT_TCP_CONFIG,
+    tcp: { ...DEFAULT_TCP_CONFIG, maxConnections: cfg.maxTcpConnections, maxSynReceived: cfg.maxSynReceived, bufferBudget: cfg.maxBufferBytes },
     // The key of ISNs, timestamp offsets, ephemeral ports (RFC 6528,
     // RFC 7323 §7.1, RFC 6056) and the flow tables' hash, from the system
     // CSPRNG.

@@ -49,6 +49,10 @@ export interface Config {
   disableOffload: boolean;
   /** -exit-grace in milliseconds: how long data in flight may drain at exit. */
   exitGraceMs: number;
+  /** -max-tcp-connections, -max-syn-received, -max-buffer-bytes: caps on guest TCP (see README). */
+  maxTcpConnections: number;
+  maxSynReceived: number;
+  maxBufferBytes: number;
   /** -max-udp-flows, -max-udp-ports, -max-dns-queries: caps on guest UDP (see README). */
   maxUdpFlows: number;
   maxUdpPorts: number;
@@ -68,6 +72,9 @@ export interface ParseDependencies {
 const DEFAULT_DNS_TTL_MS = 5000;
 const DEFAULT_EXIT_GRACE_MS = 5000;
 /** Guest UDP caps: room for a heavy real workload (a resolver storm, a P2P client), far below the host's 28k ephemeral ports. */
+const DEFAULT_MAX_TCP_CONNECTIONS = 16384;
+const DEFAULT_MAX_SYN_RECEIVED = 1024;
+const DEFAULT_MAX_BUFFER_BYTES = 256 * 1024 * 1024;
 const DEFAULT_MAX_UDP_FLOWS = 16384;
 const DEFAULT_MAX_UDP_PORTS = 4096;
 const DEFAULT_MAX_DNS_QUERIES = 256;
@@ -185,6 +192,28 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       usage: "At exit, how long data in flight may drain before unfinished connections are reset",
     })
     .define({
+      name: "max-tcp-connections",
+      kind: "uint",
+      default: DEFAULT_MAX_TCP_CONNECTIONS,
+      usage: "Most TCP connections in any state; beyond it a guest SYN is dropped (the guest retries) and a -L connection is refused",
+    })
+    .define({
+      name: "max-syn-received",
+      kind: "uint",
+      default: DEFAULT_MAX_SYN_RECEIVED,
+      usage: "Most guest TCP handshakes waiting for the host's connect, and as many answered but not completed; beyond it new SYNs are dropped",
+    })
+    .define({
+      name: "max-buffer-bytes",
+      kind: "value",
+      typeWord: "size",
+      default: DEFAULT_MAX_BUFFER_BYTES,
+      defaultText: "256MiB",
+      zeroText: "0",
+      usage: "Most bytes in TCP buffers (send, receive, out-of-order) of all connections together, beyond 16 KiB each; near it windows shrink and host reads pause",
+      parse: parseByteSize,
+    })
+    .define({
       name: "max-udp-flows",
       kind: "uint",
       default: DEFAULT_MAX_UDP_FLOWS,
@@ -220,6 +249,16 @@ async function parseSourceIP(text: string, family: 4 | 6, resolver: Resolver): P
   const literal = parseGoIP(text);
   if (literal !== null) return formatIP(literal);
   return (await resolver.resolveLabel(text, family)).ip;
+}
+
+/** A byte count: digits, optionally followed by K, M or G (KiB, MiB, GiB; powers of 1024). */
+export function parseByteSize(text: string): number {
+  const m = /^(\d+)([KMG](?:iB)?)?$/i.exec(text);
+  if (m === null) throw new Error("want bytes, optionally with a K, M or G suffix (e.g. 64MiB)");
+  const unit = m[2] === undefined ? 1 : 1024 ** ("KMG".indexOf(m[2][0]!.toUpperCase()) + 1);
+  const n = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(n)) throw new Error("value out of range");
+  return n;
 }
 
 /**
@@ -282,6 +321,9 @@ function toConfig(flags: ParsedFlags): Config {
     exitFd: flags.get<number>("exit-fd"),
     disableOffload: flags.get<boolean>("disable-offload"),
     exitGraceMs: flags.get<number>("exit-grace"),
+    maxTcpConnections: flags.get<number>("max-tcp-connections"),
+    maxSynReceived: flags.get<number>("max-syn-received"),
+    maxBufferBytes: flags.get<number>("max-buffer-bytes"),
     maxUdpFlows: flags.get<number>("max-udp-flows"),
     maxUdpPorts: flags.get<number>("max-udp-ports"),
     maxDnsQueries: flags.get<number>("max-dns-queries"),

@@ -15,6 +15,16 @@ export interface LimitInfo {
 
 /** Every limit, by the name its owner passes to stats.limit(). */
 export const LIMITS: Readonly<Record<string, LimitInfo>> = {
+  "tcp-connections": {
+    flag: "max-tcp-connections",
+    what: "too many TCP connections; a new guest SYN was dropped (the guest retries) or a -L connection refused",
+  },
+  "tcp-syn-received": { flag: "max-syn-received", what: "too many guest TCP handshakes answered and not completed; a new SYN was dropped" },
+  "tcp-syn-pending": { flag: "max-syn-received", what: "too many guest TCP handshakes waiting for the host's connect; a new SYN was dropped" },
+  "tcp-buffer-bytes": {
+    flag: "max-buffer-bytes",
+    what: "TCP buffers reached their budget; receive windows were shrunk, host reads paused or out-of-order data dropped",
+  },
   "udp-flows": { flag: "max-udp-flows", what: "too many guest UDP flows; the least recently active one was ended" },
   "udp-ports": { flag: "max-udp-ports", what: "too many host UDP ports held for the guest; the least recently used one was freed, with its flows" },
   "dns-queries": { flag: "max-dns-queries", what: "too many DNS queries in flight; the oldest was dropped" },

@@ -75,6 +75,12 @@ const OUR_ADDITIONS: Record<string, string> = {
   "max-dns-queries": "  -max-dns-queries uint\n    \tMost DNS forwarder queries in flight; beyond it the oldest is dropped (default 256)\n",
   "max-neighbors":
     "  -max-neighbors uint\n    \tMost guest addresses with a known or sought MAC (2 at least); beyond it the least recently used is forgotten (default 1024)\n",
+  "max-buffer-bytes":
+    "  -max-buffer-bytes size\n    \tMost bytes in TCP buffers (send, receive, out-of-order) of all connections together, beyond 16 KiB each; near it windows shrink and host reads pause (default 256MiB)\n",
+  "max-syn-received":
+    "  -max-syn-received uint\n    \tMost guest TCP handshakes waiting for the host's connect, and as many answered but not completed; beyond it new SYNs are dropped (default 1024)\n",
+  "max-tcp-connections":
+    "  -max-tcp-connections uint\n    \tMost TCP connections in any state; beyond it a guest SYN is dropped (the guest retries) and a -L connection is refused (default 16384)\n",
   "max-udp-flows":
     "  -max-udp-flows uint\n    \tMost guest UDP flows at a time; beyond it the least recently active one is ended (default 16384)\n",
   "max-udp-ports":
@@ -122,8 +128,11 @@ describe("usage (contract §3.2)", () => {
       "fd",
       "interface",
       "m",
+      "max-buffer-bytes",
       "max-dns-queries",
       "max-neighbors",
+      "max-syn-received",
+      "max-tcp-connections",
       "max-udp-flows",
       "max-udp-ports",
       "maxprocs",
@@ -186,11 +195,26 @@ describe("defaults (contract §3.3)", () => {
       exitFd: -1,
       disableOffload: false,
       exitGraceMs: 5000,
+      maxTcpConnections: 16384,
+      maxSynReceived: 1024,
+      maxBufferBytes: 256 * 1024 * 1024,
       maxUdpFlows: 16384,
       maxUdpPorts: 4096,
       maxDnsQueries: 256,
       maxNeighbors: 1024,
     });
+  });
+});
+
+describe("-max-buffer-bytes", () => {
+  test("bytes, or K, M, G (KiB, MiB, GiB) in powers of 1024", async () => {
+    expect((await run(["-max-buffer-bytes", "65536"])).config.maxBufferBytes).toBe(65536);
+    expect((await run(["-max-buffer-bytes", "64MiB"])).config.maxBufferBytes).toBe(64 << 20);
+    expect((await run(["-max-buffer-bytes=2g"])).config.maxBufferBytes).toBe(2 * 1024 ** 3);
+    expect((await run(["-max-buffer-bytes", "512K"])).config.maxBufferBytes).toBe(512 << 10);
+    const bad = await parse(["-max-buffer-bytes", "64MB"]);
+    expect(bad.kind).toBe("exit");
+    if (bad.kind === "exit") expect(bad.stderr.split("\n")[0]).toBe('invalid value "64MB" for flag -max-buffer-bytes: want bytes, optionally with a K, M or G suffix (e.g. 64MiB)');
   });
 });
 
