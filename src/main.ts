@@ -9,6 +9,7 @@ import { Logger } from "./host/log.ts";
 import { StackRuntime } from "./host/runtime.ts";
 import { Host } from "./host/host.ts";
 import { LimitReporter } from "./host/limits.ts";
+import { FaultReporter } from "./host/faults.ts";
 import { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, setNonBlocking, setCloseOnExec } from "../ffi/sys.ts";
 import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAttachment } from "../ffi/tun.ts";
 import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type RunModeSession } from "./ns/index.ts";
@@ -124,12 +125,15 @@ async function main(): Promise<void> {
   const stats = new Stats();
   // A cap that bites is counted in /metrics and reported in one line.
   new LimitReporter((line) => log.err(line)).attach(stats);
+  // A handler that throws is confined to its flow, counted and reported.
+  new FaultReporter((line) => log.err(line)).attach(stats);
   log.countIn(stats);
   const runtime = new StackRuntime();
   // Every fd of the data path is watched by the one reactor (src/io/reactor.ts).
   const reactor = new Reactor();
   reactor.start();
   reactor.setSettle(runtime.settle);
+  reactor.setFaultSink(stats);
   const host = new Host(cfg, log, stats, runtime, reactor, resolver, {
     v4: { family: 4, bytes: ipv4Bytes(GATEWAY_V4) },
     v6: { family: 6, bytes: GATEWAY_V6 },
@@ -244,7 +248,7 @@ async function main(): Promise<void> {
     // Test hook: the contract's 125 s UDP idle timeout, shortened.
     ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
   });
-  runtime.attach(stack);
+  runtime.attach(stack, stats);
   host.attach(stack);
 
   // 12, 13. Port forwards.

@@ -24,6 +24,10 @@ export interface Config {
   mtu: number;
   localForwards: ForwardSpec[];
   remoteForwards: ForwardSpec[];
+  /** -max-local-clients: live clients per -L TCP listener (0: no cap). */
+  maxLocalClients: number;
+  /** -proxy-header-timeout in milliseconds: how long a tcppp client may take to send its PROXY header (0: no limit). */
+  proxyHeaderTimeoutMs: number;
   quiet: boolean;
   /** Whether -quiet appeared on the command line (run mode defaults to quiet). */
   quietSet: boolean;
@@ -70,6 +74,9 @@ export interface ParseDependencies {
 }
 
 const DEFAULT_DNS_TTL_MS = 5000;
+/** -L TCP: clients per listener, and the wait for a PROXY header (slowloris). */
+const DEFAULT_MAX_LOCAL_CLIENTS = 4096;
+const DEFAULT_PROXY_HEADER_TIMEOUT_MS = 10_000;
 const DEFAULT_EXIT_GRACE_MS = 5000;
 /** Guest UDP caps: room for a heavy real workload (a resolver storm, a P2P client), far below the host's 28k ephemeral ports. */
 const DEFAULT_MAX_TCP_CONNECTIONS = 16384;
@@ -184,6 +191,18 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       name: "disable-offload",
       kind: "bool",
       usage: "Do not negotiate tap checksum/segmentation offloads",
+    })
+    .define({
+      name: "max-local-clients",
+      kind: "uint",
+      default: DEFAULT_MAX_LOCAL_CLIENTS,
+      usage: "Most clients at a time per -L TCP listener; beyond it new clients are reset (0: no limit)",
+    })
+    .define({
+      name: "proxy-header-timeout",
+      kind: "duration",
+      default: DEFAULT_PROXY_HEADER_TIMEOUT_MS,
+      usage: "How long a -L tcppp client may take to send its PROXY header before it is reset (0: no limit)",
     })
     .define({
       name: "exit-grace",
@@ -301,6 +320,8 @@ function toConfig(flags: ParsedFlags): Config {
     mtu: flags.get<number>("mtu"),
     localForwards: flags.get<ForwardSpec[]>("L").map((spec) => applyForwardDefaults(spec, "local")),
     remoteForwards: flags.get<ForwardSpec[]>("R").map((spec) => applyForwardDefaults(spec, "remote")),
+    maxLocalClients: flags.get<number>("max-local-clients"),
+    proxyHeaderTimeoutMs: flags.get<number>("proxy-header-timeout"),
     quiet: flags.get<boolean>("quiet"),
     quietSet: flags.isSet("quiet"),
     metrics: flags.get<MetricsAddress | null>("m"),

@@ -100,7 +100,17 @@ export class Host implements StackEvents, FlowSource {
   /** contract §2 step 12 (exit 247 through `fail`). */
   async startLocalForwards(fail: (line: string) => never): Promise<void> {
     await this.local.start(
-      { stack: this.stack!, rt: this.runtime, reactor: this.reactor, log: this.log, stats: this.stats, gateways: this.gateways, keepalive: this.keepalive },
+      {
+        stack: this.stack!,
+        rt: this.runtime,
+        reactor: this.reactor,
+        log: this.log,
+        stats: this.stats,
+        gateways: this.gateways,
+        keepalive: this.keepalive,
+        maxClients: this.cfg.maxLocalClients,
+        proxyHeaderTimeoutMs: this.cfg.proxyHeaderTimeoutMs,
+      },
       fail,
     );
   }

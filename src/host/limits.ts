@@ -7,14 +7,20 @@
 import type { Stats } from "../stack/stats.ts";
 
 export interface LimitInfo {
-  /** The flag that changes it, without the dash. */
-  flag: string;
+  /** The flag that changes it, without the dash; null for a fixed cap. */
+  flag: string | null;
   /** What hitting it means, for the log line. */
   what: string;
 }
 
 /** Every limit, by the name its owner passes to stats.limit(). */
 export const LIMITS: Readonly<Record<string, LimitInfo>> = {
+  "local-fwd-clients": { flag: "max-local-clients", what: "too many clients of one -L TCP listener; the new client was reset" },
+  "local-fwd-proxy-header": { flag: "proxy-header-timeout", what: "a -L tcppp client sent no PROXY header in time; it was reset" },
+  "local-fwd-ports": {
+    flag: null,
+    what: "every local port toward a -L target is taken (28232 per guest address and port, shared by all clients the guest sees as one address, e.g. every loopback client); the new client was reset",
+  },
   "tcp-connections": {
     flag: "max-tcp-connections",
     what: "too many TCP connections; a new guest SYN was dropped (the guest retries) or a -L connection refused",
@@ -55,7 +61,7 @@ export class LimitReporter {
       return;
     }
     const info = LIMITS[name];
-    const what = info ? `${info.what} (raise it with -${info.flag})` : "";
+    const what = info ? `${info.what}${info.flag !== null ? ` (raise it with -${info.flag})` : ""}` : "";
     const since = seen !== undefined && seen.hidden > 0 ? `; ${seen.hidden} more hits since the last report` : "";
     this.print(`[!] Limit ${name} reached${what ? `: ${what}` : ""}${since}`);
     this.last.set(name, { at: now, hidden: 0 });

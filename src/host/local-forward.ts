@@ -23,7 +23,7 @@ import { STATIC_DENY } from "./prefix.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 import { TcpSplice, type HostKeepalive, type SpliceOwner } from "./tcp-splice.ts";
 import { EAGAIN, errnoText } from "../../ffi/libc.ts";
-import { AF_INET6, SockAddr, localAddress } from "../../ffi/net.ts";
+import { AF_INET6, SockAddr, localAddress, resetAndClose } from "../../ffi/net.ts";
 import { readU32 } from "../wire/bytes.ts";
 import { ipv6IsV4Mapped } from "../wire/ipv6.ts";
 import { endpointText, sockAddrIP, sockAddrText } from "../io/addr.ts";
@@ -66,6 +66,10 @@ export interface LocalForwardContext {
   gateways: Gateways;
   keepalive: HostKeepalive;
   reactor: Reactor;
+  /** -max-local-clients: live clients per TCP listener (0: no cap). */
+  maxClients: number;
+  /** -proxy-header-timeout (ms): how long a tcppp client may take to send its header (0: no limit). */
+  proxyHeaderTimeoutMs: number;
 }
 
 // ---------------------------------------------------------------------------
@@ -77,6 +81,10 @@ const preambleBuf = new Uint8Array(new ArrayBuffer(4096));
 /** An accepted client before its guest connection exists (PROXY header pending). */
 class PendingClient implements TcpSocketOwner {
   sock!: TcpSocket;
+  /** performance.now() when it was accepted (the PROXY header's clock). */
+  since = 0;
+  /** Handed to a splice or gone: no longer counted as pending by the forward. */
+  settled = false;
 
   constructor(
     private readonly fwd: TcpForward,
@@ -94,6 +102,10 @@ class PendingClient implements TcpSocketOwner {
   }
 
   tcpWritable(): void {}
+
+  tcpFault(): void {
+    this.fwd.pendingGone(this);
+  }
 }
 
 class TcpForward implements SpliceOwner, TcpListenerOwner {
@@ -104,6 +116,11 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
   private acceptFailing = false;
   private readonly local = new SockAddr();
   private readonly meta = new WeakMap<TcpSplice, { client: string; listenLocal: string; guestLocal: string; target: string }>();
+  /** Accepted clients not done yet (waiting for a PROXY header, or spliced): -max-local-clients. */
+  private clients = 0;
+  /** tcppp clients waiting for their header, oldest first (all get the same time). */
+  private readonly waiting = new Set<PendingClient>();
+  private headerTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
     private readonly ctx: LocalForwardContext,
@@ -126,10 +143,21 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
 
   stop(): void {
     this.listener?.close();
+    if (this.headerTimer !== null) clearTimeout(this.headerTimer);
   }
 
+  /**
+   * At -max-local-clients a new client is accepted and reset at once: it
+   * learns right away (ECONNRESET) instead of waiting in the kernel's
+   * backlog behind clients that may hold their slots for minutes.
+   */
   tcpAccepted(fd: number, peer: SockAddr): void {
     this.acceptFailing = false;
+    if (this.ctx.maxClients > 0 && this.clients >= this.ctx.maxClients) {
+      this.ctx.stats.limit("local-fwd-clients");
+      resetAndClose(fd);
+      return;
+    }
     let listenLocal = this.listenText;
     let localPort = this.listener!.port;
     // A wildcard listener's connections each have their own local address.
@@ -141,8 +169,55 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const sock = TcpSocket.adopt(this.ctx.reactor, fd, p);
     if (sock === null) return;
     p.sock = sock;
-    if (!this.spec.proxyProtocol) this.dial(p, null, null, 0);
+    this.clients++;
+    if (this.spec.proxyProtocol) {
+      this.awaitHeader(p);
+      return;
+    }
+    try {
+      this.dial(p, null, null, 0);
+    } catch (e) {
+      // A bug while setting up this client: confined to it, as the reactor
+      // would (RST toward the client, and the guest if it got that far);
+      // the listener goes on with the next one.
+      this.ctx.stats.fault("local-forward", e);
+      sock.onFault(e);
+    }
   }
+
+  /** A client that never reached a splice is gone (closed, reset, timed out or refused). */
+  pendingGone(p: PendingClient): void {
+    if (p.settled) return;
+    p.settled = true;
+    this.waiting.delete(p);
+    this.clients--;
+  }
+
+  private awaitHeader(p: PendingClient): void {
+    const limit = this.ctx.proxyHeaderTimeoutMs;
+    if (limit <= 0) return;
+    p.since = performance.now();
+    this.waiting.add(p);
+    this.headerTimer ??= setTimeout(this.expireHeaders, limit);
+  }
+
+  /** Resets the clients whose PROXY header is overdue (slowloris), and waits for the next one's turn. */
+  private readonly expireHeaders = (): void => {
+    this.headerTimer = null;
+    const limit = this.ctx.proxyHeaderTimeoutMs;
+    const now = performance.now();
+    for (const p of this.waiting) {
+      const left = p.since + limit - now;
+      if (left > 0) {
+        this.headerTimer = setTimeout(this.expireHeaders, left);
+        return;
+      }
+      this.ctx.stats.limit("local-fwd-proxy-header");
+      this.ctx.log.flow("local-fwd-error", `[!] tcp://${p.clientText}-${p.listenLocal}/${this.targetText(0)} local-fwd PP error: no PROXY header in ${limit} ms`);
+      p.sock.reset();
+      this.pendingGone(p);
+    }
+  };
 
   tcpAcceptFailed(errno: number): void {
     this.ctx.stats.drop("forward-accept-failed");
@@ -159,6 +234,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     if (n === -EAGAIN) return;
     if (n <= 0) {
       s.close(); // gone (or failed) before saying anything
+      this.pendingGone(p);
       return;
     }
     const d = preambleBuf.subarray(0, n);
@@ -170,6 +246,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
       this.ctx.log.flow("local-fwd-error", `[!] tcp://${p.clientText}-${p.listenLocal}/${this.targetText(0)} local-fwd PP error: ${err}`);
       s.shutdownWrite();
       s.close();
+      this.pendingGone(p);
       return;
     }
     this.dial(p, addrs, d, r.headerLen);
@@ -185,12 +262,26 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     // §9.3: target port 0 means the listener's port, or the PROXY destination port.
     const port = this.spec.host.port || (pp !== null ? pp.dstPort : p.localPort);
     const src = guestSource(pp !== null ? parseGoIP(pp.srcIp) : p.client, this.target.family, gateways);
+    const v4 = this.target.family === 4;
+    // Every loopback client comes from the gateway address: toward one
+    // guest address and port they share one range of local ports.
+    const local = v4 ? stack.tcp.freePortV4(u32(src), u32(this.target), port) : stack.tcp.freePortV6(src.bytes, this.target.bytes, port);
+    if (local === 0) {
+      this.ctx.stats.limit("local-fwd-ports");
+      const pre = this.spec.proxyProtocol ? "PP " : "";
+      this.ctx.log.flow("local-fwd-error", `[!] tcp://${p.clientText}-${p.listenLocal}/${endpointText(this.target, port)} local-fwd ${pre}error: no free local port toward the guest`);
+      p.sock.reset();
+      this.pendingGone(p);
+      return;
+    }
+    // From here the splice owns the client; spliceDone() uncounts it.
+    p.settled = true;
+    this.waiting.delete(p);
     const splice = new TcpSplice(rt, false, this, this.ctx.keepalive, !this.ctx.log.quiet);
     const now = rt.now();
-    const conn =
-      this.target.family === 4
-        ? stack.tcp.connectV4(u32(src), 0, u32(this.target), port, splice, now)
-        : stack.tcp.connectV6(src.bytes, 0, this.target.bytes, port, splice, now);
+    const conn = v4
+      ? stack.tcp.connectV4(u32(src), local, u32(this.target), port, splice, now)
+      : stack.tcp.connectV6(src.bytes, local, this.target.bytes, port, splice, now);
     splice.bindGuest(conn);
     const target = endpointText(this.target, port);
     const guestLocal = endpointText(src, conn.localPort);
@@ -212,6 +303,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
   }
 
   spliceDone(splice: TcpSplice): void {
+    this.clients--;
     const m = this.meta.get(splice);
     if (m === undefined) return;
     const pp = this.spec.proxyProtocol ? "PP " : "";

@@ -113,6 +113,12 @@ export function renderPrometheus(stats: Stats, flows: FlowSource): string {
     stats.limitTable().map(([k, n]) => [`{limit="${promLabel(k)}"}`, n]),
   );
   metric(
+    "slirpnetstack_handler_faults_total",
+    "counter",
+    "Handlers that threw (bugs), each confined to its flow (reset) or frame (dropped), by call site.",
+    stats.faultTable().map(([k, n]) => [`{where="${promLabel(k)}"}`, n]),
+  );
+  metric(
     "slirpnetstack_log_lines_lost_total",
     "counter",
     "Log lines not printed: dropped (the output was not writable and the queue full) or suppressed (a per-flow rate limit).",

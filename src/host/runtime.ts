@@ -3,8 +3,14 @@
 // one real timer armed for the engine's next deadline. Host-side code calls
 // `afterActivity()` whenever it drove the engine (sent data, closed a
 // flow) so deferred work is flushed and new deadlines are honoured.
+//
+// Deferred work and polls run host and engine code outside any reactor
+// look, so a throw there is confined here: a deferred task that throws
+// closes its flow (deferredFault), a poll that throws is counted and the
+// poll retried after POLL_RETRY_MS, so time keeps moving for everyone else.
 import type { FrameReceiver, RxMeta } from "../stack/device.ts";
 import type { Stack } from "../stack/stack.ts";
+import type { Stats } from "../stack/stats.ts";
 
 /** Something else on the frame path that needs time (the fault injector). */
 export interface Pollable {
@@ -14,10 +20,16 @@ export interface Pollable {
 /** Host work that must not run inside the engine's own processing. */
 export interface Deferred {
   runDeferred(): void;
+  /** runDeferred() threw (a bug, already reported): close the flow, RST toward both peers. */
+  deferredFault(): void;
 }
+
+/** After a poll threw, when to poll again (its deadline is unknown). */
+const POLL_RETRY_MS = 100;
 
 export class StackRuntime implements FrameReceiver {
   private stack: Stack | null = null;
+  private stats: Stats | null = null;
   private readonly pollables: Pollable[] = [];
   private batchNow = -1;
   private timer: ReturnType<typeof setTimeout> | null = null;
@@ -27,8 +39,10 @@ export class StackRuntime implements FrameReceiver {
   private deferred: Deferred[] = [];
   private spare: Deferred[] = [];
 
-  attach(stack: Stack): void {
+  /** `stats` counts what throws in deferred work and polls. */
+  attach(stack: Stack, stats: Stats): void {
     this.stack = stack;
+    this.stats = stats;
   }
 
   addPollable(p: Pollable): void {
@@ -81,7 +95,13 @@ export class StackRuntime implements FrameReceiver {
     while (this.deferred.length > 0) {
       const run = this.deferred;
       this.deferred = this.spare;
-      for (const d of run) d.runDeferred();
+      for (const d of run) {
+        try {
+          d.runDeferred();
+        } catch (e) {
+          this.deferredFailed(d, e);
+        }
+      }
       run.length = 0;
       this.spare = run;
     }
@@ -94,9 +114,24 @@ export class StackRuntime implements FrameReceiver {
     if (!this.stopped) this.pollAt(performance.now());
   };
 
+  private deferredFailed(d: Deferred, error: unknown): void {
+    this.stats!.fault("deferred", error);
+    try {
+      d.deferredFault();
+    } catch (e) {
+      this.stats!.fault("deferred", e);
+    }
+  }
+
   private pollAt(now: number): void {
-    let next = this.stack!.poll(now);
-    for (const p of this.pollables) next = Math.min(next, p.poll(now));
+    let next: number;
+    try {
+      next = this.stack!.poll(now);
+      for (const p of this.pollables) next = Math.min(next, p.poll(now));
+    } catch (e) {
+      this.stats!.fault("poll", e);
+      next = now + POLL_RETRY_MS;
+    }
     this.arm(next, now);
   }
 

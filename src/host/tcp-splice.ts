@@ -179,6 +179,10 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     this.flushToHost();
   }
 
+  tcpFault(_sock: TcpSocket): void {
+    this.fault();
+  }
+
   // --- guest side (TcpHandler) ---
 
   onEstablished(_conn: TcpConnection): void {
@@ -222,6 +226,10 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     this.pullFromHost();
   }
 
+  deferredFault(): void {
+    this.fault();
+  }
+
   onClosed(_conn: TcpConnection, reason: CloseReason): void {
     this.guestGone = true;
     if (this.dialing !== null) {
@@ -245,7 +253,11 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
         }
         break;
       case "aborted":
-        break; // we reset the guest because the host side failed
+        // We reset the guest: the host side failed, the exit cut it, or
+        // the engine confined a throw of ours to this flow. The host peer
+        // gets a RST too (nothing when its socket is already gone).
+        this.resetHost();
+        break;
       default: {
         const text = reason === "reset" ? "connection reset by peer" : reason === "timeout" ? "connection timed out" : "connection was refused";
         if (this.guestIsLocal) this.errors.stopL2R(text, null);
@@ -253,6 +265,26 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
         this.resetHost();
       }
     }
+    this.maybeDone();
+  }
+
+  /**
+   * One of our handlers threw (a bug, already reported): the flow's state
+   * cannot be trusted, so RST toward both peers (a cut stream must not
+   * look complete) and forget it.
+   */
+  private fault(): void {
+    const text = "internal error";
+    if (this.guestIsLocal) this.errors.stopL2R(text, null);
+    else this.errors.stopR2L(text, null);
+    if (this.dialing !== null) {
+      this.dialing.reset();
+      this.dialing = null;
+      this.hostGone = true;
+    }
+    this.resetHost();
+    if (!this.guestGone) this.conn.abort(this.rt.now(), "aborted");
+    this.rt.afterActivity();
     this.maybeDone();
   }
 

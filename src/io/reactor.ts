@@ -34,8 +34,13 @@
 // events epoll may still hold (already signalled, so no new signal comes
 // for them) are looked at again from setImmediate.
 //
-// A handler that throws is a bug, and the exception ends the process (as a
-// panic does upstream) rather than leaving flows half-handled.
+// A handler that throws is a bug, but it must not end the process (any
+// local client could then take every flow down with it): the throw is
+// confined to that handler's flow. The reactor reports it to its fault
+// sink (counted and logged by the host) and calls the handler's onFault(),
+// which closes the flow (a TCP socket is reset); the look goes on with the
+// next event, so the device, the listeners and every other flow keep
+// working. A handler whose onFault() throws too is no longer called.
 //
 // Edge-triggered: an event says "became ready"; the handler reads or writes
 // until EAGAIN or until it chooses to stop (its own backpressure), and
@@ -50,7 +55,26 @@ import { EPOLLET, EPOLLIN } from "../../ffi/epoll.ts";
 export interface IoHandler {
   /** `events` is the epoll mask (EPOLLIN, EPOLLOUT, EPOLLERR, ...). */
   onIo(events: number): void;
+  /**
+   * onIo() threw (a bug, already reported): close this handler's flow, so
+   * nothing is left half-handled. A shared fd (a listener, the device)
+   * stays open and picks up what it may have left unread.
+   */
+  onFault?(error: unknown): void;
 }
+
+/** Where a handler that threw is reported (Stats has this shape). */
+export interface FaultSink {
+  /** May rethrow `error` (tests without a listener want to see it). */
+  fault(where: string, error: unknown): void;
+}
+
+/** Until setFaultSink(): a handler that throws ends the look with its error. */
+const RETHROW: FaultSink = {
+  fault(_where: string, error: unknown): void {
+    throw error;
+  },
+};
 
 /** Events handed out per epoll_wait; more are fetched by the next call. */
 const BATCH = 128;
@@ -75,6 +99,12 @@ export class Reactor {
   private readonly tid = process.pid; // the main thread's tid is the pid
   /** Follow-up work the handlers queued (the engine's deferred flush), run inside the look. */
   private settle: (() => void) | null = null;
+  private faults: FaultSink = RETHROW;
+
+  /** Where handlers that throw are reported ("io-handler"). */
+  setFaultSink(sink: FaultSink): void {
+    this.faults = sink;
+  }
 
   /**
    * Runs `fn` after each round of a look, while SIGIO is still held: the
@@ -161,7 +191,13 @@ export class Reactor {
     try {
       const until = performance.now() + MAX_TURN_MS;
       for (;;) {
-        for (const h of this.signalled) h.onIo(EPOLLIN);
+        for (const h of this.signalled) {
+          try {
+            h.onIo(EPOLLIN);
+          } catch (e) {
+            this.fault(-1, h, e);
+          }
+        }
         unfinished = this.dispatch(until);
         this.settle?.();
         // Time is up: a signal still pending is delivered as we let it
@@ -195,11 +231,48 @@ export class Reactor {
       for (let i = 0; i < n; i++) {
         const fd = ep.fdAt(i);
         const h = this.handlers[fd];
-        if (h !== undefined && this.tokens[fd] === ep.tokenAt(i)) h.onIo(ep.eventsAt(i));
+        if (h === undefined || this.tokens[fd] !== ep.tokenAt(i)) continue;
+        try {
+          h.onIo(ep.eventsAt(i));
+        } catch (e) {
+          this.fault(fd, h, e);
+        }
       }
       if ((n === BATCH || this.dirty) && performance.now() >= until) return true;
     } while (n === BATCH || this.dirty);
     return false;
+  }
+
+  /**
+   * Runs `h.onIo(events)` from outside a look (a timer or setImmediate of
+   * the handler's own), with the same confinement of a throw.
+   */
+  call(fd: number, h: IoHandler, events: number): void {
+    try {
+      h.onIo(events);
+    } catch (e) {
+      this.fault(fd, h, e);
+    }
+  }
+
+  /**
+   * `h` (watching fd; -1 for a signalled one) threw: report it and let it
+   * close its flow. If that throws as well, `h` is not called again (its
+   * fd, if any, stays open: closing an fd its owner may still close would
+   * risk closing a reused number).
+   */
+  private fault(fd: number, h: IoHandler, error: unknown): void {
+    this.faults.fault("io-handler", error);
+    if (h.onFault !== undefined) {
+      try {
+        h.onFault(error);
+        return;
+      } catch (again) {
+        this.faults.fault("io-handler", again);
+      }
+    }
+    if (fd < 0) this.removeSignalled(h);
+    else if (this.handlers[fd] === h) this.remove(fd);
   }
 
   /**

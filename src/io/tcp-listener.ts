@@ -9,8 +9,8 @@ import { DialError, closeWith } from "./dial-error.ts";
 /** Pending connections the kernel may queue (it caps this at net.core.somaxconn). */
 const BACKLOG = 4096;
 /**
- * After accept() failed (out of fds, say), when to try again: the waiting
- * connection raises no new event by itself.
+ * After accept() failed (out of fds, say) or the owner threw, when to try
+ * again: the waiting connections raise no new event by themselves.
  */
 const RETRY_MS = 100;
 
@@ -63,14 +63,29 @@ export class TcpListener implements IoHandler {
       if (fd === -EINTR) continue;
       if (fd !== -EAGAIN) {
         this.owner.tcpAcceptFailed(-fd);
-        this.retry ??= setTimeout(() => {
-          this.retry = null;
-          this.onIo(EPOLLIN);
-        }, RETRY_MS);
+        this.retryLater();
       }
       return;
     }
   }
+
+  /**
+   * The owner threw while taking a connection: the listener stays, and
+   * accepting resumes after RETRY_MS (connections already waiting raise no
+   * new event by themselves).
+   */
+  onFault(_error: unknown): void {
+    this.retryLater();
+  }
+
+  private retryLater(): void {
+    this.retry ??= setTimeout(this.retryNow, RETRY_MS);
+  }
+
+  private readonly retryNow = (): void => {
+    this.retry = null;
+    if (!this.closed) this.reactor.call(this.fd, this, EPOLLIN);
+  };
 
   close(): void {
     if (this.closed) return;

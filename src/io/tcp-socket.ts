@@ -39,6 +39,11 @@ export interface TcpSocketOwner {
   tcpReadable(sock: TcpSocket): void;
   /** Send space opened (or an error is waiting): write(). */
   tcpWritable(sock: TcpSocket): void;
+  /**
+   * One of the calls above threw (a bug, already reported) and the socket
+   * has been reset: end whatever the socket was paired with.
+   */
+  tcpFault(sock: TcpSocket): void;
 }
 
 /** Scratch address for dial and getsockname (single-threaded, used within one call). */
@@ -118,6 +123,12 @@ export class TcpSocket implements IoHandler {
       this.readable = true;
       this.owner.tcpReadable(this);
     }
+  }
+
+  /** The owner threw from an event: the peer gets a RST, and the owner is told. */
+  onFault(_error: unknown): void {
+    this.reset();
+    this.owner.tcpFault(this);
   }
 
   /** Reads into buf[off, off+len): bytes read, 0 at EOF, or -errno (-EAGAIN: nothing now). */

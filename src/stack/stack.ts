@@ -87,8 +87,20 @@ export class Stack {
   // Input
   // =====================================================================
 
-  /** One frame from the device, valid only during the call. */
+  /**
+   * One frame from the device, valid only during the call. A throw while
+   * handling it (a bug; one connection's own is confined by the TCP layer)
+   * drops the frame and is counted: the next frame is handled as usual.
+   */
   input(buf: Uint8Array, off: number, len: number, meta: RxMeta, now: number): void {
+    try {
+      this.inputFrame(buf, off, len, meta, now);
+    } catch (e) {
+      this.stats.fault("frame", e);
+    }
+  }
+
+  private inputFrame(buf: Uint8Array, off: number, len: number, meta: RxMeta, now: number): void {
     if (!this.ethernet) {
       this.inputIp(buf, off, len, -1, meta, now);
       return;

@@ -7,6 +7,12 @@
 // cap; when one bites, its owner calls limit(name) (name from LIMITS in
 // src/host/limits.ts). The count goes to /metrics; `onLimit` lets the host
 // print one rate-limited line about it.
+//
+// Faults: a handler that threw (a bug) is confined to its flow by whoever
+// called it, which closes the flow (or drops the frame) and calls
+// fault(where, error). The count goes to /metrics; `onFault` lets the host
+// print a rate-limited line with the stack trace. With no `onFault` (unit
+// tests, the fuzzer) the error is thrown on, so a test sees the bug itself.
 
 export class Stats {
   rxFrames = 0;
@@ -16,8 +22,11 @@ export class Stats {
   private readonly drops = new Map<string, number>();
   private readonly events = new Map<string, number>();
   private readonly limits = new Map<string, number>();
+  private readonly faults = new Map<string, number>();
   /** Told of every limit hit (the host's rate-limited report); null in tests. */
   onLimit: ((name: string) => void) | null = null;
+  /** Told of every fault (the host's rate-limited report); null: fault() rethrows. */
+  onFault: ((where: string, error: unknown) => void) | null = null;
 
   /** Counts one dropped frame or datagram. `reason` should be a literal. */
   drop(reason: string): void {
@@ -58,5 +67,23 @@ export class Stats {
 
   limitTable(): Array<[string, number]> {
     return [...this.limits.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  }
+
+  /**
+   * A handler threw at `where` (a literal naming the call site); its flow
+   * was closed or its frame dropped. Rethrows `error` when nobody listens.
+   */
+  fault(where: string, error: unknown): void {
+    this.faults.set(where, (this.faults.get(where) ?? 0) + 1);
+    if (this.onFault === null) throw error;
+    this.onFault(where, error);
+  }
+
+  faultCount(where: string): number {
+    return this.faults.get(where) ?? 0;
+  }
+
+  faultTable(): Array<[string, number]> {
+    return [...this.faults.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
   }
 }

@@ -73,7 +73,13 @@ export class TcpLayer {
   private readonly seg = new TcpSegment();
   private readonly txOpts = new TcpOptions();
   private readonly sackScratch = new Uint32Array(8);
-  private readonly fireTimer = (c: TcpConnection): void => c.onTimer(this.now);
+  private readonly fireTimer = (c: TcpConnection): void => {
+    try {
+      c.onTimer(this.now);
+    } catch (e) {
+      this.faulted(c, e);
+    }
+  };
   private now = 0;
 
   constructor(
@@ -142,7 +148,7 @@ export class TcpLayer {
     const c = this.table.findV4(dst, dport, src, sport);
     const seg = this.parse();
     const verdict = this.demux(c, seg, sport, dport);
-    if (verdict === DELIVER) c!.input(seg, now);
+    if (verdict === DELIVER) this.deliver(c!, seg, now);
     else if (verdict === RESET) this.replyRstV4(src, dst, sport, dport, seg, now);
     else if (verdict === OPEN) {
       const conn = new TcpConnection(this, {
@@ -177,7 +183,7 @@ export class TcpLayer {
     const c = this.table.findV6(buf, dstOff, dport, buf, srcOff, sport);
     const seg = this.parse();
     const verdict = this.demux(c, seg, sport, dport);
-    if (verdict === DELIVER) c!.input(seg, now);
+    if (verdict === DELIVER) this.deliver(c!, seg, now);
     else if (verdict === RESET) this.replyRstV6(buf, srcOff, dstOff, sport, dport, seg, now);
     else if (verdict === OPEN) {
       const conn = new TcpConnection(this, {
@@ -272,12 +278,44 @@ export class TcpLayer {
     return this.synReceived > this.cfg.maxSynReceived / 2;
   }
 
+  /** A segment to its connection; a throw there (a bug, ours or the host's) ends only that connection. */
+  private deliver(c: TcpConnection, seg: TcpSegment, now: number): void {
+    try {
+      c.input(seg, now);
+    } catch (e) {
+      this.faulted(c, e);
+    }
+  }
+
   private passiveOpen(conn: TcpConnection, seg: TcpSegment, now: number): void {
     conn.tsOffset = this.secret.tcpTsOffset(conn);
     conn.initFromSyn(seg, this.secret.tcpIsn(conn, now), now);
     this.table.insert(conn);
     this.pendingHandshakes++;
-    this.events.tcpConnectRequest(conn);
+    try {
+      this.events.tcpConnectRequest(conn);
+    } catch (e) {
+      this.faulted(conn, e);
+    }
+  }
+
+  /**
+   * Processing for `c` threw (a bug, in the engine or in the host's
+   * handler): its state cannot be trusted, so it ends with a RST (a SYN
+   * not answered yet is refused), the host side hears "aborted" and
+   * resets its peer, and the fault is counted. Every other connection
+   * goes on. Should the abort throw as well, the connection is still
+   * taken out of the table and the timers.
+   */
+  private faulted(c: TcpConnection, error: unknown): void {
+    this.stats.fault("tcp-connection", error);
+    try {
+      if (c.state === TcpState.SynPending) this.refuse(c, this.now);
+      else c.abort(this.now, "aborted");
+    } catch (e) {
+      this.stats.fault("tcp-connection", e);
+      this.remove(c);
+    }
   }
 
   /** A connection left SYN-PENDING (accepted, refused or gone). */
@@ -345,9 +383,13 @@ export class TcpLayer {
   // Active open (toward the guest, for -L)
   // =====================================================================
 
-  /** Opens a connection to the guest from local:localPort (0: pick a free port). */
+  /**
+   * Opens a connection to the guest from local:localPort (0: pick a free
+   * port, which must exist: a caller that can run out asks freePortV4 first).
+   */
   connectV4(localIp: number, localPort: number, remoteIp: number, remotePort: number, handler: TcpHandler, now: number): TcpConnection {
     const port = localPort || this.freePortV4(localIp, remoteIp, remotePort);
+    if (port === 0) throw new Error("no free local port toward the guest");
     const conn = new TcpConnection(this, {
       family: 4,
       localV4: localIp,
@@ -365,6 +407,7 @@ export class TcpLayer {
 
   connectV6(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number, handler: TcpHandler, now: number): TcpConnection {
     const port = localPort || this.freePortV6(local, remote, remotePort);
+    if (port === 0) throw new Error("no free local port toward the guest");
     const conn = new TcpConnection(this, {
       family: 6,
       localV4: 0,
@@ -398,16 +441,13 @@ export class TcpLayer {
     return conn;
   }
 
-  private freePortV4(localIp: number, remoteIp: number, remotePort: number): number {
-    const p = this.secret.ephemeralPortV4(this.table, localIp, remoteIp, remotePort);
-    if (p === 0) throw new Error("no free local port toward the guest");
-    return p;
+  /** A free local port toward remoteIp:remotePort (RFC 6056 algorithm 4), or 0 when all are taken. */
+  freePortV4(localIp: number, remoteIp: number, remotePort: number): number {
+    return this.secret.ephemeralPortV4(this.table, localIp, remoteIp, remotePort);
   }
 
-  private freePortV6(local: Uint8Array, remote: Uint8Array, remotePort: number): number {
-    const p = this.secret.ephemeralPortV6(this.table, local, remote, remotePort);
-    if (p === 0) throw new Error("no free local port toward the guest");
-    return p;
+  freePortV6(local: Uint8Array, remote: Uint8Array, remotePort: number): number {
+    return this.secret.ephemeralPortV6(this.table, local, remote, remotePort);
   }
 
   // =====================================================================
@@ -592,7 +632,11 @@ export class TcpLayer {
     for (let i = 0; i < d.length; i++) {
       const c = d[i]!;
       c.dirty = false;
-      c.flushAck(now);
+      try {
+        c.flushAck(now);
+      } catch (e) {
+        this.faulted(c, e);
+      }
     }
     d.length = 0;
   }

@@ -72,6 +72,10 @@ const OUR_ADDITIONS: Record<string, string> = {
   "exit-grace":
     "  -exit-grace duration\n    \tAt exit, how long data in flight may drain before unfinished connections are reset (default 5s)\n",
   "exit-fd": "  -exit-fd int\n    \tExit when this fd is closed or readable (slirp4netns --exit-fd) (default -1)\n",
+  "max-local-clients":
+    "  -max-local-clients uint\n    \tMost clients at a time per -L TCP listener; beyond it new clients are reset (0: no limit) (default 4096)\n",
+  "proxy-header-timeout":
+    "  -proxy-header-timeout duration\n    \tHow long a -L tcppp client may take to send its PROXY header before it is reset (0: no limit) (default 10s)\n",
   "max-dns-queries": "  -max-dns-queries uint\n    \tMost DNS forwarder queries in flight; beyond it the oldest is dropped (default 256)\n",
   "max-neighbors":
     "  -max-neighbors uint\n    \tMost guest addresses with a known or sought MAC (2 at least); beyond it the least recently used is forgotten (default 1024)\n",
@@ -130,6 +134,7 @@ describe("usage (contract §3.2)", () => {
       "m",
       "max-buffer-bytes",
       "max-dns-queries",
+      "max-local-clients",
       "max-neighbors",
       "max-syn-received",
       "max-tcp-connections",
@@ -139,6 +144,7 @@ describe("usage (contract §3.2)", () => {
       "mtu",
       "netns",
       "pcap",
+      "proxy-header-timeout",
       "quiet",
       "ready-fd",
       "source-ipv4",
@@ -175,6 +181,8 @@ describe("defaults (contract §3.3)", () => {
       mtu: 0,
       localForwards: [],
       remoteForwards: [],
+      maxLocalClients: 4096,
+      proxyHeaderTimeoutMs: 10_000,
       quiet: false,
       quietSet: false,
       metrics: null,

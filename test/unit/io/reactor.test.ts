@@ -1,7 +1,7 @@
 // The reactor and the host sockets on it, against the real kernel on
 // loopback: readiness arrives by SIGIO (nothing here polls), a dial learns
 // its outcome, bytes and EOF cross, and datagrams keep their boundaries
-// and senders.
+// and senders. A handler that throws is confined to its own flow.
 import { afterAll, describe, expect, test } from "bun:test";
 import { SockAddr } from "../../../ffi/net.ts";
 import { EAGAIN } from "../../../ffi/libc.ts";
@@ -12,6 +12,7 @@ import { UdpSocket, datagramBuffer, type UdpSocketOwner } from "../../../src/io/
 import { DialError } from "../../../src/io/dial-error.ts";
 import { sockAddrText } from "../../../src/io/addr.ts";
 import { eventFd, eventFdSignal, readFd } from "../../../ffi/sys.ts";
+import { Stats } from "../../../src/stack/stats.ts";
 import { waitUntil } from "../../support/rig.ts";
 
 const LOOP4 = new Uint8Array([127, 0, 0, 1]);
@@ -21,6 +22,11 @@ LOOP6[15] = 1;
 const reactor = new Reactor();
 reactor.start();
 afterAll(() => reactor.stop());
+/** Faults the reactor confined, as main counts them; every test but the fault tests expects none. */
+const faults = new Stats();
+const faultErrors: unknown[] = [];
+faults.onFault = (_where, e) => faultErrors.push(e);
+reactor.setFaultSink(faults);
 
 /** Resolves when `cond` holds; the event loop runs meanwhile, so SIGIO is what drives progress. */
 const until = (cond: () => boolean): Promise<boolean> => waitUntil("SIGIO-driven progress", cond, 3000, 2);
@@ -52,6 +58,11 @@ class Recorder implements TcpSocketOwner {
   }
 
   tcpWritable(): void {}
+
+  faulted = false;
+  tcpFault(): void {
+    this.faulted = true;
+  }
 }
 
 class Acceptor implements TcpListenerOwner {
@@ -294,5 +305,141 @@ describe("UDP on the reactor", () => {
     await Bun.sleep(20);
     expect(calls).toBe(before);
     sender.close();
+  });
+});
+
+describe("a handler that throws", () => {
+  const buf8 = new Uint8Array(new ArrayBuffer(8));
+
+  test("is confined to its fd: counted, its onFault closes it, other fds and later events are still served", async () => {
+    const before = faults.faultCount("io-handler");
+    const bad = eventFd();
+    const good = eventFd();
+    let badClosed = false;
+    let goodEvents = 0;
+    const thrower = {
+      onIo(): void {
+        throw new Error("bug in a handler");
+      },
+      onFault(): void {
+        badClosed = true;
+        reactor.close(bad);
+      },
+    };
+    const counter = {
+      onIo(): void {
+        goodEvents++;
+        readFd(good, buf8, 0, 8);
+      },
+    };
+    expect(reactor.add(bad, EPOLLIN, thrower)).toBe(0);
+    expect(reactor.add(good, EPOLLIN, counter)).toBe(0);
+    eventFdSignal(bad);
+    eventFdSignal(good);
+    await until(() => badClosed && goodEvents === 1);
+    expect(faults.faultCount("io-handler")).toBe(before + 1);
+    expect((faultErrors.at(-1) as Error).message).toBe("bug in a handler");
+    // Later looks are as before. (An eventfd raises no SIGIO: adding one
+    // that is already readable is what makes the reactor look.)
+    const later = eventFd();
+    eventFdSignal(later);
+    let laterEvents = 0;
+    expect(reactor.add(later, EPOLLIN, { onIo: () => laterEvents++ })).toBe(0);
+    await until(() => laterEvents === 1);
+    reactor.close(good);
+    reactor.close(later);
+  });
+
+  test("without onFault (or when it throws too) the handler is no longer called", async () => {
+    const before = faults.faultCount("io-handler");
+    const fd = eventFd();
+    let calls = 0;
+    const h = {
+      onIo(): void {
+        calls++;
+        throw new Error("bug");
+      },
+    };
+    expect(reactor.add(fd, EPOLLIN, h)).toBe(0);
+    eventFdSignal(fd);
+    await until(() => calls === 1);
+    // A new edge on it, then a look (made by adding a ready fd): not called.
+    readFd(fd, buf8, 0, 8);
+    eventFdSignal(fd);
+    const other = eventFd();
+    eventFdSignal(other);
+    let otherEvents = 0;
+    expect(reactor.add(other, EPOLLIN, { onIo: () => otherEvents++ })).toBe(0);
+    await until(() => otherEvents === 1);
+    expect(calls).toBe(1);
+    expect(faults.faultCount("io-handler")).toBe(before + 1);
+    reactor.close(fd);
+    reactor.close(other);
+  });
+
+  test("a TCP socket whose owner throws is reset (the peer sees ECONNRESET), the owner told; the listener serves the next client", async () => {
+    const before = faults.faultCount("io-handler");
+    class Thrower extends Recorder {
+      override tcpReadable(): void {
+        throw new Error("bug in tcpReadable");
+      }
+    }
+    const owners: Recorder[] = [];
+    const l = TcpListener.listen(reactor, new SockAddr().set(LOOP4, 0), {
+      tcpAccepted(fd: number): void {
+        const rec = owners.length === 0 ? new Thrower() : new Recorder();
+        owners.push(rec);
+        TcpSocket.adopt(reactor, fd, rec);
+      },
+      tcpAcceptFailed(): void {},
+    });
+    if (l instanceof DialError) throw new Error(l.text);
+    const first = new Recorder();
+    const c1 = TcpSocket.dial(reactor, LOOP4, l.port, null, first);
+    if (c1 instanceof DialError) throw new Error(c1.text);
+    await until(() => first.connected === 0 && owners.length === 1);
+    const hello = new TextEncoder().encode("hello");
+    expect(c1.write(hello, 0, hello.length)).toBe(5);
+    await until(() => first.error !== 0 || first.eof);
+    expect(first.error).toBe(104); // ECONNRESET
+    expect(owners[0]!.faulted).toBe(true);
+    expect(faults.faultCount("io-handler")).toBe(before + 1);
+
+    const second = new Recorder();
+    const c2 = TcpSocket.dial(reactor, LOOP4, l.port, null, second);
+    if (c2 instanceof DialError) throw new Error(c2.text);
+    await until(() => owners.length === 2);
+    expect(c2.write(hello, 0, hello.length)).toBe(5);
+    await until(() => owners[1]!.got.length === 5);
+    expect(owners[1]!.faulted).toBe(false);
+    c1.close();
+    c2.close();
+    l.close();
+  });
+
+  test("a listener whose owner throws keeps listening and accepts the clients already waiting", async () => {
+    const before = faults.faultCount("io-handler");
+    const accepted: TcpSocket[] = [];
+    let throws = 1;
+    const l = TcpListener.listen(reactor, new SockAddr().set(LOOP4, 0), {
+      tcpAccepted(fd: number): void {
+        const s = TcpSocket.adopt(reactor, fd, new Recorder());
+        if (s !== null) accepted.push(s);
+        if (throws-- > 0) throw new Error("bug in tcpAccepted");
+      },
+      tcpAcceptFailed(): void {},
+    });
+    if (l instanceof DialError) throw new Error(l.text);
+    // Both connect before the listener looks: the second waits in the backlog.
+    const clients = [new Recorder(), new Recorder()];
+    const socks = clients.map((r) => {
+      const c = TcpSocket.dial(reactor, LOOP4, l.port, null, r);
+      if (c instanceof DialError) throw new Error(c.text);
+      return c;
+    });
+    await until(() => accepted.length === 2);
+    expect(faults.faultCount("io-handler")).toBe(before + 1);
+    for (const s of [...socks, ...accepted]) s.close();
+    l.close();
   });
 });
