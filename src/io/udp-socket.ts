@@ -107,6 +107,15 @@ export class UdpSocket implements IoHandler {
   }
 
   /**
+   * The owner threw (a bug, already reported) while handling one datagram:
+   * that datagram is lost, but the socket may serve many flows, so it
+   * stays; what is still queued is read in the next turn.
+   */
+  onFault(_error: unknown): void {
+    if (!this.closed && this.readable) this.readLater();
+  }
+
+  /**
    * The owner stopped reading with datagrams still waiting (its
    * DATAGRAMS_PER_TURN ran out): it hears udpReadable() again from
    * setImmediate, once Bun's loop has served everyone else. Edge-triggered
@@ -120,7 +129,7 @@ export class UdpSocket implements IoHandler {
 
   private static readAgain(sock: UdpSocket): void {
     sock.laterQueued = false;
-    if (!sock.closed && sock.readable) sock.owner.udpReadable(sock);
+    if (!sock.closed && sock.readable) sock.reactor.call(sock.fd, sock, EPOLLIN);
   }
 
   /** One datagram into buf[off, off+len), the sender's address in `from`: its length, or -errno (-EAGAIN: none waiting). */
