@@ -147,6 +147,22 @@ describe("endpoint-independent mapping", () => {
   });
 });
 
+describe("source binding (-source-ipv4)", () => {
+  test("the mapping sends from the source address; one we do not have fails the dial at bind", async () => {
+    const peer = new Peer();
+    const { nat, flow } = setup();
+    const f = flow(40000, { ...peer.target(), source: parseGoIP("127.0.0.2")! }, true);
+    say(f, "x");
+    await until("the reply", () => f.flow.got.length === 1);
+    expect(peer.seen[0]!.from).toBe(f.splice.hostLocal);
+    expect(f.splice.hostLocal.startsWith("127.0.0.2:")).toBe(true);
+    expect(() => flow(40001, { ...peer.target(), source: parseGoIP("192.0.2.123")! })).toThrow("bind: cannot assign requested address");
+    expect(nat.portCount).toBe(1);
+    f.flow.close();
+    peer.sock.close();
+  });
+});
+
 describe("address-and-port-dependent filtering", () => {
   test("a datagram from a host that the endpoint never sent to, or from another port of a peer, is dropped and counted", async () => {
     const peer = new Peer();
