@@ -48,7 +48,8 @@ export class DnsQueries implements UdpQueryWatch {
 
   sent(s: UdpSplice): void {
     if (this.waiting.has(s)) return;
-    if (this.waiting.size >= this.max) {
+    // A cap of 0 acts as 1, like the other UDP caps.
+    if (this.waiting.size >= this.max && this.waiting.size > 0) {
       const oldest = this.waiting.values().next().value!;
       this.waiting.delete(oldest);
       this.stats.limit("dns-queries");

@@ -257,6 +257,14 @@ describe("-max-dns-queries", () => {
     expect(queries.inFlight).toBe(1);
     q2.flow.close();
     expect(queries.inFlight).toBe(0);
+    // -max-dns-queries 0 acts as 1.
+    const one = new DnsQueries(0, stats);
+    const z1 = flow(40004, silent.target(), false, one);
+    const z2 = flow(40005, silent.target(), false, one);
+    say(z1, "1");
+    say(z2, "2");
+    expect([z1.flow.open, z2.flow.open, one.inFlight]).toEqual([false, true, 1]);
+    z2.flow.close();
     silent.sock.close();
     answering.sock.close();
   });
