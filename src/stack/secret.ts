@@ -8,10 +8,15 @@
 import type { FlowTable, FlowTuple } from "./flow-key.ts";
 import { writeU16, writeU32 } from "../wire/bytes.ts";
 
+/** The longest message SipHash takes here (FlowSecret's are 40 bytes at most). */
+const MAX_MESSAGE = 64;
+
 /**
  * SipHash-2-4 (Aumasson and Bernstein, 2012): a keyed 64-bit PRF over
- * short messages. 64-bit words are kept as 32-bit halves (no BigInt, no
- * allocation per call); the result is in `hi` and `lo`.
+ * short messages (64 bytes at most here). 64-bit words are kept as 32-bit
+ * halves in int32 locals (no BigInt, no allocation, no number that leaves
+ * the int32 range, which would slow every operation on it); the result is
+ * in `hi` and `lo`, unsigned.
  */
 export class SipHash {
   hi = 0;
@@ -21,15 +26,8 @@ export class SipHash {
   private readonly k0h: number;
   private readonly k1l: number;
   private readonly k1h: number;
-  // The state v0..v3, as halves.
-  private v0l = 0;
-  private v0h = 0;
-  private v1l = 0;
-  private v1h = 0;
-  private v2l = 0;
-  private v2h = 0;
-  private v3l = 0;
-  private v3h = 0;
+  /** The message as 64-bit words (low half first), its last block included. */
+  private readonly m = new Int32Array(2 * (MAX_MESSAGE / 8 + 1));
 
   constructor(key: Uint8Array) {
     if (key.length !== 16) throw new Error("SipHash needs a 16-byte key");
@@ -39,11 +37,12 @@ export class SipHash {
     this.k1h = le32(key, 12);
   }
 
-  /** Hashes msg[0, len). */
+  /** Hashes msg[0, len), len <= 64. */
   hash(msg: Uint8Array, len: number): void {
-    this.init();
+    if (len > MAX_MESSAGE) throw new RangeError(`SipHash: ${len} bytes is more than ${MAX_MESSAGE}`);
+    const m = this.m;
     const whole = len - (len & 7);
-    for (let i = 0; i < whole; i += 8) this.block(le32(msg, i), le32(msg, i + 4));
+    for (let i = 0; i < whole; i += 4) m[i >> 2] = le32(msg, i);
     // The last block: the remaining bytes, and the length in the top byte.
     let ml = 0;
     let mh = (len & 0xff) << 24;
@@ -52,7 +51,9 @@ export class SipHash {
       if (shift < 32) ml |= msg[i]! << shift;
       else mh |= msg[i]! << (shift - 32);
     }
-    this.finish(ml >>> 0, mh >>> 0);
+    m[whole >> 2] = ml;
+    m[(whole >> 2) + 1] = mh;
+    this.run((whole >> 3) + 1);
   }
 
   /**
@@ -60,9 +61,12 @@ export class SipHash {
    * words; returns the low half.
    */
   hash12(a: number, b: number, c: number): number {
-    this.init();
-    this.block(a >>> 0, b >>> 0);
-    this.finish(c >>> 0, (12 << 24) >>> 0);
+    const m = this.m;
+    m[0] = a;
+    m[1] = b;
+    m[2] = c;
+    m[3] = 12 << 24;
+    this.run(2);
     return this.lo;
   }
 
@@ -71,91 +75,93 @@ export class SipHash {
    * straight from the buffers; returns the low half.
    */
   hash36(x: Uint8Array, xOff: number, y: Uint8Array, yOff: number, c: number): number {
-    this.init();
-    this.block(le32(x, xOff), le32(x, xOff + 4));
-    this.block(le32(x, xOff + 8), le32(x, xOff + 12));
-    this.block(le32(y, yOff), le32(y, yOff + 4));
-    this.block(le32(y, yOff + 8), le32(y, yOff + 12));
-    this.finish(c >>> 0, (36 << 24) >>> 0);
+    const m = this.m;
+    for (let i = 0; i < 4; i++) {
+      m[i] = le32(x, xOff + 4 * i);
+      m[4 + i] = le32(y, yOff + 4 * i);
+    }
+    m[8] = c;
+    m[9] = 36 << 24;
+    this.run(5);
     return this.lo;
   }
 
-  private init(): void {
-    this.v0l = (this.k0l ^ 0x70736575) >>> 0;
-    this.v0h = (this.k0h ^ 0x736f6d65) >>> 0;
-    this.v1l = (this.k1l ^ 0x6e646f6d) >>> 0;
-    this.v1h = (this.k1h ^ 0x646f7261) >>> 0;
-    this.v2l = (this.k0l ^ 0x6e657261) >>> 0;
-    this.v2h = (this.k0h ^ 0x6c796765) >>> 0;
-    this.v3l = (this.k1l ^ 0x79746573) >>> 0;
-    this.v3h = (this.k1h ^ 0x74656462) >>> 0;
-  }
-
-  /** The last block (the message's tail and its length), then finalization. */
-  private finish(ml: number, mh: number): void {
-    this.block(ml, mh);
-    this.v2l = (this.v2l ^ 0xff) >>> 0;
-    for (let r = 0; r < 4; r++) this.round();
-    this.lo = (this.v0l ^ this.v1l ^ this.v2l ^ this.v3l) >>> 0;
-    this.hi = (this.v0h ^ this.v1h ^ this.v2h ^ this.v3h) >>> 0;
-  }
-
-  private block(ml: number, mh: number): void {
-    this.v3l = (this.v3l ^ ml) >>> 0;
-    this.v3h = (this.v3h ^ mh) >>> 0;
-    this.round();
-    this.round();
-    this.v0l = (this.v0l ^ ml) >>> 0;
-    this.v0h = (this.v0h ^ mh) >>> 0;
-  }
-
-  /** One SipRound. */
-  private round(): void {
+  /**
+   * Compresses the first `blocks` 64-bit words of `m` (the last one holds
+   * the length), two SipRounds each, then finalizes with four. One loop
+   * over all the rounds, so the round is written once.
+   */
+  private run(blocks: number): void {
+    const m = this.m;
+    let v0l = this.k0l ^ 0x70736575;
+    let v0h = this.k0h ^ 0x736f6d65;
+    let v1l = this.k1l ^ 0x6e646f6d;
+    let v1h = this.k1h ^ 0x646f7261;
+    let v2l = this.k0l ^ 0x6e657261;
+    let v2h = this.k0h ^ 0x6c796765;
+    let v3l = this.k1l ^ 0x79746573;
+    let v3h = this.k1h ^ 0x74656462;
+    const compress = 2 * blocks;
     let l: number;
     let h: number;
-    // v0 += v1; v1 <<<= 13; v1 ^= v0; v0 <<<= 32
-    l = (this.v0l + this.v1l) >>> 0;
-    this.v0h = (this.v0h + this.v1h + (l < this.v0l ? 1 : 0)) >>> 0;
-    this.v0l = l;
-    l = ((this.v1l << 13) | (this.v1h >>> 19)) >>> 0;
-    h = ((this.v1h << 13) | (this.v1l >>> 19)) >>> 0;
-    this.v1l = (l ^ this.v0l) >>> 0;
-    this.v1h = (h ^ this.v0h) >>> 0;
-    l = this.v0l;
-    this.v0l = this.v0h;
-    this.v0h = l;
-    // v2 += v3; v3 <<<= 16; v3 ^= v2
-    l = (this.v2l + this.v3l) >>> 0;
-    this.v2h = (this.v2h + this.v3h + (l < this.v2l ? 1 : 0)) >>> 0;
-    this.v2l = l;
-    l = ((this.v3l << 16) | (this.v3h >>> 16)) >>> 0;
-    h = ((this.v3h << 16) | (this.v3l >>> 16)) >>> 0;
-    this.v3l = (l ^ this.v2l) >>> 0;
-    this.v3h = (h ^ this.v2h) >>> 0;
-    // v0 += v3; v3 <<<= 21; v3 ^= v0
-    l = (this.v0l + this.v3l) >>> 0;
-    this.v0h = (this.v0h + this.v3h + (l < this.v0l ? 1 : 0)) >>> 0;
-    this.v0l = l;
-    l = ((this.v3l << 21) | (this.v3h >>> 11)) >>> 0;
-    h = ((this.v3h << 21) | (this.v3l >>> 11)) >>> 0;
-    this.v3l = (l ^ this.v0l) >>> 0;
-    this.v3h = (h ^ this.v0h) >>> 0;
-    // v2 += v1; v1 <<<= 17; v1 ^= v2; v2 <<<= 32
-    l = (this.v2l + this.v1l) >>> 0;
-    this.v2h = (this.v2h + this.v1h + (l < this.v2l ? 1 : 0)) >>> 0;
-    this.v2l = l;
-    l = ((this.v1l << 17) | (this.v1h >>> 15)) >>> 0;
-    h = ((this.v1h << 17) | (this.v1l >>> 15)) >>> 0;
-    this.v1l = (l ^ this.v2l) >>> 0;
-    this.v1h = (h ^ this.v2h) >>> 0;
-    l = this.v2l;
-    this.v2l = this.v2h;
-    this.v2h = l;
+    for (let r = 0; r < compress + 4; r++) {
+      if (r < compress && (r & 1) === 0) {
+        // v3 ^= m, before the block's first round
+        v3l ^= m[r]!;
+        v3h ^= m[r + 1]!;
+      } else if (r === compress) v2l ^= 0xff;
+      // SipRound. v0 += v1; v1 <<<= 13; v1 ^= v0; v0 <<<= 32
+      l = (v0l + v1l) | 0;
+      v0h = (v0h + v1h + (l >>> 0 < v0l >>> 0 ? 1 : 0)) | 0;
+      v0l = l;
+      l = (v1l << 13) | (v1h >>> 19);
+      h = (v1h << 13) | (v1l >>> 19);
+      v1l = l ^ v0l;
+      v1h = h ^ v0h;
+      l = v0l;
+      v0l = v0h;
+      v0h = l;
+      // v2 += v3; v3 <<<= 16; v3 ^= v2
+      l = (v2l + v3l) | 0;
+      v2h = (v2h + v3h + (l >>> 0 < v2l >>> 0 ? 1 : 0)) | 0;
+      v2l = l;
+      l = (v3l << 16) | (v3h >>> 16);
+      h = (v3h << 16) | (v3l >>> 16);
+      v3l = l ^ v2l;
+      v3h = h ^ v2h;
+      // v0 += v3; v3 <<<= 21; v3 ^= v0
+      l = (v0l + v3l) | 0;
+      v0h = (v0h + v3h + (l >>> 0 < v0l >>> 0 ? 1 : 0)) | 0;
+      v0l = l;
+      l = (v3l << 21) | (v3h >>> 11);
+      h = (v3h << 21) | (v3l >>> 11);
+      v3l = l ^ v0l;
+      v3h = h ^ v0h;
+      // v2 += v1; v1 <<<= 17; v1 ^= v2; v2 <<<= 32
+      l = (v2l + v1l) | 0;
+      v2h = (v2h + v1h + (l >>> 0 < v2l >>> 0 ? 1 : 0)) | 0;
+      v2l = l;
+      l = (v1l << 17) | (v1h >>> 15);
+      h = (v1h << 17) | (v1l >>> 15);
+      v1l = l ^ v2l;
+      v1h = h ^ v2h;
+      l = v2l;
+      v2l = v2h;
+      v2h = l;
+      if (r < compress && (r & 1) === 1) {
+        // v0 ^= m, after the block's second round
+        v0l ^= m[r - 1]!;
+        v0h ^= m[r]!;
+      }
+    }
+    this.lo = (v0l ^ v1l ^ v2l ^ v3l) >>> 0;
+    this.hi = (v0h ^ v1h ^ v2h ^ v3h) >>> 0;
   }
 }
 
+/** The little-endian 32-bit word at b[off], as an int32. */
 function le32(b: Uint8Array, off: number): number {
-  return (b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24)) >>> 0;
+  return b[off]! | (b[off + 1]! << 8) | (b[off + 2]! << 16) | (b[off + 3]! << 24);
 }
 
 /** What each hash is for (the first message byte), so no two uses share outputs. */
