@@ -34,6 +34,13 @@ export const LIMITS: Readonly<Record<string, LimitInfo>> = {
   "udp-flows": { flag: "max-udp-flows", what: "too many guest UDP flows; the least recently active one was ended" },
   "udp-ports": { flag: "max-udp-ports", what: "too many host UDP ports held for the guest; the least recently used one was freed, with its flows" },
   "dns-queries": { flag: "max-dns-queries", what: "too many DNS queries in flight; the oldest was dropped" },
+  neighbors: { flag: "max-neighbors", what: "too many guest addresses in the neighbour table; the least recently used one was forgotten" },
+  "neighbors-unresolved": {
+    flag: null,
+    what: "64 guest addresses (at most half of -max-neighbors) already wait for an ARP or NDP answer; a frame to one more was dropped",
+  },
+  "neighbor-queue": { flag: null, what: "8 frames wait for one guest address' MAC, or 64 in all; one more was dropped" },
+  "neighbor-solicit-rate": { flag: null, what: "32 ARP requests or Neighbor Solicitations a second sent already; one was put off" },
 };
 
 /** At most one line per limit per this many ms. */
