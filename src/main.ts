@@ -162,6 +162,7 @@ async function main(): Promise<void> {
       if (runMode) {
         session = await startRunMode({
           command: parsed.positional,
+          ifname: cfg.ifname,
           offloads,
           ...(cfg.mtu > 0 ? { mtu: cfg.mtu } : {}),
           resolvConf: cfg.enableDns ? writeGuestResolvConf() : null,
@@ -291,6 +292,10 @@ async function main(): Promise<void> {
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
     forwardRunModeSignals(session.pid);
+    // -exit-fd: the supervisor wants us gone; the command goes first (as
+    // with SIGTERM), and we follow it as usual.
+    const command = session.pid;
+    closing = () => killPid(command, SIGTERM);
     session.go();
     await shutdown(await session.exited, true);
   }

@@ -33,7 +33,7 @@ export class Host implements StackEvents, FlowSource {
   private dialer: Dialer | null = null;
   /** Guest DNS at 10.0.2.3 / fd00::3 (-enable-dns, on by default in run mode). */
   private dns: DnsForwarder | null = null;
-  private readonly routes = new LocalRoutes();
+  private readonly routes: LocalRoutes;
   private readonly keepalive = new HostKeepalive();
   private readonly policy: RoutingPolicy;
   private metrics: MetricsServer | null = null;
@@ -55,6 +55,7 @@ export class Host implements StackEvents, FlowSource {
     /** -enable-dns, or run mode's default. */
     private readonly dnsEnabled: boolean,
   ) {
+    this.routes = new LocalRoutes((line) => log.err(line));
     this.policy = new RoutingPolicy(cfg, this.routes);
     this.sources = {
       v4: cfg.sourceIpv4 === null ? null : parseGoIP(cfg.sourceIpv4),

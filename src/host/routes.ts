@@ -12,12 +12,15 @@ export class LocalRoutes {
   private readonly set = new PrefixSet([]);
   private timer: ReturnType<typeof setInterval> | null = null;
 
+  /** `report` prints an error line (through the logger, so it never blocks). */
+  constructor(private readonly report: (line: string) => void) {}
+
   /** Reads the tables; errors keep the previous set (and are reported once). */
   refresh(): void {
     try {
       this.set.replace(dumpLocalRoutes());
     } catch (e) {
-      if (this.set.size === 0) process.stderr.write(`[!] Reading local routes failed: ${(e as Error).message}\n`);
+      if (this.set.size === 0) this.report(`[!] Reading local routes failed: ${(e as Error).message}`);
     }
   }
 

@@ -12,7 +12,7 @@ const rules = (value: string): Promise<FirewallRule[]> => parseFirewallList(valu
 
 function policy(opts: Partial<PolicyOptions>): RoutingPolicy {
   // A LocalRoutes that was never refreshed covers nothing: every address is "the internet".
-  return new RoutingPolicy({ allow: [], deny: [], enableHost: true, enableRouting: true, ...opts }, new LocalRoutes());
+  return new RoutingPolicy({ allow: [], deny: [], enableHost: true, enableRouting: true, ...opts }, new LocalRoutes(() => {}));
 }
 
 function decide(p: RoutingPolicy, ip: string, network: "tcp" | "udp" = "tcp", port = 80): string {
