@@ -255,7 +255,11 @@ export interface SocketAddressValue {
  * One label-based address with upstream's cache rules (contract §12):
  *
  * - not a label, or fetched at most `ttlMs` ago: the stored value, even if
- *   that fetch failed (then it is the placeholder or the stale address);
+ *   that fetch failed (then the stale address of an earlier success);
+ *   but never the placeholder of a label that has not resolved yet.
+ *   Upstream served the placeholder (127.0.0.1 or ::1 and the spec's
+ *   port) for the rest of the TTL after a failed first lookup, sending the
+ *   guest to whatever listens on the host's loopback at that port.
  * - otherwise mark "fetched now" first, then resolve: success stores the
  *   IP (and a non-zero SRV port); failure records the error and gives null.
  *
@@ -267,6 +271,8 @@ export class CachedLabel {
   private stored: SocketAddressValue;
   private fetched = Number.NEGATIVE_INFINITY;
   private failure: Error | null = null;
+  /** A lookup has succeeded once: `stored` is a real address, not the placeholder. */
+  private resolved = false;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -305,7 +311,7 @@ export class CachedLabel {
 
   private async retrieveInOrder(now: number): Promise<SocketAddressValue | null> {
     if (this.label === null) return this.value;
-    if (this.ttlMs > 0 && now - this.fetched <= this.ttlMs) return this.value;
+    if (this.ttlMs > 0 && now - this.fetched <= this.ttlMs) return this.resolved ? this.value : null;
     this.fetched = now;
     try {
       const resolved = await this.resolver.resolveLabel(this.label, this.prefer);
@@ -314,6 +320,7 @@ export class CachedLabel {
         port: resolved.port !== null && resolved.port !== 0 ? resolved.port : this.stored.port,
       };
       this.failure = null;
+      this.resolved = true;
       return this.value;
     } catch (error) {
       this.failure = error instanceof Error ? error : new Error(String(error));
