@@ -17,12 +17,12 @@
 //    hold budget storage (itself included);
 //  - at the limit, nothing more is given.
 // The owners turn that into behaviour: the receive window we announce is
-// cut to storage the budget allows (windows already advertised are never
-// retracted), the host socket is not read while the send buffer cannot
-// grow, and out-of-order data that does not fit is dropped. The memory
-// held is therefore at most the budget plus MIN_CONN_BYTES per connection,
-// plus what one segment can add to a window advertised before the budget
-// ran out.
+// cut to storage the budget allows, the host socket is not read while the
+// send buffer cannot grow, and guest data that does not fit (a window
+// advertised before the budget ran out is never retracted) is dropped, in
+// order or not, as Linux drops what its memory limits refuse: the guest
+// sends it again. The storage held is therefore at most the budget plus
+// MIN_CONN_BYTES per connection.
 
 /** Storage every connection may hold outside the budget (send, receive and out-of-order together). */
 export const MIN_CONN_BYTES = 16 * 1024;

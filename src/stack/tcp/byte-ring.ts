@@ -12,10 +12,7 @@
 // buffer budget): push() always stores what it is given (the data was
 // accepted already), reserve() grows only when the budget allows, and
 // `reachable` tells the owner how large the storage may get, so that it
-// announces no window and reads no host data beyond it. A receive buffer
-// also charges the window its owner advertised (promise()): the guest may
-// fill it at any time, so it is counted as if it were stored. What is
-// charged is max(storage, bytes held + bytes promised).
+// announces no window and reads no host data beyond it.
 //
 // Producers either push() a copy or, to have the kernel write straight
 // into the ring (a host socket read), reserve() a contiguous span at the
@@ -79,10 +76,6 @@ export class ByteRing {
   private buf: Uint8Array;
   private start = 0;
   length = 0;
-  /** Bytes the owner promised to take beyond `length` (an advertised window). */
-  private promised = 0;
-  /** What the account is charged for this ring. */
-  private charged = 0;
 
   constructor(
     readonly softLimit: number,
@@ -112,38 +105,12 @@ export class ByteRing {
    */
   get reachable(): number {
     if (this.account === null) return this.softLimit;
-    const total = this.charged + this.account.grantable;
+    const total = this.buf.length + this.account.grantable;
     if (total >= this.softLimit) return this.softLimit;
     let cap = INITIAL;
     if (total < cap) return this.buf.length;
     while (cap * 2 <= total) cap *= 2;
     return Math.max(cap, this.buf.length);
-  }
-
-  /**
-   * The owner has promised to take `n` more bytes than it holds (the
-   * receive window it advertised): charged like storage.
-   */
-  promise(n: number): void {
-    this.promised = n;
-    this.recharge(this.buf.length, true);
-  }
-
-  /**
-   * Brings the charge to max(storage `cap`, held + promised). Unless
-   * `force`, only if the budget allows; returns whether it did.
-   */
-  private recharge(cap: number, force: boolean): boolean {
-    const a = this.account;
-    if (a === null) return true;
-    const want = Math.max(cap, this.length + this.promised);
-    const d = want - this.charged;
-    if (d > 0) {
-      if (force) a.charge(d);
-      else if (!a.tryCharge(d)) return false;
-    } else if (d < 0) a.release(-d);
-    this.charged = want;
-    return true;
   }
 
   /**
@@ -155,7 +122,12 @@ export class ByteRing {
     if (need <= this.buf.length) return true;
     let cap = Math.max(this.buf.length, INITIAL);
     while (cap < need) cap *= 2;
-    if (!this.recharge(cap, force)) return false;
+    const a = this.account;
+    if (a !== null) {
+      const grow = cap - this.buf.length;
+      if (force) a.charge(grow);
+      else if (!a.tryCharge(grow)) return false;
+    }
     const next = ringPool.take(cap);
     this.copyOut(0, next, 0, this.length);
     ringPool.give(this.buf);
@@ -230,7 +202,6 @@ export class ByteRing {
       this.start += n;
       if (this.start >= this.buf.length) this.start -= this.buf.length;
     }
-    if (this.promised > 0) this.recharge(this.buf.length, true);
   }
 
   /**
@@ -263,10 +234,10 @@ export class ByteRing {
 
   /** Gives the storage back to the pool; the ring is empty (and usable) after. */
   release(): void {
+    this.account?.release(this.buf.length);
     ringPool.give(this.buf);
     this.buf = EMPTY;
     this.start = 0;
     this.length = 0;
-    this.recharge(0, true);
   }
 }

@@ -989,9 +989,17 @@ export class TcpConnection implements FlowTuple {
     }
     // The host side may close or abort the connection from onData: from
     // then on nothing is delivered, queued or acknowledged.
-    this.deliver(buf, off, len);
+    const kept = this.deliver(buf, off, len, false);
     if (this.closed) return;
-    this.rcvNxt = seqAdd(this.rcvNxt, len);
+    this.rcvNxt = seqAdd(this.rcvNxt, kept);
+    if (kept < len) {
+      // The budget had no storage for the rest: dropped inside the window
+      // (as Linux drops what its memory limits refuse); the guest sends
+      // it again. Tell it at once where we are.
+      this.layer.countDrop("tcp-rcv-budget");
+      this.ackNow = true;
+      return;
+    }
     if (!this.ooo.isEmpty) {
       // A hole filled: hand over what queued behind it, and ACK at once.
       this.rcvNxt = this.ooo.drain(this.rcvNxt, this.deliverCallback());
@@ -1005,7 +1013,6 @@ export class TcpConnection implements FlowTuple {
     this.ackDue++;
     // RFC 5681 §4.2 / RFC 1122: ACK at least every second full segment.
     if (this.ackDue >= 2 || len >= 2 * this.rcvMss) this.ackNow = true;
-    this.notePromise();
   }
 
   private deliverBound: ((data: Uint8Array, off: number, len: number) => void) | null = null;
@@ -1017,18 +1024,28 @@ export class TcpConnection implements FlowTuple {
    * object on every call.)
    */
   private deliverCallback(): (data: Uint8Array, off: number, len: number) => void {
-    return (this.deliverBound ??= (data, off, len) => this.deliver(data, off, len));
+    return (this.deliverBound ??= (data, off, len) => void this.deliver(data, off, len, true));
   }
 
-  private deliver(buf: Uint8Array, off: number, len: number): void {
+  /**
+   * Hands in-order bytes to the host, buffering what it does not take.
+   * Returns how many were taken or buffered: all of them when `all` (bytes
+   * that were stored already, out of order), else as many as the buffer
+   * budget has storage for.
+   */
+  private deliver(buf: Uint8Array, off: number, len: number, all: boolean): number {
     let taken = 0;
     if (this.rcvBuf.length === 0 && this.handler !== null) {
       taken = this.handler.onData(this, buf, off, len);
       // Aborted from onData (its host write failed): the bytes go nowhere.
-      if (taken >= len || this.closed) return;
+      if (taken >= len || this.closed) return len;
     }
-    this.rcvBuf.push(buf, off + taken, len - taken);
-    this.handler?.onReadable(this);
+    const rb = this.rcvBuf;
+    const keep = all ? len - taken : Math.min(len - taken, Math.max(0, rb.reachable - rb.length));
+    rb.push(buf, off + taken, keep);
+    if (keep < len - taken) this.account.refused();
+    if (keep > 0) this.handler?.onReadable(this);
+    return taken + keep;
   }
 
   private receiveFin(now: number): void {
@@ -1105,7 +1122,6 @@ export class TcpConnection implements FlowTuple {
     const field = Math.min(65535, Math.floor(w / 2 ** this.rcvShift));
     const edge = seqAdd(this.rcvNxt, field * 2 ** this.rcvShift);
     if (seqGt(edge, this.rcvAdvEdge) || this.state <= TcpState.SynReceived) this.rcvAdvEdge = edge;
-    this.notePromise();
     return field;
   }
 
@@ -1113,14 +1129,7 @@ export class TcpConnection implements FlowTuple {
   synWindowField(): number {
     const w = Math.min(65535, this.currentWindow());
     this.rcvAdvEdge = seqAdd(this.rcvNxt, w);
-    this.notePromise();
     return w;
-  }
-
-  /** The window advertised and not yet filled is charged to the budget (ByteRing.promise). */
-  private notePromise(): void {
-    if (this.state === TcpState.Closed || this.state === TcpState.TimeWait) return;
-    this.rcvBuf.promise(Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt)));
   }
 
   /** Bookkeeping for every segment carrying an ACK that the layer sends. */
@@ -1475,7 +1484,6 @@ export class TcpConnection implements FlowTuple {
   private releaseBuffers(): void {
     this.sendBuf.release();
     this.ooo.clear();
-    this.rcvBuf.promise(0); // no window is offered any more
   }
 
   private notifyClosed(reason: CloseReason): void {
