@@ -40,7 +40,8 @@
 // sink (counted and logged by the host) and calls the handler's onFault(),
 // which closes the flow (a TCP socket is reset); the look goes on with the
 // next event, so the device, the listeners and every other flow keep
-// working. A handler whose onFault() throws too is no longer called.
+// working. A handler whose onFault() throws too (or that has none) is no
+// longer called.
 //
 // Edge-triggered: an event says "became ready"; the handler reads or writes
 // until EAGAIN or until it chooses to stop (its own backpressure), and

@@ -4,11 +4,26 @@
 // the host side), a throw elsewhere in a frame's processing drops that
 // frame, and every fault is counted and reported, with the stack trace the
 // first time. Two engines back to back (test/support/engine-pair.ts) on a
-// virtual clock.
+// virtual clock. And a -L dial that finds no free guest-side port resets
+// its client instead of throwing inside the reactor.
 import { describe, expect, test } from "bun:test";
 import { EnginePair, type AppConn } from "../../support/engine-pair.ts";
 import { FaultReporter, REPORT_MS } from "../../../src/host/faults.ts";
-import type { Stats } from "../../../src/stack/stats.ts";
+import { Stats } from "../../../src/stack/stats.ts";
+import { Stack } from "../../../src/stack/stack.ts";
+import { FlowSecret } from "../../../src/stack/secret.ts";
+import { DEFAULT_TCP_CONFIG } from "../../../src/stack/tcp/connection.ts";
+import { Reactor } from "../../../src/io/reactor.ts";
+import { TcpSocket, type TcpSocketOwner } from "../../../src/io/tcp-socket.ts";
+import { DialError } from "../../../src/io/dial-error.ts";
+import { StackRuntime } from "../../../src/host/runtime.ts";
+import { LocalForwards } from "../../../src/host/local-forward.ts";
+import { HostKeepalive } from "../../../src/host/tcp-splice.ts";
+import { LineSink, Logger } from "../../../src/host/log.ts";
+import type { Resolver } from "../../../src/host/resolve.ts";
+import { applyForwardDefaults, parseForwardSpec } from "../../../src/cli/forward.ts";
+import { EAGAIN } from "../../../ffi/libc.ts";
+import { waitUntil } from "../../support/rig.ts";
 
 /** Collects the faults `stats` reports, as main's FaultReporter would print them. */
 function collect(stats: Stats): unknown[] {
@@ -169,3 +184,95 @@ describe("FaultReporter", () => {
     ]);
   });
 });
+
+describe("-L when every guest-side port is taken", () => {
+  test("the new client is reset at once and counted (local-fwd-ports); nothing throws in the reactor", async () => {
+    // The engine's frames go nowhere: like a guest that drops our SYNs, so
+    // every connection toward it stays in SYN-SENT holding its port.
+    const stats = new Stats();
+    const errors: unknown[] = [];
+    stats.onFault = (_where, e) => errors.push(e);
+    const reactor = new Reactor();
+    reactor.start();
+    reactor.setFaultSink(stats);
+    const rt = new StackRuntime();
+    const caps = { medium: "ip" as const, mtu: 1500, txChecksumOffload: false, txTcpSegmentation: false };
+    const stack = new Stack(caps, { transmit() {} }, { tcpConnectRequest() {}, udpNewFlow: () => false }, stats, {
+      mac: new Uint8Array(6),
+      gatewayV4: GATEWAY,
+      gatewayV6: new Uint8Array(16),
+      tcp: { ...DEFAULT_TCP_CONFIG, maxConnections: 40_000 },
+      secret: new FlowSecret(new Uint8Array(16)),
+    });
+    rt.attach(stack, stats);
+    reactor.setSettle(rt.settle);
+    const spec = applyForwardDefaults(parseForwardSpec("tcp://127.0.0.1:0:10.0.2.100:9", "local"), "local");
+    const fwd = new LocalForwards([spec], { resolveLabel: () => Promise.reject(new Error("no names here")) } as unknown as Resolver);
+    const listen: string[] = [];
+    const log = new Logger(false, { stdout: new LineSink(-1), stderr: new LineSink(-1) });
+    log.listen = (l: string) => listen.push(l);
+    const held = { onEstablished() {}, onData: () => 0, onReadable() {}, onPeerFin() {}, onSendSpace() {}, onClosed() {} };
+    try {
+      await fwd.start(
+        {
+          stack,
+          rt,
+          log,
+          stats,
+          gateways: { v4: { family: 4, bytes: new Uint8Array([10, 0, 2, 2]) }, v6: { family: 6, bytes: new Uint8Array(16) } },
+          keepalive: new HostKeepalive(),
+          reactor,
+          maxClients: 0,
+          proxyHeaderTimeoutMs: 0,
+        },
+        (line) => {
+          throw new Error(line);
+        },
+      );
+      const port = Number(listen[0]!.slice(listen[0]!.lastIndexOf(":") + 1));
+      // Every local port from 10.0.2.2 toward 10.0.2.100:9 is in use.
+      for (let i = 0; i <= 28232; i++) {
+        const p = stack.tcp.freePortV4(GATEWAY, GUEST, 9);
+        if (p === 0) break;
+        stack.tcp.connectV4(GATEWAY, p, GUEST, 9, held, rt.now());
+      }
+      expect(stack.tcp.connectionCount).toBe(28232);
+      const client = new Recorder();
+      const c = TcpSocket.dial(reactor, new Uint8Array([127, 0, 0, 1]), port, null, client);
+      if (c instanceof DialError) throw new Error(c.text);
+      await waitUntil("the client's reset", () => client.error !== 0 || client.eof, 3000, 2);
+      expect(client.error).toBe(104);
+      expect(stats.limitCount("local-fwd-ports")).toBe(1);
+      expect(errors).toEqual([]);
+      expect(stack.tcp.connectionCount).toBe(28232);
+      c.close();
+    } finally {
+      fwd.stop();
+      rt.stop();
+      reactor.stop();
+    }
+  });
+});
+
+const GATEWAY = 0x0a000202;
+const GUEST = 0x0a000264;
+
+/** A client socket's owner: records its outcome and reads what comes. */
+class Recorder implements TcpSocketOwner {
+  error = 0;
+  eof = false;
+  private readonly buf = new Uint8Array(new ArrayBuffer(4096));
+  tcpConnected(_s: TcpSocket, err: number): void {
+    if (err !== 0) this.error = err;
+  }
+  tcpReadable(s: TcpSocket): void {
+    for (;;) {
+      const n = s.read(this.buf, 0, this.buf.length);
+      if (n === 0) this.eof = true;
+      else if (n < 0 && n !== -EAGAIN) this.error = -n;
+      if (n <= 0) return;
+    }
+  }
+  tcpWritable(): void {}
+  tcpFault(): void {}
+}
