@@ -1,14 +1,29 @@
 // Runs the fuzzer: priming, then generated steps until the frame budget
-// is spent, checking every invariant after every step. Also replays a
-// recorded step file. The same seed always makes the same run.
+// is spent, checking every invariant after every step, and timing every
+// step. Also replays a recorded step file. The same seed always makes the
+// same run.
 import { Rng } from "./rng.ts";
 import { StepGenerator } from "./generators.ts";
-import { FuzzFailure } from "./invariants.ts";
+import { FuzzFailure, stepTimeBounded } from "./invariants.ts";
 import { World } from "./world.ts";
 import { decodeStep, encodeStep, type Step } from "./steps.ts";
 
 /** Main-phase frames between two re-primings of one device's reassembly buffers. */
 const REPRIME_EVERY = 2_000;
+
+/** Default bound on the time of one step, ms (--step-ms). */
+export const STEP_MS = 250;
+
+/** How the runner times steps, in ms: wall time, and this process's user CPU time. */
+export interface StepClock {
+  wall(): number;
+  cpu(): number;
+}
+
+export const REAL_CLOCK: StepClock = {
+  wall: () => performance.now(),
+  cpu: () => process.cpuUsage().user / 1000,
+};
 
 export interface Failure {
   /** Index of the step that broke an invariant (0-based, priming included). */
@@ -39,6 +54,9 @@ export interface RunOptions {
   /** Called every `progressEvery` frames. */
   onProgress?: (framesIn: number, elapsedMs: number) => void;
   progressEvery?: number;
+  /** Bound on one step's time, ms (STEP_MS; Infinity: not checked). */
+  stepMs?: number;
+  clock?: StepClock;
 }
 
 /** Runs one step; any exception becomes a Failure (an engine throw is "no-exception"). */
@@ -53,46 +71,109 @@ function execute(world: World, step: Step, index: number): Failure | null {
   }
 }
 
+/** The step-time invariant, as a Failure. */
+function timeFailure(index: number, ms: number, againCpuMs: number, boundMs: number): Failure | null {
+  try {
+    stepTimeBounded(ms, againCpuMs, boundMs);
+    return null;
+  } catch (e) {
+    const f = e as FuzzFailure;
+    return { step: index, invariant: f.invariant, message: f.message };
+  }
+}
+
+interface Drive {
+  /** Stop after this step index. */
+  stopAfter?: number;
+  recorded: Step[] | null;
+  boundMs: number;
+  clock: StepClock;
+  /** CPU time of step `index` in a fresh run (called when a step took longer than the bound). */
+  again: (index: number) => number;
+  /** Called after every step that broke nothing. */
+  after?: () => void;
+}
+
+/**
+ * Executes steps on a world, checking every invariant after each, until
+ * one breaks or the steps (or `stopAfter`) end. Returns the failure and
+ * the number of steps executed, and the CPU time of the last one.
+ */
+function drive(world: World, steps: Iterable<Step>, d: Drive): { failure: Failure | null; steps: number; lastCpuMs: number } {
+  let index = 0;
+  let lastCpuMs = 0;
+  for (const step of steps) {
+    d.recorded?.push(step);
+    const last = index === d.stopAfter;
+    const c0 = last ? d.clock.cpu() : 0;
+    const t0 = d.clock.wall();
+    let failure = execute(world, step, index);
+    const ms = d.clock.wall() - t0;
+    if (last) lastCpuMs = d.clock.cpu() - c0;
+    if (failure === null && ms > d.boundMs) failure = timeFailure(index, ms, d.again(index), d.boundMs);
+    if (failure !== null) return { failure, steps: index, lastCpuMs };
+    if (last) return { failure: null, steps: index, lastCpuMs };
+    index++;
+    d.after?.();
+  }
+  return { failure: null, steps: index, lastCpuMs };
+}
+
+/**
+ * The steps of a run: priming, then generated steps until the frame
+ * budget is spent, re-priming now and then. The generators look at the
+ * world, so the steps must be executed as they come. `phase.mainStart`
+ * is set to the frame count when the main phase begins.
+ */
+function* generated(world: World, seed: number, frames: number, phase: { mainStart: number }): Generator<Step> {
+  const gen = new StepGenerator(new Rng(seed), world);
+  yield* gen.priming();
+  phase.mainStart = world.framesIn;
+  let nextReprime = REPRIME_EVERY;
+  while (world.framesIn - phase.mainStart < frames) {
+    yield* gen.next();
+    if (world.framesIn - phase.mainStart >= nextReprime) {
+      nextReprime += REPRIME_EVERY;
+      yield* gen.reprime((nextReprime / REPRIME_EVERY) % world.devices.length);
+    }
+  }
+}
+
+/** CPU time of step `index` of the run from `seed`, in a fresh world (for the step-time check). */
+function stepCpuAgain(seed: number, frames: number, clock: StepClock, index: number): number {
+  const world = new World(seed);
+  const d: Drive = { stopAfter: index, recorded: null, boundMs: Infinity, clock, again: () => 0 };
+  return drive(world, generated(world, seed, frames, { mainStart: -1 }), d).lastCpuMs;
+}
+
 export function runFuzz(opts: RunOptions): RunResult {
   const t0 = performance.now();
   const world = new World(opts.seed);
-  const gen = new StepGenerator(new Rng(opts.seed), world);
   const recorded: Step[] | null = opts.record ? [] : null;
   const every = opts.progressEvery ?? 10_000;
-  let index = 0;
-  let failure: Failure | null = null;
-  let mainStart = -1;
+  const clock = opts.clock ?? REAL_CLOCK;
+  const phase = { mainStart: -1 };
   let nextReport = every;
-  const feed = (it: Iterable<Step>): boolean => {
-    for (const step of it) {
-      recorded?.push(step);
-      failure = execute(world, step, index);
-      if (failure !== null || index === opts.stopAfter) return false;
-      index++;
-      if (opts.onProgress && mainStart >= 0 && world.framesIn - mainStart >= nextReport) {
+  const r = drive(world, generated(world, opts.seed, opts.frames, phase), {
+    stopAfter: opts.stopAfter,
+    recorded,
+    boundMs: opts.stepMs ?? STEP_MS,
+    clock,
+    again: (index) => stepCpuAgain(opts.seed, opts.frames, clock, index),
+    after: () => {
+      if (opts.onProgress && phase.mainStart >= 0 && world.framesIn - phase.mainStart >= nextReport) {
         nextReport += every;
-        opts.onProgress(world.framesIn - mainStart, performance.now() - t0);
+        opts.onProgress(world.framesIn - phase.mainStart, performance.now() - t0);
       }
-    }
-    return true;
-  };
-  let going = feed(gen.priming());
-  mainStart = world.framesIn;
-  let nextReprime = REPRIME_EVERY;
-  while (going && world.framesIn - mainStart < opts.frames) {
-    going = feed(gen.next());
-    if (going && world.framesIn - mainStart >= nextReprime) {
-      nextReprime += REPRIME_EVERY;
-      going = feed(gen.reprime((nextReprime / REPRIME_EVERY) % world.devices.length));
-    }
-  }
+    },
+  });
   return {
     seed: opts.seed,
-    steps: index,
+    steps: r.steps,
     framesIn: world.framesIn,
     framesOut: world.framesOut,
     ms: performance.now() - t0,
-    failure,
+    failure: r.failure,
     recorded,
   };
 }
@@ -111,11 +192,7 @@ export function decodeRun(text: string): { seed: number; steps: Step[]; failure:
 }
 
 /** Replays recorded steps on a fresh world; returns the first failure, if any. */
-export function replay(seed: number, steps: Step[]): Failure | null {
-  const world = new World(seed);
-  for (let i = 0; i < steps.length; i++) {
-    const f = execute(world, steps[i]!, i);
-    if (f !== null) return f;
-  }
-  return null;
+export function replay(seed: number, steps: Step[], stepMs = STEP_MS, clock: StepClock = REAL_CLOCK): Failure | null {
+  const again = (index: number): number => drive(new World(seed), steps, { stopAfter: index, recorded: null, boundMs: Infinity, clock, again: () => 0 }).lastCpuMs;
+  return drive(new World(seed), steps, { recorded: null, boundMs: stepMs, clock, again }).failure;
 }

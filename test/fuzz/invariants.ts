@@ -1,10 +1,11 @@
 // The properties a fuzz run checks, one function per property. Each throws
 // a FuzzFailure naming itself; the runner reports the step that broke it.
 //
-// Two kinds: checks of every frame the engine transmits (it parses, its
-// checksums hold, it fits the link, it carries no stale bytes), and checks
+// Three kinds: checks of every frame the engine transmits (it parses, its
+// checksums hold, it fits the link, it carries no stale bytes), checks
 // of the engine's state after every step (tables within their caps,
-// buffer accounting consistent and non-negative).
+// buffer accounting consistent and non-negative), and a bound on the
+// time one step takes.
 import type { Stack } from "../../src/stack/stack.ts";
 import type { TxMeta } from "../../src/stack/device.ts";
 import { MAX_TIME_WAIT } from "../../src/stack/tcp/layer.ts";
@@ -392,6 +393,26 @@ export function tcpBuffersAccounted(stack: Stack): void {
 /** poll() returns a time (or Infinity), never NaN. */
 export function pollDeadlineSane(next: number): void {
   if (Number.isNaN(next)) fail("poll-deadline", "poll() returned NaN");
+}
+
+// =====================================================================
+// Time
+// =====================================================================
+
+/**
+ * No step takes more than `boundMs`: the engine does a bounded amount of
+ * work per frame, host event or clock jump, however far the clock moves.
+ * `ms` is the step's wall time in the run; `againCpuMs` is the CPU time
+ * the same step took when a fresh run from the same seed got to it
+ * again (with the code already compiled). Only both over the bound is a
+ * failure: a step that was slow once, because the machine stalled the
+ * process (other work, memory reclaim) or the JIT was compiling, is not
+ * the engine's doing.
+ */
+export function stepTimeBounded(ms: number, againCpuMs: number, boundMs: number): void {
+  if (ms > boundMs && againCpuMs > boundMs) {
+    fail("step-time-bounded", `the step took ${ms.toFixed(1)} ms, and ${againCpuMs.toFixed(1)} ms of CPU time again in a fresh run (bound ${boundMs} ms, --step-ms)`);
+  }
 }
 
 /** Every state invariant of one stack. */

@@ -1,9 +1,10 @@
 // The stack-level fuzzer (test/fuzz) on a fixed seed: about 50,000
 // generated and mutated frames through Ethernet and raw-IP stacks, with
 // host-side events and clock jumps, every invariant checked after every
-// step. Longer runs and other seeds: `npm run fuzz -- --frames N --seed S`.
+// step, and no step over the time bound. Longer runs and other seeds:
+// `npm run fuzz -- --frames N --seed S`.
 import { describe, expect, test } from "bun:test";
-import { runFuzz, replay, encodeRun, decodeRun } from "../../fuzz/fuzzer.ts";
+import { runFuzz, replay, encodeRun, decodeRun, type StepClock } from "../../fuzz/fuzzer.ts";
 import { FuzzFailure, OutputFragments, TAINT, checkOutputFrame } from "../../fuzz/invariants.ts";
 import { World, STACK_MAC } from "../../fuzz/world.ts";
 import { PROTO_UDP, ipv4, udp } from "../../fuzz/packets.ts";
@@ -30,6 +31,46 @@ describe("stack fuzzer", () => {
     const file = decodeRun(encodeRun(7, a.recorded!, null));
     expect(file.steps.length).toBe(a.recorded!.length);
     expect(replay(file.seed, file.steps)).toBeNull();
+  }, 60_000);
+
+  /**
+   * A clock on which step `step` of the first run takes 1000 ms of wall
+   * time (every other step 0.01 ms), and a step timed again in a fresh
+   * run takes `againCpuMs` of CPU time.
+   */
+  function slowAt(step: number, againCpuMs: number): StepClock {
+    let walls = 0;
+    let t = 0;
+    let cpus = 0;
+    return {
+      wall: () => {
+        walls++;
+        t += 0.01;
+        // Two readings per step: the second one of `step` comes late.
+        if (walls === 2 * step + 2) t += 1000;
+        return t;
+      },
+      cpu: () => (cpus++ % 2 === 0 ? 0 : againCpuMs),
+    };
+  }
+
+  test("a step over the time bound, slow again in a fresh run, breaks step-time-bounded", () => {
+    const r = runFuzz({ seed: 7, frames: 3_000, record: true, clock: slowAt(600, 400) });
+    expect(r.failure?.invariant).toBe("step-time-bounded");
+    expect(r.failure?.step).toBe(600);
+    expect(r.failure?.message).toContain("1000.0 ms");
+    expect(r.failure?.message).toContain("400.0 ms of CPU time again");
+    // A replay of the recorded steps checks the bound the same way.
+    const f = replay(7, r.recorded!, 250, slowAt(600, 400));
+    expect([f?.step, f?.invariant]).toEqual([600, "step-time-bounded"]);
+  }, 60_000);
+
+  test("a step slow only once (the machine stalled, not the engine) breaks nothing", () => {
+    const r = runFuzz({ seed: 7, frames: 3_000, clock: slowAt(600, 3) });
+    expect(failureText(r)).toBe("");
+    expect(r.framesIn).toBeGreaterThanOrEqual(3_000);
+    // The bound is --step-ms: above the stall, nothing is even timed again.
+    expect(runFuzz({ seed: 7, frames: 3_000, clock: slowAt(600, 5_000), stepMs: 2_000 }).failure).toBeNull();
   }, 60_000);
 
   test("the stale-byte check fires on the taint marker once armed", () => {
