@@ -3,21 +3,20 @@
 // closed the flow or dropped the frame and called stats.fault(where, e).
 // Each is a bug; the count is in /metrics
 // (slirpnetstack_handler_faults_total{where="WHERE"}), and this prints a
-// line for a call site at most once per REPORT_MS: the first with the
+// line for a call site at most once a minute: the first with the
 // stack trace, later ones with how many faults the quiet time hid.
 import type { Stats } from "../stack/stats.ts";
-
-/** At most one line per call site per this many ms. */
-export const REPORT_MS = 60_000;
+import { QuietPeriods } from "./quiet-periods.ts";
 
 export class FaultReporter {
-  /** performance.now() of each call site's last line, and the faults since. */
-  private readonly last = new Map<string, { at: number; hidden: number }>();
+  private readonly quiet: QuietPeriods;
 
   constructor(
     private readonly print: (line: string) => void,
-    private readonly now: () => number = () => performance.now(),
-  ) {}
+    now?: () => number,
+  ) {
+    this.quiet = new QuietPeriods(now);
+  }
 
   /** Routes stats.fault() to this reporter (and stops it rethrowing). */
   attach(stats: Stats): void {
@@ -25,20 +24,15 @@ export class FaultReporter {
   }
 
   report(where: string, error: unknown): void {
-    const now = this.now();
-    const seen = this.last.get(where);
-    if (seen !== undefined && now - seen.at < REPORT_MS) {
-      seen.hidden++;
-      return;
-    }
+    const pass = this.quiet.pass(where);
+    if (pass === null) return;
     const head = `[!] Internal error in ${where}, confined to its flow: ${errorText(error)}`;
-    if (seen === undefined) {
+    if (pass.first) {
       const stack = error instanceof Error && error.stack !== undefined ? error.stack.split("\n").slice(1) : [];
       this.print([head, ...stack].join("\n"));
     } else {
-      this.print(seen.hidden > 0 ? `${head}; ${seen.hidden} more since the last report` : head);
+      this.print(pass.hidden > 0 ? `${head}; ${pass.hidden} more since the last report` : head);
     }
-    this.last.set(where, { at: now, hidden: 0 });
   }
 }
 

@@ -2,9 +2,10 @@
 // flag that sets each one, and the one line printed when it bites. The
 // owner of a table calls stats.limit(name) on every hit; the count is in
 // /metrics (slirpnetstack_limit_hits_total{limit="NAME"}), and
-// LimitReporter prints a line for a limit at most once per REPORT_MS, with
+// LimitReporter prints a line for a limit at most once a minute, with
 // how many hits the quiet time hid.
 import type { Stats } from "../stack/stats.ts";
+import { QuietPeriods } from "./quiet-periods.ts";
 
 export interface LimitInfo {
   /** The flag that changes it, without the dash; null for a fixed cap. */
@@ -43,17 +44,15 @@ export const LIMITS: Readonly<Record<string, LimitInfo>> = {
   "neighbor-solicit-rate": { flag: null, what: "32 ARP requests or Neighbor Solicitations a second sent already; one was put off" },
 };
 
-/** At most one line per limit per this many ms. */
-export const REPORT_MS = 60_000;
-
 export class LimitReporter {
-  /** performance.now() of each limit's last line, and the hits since. */
-  private readonly last = new Map<string, { at: number; hidden: number }>();
+  private readonly quiet: QuietPeriods;
 
   constructor(
     private readonly print: (line: string) => void,
-    private readonly now: () => number = () => performance.now(),
-  ) {}
+    now?: () => number,
+  ) {
+    this.quiet = new QuietPeriods(now);
+  }
 
   /** Routes stats.limit() hits to this reporter. */
   attach(stats: Stats): void {
@@ -61,16 +60,11 @@ export class LimitReporter {
   }
 
   hit(name: string): void {
-    const now = this.now();
-    const seen = this.last.get(name);
-    if (seen !== undefined && now - seen.at < REPORT_MS) {
-      seen.hidden++;
-      return;
-    }
+    const pass = this.quiet.pass(name);
+    if (pass === null) return;
     const info = LIMITS[name];
     const what = info ? `${info.what}${info.flag !== null ? ` (raise it with -${info.flag})` : ""}` : "";
-    const since = seen !== undefined && seen.hidden > 0 ? `; ${seen.hidden} more hits since the last report` : "";
+    const since = pass.hidden > 0 ? `; ${pass.hidden} more hits since the last report` : "";
     this.print(`[!] Limit ${name} reached${what ? `: ${what}` : ""}${since}`);
-    this.last.set(name, { at: now, hidden: 0 });
   }
 }

@@ -8,7 +8,8 @@
 // its client instead of throwing inside the reactor.
 import { describe, expect, test } from "bun:test";
 import { EnginePair, type AppConn } from "../../support/engine-pair.ts";
-import { FaultReporter, REPORT_MS } from "../../../src/host/faults.ts";
+import { FaultReporter } from "../../../src/host/faults.ts";
+import { REPORT_MS } from "../../../src/host/quiet-periods.ts";
 import { Stats } from "../../../src/stack/stats.ts";
 import { Stack } from "../../../src/stack/stack.ts";
 import { FlowSecret } from "../../../src/stack/secret.ts";
