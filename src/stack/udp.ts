@@ -21,6 +21,13 @@ import type { FlowSecret } from "./secret.ts";
 /** virtio_net_hdr gso_type of a UDP segmentation super-frame. */
 const GSO_UDP_L4 = 5;
 
+/**
+ * Datagrams one super-frame may carry: Linux's UDP_MAX_SEGMENTS, the most
+ * a guest app's UDP_SEGMENT send can make. A vnet header written by hand
+ * can ask for more (gso_size 1: one frame, 65,000 host datagrams).
+ */
+const MAX_GSO_SEGMENTS = 128;
+
 /** Largest UDP payloads (RFC 768 length field; IPv6 payload length 65535 - 8). */
 export const UDP_MAX_PAYLOAD_V4 = 65507;
 export const UDP_MAX_PAYLOAD_V6 = 65527;
@@ -137,6 +144,7 @@ export class UdpLayer {
       this.stats.drop("udp-bad-checksum");
       return;
     }
+    if (this.tooManySegments(meta, len)) return;
     const sport = v.srcPort;
     const dport = v.dstPort;
     let f = this.table.findV4(dst, dport, src, sport);
@@ -158,6 +166,7 @@ export class UdpLayer {
       this.stats.drop("udp-bad-checksum");
       return;
     }
+    if (this.tooManySegments(meta, len)) return;
     const sport = v.srcPort;
     const dport = v.dstPort;
     let f = this.table.findV6(buf, dstOff, dport, buf, srcOff, sport);
@@ -166,6 +175,14 @@ export class UdpLayer {
       if (!this.admit(f)) return;
     }
     this.deliverFrame(f, buf, off, len, meta, now);
+  }
+
+  /** A super-frame cut into more than MAX_GSO_SEGMENTS datagrams: dropped whole, counted. */
+  private tooManySegments(meta: RxMeta, len: number): boolean {
+    if (meta.gsoType !== GSO_UDP_L4 || meta.gsoSize === 0) return false;
+    if (Math.ceil((len - UDP_HEADER_LEN) / meta.gsoSize) <= MAX_GSO_SEGMENTS) return false;
+    this.stats.drop("udp-gso-too-many-segments");
+    return true;
   }
 
   private admit(f: UdpFlow): boolean {

@@ -4,6 +4,8 @@ import { describe, expect, test } from "bun:test";
 import { EnginePair, UdpApp, A_V4, B_V4, A_V6, B_V6 } from "../../support/engine-pair.ts";
 import { UDP_MAX_PAYLOAD_V4, UDP_MAX_PAYLOAD_V6, type UdpFlow } from "../../../src/stack/udp.ts";
 import { Mulberry32, parseFaultSpec } from "../../../src/link/fault.ts";
+import { RxMeta } from "../../../src/stack/device.ts";
+import { PROTO_UDP, ipv4, udp } from "../../fuzz/packets.ts";
 
 function bytes(n: number, seed: number): Uint8Array {
   const r = new Mulberry32(seed);
@@ -148,6 +150,31 @@ describe("UDP through the engine pair", () => {
     flow.send(bytes(10, 2), 0, 10, pair.now);
     pair.advance(10);
     expect(pair.b.udpApps[0]!.datagrams).toEqual([bytes(10, 2)]);
+  });
+
+  test("a UDP segmentation super-frame delivers at most 128 datagrams; one cut finer is dropped whole", () => {
+    // A guest app's UDP_SEGMENT send makes at most 128 segments (Linux's
+    // UDP_MAX_SEGMENTS), but a raw vnet header can say gso_size 1: one
+    // 60 KB frame would be 60,000 host datagrams, each a sendto().
+    const pair = new EnginePair({ offload: true });
+    const addrs = { v: 4 as const, src: A_V4, dst: B_V4 };
+    const meta = new RxMeta();
+    const superFrame = (payloadLen: number, gsoSize: number): number => {
+      const f = ipv4({ src: A_V4, dst: B_V4, proto: PROTO_UDP, id: 1 }, udp(addrs, 5353, 53, bytes(payloadLen, payloadLen), "ok"));
+      meta.checksumTrusted = true;
+      meta.gsoType = 5; // VIRTIO_NET_HDR_GSO_UDP_L4
+      meta.gsoSize = gsoSize;
+      const before = pair.b.udpApps.reduce((n, a) => n + a.datagrams.length, 0);
+      pair.b.stack.input(f, 0, f.length, meta, pair.now);
+      return pair.b.udpApps.reduce((n, a) => n + a.datagrams.length, 0) - before;
+    };
+    expect(superFrame(128 * 100, 100)).toBe(128);
+    expect(pair.b.udpApps[0]!.datagrams[127]).toEqual(bytes(128 * 100, 128 * 100).subarray(12700));
+    const t0 = performance.now();
+    expect(superFrame(60_000, 1)).toBe(0);
+    expect(superFrame(129 * 100, 100)).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(50);
+    expect(pair.b.stats.dropCount("udp-gso-too-many-segments")).toBe(2);
   });
 
   test("a corrupted datagram fails its checksum", () => {
