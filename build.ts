@@ -1,6 +1,6 @@
 // Builds the single-file binary ./slirpnetstack with `bun build --compile`.
-// The version and UTC build time are stamped in (contract §16: the version must
-// not say DEV and the time must say UTC).
+// The version and UTC build time are stamped in (a built binary's version
+// never says DEV, and its time says UTC).
 import { $ } from "bun";
 
 const root = import.meta.dir;

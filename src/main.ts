@@ -1,30 +1,16 @@
 // slirpnetstack: wiring only. The process lifecycle follows contract §2
 // step by step (the numbers in the comments); each piece lives elsewhere.
 import { closeSync, mkdtempSync, read, rmSync, writeFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseCommandLine, type Config } from "./cli/options.ts";
-import { createSystemResolver } from "./host/resolve.ts";
-import { Logger } from "./host/log.ts";
-import { StackRuntime } from "./host/runtime.ts";
-import { Host } from "./host/host.ts";
-import { LimitReporter } from "./host/limits.ts";
-import { FaultReporter } from "./host/faults.ts";
-import { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, setNonBlocking, setCloseOnExec } from "../ffi/sys.ts";
-import { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6, type TunAttachment } from "../ffi/tun.ts";
-import { acquireDevice, startRunMode, forwardRunModeSignals, runHiddenCommand, DeviceError, type RunModeSession } from "./ns/index.ts";
-import { DNS_V4, DNS_V6 } from "./host/dns-forwarder.ts";
-import { ensureRuntimeEnv } from "./runtime-env.ts";
-import { enableWasmChecksum } from "./wire/checksum-wasm.ts";
-import { FdDevice, isFrameFd } from "./link/fd-device.ts";
-import { Reactor } from "./io/reactor.ts";
-import { PcapWriter, openPcapFile } from "./link/pcap.ts";
-import { Stack } from "./stack/stack.ts";
-import { Stats } from "./stack/stats.ts";
-import { FlowSecret } from "./stack/secret.ts";
-import { DEFAULT_TCP_CONFIG } from "./stack/tcp/connection.ts";
+import { parseCommandLine, type Config, type ParseOutcome } from "./cli/options.ts";
+import type { Resolver } from "./host/resolve.ts";
+import type { Logger } from "./host/log.ts";
+import type { TunAttachment } from "../ffi/tun.ts";
+import type { RunModeSession } from "./ns/index.ts";
+import { HIDDEN_COMMAND } from "./ns/args.ts";
 import type { DeviceCaps, FrameReceiver, FrameSink } from "./stack/device.ts";
-import { FaultInjector, parseFaultSpec } from "./link/fault.ts";
+import type { FaultInjector } from "./link/fault.ts";
+import type { PcapWriter } from "./link/pcap.ts";
 import { parseIpv4 } from "./wire/ipv4.ts";
 import { ipv6FromString } from "./wire/ipv6.ts";
 import { parseMac } from "./wire/ethernet.ts";
@@ -68,14 +54,45 @@ function die(log: Logger, code: number, ...lines: string[]): never {
   process.exit(code);
 }
 
+/**
+ * -h and flag errors (usage on stderr, exit 2) and -version (exit 0);
+ * otherwise the flags the stack runs with.
+ * Bun.write rather than process.stdout/stderr: setting up those streams
+ * costs more than the rest of this path.
+ */
+async function exitEarly(parsed: ParseOutcome): Promise<Extract<ParseOutcome, { kind: "run" }>> {
+  if (parsed.kind === "exit") {
+    await Bun.write(Bun.stderr, parsed.stderr);
+    process.exit(parsed.code);
+  }
+  // 4.
+  if (parsed.config.version) {
+    const v = version();
+    await Bun.write(Bun.stdout, `slirpnetstack version ${v.version}\nbuild time ${v.time}\n`);
+    process.exit(Exit.Ok);
+  }
+  return parsed;
+}
+
+/** The system resolver, loaded when a name is first resolved (most command lines have none). */
+function lazySystemResolver(): Resolver {
+  let loaded: Promise<Resolver> | null = null;
+  const get = () => (loaded ??= import("./host/resolve.ts").then((m) => m.createSystemResolver()));
+  return {
+    lookupHost: async (name, prefer) => (await get()).lookupHost(name, prefer),
+    resolveLabel: async (label, prefer) => (await get()).resolveLabel(label, prefer),
+  };
+}
+
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
   // The binary re-executes itself inside other namespaces as a hidden
   // helper (src/ns/); that is not the stack.
-  if (await runHiddenCommand(process.argv.slice(2))) return;
-  ensureRuntimeEnv();
+  if (args[0] === HIDDEN_COMMAND) {
+    await (await import("./ns/index.ts")).runHiddenCommand(args);
+    return;
+  }
   const argv0 = process.argv0 && process.argv[1]?.startsWith("/$bunfs") ? process.argv0 : (process.argv[1] ?? "slirpnetstack");
-  const pid = process.pid;
-  let log = new Logger(false);
 
   // 1. Signal handlers first, so an early SIGINT is still a clean exit.
   let closing: (() => void) | null = null;
@@ -86,16 +103,77 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
+  // 3. Flags (values are checked, some resolved, while parsing). Start-up
+  // loads only the flag parser until the flags are known: -h, -version
+  // and a flag error exit from here without the runtime settings' re-exec
+  // (src/runtime-env.ts) and without loading the stack. The process that
+  // will re-execute defers resolving names to the process after it, so
+  // that no name is resolved twice.
+  const runtimeEnv = await import("./runtime-env.ts");
+  let needsDns = false;
+  const deferDns: Resolver = {
+    lookupHost: () => {
+      needsDns = true;
+      throw new Error("resolved after the re-exec");
+    },
+    resolveLabel: () => {
+      needsDns = true;
+      throw new Error("resolved after the re-exec");
+    },
+  };
+  const resolver = lazySystemResolver();
+  let outcome = await parseCommandLine(args, argv0, { resolver: runtimeEnv.willReexec() ? deferDns : resolver });
+  if (!needsDns) await exitEarly(outcome);
+  await runtimeEnv.ensureRuntimeEnv();
+  // Still here with names to resolve: the re-exec failed, this process is the stack.
+  if (needsDns) outcome = await parseCommandLine(args, argv0, { resolver });
+  const parsed = await exitEarly(outcome);
+  const [
+    { Logger },
+    { StackRuntime },
+    { Host },
+    { LimitReporter },
+    { FaultReporter },
+    { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, setNonBlocking, setCloseOnExec },
+    { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 },
+    { acquireDevice, startRunMode, forwardRunModeSignals, DeviceError },
+    { enableWasmChecksum },
+    { FdDevice, isFrameFd },
+    { Reactor },
+    { PcapWriter, openPcapFile },
+    { Stack },
+    { Stats },
+    { FlowSecret },
+    { DEFAULT_TCP_CONFIG },
+    { FaultInjector, parseFaultSpec },
+    { DNS_V4, DNS_V6 },
+    { tmpdir },
+  ] = await Promise.all([
+    import("./host/log.ts"),
+    import("./host/runtime.ts"),
+    import("./host/host.ts"),
+    import("./host/limits.ts"),
+    import("./host/faults.ts"),
+    import("../ffi/sys.ts"),
+    import("../ffi/tun.ts"),
+    import("./ns/index.ts"),
+    import("./wire/checksum-wasm.ts"),
+    import("./link/fd-device.ts"),
+    import("./io/reactor.ts"),
+    import("./link/pcap.ts"),
+    import("./stack/stack.ts"),
+    import("./stack/stats.ts"),
+    import("./stack/secret.ts"),
+    import("./stack/tcp/connection.ts"),
+    import("./link/fault.ts"),
+    import("./host/dns-forwarder.ts"),
+    import("node:os"),
+  ]);
+  const pid = process.pid;
+
   // 2.
   raiseNoFileLimit();
 
-  // 3. Flags (values are checked, some resolved, while parsing).
-  const resolver = createSystemResolver();
-  const parsed = await parseCommandLine(process.argv.slice(2), argv0, { resolver });
-  if (parsed.kind === "exit") {
-    process.stderr.write(parsed.stderr);
-    process.exit(parsed.code);
-  }
   // Run mode: neither -netns nor -fd. Routing and DNS default to on there
   // (a dev shell wants the internet), and per-flow lines to off (they
   // would land in the middle of the user's shell).
@@ -110,15 +188,7 @@ async function main(): Promise<void> {
     : parsed.config;
   // Run mode is invisible, like unshare: only the command's own output and
   // our errors reach the terminal, unless -quiet=false asks for the lines.
-  log = new Logger(cfg.quiet, { silent: runMode && cfg.quiet });
-
-  // 4.
-  if (cfg.version) {
-    const v = version();
-    log.out(`slirpnetstack version ${v.version}`);
-    log.out(`build time ${v.time}`);
-    process.exit(Exit.Ok);
-  }
+  const log = new Logger(cfg.quiet, { silent: runMode && cfg.quiet });
 
   // Full checksums (where the device does not offload them) run in WASM SIMD.
   enableWasmChecksum();
@@ -165,7 +235,7 @@ async function main(): Promise<void> {
           ifname: cfg.ifname,
           offloads,
           ...(cfg.mtu > 0 ? { mtu: cfg.mtu } : {}),
-          resolvConf: cfg.enableDns ? writeGuestResolvConf() : null,
+          resolvConf: cfg.enableDns ? writeGuestResolvConf(process.env.XDG_RUNTIME_DIR ?? tmpdir(), [DNS_V4, DNS_V6]) : null,
         });
         dev = session.device;
       } else {
@@ -319,10 +389,10 @@ function ipv4Bytes(a: number): Uint8Array {
  * forwarder. It lives in a private temporary directory; the mount keeps
  * it visible to the guest after we unlink it.
  */
-function writeGuestResolvConf(): string {
-  const dir = mkdtempSync(join(process.env.XDG_RUNTIME_DIR ?? tmpdir(), "slirpnetstack-"));
+function writeGuestResolvConf(parent: string, nameservers: readonly string[]): string {
+  const dir = mkdtempSync(join(parent, "slirpnetstack-"));
   const path = join(dir, "resolv.conf");
-  writeFileSync(path, `# slirpnetstack run mode: the stack's DNS forwarder\nnameserver ${DNS_V4}\nnameserver ${DNS_V6}\n`, { mode: 0o644 });
+  writeFileSync(path, `# slirpnetstack run mode: the stack's DNS forwarder\n${nameservers.map((a) => `nameserver ${a}\n`).join("")}`, { mode: 0o644 });
   process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
   return path;
 }

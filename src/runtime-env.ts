@@ -1,7 +1,9 @@
 // Settings of the Bun runtime that it reads from the environment once, as
 // it starts, before any of our code runs. To have them without asking
-// users to export anything, the process re-executes itself once, first
-// thing, with them added (execve keeps the PID, the fds and the argv).
+// users to export anything, the process re-executes itself once with them
+// added (execve keeps the PID, the fds and the argv), right after the flags
+// are parsed: -h, -version and flag errors exit before that, and before
+// the stack's modules are loaded (src/main.ts).
 //
 //   BUN_GC_TIMER_DISABLE=1   Bun's GC timer wakes the process several times
 //                            a second to collect while idle; an idle stack
@@ -32,7 +34,7 @@
 //                            idle guest (its IPv6 router solicitations,
 //                            MLD reports, ARP probes) run cold code that
 //                            gets compiled. Measured (three interleaved
-//                            rounds of ../shared/bench/run.sh): idle
+//                            rounds of a side-by-side benchmark): idle
 //                            wakeups 1.8/s -> 1.0/s (what remains is the
 //                            guest's own frames), throughput, ping-pong and
 //                            connection rate unchanged within noise.
@@ -47,8 +49,6 @@
 // are still there, at the same number, in the re-executed process (where
 // Bun marks them close-on-exec again).
 import { readFileSync } from "node:fs";
-import { execve } from "../ffi/exec.ts";
-import { fdIsOpen, setCloseOnExec } from "../ffi/sys.ts";
 import { parseGoInt } from "./cli/gostrconv.ts";
 
 const RUNTIME_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1", BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "0", BUN_JSC_useConcurrentJIT: "0" };
@@ -68,15 +68,30 @@ function environ(): Map<string, string> {
   return out;
 }
 
+/** The settings the environment lacks, or none if this process was already re-executed. */
+function missing(env: Map<string, string>): string[] {
+  return env.has(MARKER) ? [] : Object.keys(RUNTIME_ENV).filter((k) => !env.has(k));
+}
+
+/**
+ * Whether {@link ensureRuntimeEnv} will re-execute the process. Asked on
+ * every start, so it looks at process.env (no .env file is loaded into
+ * the built binary's) instead of reading /proc/self/environ.
+ */
+export function willReexec(): boolean {
+  return process.env[MARKER] === undefined && Object.keys(RUNTIME_ENV).some((k) => process.env[k] === undefined);
+}
+
 /**
  * Re-executes the process with the runtime settings unless it already has
  * them. Returns (and the process carries on as it is) if execve fails.
  */
-export function ensureRuntimeEnv(): void {
+export async function ensureRuntimeEnv(): Promise<void> {
   const env = environ();
-  if (env.has(MARKER)) return;
-  const added = Object.keys(RUNTIME_ENV).filter((k) => !env.has(k));
+  const added = missing(env);
   if (added.length === 0) return;
+  // Loaded only here: dlopen of libc is a good part of the start-up.
+  const [{ execve }, { fdIsOpen, setCloseOnExec }] = await Promise.all([import("../ffi/exec.ts"), import("../ffi/sys.ts")]);
   for (const k of added) env.set(k, RUNTIME_ENV[k]!);
   env.set(MARKER, added.join(","));
   // Compiled: argv is [runtime, /$bunfs/root/entry, ...args] and argv0 is
