@@ -16,7 +16,7 @@ import { BudgetAccount } from "./budget.ts";
 import { NewReno } from "./congestion.ts";
 import { RttEstimator, RTO_MAX_MS } from "./rtt.ts";
 import { ACK, FIN, RST, SYN, type TcpSegment } from "./segment.ts";
-import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax, seqMin } from "./seq.ts";
 import type { FlowTuple } from "../flow-key.ts";
 import type { TcpLayer } from "./layer.ts";
 
@@ -1525,8 +1525,4 @@ export class TcpConnection implements FlowTuple {
   get peerFinished(): boolean {
     return this.finReceived;
   }
-}
-
-function seqMin(a: number, b: number): number {
-  return seqLt(a, b) ? a : b;
 }

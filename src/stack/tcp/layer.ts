@@ -525,7 +525,7 @@ export class TcpLayer {
         o.tsEcr = conn.tsRecentValue();
       }
       if (conn.sackOk && !conn.ooo.isEmpty && flags & ACK) {
-        const n = conn.ooo.sackBlocks(this.sackScratch, conn.tsOk ? 3 : 4);
+        const n = conn.ooo.sackBlocks(this.sackScratch, conn.sackBlockMax);
         for (let i = 0; i < n; i++) o.addSackBlock(this.sackScratch[2 * i]!, this.sackScratch[2 * i + 1]!);
       }
     }

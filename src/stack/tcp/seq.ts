@@ -6,7 +6,7 @@ export function seqAdd(a: number, n: number): number {
   return (a + n) >>> 0;
 }
 
-/** Signed distance b - a in (-2^31, 2^31]: positive when b is after a. */
+/** Signed distance b - a in [-2^31, 2^31): positive when b is after a. */
 export function seqDiff(b: number, a: number): number {
   return (b - a) | 0;
 }
