@@ -48,19 +48,16 @@ export async function stopStacks(): Promise<void> {
   for (const s of running.splice(0)) await s.destroy();
 }
 
-/** SLIRP_TEST_BINARY=/path runs another build (e.g. to try a fix) instead of ./slirpnetstack. */
-const binary = process.env.SLIRP_TEST_BINARY || undefined;
-
 /** Starts the stack on the env's guest, inside its host namespace. */
 export async function startStack(env: ForwardEnv, args: string[]): Promise<StackProcess> {
-  const s = await StackProcess.start(["-netns", env.guest.netnsPath, ...args], { host: env.host, binary });
+  const s = await StackProcess.start(["-netns", env.guest.netnsPath, ...args], { host: env.host });
   running.push(s);
   return s;
 }
 
 /** Runs the stack expecting it to exit (a startup failure); returns code and output. */
 export async function runStackToExit(env: ForwardEnv, args: string[], withNetns = true): Promise<{ code: number; stdout: string[]; stderr: string[] }> {
-  const s = StackProcess.spawn(withNetns ? ["-netns", env.guest.netnsPath, ...args] : args, { host: env.host, binary });
+  const s = StackProcess.spawn(withNetns ? ["-netns", env.guest.netnsPath, ...args] : args, { host: env.host });
   running.push(s);
   const code = await s.exitCode(15_000);
   return { code, stdout: s.stdout.lines.filter((l) => l !== ""), stderr: s.stderr.lines.filter((l) => l !== "") };

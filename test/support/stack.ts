@@ -6,7 +6,13 @@ import { join } from "node:path";
 import { track, untrack } from "./cleanup.ts";
 import type { HostNs } from "./netns.ts";
 
-export const BINARY = join(import.meta.dir, "..", "..", "slirpnetstack");
+/**
+ * The binary under test: ./slirpnetstack, or $SLIRPNETSTACK_BINARY (a copy
+ * built with `bun build.ts PATH`, so that a rebuild of the shared
+ * ./slirpnetstack cannot change the binary in the middle of a run, or a
+ * build of another tree to try a change).
+ */
+export const BINARY = process.env.SLIRPNETSTACK_BINARY || join(import.meta.dir, "..", "..", "slirpnetstack");
 
 /** Reads a byte stream as lines; waiters match substrings in arrival order. */
 export class LineReader {

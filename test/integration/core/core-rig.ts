@@ -29,13 +29,6 @@ export const HOST_ADDRS = [`${HOST4}/32`, `${HOST6}/128`, `${DENIED4}/32`, `${DE
 /** The guest's own addresses as the stack prints them. */
 export const GUEST4 = "10.0.2.100";
 export const GUEST6 = "fd00::100";
-/**
- * The binary under test: ./slirpnetstack, or $SLIRPNETSTACK_BINARY (a copy
- * built with `bun build.ts PATH`, so that a rebuild of the shared
- * ./slirpnetstack cannot change the binary in the middle of a run).
- */
-const BINARY = process.env.SLIRPNETSTACK_BINARY || undefined;
-
 /** A port nobody listens on in the host namespace. */
 export const CLOSED_PORT = 9;
 
@@ -78,7 +71,6 @@ export async function createCoreRig(opts: CoreRigOptions = {}): Promise<CoreRig>
     const extra = typeof opts.args === "function" ? opts.args(servers) : (opts.args ?? []);
     const stack = await StackProcess.start(["-netns", guest.netnsPath, "-m", "tcp://127.0.0.1:0", ...extra], {
       host,
-      binary: BINARY,
       ...(opts.env ? { env: opts.env } : {}),
     });
     parts.push(stack);

@@ -21,7 +21,6 @@ import { CLOSED_PORT, HOST4, HOST_ADDRS } from "./core-rig.ts";
 
 setDefaultTimeout(120_000);
 
-const STACK = process.env.SLIRPNETSTACK_BINARY || BINARY;
 const METRICS_PORT = 9100;
 const FLOOD = 20_000;
 const DOWNLOAD = 64 << 20;
@@ -113,7 +112,7 @@ beforeAll(async () => {
   const log = fifo("log");
   const ready = fifo("ready");
   logRead = log.r;
-  stack = Bun.spawn(host.enter([STACK, "-netns", guest.netnsPath, "-enable-host", "-m", `tcp://127.0.0.1:${METRICS_PORT}`, "-ready-fd", "3"]), {
+  stack = Bun.spawn(host.enter([BINARY, "-netns", guest.netnsPath, "-enable-host", "-m", `tcp://127.0.0.1:${METRICS_PORT}`, "-ready-fd", "3"]), {
     stdio: ["ignore", log.w, log.w, ready.w],
   });
   track(stackGuard);

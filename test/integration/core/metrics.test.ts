@@ -179,10 +179,7 @@ describe("-m debug server", () => {
       // The stack inherits the umask; 0 would make the socket 0777.
       const umask = process.umask(0);
       try {
-        stack = StackProcess.spawn(["-netns", guest.netnsPath, "-m", `unix://${sock}`], {
-          host: rig.host,
-          binary: process.env.SLIRPNETSTACK_BINARY || undefined,
-        });
+        stack = StackProcess.spawn(["-netns", guest.netnsPath, "-m", `unix://${sock}`], { host: rig.host });
       } finally {
         process.umask(umask);
       }

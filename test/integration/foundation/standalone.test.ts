@@ -5,12 +5,13 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { withRig } from "../../support/rig.ts";
 import { BINARY, StackProcess } from "../../support/stack.ts";
 import { GuestNs, HostNs } from "../../support/netns.ts";
 
-const PROJECT = dirname(BINARY);
+/** The project tree, hidden from the binary under test. */
+const PROJECT = join(import.meta.dir, "..", "..", "..");
 let dir = "";
 let copy = "";
 
