@@ -663,10 +663,8 @@ export class TcpConnection implements FlowTuple {
     this.irs = seg.seq;
     this.rcvNxt = seqAdd(seg.seq, 1);
     // Our SYN's window was recorded against RCV.NXT = 0 (IRS unknown then):
-    // re-anchor the advertised edge on the real RCV.NXT, or the stale edge
-    // reads as a window of up to 2^31 bytes (and lets the guest overrun
-    // the receive buffer).
-    this.rcvAdvEdge = seqAdd(this.rcvNxt, Math.min(65535, this.currentWindow()));
+    // anchor the same window on the real RCV.NXT.
+    this.synWindowField();
     this.negotiate(seg, true);
     if (this.tsOk) this.tsRecent = seg.options.tsVal;
     if (f & ACK) {
@@ -1125,9 +1123,16 @@ export class TcpConnection implements FlowTuple {
     return field;
   }
 
-  /** The window field of our SYN or SYN-ACK: never scaled (RFC 7323 §2.2). */
+  /**
+   * The window field of our SYN or SYN-ACK, never scaled (RFC 7323 §2.2):
+   * the free buffer space, and the advertised edge anchored on RCV.NXT.
+   * Any edge recorded before is ignored, not kept: before the handshake it
+   * is relative to an RCV.NXT that was not known yet (0), and read against
+   * the real one above 2^31 it looked like a window of nearly 2^31 bytes,
+   * so the SYN-ACK offered 65535 whatever the buffer.
+   */
   synWindowField(): number {
-    const w = Math.min(65535, this.currentWindow());
+    const w = Math.min(65535, Math.max(0, this.rcvBufLimit() - this.rcvBuf.length));
     this.rcvAdvEdge = seqAdd(this.rcvNxt, w);
     return w;
   }

@@ -3,7 +3,8 @@
 // RFC 5961 throttling, zero windows, silly window avoidance, congestion
 // window restart, and a host side that closes the connection re-entrantly.
 import { describe, expect, test } from "bun:test";
-import { Harness, Guest, ACK, FIN, PSH, RST, SYN } from "../../support/tcp-harness.ts";
+import { Harness, Guest, ACK, FIN, PSH, RST, SYN, GUEST_V4, SERVER_V4 } from "../../support/tcp-harness.ts";
+import { AppConn } from "../../support/engine-pair.ts";
 import type { TxMeta } from "../../../src/stack/device.ts";
 import type { TcpHandler } from "../../../src/stack/tcp/connection.ts";
 
@@ -20,6 +21,32 @@ function setup(
   h.take();
   return { h, g, app };
 }
+
+describe("the window of our SYN and SYN-ACK (RFC 7323 §2.2)", () => {
+  // A guest ISS of 100 puts RCV.NXT below 2^31, 0x90000000 above it: an
+  // edge left relative to RCV.NXT = 0 reads as a huge window in the second.
+  test("a passive open's SYN-ACK offers the receive buffer, whatever the guest's ISS", () => {
+    for (const iss of [100, 0x90000000]) {
+      const h = new Harness({ tcp: { rcvBuf: 10_000 } });
+      const g = new Guest(h, { iss });
+      g.syn();
+      expect(g.readSynAck().window).toBe(10_000);
+    }
+  });
+
+  test("an active open's ACK of the SYN-ACK offers the receive buffer, whatever the guest's ISS", () => {
+    for (const iss of [100, 0x90000000]) {
+      const h = new Harness({ tcp: { rcvBuf: 1428 } });
+      const app = new AppConn(null, h);
+      app.conn = h.stack.tcp.connectV4(SERVER_V4, 0, GUEST_V4, 22, app, h.now);
+      const syn = h.one();
+      expect(syn.window).toBe(1428);
+      h.inject(h.build(22, syn.sport, { seq: iss, ack: u32(syn.seq + 1), flags: SYN | ACK, window: 65535, mss: 1460 }));
+      const ack = h.one();
+      expect([ack.flags, ack.window]).toEqual([ACK, 1428]);
+    }
+  });
+});
 
 describe("persist mode (RFC 9293 §3.8.6.1)", () => {
   /** Data queued behind a window the guest closed; returns the probed sequence number. */
