@@ -119,10 +119,36 @@ export class Egress {
 
   /** Sends the L4 packet at l4OffV4 (l4Len bytes) from src to dst (the guest). */
   sendV4(src: number, dst: number, proto: number, l4Len: number, now: number): void {
-    const b = this.buf;
-    const ip = this.l3Off;
     const total = IPV4_HEADER_LEN + l4Len;
     const fragment = total > this.caps.mtu && this.meta.gsoType === 0;
+    this.headerV4(src, dst, proto, total, fragment);
+    if (fragment) this.fragmentV4(l4Len, dst, now);
+    else this.emit(this.buf, total, ETHERTYPE_IPV4, 4, dst, null, 0, now);
+    this.meta.clear();
+  }
+
+  /**
+   * Sends the L4 packet at l4OffV4 (l4Len bytes, within the MTU) from src
+   * to dst at the link address mac[macOff..+6], with no neighbour lookup:
+   * for DHCP replies to a client that does not hold its address yet, or to
+   * the broadcast address (RFC 2131 §4.1). Tap only.
+   */
+  sendV4Link(src: number, dst: number, mac: Uint8Array, macOff: number, proto: number, l4Len: number): void {
+    const b = this.buf;
+    const total = IPV4_HEADER_LEN + l4Len;
+    this.headerV4(src, dst, proto, total, false);
+    const eth = this.frameOff;
+    for (let i = 0; i < 6; i++) b[eth + i] = mac[macOff + i]!;
+    b.set(this.mac, eth + 6);
+    writeU16(b, eth + 12, ETHERTYPE_IPV4);
+    this.sink.transmit(b, eth, ETH_LEN + total, this.meta.csumStart !== 0 ? this.meta : null);
+    this.meta.clear();
+  }
+
+  /** The IPv4 header at l3Off of a packet of `total` bytes (DF unless it is to be fragmented). */
+  private headerV4(src: number, dst: number, proto: number, total: number, fragment: boolean): void {
+    const b = this.buf;
+    const ip = this.l3Off;
     b[ip] = 0x45;
     b[ip + 1] = 0;
     writeU16(b, ip + 2, total > 0xffff ? 0 : total);
@@ -136,9 +162,6 @@ export class Egress {
     writeU32(b, ip + 12, src);
     writeU32(b, ip + 16, dst);
     writeU16(b, ip + 10, finish(sum16(b, ip, IPV4_HEADER_LEN)));
-    if (fragment) this.fragmentV4(l4Len, dst, now);
-    else this.emit(b, total, ETHERTYPE_IPV4, 4, dst, null, 0, now);
-    this.meta.clear();
   }
 
   /**

@@ -21,6 +21,7 @@ import { Ipv4View } from "../../../src/wire/ipv4.ts";
 import { Ipv6ExtResult, Ipv6View, walkExtensions } from "../../../src/wire/ipv6.ts";
 import { TcpOptions, TcpView, parseTcpOptions } from "../../../src/wire/tcp.ts";
 import { UdpView } from "../../../src/wire/udp.ts";
+import { Dhcp4Options, Dhcp4View, parseDhcp4Options } from "../../../src/wire/dhcp4.ts";
 import { VirtioNetHdr, completePartialChecksum } from "../../../src/wire/vnet.ts";
 import * as F from "./fixtures.ts";
 import { Prng } from "./helpers.ts";
@@ -59,6 +60,8 @@ const rs = new RouterSolicitView();
 const ra = new RouterAdvertView();
 const it = new NdpOptionIter();
 const udp = new UdpView();
+const dhcp = new Dhcp4View();
+const dhcpOpts = new Dhcp4Options();
 const tcp = new TcpView();
 const topts = new TcpOptions();
 const vnet = new VirtioNetHdr();
@@ -95,6 +98,7 @@ function l4(b: Uint8Array, off: number, len: number, proto: number, v6: boolean)
       void (udp.srcPort + udp.dstPort + udp.length + udp.checksum);
       if (v6) udp.verifyChecksumV6(aBuf, aSrc, aDst);
       else udp.verifyChecksumV4(ip4.src, ip4.dst);
+      dhcp4(b, udp.payloadOff, udp.payloadLen);
     }
   } else if (proto === 1 && !v6) {
     const e = icmp4.attach(b, off, len);
@@ -129,6 +133,16 @@ function l4(b: Uint8Array, off: number, len: number, proto: number, v6: boolean)
       if (na.attach(icmp6) === 0) void (na.flags + na.targetOff);
     }
   }
+}
+
+/** A DHCPv4 message and its options (any UDP payload, as the server sees port 67). */
+function dhcp4(b: Uint8Array, off: number, len: number): void {
+  const e = dhcp.attach(b, off, len);
+  codeOk(e);
+  if (e !== 0) return;
+  void (dhcp.op + dhcp.htype + dhcp.hlen + dhcp.xid + dhcp.flags + dhcp.ciaddr + dhcp.yiaddr + dhcp.giaddr);
+  inWindow(dhcp.chaddrOff, 16, off, off + len);
+  codeOk(parseDhcp4Options(dhcp, dhcpOpts));
 }
 
 /** IPv4 and everything above it; depth stops ICMP-in-ICMP recursion. */
@@ -194,6 +208,7 @@ function everything(b: Uint8Array, off: number, len: number): void {
   for (const p of [1, 6, 17]) l4(b, off, len, p, false);
   for (const p of [6, 17, 58]) l4(b, off, len, p, true);
   codeOk(arp.attach(b, off, len));
+  dhcp4(b, off, len);
   const v = vnet.attach(b, off, len);
   codeOk(v);
   if (v === 0) {
