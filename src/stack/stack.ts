@@ -6,10 +6,7 @@
 import { EthernetView, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/ethernet.ts";
 import { ArpView, ARP_OP_REQUEST, ARP_OP_REPLY } from "../wire/arp.ts";
 import { Ipv4View, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 } from "../wire/ipv4.ts";
-import { Ipv6View, Ipv6ExtResult, walkExtensions, ipv6Equal, ipv6IsMulticast, ipv6IsUnspecified } from "../wire/ipv6.ts";
-import { Icmpv6Type } from "../wire/icmpv6.ts";
-import { linkLocalFromMac } from "../wire/ndp.ts";
-import { ALL_DHCP_SERVERS } from "../wire/dhcp6.ts";
+import { Ipv6View, Ipv6ExtResult, walkExtensions, ipv6IsMulticast, ipv6IsUnspecified } from "../wire/ipv6.ts";
 import { WireError } from "../wire/errors.ts";
 import { writeU16 } from "../wire/bytes.ts";
 import { finish, sum16 } from "../wire/checksum.ts";
@@ -17,7 +14,6 @@ import { RxMeta, type DeviceCaps, type FrameSink } from "./device.ts";
 import { DEFAULT_MAX_NEIGHBORS, v6Key } from "./neighbors.ts";
 import { Egress } from "./egress.ts";
 import { Icmp } from "./icmp.ts";
-import { EchoLayer } from "./echo.ts";
 import { Reassembler } from "./reassembly.ts";
 import type { Stats } from "./stats.ts";
 import { TcpLayer, type TcpEvents } from "./tcp/layer.ts";
@@ -25,8 +21,6 @@ import type { TcpConfig } from "./tcp/connection.ts";
 import type { FlowSecret } from "./secret.ts";
 import { UdpLayer, type UdpEvents } from "./udp.ts";
 import { Dhcp4Server, type Dhcp4Config } from "./services/dhcp4.ts";
-import { RouterAdvertiser, type RaConfig } from "./services/ra.ts";
-import { Dhcp6Server, type Dhcp6Config } from "./services/dhcp6.ts";
 
 export interface StackConfig {
   /** Our MAC on the tap (contract §6.1: 70:71:aa:4b:29:aa). */
@@ -43,10 +37,6 @@ export interface StackConfig {
   maxNeighbors?: number;
   /** The DHCPv4 server's settings (-dhcp); absent: no server. Tap only. */
   dhcp4?: Dhcp4Config;
-  /** Router advertisements (-ra); absent: none. */
-  ra?: RaConfig;
-  /** Stateless DHCPv6 (with -ra); absent: none. */
-  dhcp6?: Dhcp6Config;
 }
 
 export type StackEvents = TcpEvents & UdpEvents;
@@ -56,13 +46,7 @@ export class Stack {
   readonly tcp: TcpLayer;
   readonly udp: UdpLayer;
   readonly icmp: Icmp;
-  /** Guest pings to other hosts, once the host starts forwarding them (-icmp=forward). */
-  readonly echo: EchoLayer;
   readonly dhcp4: Dhcp4Server | null;
-  readonly ra: RouterAdvertiser | null;
-  readonly dhcp6: Dhcp6Server | null;
-  /** Our IPv6 link-local address (fe80:: and the EUI-64 of our MAC): the router's address in RAs and DHCPv6. */
-  readonly linkLocal = new Uint8Array(16);
   private readonly reassembler: Reassembler;
   private readonly ethernet: boolean;
   private readonly eth = new EthernetView();
@@ -88,14 +72,10 @@ export class Stack {
     this.egress = new Egress(caps, sink, cfg.mac, cfg.gatewayV4, cfg.gatewayV6, stats, cfg.maxNeighbors ?? DEFAULT_MAX_NEIGHBORS);
     this.subnetBroadcastV4 = (cfg.gatewayV4 | 0xff) >>> 0;
     this.icmp = new Icmp(this.egress, stats, cfg.gatewayV4, cfg.gatewayV6);
-    this.echo = new EchoLayer(this.egress, stats, this.icmp, cfg.secret);
     this.tcp = new TcpLayer(this.egress, stats, cfg.tcp, events, this.icmp, cfg.secret);
     this.udp = new UdpLayer(this.egress, stats, events, cfg.secret, cfg.udpIdleMs);
     this.reassembler = new Reassembler(stats);
     this.dhcp4 = this.ethernet && cfg.dhcp4 !== undefined ? new Dhcp4Server(this.egress, stats, cfg.gatewayV4, cfg.dhcp4) : null;
-    linkLocalFromMac(cfg.mac, this.linkLocal);
-    this.ra = cfg.ra !== undefined ? new RouterAdvertiser(this.egress, stats, this.linkLocal, cfg.gatewayV6, cfg.ra) : null;
-    this.dhcp6 = cfg.dhcp6 !== undefined ? new Dhcp6Server(this.egress, stats, this.linkLocal, cfg.dhcp6) : null;
     this.solicit = this.egress.solicit;
   }
 
@@ -317,12 +297,6 @@ export class Stack {
     }
     const l4 = ext.offset;
     const l4Len = off + ip.len - l4;
-    // Stateless DHCPv6 (RFC 8415 §7.1): clients send from their link-local
-    // address to ff02::1:2, the one multicast group besides ICMPv6 we take.
-    if (multicast && ext.protocol === IPPROTO_UDP && this.dhcp6 !== null && ipv6Equal(buf, dstOff, ALL_DHCP_SERVERS, 0)) {
-      this.dhcp6.input(buf, srcOff, dstOff, srcMacOff, l4, l4Len, meta, now);
-      return;
-    }
     if (multicast && ext.protocol !== IPPROTO_ICMPV6) {
       this.stats.drop("ipv6-multicast");
       return;
@@ -335,11 +309,6 @@ export class Stack {
         this.udp.inputV6(buf, srcOff, dstOff, l4, l4Len, meta, now);
         return;
       case IPPROTO_ICMPV6:
-        // Router Solicitations (RFC 4861 §6.2.6), also from ::, to the advertiser.
-        if (this.ra !== null && l4Len > 0 && buf[l4] === Icmpv6Type.RouterSolicit) {
-          this.ra.input(buf, srcOff, dstOff, ip.hopLimit, l4, l4Len, now);
-          return;
-        }
         if (this.icmp.inputV6(buf, srcOff, dstOff, ip.hopLimit, l4, l4Len, now)) this.tcp.icmpError(this.icmp.tcpError, now);
         return;
       default:
@@ -365,10 +334,8 @@ export class Stack {
     this.tcp.flush(now);
     let next = this.tcp.poll(now);
     next = Math.min(next, this.udp.poll(now));
-    next = Math.min(next, this.echo.poll(now));
     next = Math.min(next, this.reassembler.expire(now));
     next = Math.min(next, this.egress.neighbors.poll(now, this.solicit));
-    if (this.ra !== null) next = Math.min(next, this.ra.poll(now));
     // Timers may have queued ACKs of their own.
     this.tcp.flush(now);
     return next;
