@@ -6,7 +6,8 @@
 // half-written): the last good list stays in use and the file is tried
 // again after RETRY_MS, so one bad moment cannot pin the forwarder to the
 // 127.0.0.1 fallback until the file changes again. A settled file that
-// names no server means glibc's default, 127.0.0.1.
+// names no server means glibc's default, 127.0.0.1. The search domains
+// (for the guest's DHCP and router advertisements) come from the same read.
 import { readFileSync, statSync } from "node:fs";
 import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
 
@@ -30,9 +31,29 @@ export function parseResolvConf(text: string): ParsedIP[] {
   return out;
 }
 
+/**
+ * The search domains of a resolv.conf text: the last `search` or `domain`
+ * line wins (resolv.conf(5): the two are mutually exclusive); trailing
+ * dots dropped, the root and duplicates left out.
+ */
+export function parseResolvSearch(text: string): string[] {
+  let out: string[] = [];
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/[#;].*$/, "").trim();
+    const m = /^(search|domain)\s+(.*)$/.exec(line);
+    if (m === null) continue;
+    const names = m[2]!.split(/\s+/).map((d) => d.replace(/\.$/, "").toLowerCase());
+    out = [...new Set(names.filter((d) => d !== ""))];
+    if (m[1] === "domain") out = out.slice(0, 1);
+  }
+  return out;
+}
+
 export class ResolvConf {
   /** The last trustworthy list; empty means glibc's default. */
   private good: readonly ParsedIP[] = [];
+  /** The search domains read with `good`; a new array only when the file was read again. */
+  private goodSearch: readonly string[] = [];
   /** mtime of the file the good list came from; -1 until one was read. */
   private goodMtimeMs = -1;
   /** When an unusable file may be tried again. */
@@ -46,13 +67,22 @@ export class ResolvConf {
     return this.good.length > 0 ? this.good : LOCAL_RESOLVER;
   }
 
+  /** The search domains to use now (possibly empty); the same array until the file changes. */
+  search(now: number): readonly string[] {
+    if (now >= this.retryAt) this.refresh(now);
+    return this.goodSearch;
+  }
+
   private refresh(now: number): void {
     let found: ParsedIP[];
+    let search: string[] = [];
     let mtimeMs: number;
     try {
       mtimeMs = statSync(this.path).mtimeMs;
       if (mtimeMs === this.goodMtimeMs) return;
-      found = parseResolvConf(readFileSync(this.path, "utf8"));
+      const text = readFileSync(this.path, "utf8");
+      found = parseResolvConf(text);
+      search = parseResolvSearch(text);
     } catch {
       found = [];
       mtimeMs = -1;
@@ -63,6 +93,7 @@ export class ResolvConf {
       return;
     }
     this.good = found;
+    this.goodSearch = search;
     this.goodMtimeMs = mtimeMs;
     this.retryAt = -Infinity;
   }

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatIP } from "../../../src/cli/goip.ts";
-import { RETRY_MS, ResolvConf, SETTLE_MS, parseResolvConf } from "../../../src/host/resolv-conf.ts";
+import { RETRY_MS, ResolvConf, SETTLE_MS, parseResolvConf, parseResolvSearch } from "../../../src/host/resolv-conf.ts";
 
 let dir = "";
 let path = "";
@@ -31,7 +31,27 @@ describe("parseResolvConf", () => {
   });
 });
 
+describe("parseResolvSearch", () => {
+  test("the last search or domain line wins; dots, case, duplicates and comments cleaned", () => {
+    expect(parseResolvSearch("nameserver 192.0.2.1\nsearch Eng.Example.com. example.com eng.example.com # x\n")).toEqual(["eng.example.com", "example.com"]);
+    expect(parseResolvSearch("search a.example b.example\ndomain c.example\n")).toEqual(["c.example"]);
+    expect(parseResolvSearch("domain c.example\nsearch a.example b.example\n")).toEqual(["a.example", "b.example"]);
+    expect(parseResolvSearch("search .\n")).toEqual([]);
+    expect(parseResolvSearch("nameserver 192.0.2.1\n")).toEqual([]);
+  });
+});
+
 describe("ResolvConf", () => {
+  test("search domains come with the servers and change with the file", () => {
+    write("nameserver 192.0.2.1\nsearch a.example\n", 60_000);
+    const r = new ResolvConf(path);
+    const first = r.search(0);
+    expect(first).toEqual(["a.example"]);
+    expect(r.search(1)).toBe(first);
+    write("nameserver 192.0.2.1\nsearch b.example c.example\n", 30_000);
+    expect(r.search(2)).toEqual(["b.example", "c.example"]);
+  });
+
   test("reads the servers, re-reads when the file changes", () => {
     write("nameserver 192.0.2.1\n", 60_000);
     const r = new ResolvConf(path);
