@@ -140,14 +140,15 @@ export function shiftFor(bytes: number): number {
 
 const NO_DEADLINE = Infinity;
 /**
- * Challenge ACKs (RFC 5961 §7): one per connection per this interval, the
- * per-socket limit of Linux (net.ipv4.tcp_invalid_ratelimit). There is no
- * budget shared between connections: a global counter is the side channel
- * of CVE-2016-5696 (an off-path attacker tells from the missing ACKs that
- * it spent the budget on a connection that exists), and each challenge
- * ACK answers one received segment, so there is no amplification to cap.
+ * Challenge ACKs (RFC 5961 §7) and ACKs answering bare segments outside
+ * the window: one per connection per this interval, the per-socket limit
+ * of Linux (net.ipv4.tcp_invalid_ratelimit). There is no budget shared
+ * between connections: a global counter is the side channel of
+ * CVE-2016-5696 (an off-path attacker tells from the missing ACKs that it
+ * spent the budget on a connection that exists), and each of these ACKs
+ * answers one received segment, so there is no amplification to cap.
  */
-const CHALLENGE_ACK_INTERVAL_MS = 500;
+const LIMITED_ACK_INTERVAL_MS = 500;
 /**
  * How long an emptied send or receive buffer keeps its grown storage.
  * Freeing it at once made a bulk transfer, whose buffers empty and refill
@@ -234,8 +235,8 @@ export class TcpConnection implements FlowTuple {
   private tsRecent = 0;
   private lastAckSent = 0;
   private readonly sacked: SackRange[] = [];
-  /** When the last challenge ACK went out (RFC 5961 §7). */
-  private challengeAckAt = -Infinity;
+  /** When the last rate-limited ACK went out (limitedAck). */
+  private limitedAckAt = -Infinity;
 
   // --- loss recovery and congestion ---
   readonly rtt = new RttEstimator();
@@ -339,6 +340,11 @@ export class TcpConnection implements FlowTuple {
 
   get stateName(): string {
     return STATE_NAMES[this.state]!;
+  }
+
+  /** The host closed its side and our FIN has not gone out yet (held by data or a zero window). */
+  private get finWaiting(): boolean {
+    return this.finQueued && !this.finSent;
   }
 
   /** Bytes sent and not yet acknowledged (excluding SYN/FIN). */
@@ -554,7 +560,6 @@ export class TcpConnection implements FlowTuple {
         }
         break;
     }
-    this.touch(now);
 
     // PAWS (RFC 7323 §5): a segment with an older timestamp is a duplicate.
     if (this.tsOk && !seg.badOptions && seg.options.hasTimestamps && !(seg.flags & RST)) {
@@ -566,7 +571,16 @@ export class TcpConnection implements FlowTuple {
 
     // 1. Sequence acceptability, then trim to the window.
     if (!this.acceptable(seg)) {
-      if (!(seg.flags & RST)) this.sendAck(now);
+      // Answered with an ACK, but a bare one (no data, SYN or FIN) at most
+      // once per LIMITED_ACK_INTERVAL_MS, as Linux does
+      // (tcp_oow_rate_limited): two ends that each find the other's ACKs
+      // unacceptable would otherwise answer each other without end. Nor
+      // does such a segment count as a sign of life (touch, below): an
+      // endless exchange of them must not hold off the user timeout.
+      if (!(seg.flags & RST)) {
+        if (seg.seqLen === 0) this.limitedAck(now, "tcp-oow-ack-limit");
+        else this.sendAck(now);
+      }
       if (this.state === TcpState.TimeWait && seg.flags & FIN && !(seg.flags & RST)) {
         // The guest did not get our ACK of its FIN: acknowledge it again
         // (above) and restart the TIME-WAIT timeout (RFC 9293 §3.10.7.4).
@@ -575,13 +589,14 @@ export class TcpConnection implements FlowTuple {
       }
       return;
     }
+    this.touch(now);
     let seq = seg.seq;
     let off = seg.payloadOff;
     let len = seg.payloadLen;
     let flags = seg.flags;
     if (flags & SYN) {
       // RFC 5961 §4: a SYN in a synchronized state gets a challenge ACK.
-      this.challengeAck(now);
+      this.limitedAck(now, "tcp-challenge-ack-limit");
       return;
     }
     if (seqLt(seq, this.rcvNxt)) {
@@ -610,7 +625,7 @@ export class TcpConnection implements FlowTuple {
     // 2. RST (RFC 5961 §3): exact match resets, in-window gets a challenge.
     if (flags & RST) {
       if (seg.seq === this.rcvNxt) this.terminate(this.state === TcpState.SynReceived && this.passive ? "refused" : "reset");
-      else this.challengeAck(now);
+      else this.limitedAck(now, "tcp-challenge-ack-limit");
       return;
     }
 
@@ -743,7 +758,7 @@ export class TcpConnection implements FlowTuple {
     // RFC 5961 §5.2: an ACK of something never sent, or too far in the
     // past, is answered (a challenge ACK) and the segment dropped.
     if (seqGt(ack, this.sndMax) || seqLt(ack, seqAdd(this.sndUna, -Math.max(this.maxSndWnd, 65535)))) {
-      this.challengeAck(now);
+      this.limitedAck(now, "tcp-challenge-ack-limit");
       return false;
     }
 
@@ -1241,8 +1256,17 @@ export class TcpConnection implements FlowTuple {
       if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
       sent = true;
     }
-    // FIN once every byte has been sent.
-    if (this.finQueued && !this.finSent && this.sndNxt === dataEnd) {
+    // FIN once every byte has been sent, and only inside the guest's
+    // window: it occupies a sequence number, which a receiver whose window
+    // is zero must not accept (RFC 9293 §3.10.7.4; Linux holds its FIN
+    // too). One sent there anyway may be taken or not (we and Linux take
+    // a bare FIN at RCV.NXT), and our ACKs cannot tell which: they carry
+    // SEG.SEQ at the right edge (ackSeq), one below the guest's RCV.NXT if
+    // it took the FIN. Two ends that both did so in a simultaneous close
+    // found each other's ACKs unacceptable and answered each with another,
+    // without end. Behind a zero window the FIN waits for a window update,
+    // drawn by probes (windowProbe).
+    if (this.finWaiting && this.sndNxt === dataEnd && seqLt(dataEnd, seqAdd(this.sndUna, this.sndWnd))) {
       this.finSent = true;
       this.finSeq = dataEnd;
       this.layer.sendControl(this, FIN | ACK, dataEnd, now);
@@ -1257,10 +1281,11 @@ export class TcpConnection implements FlowTuple {
       if (this.firstUnackedAt < 0) this.firstUnackedAt = now;
       if (this.rtxAt === NO_DEADLINE) this.rtxAt = now + this.rtt.rto;
       this.persistAt = NO_DEADLINE;
-    } else if (seqLt(this.sndNxt, dataEnd) && this.rtxAt === NO_DEADLINE && this.persistAt === NO_DEADLINE) {
-      // Data waiting and nothing in flight to bring an ACK: behind a zero
-      // window, probe (RFC 9293 §3.8.6.1); behind one too small to use,
-      // send anyway when the timer expires (RFC 1122's override timeout).
+    } else if ((seqLt(this.sndNxt, dataEnd) || this.finWaiting) && this.rtxAt === NO_DEADLINE && this.persistAt === NO_DEADLINE) {
+      // Data (or our FIN) waiting and nothing in flight to bring an ACK:
+      // behind a zero window, probe (RFC 9293 §3.8.6.1); behind one too
+      // small to use, send anyway when the timer expires (RFC 1122's
+      // override timeout).
       this.persistAt = now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.persistBackoff);
     }
     this.reschedule();
@@ -1271,16 +1296,18 @@ export class TcpConnection implements FlowTuple {
   }
 
   /**
-   * An ACK answering a segment that may be a blind attack (RFC 5961 §3-5),
-   * at most one per CHALLENGE_ACK_INTERVAL_MS (§7), so that a flood of
-   * forged segments draws no flood of ACKs.
+   * An ACK answering a segment that may be a blind attack (a challenge
+   * ACK, RFC 5961 §3-5) or a bare segment outside the window, at most one
+   * per LIMITED_ACK_INTERVAL_MS (§7) for both together, so that a flood
+   * of forged segments draws no flood of ACKs, and no ACK loop runs.
+   * `dropReason` counts the ACKs held back.
    */
-  private challengeAck(now: number): void {
-    if (now - this.challengeAckAt < CHALLENGE_ACK_INTERVAL_MS) {
-      this.layer.countDrop("tcp-challenge-ack-limit");
+  private limitedAck(now: number, dropReason: string): void {
+    if (now - this.limitedAckAt < LIMITED_ACK_INTERVAL_MS) {
+      this.layer.countDrop(dropReason);
       return;
     }
-    this.challengeAckAt = now;
+    this.limitedAckAt = now;
     this.sendAck(now);
   }
 
@@ -1292,7 +1319,11 @@ export class TcpConnection implements FlowTuple {
    * own and ignores our ACK field. With both ends rewound that is an ACK
    * war in which neither learns anything. So: SND.MAX, but never past the
    * right edge of the guest's window (a zero-window probe byte the guest
-   * did not take, or a window it shrank), like Linux's acceptable seq.
+   * did not take, or a window it shrank), like Linux's tcp_acceptable_seq:
+   * from SND.MAX, our ACKs would be unacceptable to a guest whose window
+   * is closed, and their ACK fields lost. The cap is exact only because
+   * nothing the guest may have taken lies past the edge: our FIN waits
+   * for the window (output).
    */
   private ackSeq(): number {
     // Before ESTABLISHED only our SYN is out (SND.NXT = ISS+1), and in a
@@ -1439,7 +1470,7 @@ export class TcpConnection implements FlowTuple {
    * is aborted (as Linux does, timing from the first unanswered probe).
    */
   private windowProbe(now: number): void {
-    if (this.sndWnd > 0 || this.sendBuf.length === 0) return;
+    if (this.sndWnd > 0 || (this.sendBuf.length === 0 && !this.finWaiting)) return;
     if (this.probeSince < 0 || this.lastRecvAt >= this.probeSince) {
       // The guest spoke since the last probe (or this is the first one).
       this.probeSince = now;
@@ -1447,11 +1478,18 @@ export class TcpConnection implements FlowTuple {
       this.abort(now, "timeout");
       return;
     }
-    if (this.sndNxt === this.sndUna) {
-      this.sndNxt = seqAdd(this.sndUna, 1);
-      if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+    if (this.sendBuf.length === 0) {
+      // Only our FIN waits: it does not go beyond the window (output), so
+      // the probe is an ACK of SND.UNA-1, outside the guest's window, which
+      // it must answer with its window (as a keepalive; Linux does the same).
+      this.layer.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
+    } else {
+      if (this.sndNxt === this.sndUna) {
+        this.sndNxt = seqAdd(this.sndUna, 1);
+        if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
+      }
+      this.layer.sendData(this, this.sndUna, 1, true, now);
     }
-    this.layer.sendData(this, this.sndUna, 1, true, now);
     this.persistBackoff = Math.min(this.persistBackoff + 1, 10);
     this.rtxAt = NO_DEADLINE;
     // The next probe, or the end of the user timeout if that comes first.
@@ -1463,8 +1501,8 @@ export class TcpConnection implements FlowTuple {
       this.keepAt = NO_DEADLINE;
       return;
     }
-    if (seqGt(this.sndMax, this.sndUna) || this.sendBuf.length > 0) {
-      // Not idle: data is in flight or waiting for a window, and the
+    if (seqGt(this.sndMax, this.sndUna) || this.sendBuf.length > 0 || this.finWaiting) {
+      // Not idle: data (or our FIN) is in flight or waiting for a window, and the
       // retransmission or persist timer (with the user timeout) watches
       // the guest. Keepalive probes would only add aborts of their own
       // during a long backoff; wait for idleness (as Linux does).

@@ -112,6 +112,85 @@ describe("persist mode (RFC 9293 §3.8.6.1)", () => {
   });
 });
 
+describe("our FIN and a zero window (RFC 9293 §3.10.7.4)", () => {
+  test("the FIN waits behind a zero window, probes draw the window, and it goes once the window opens", () => {
+    const { h, g, app } = setup({}, { tcp: { userTimeoutMs: 10_000 } });
+    app.send(new Uint8Array(100));
+    const d = h.one();
+    g.ack = u32(d.seq + 100);
+    g.send({ window: 0 });
+    app.conn.shutdownWrite(h.now);
+    // A FIN occupies a sequence number: a zero window does not take it.
+    h.none();
+    expect(app.conn.stateName).toBe("ESTABLISHED");
+    // Probes: ACKs of SND.UNA-1, outside the guest's window, with backoff.
+    const t0 = h.now;
+    h.advance(700);
+    expect(h.take().map((x) => [x.at - t0, x.p.flags, x.p.seq, x.p.payloadLen])).toEqual([
+      [200, ACK, u32(g.ack - 1), 0],
+      [600, ACK, u32(g.ack - 1), 0],
+    ]);
+    // The guest answers a probe with its window still shut, then opens it.
+    g.send({ window: 0 });
+    h.none();
+    g.send({ window: 1000 });
+    const fin = h.one();
+    expect([fin.flags, fin.seq]).toEqual([FIN | ACK, g.ack]);
+    expect(app.conn.stateName).toBe("FIN-WAIT-1");
+    g.ack = u32(g.ack + 1);
+    g.send({ window: 1000 });
+    expect(app.conn.stateName).toBe("FIN-WAIT-2");
+  });
+
+  test("a FIN waiting behind a zero window whose probes go unanswered ends after the user timeout", () => {
+    const { h, g, app } = setup({}, { tcp: { userTimeoutMs: 10_000 } });
+    app.send(new Uint8Array(100));
+    g.ack = u32(h.one().seq + 100);
+    g.send({ window: 0 });
+    app.conn.shutdownWrite(h.now);
+    h.advance(30_000);
+    expect(app.closed).toBe("timeout");
+  });
+});
+
+describe("unacceptable segments (RFC 9293 §3.10.7.4)", () => {
+  test("segments outside the window are no sign of life: the user timeout still ends the connection", () => {
+    const { h, g, app } = setup({}, { tcp: { userTimeoutMs: 10_000 } });
+    app.send(new Uint8Array(100));
+    h.one();
+    // The guest never acknowledges the data; it sends only segments our
+    // window does not take (an old sequence number), each of which draws
+    // an ACK it cannot use either: a ping-pong that proves nothing.
+    for (let t = 0; t < 30_000 && app.closed === null; t += 100) {
+      g.send({ seq: u32(g.seq - 1) });
+      h.advance(100);
+    }
+    expect(app.closed).toBe("timeout");
+  });
+
+  test("bare segments outside the window draw at most one ACK every 500 ms; old data one each", () => {
+    const { h, g } = setup();
+    const t0 = h.now;
+    for (let i = 0; i < 20; i++) {
+      g.send({ seq: u32(g.seq - 1) }); // a bare ACK (keepalive-like)
+      g.send({ seq: u32(g.seq + 4_000_000) }); // far beyond the window
+      h.advance(50);
+    }
+    expect(h.take().map((x) => [x.at - t0, x.p.flags, x.p.seq === g.ack])).toEqual([
+      [0, ACK, true],
+      [500, ACK, true],
+    ]);
+    expect(h.stats.dropCount("tcp-oow-ack-limit")).toBe(38);
+    // Old data and an old FIN still get their ACK every time: no ACK loop
+    // runs on them (each needs a new segment with data from the guest).
+    g.data("hello");
+    h.advance(100);
+    h.take();
+    for (let i = 0; i < 3; i++) g.send({ seq: u32(g.seq - 5), flags: ACK | PSH, payload: "hello" });
+    expect(h.take().length).toBe(3);
+  });
+});
+
 describe("options count against the MSS (RFC 9293 §3.7.1, RFC 6691)", () => {
   /** Leaves three holes in what the guest sends, so our ACKs carry SACK blocks. */
   function holes(g: Guest): void {
