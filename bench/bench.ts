@@ -7,9 +7,9 @@
 //   BENCH_MTUS=65520,1500      MTUs to run (BENCH_MTU=N: just one); 65520 means
 //                              65521 for slirpnetstack's tap, as in its README
 //   BENCH_IMPLS=slirpnetstack,slirp4netns,pasta
-//   BENCH_TESTS=startup,idle,tput,rr,crr    BENCH_MODES=free,1cpu
+//   BENCH_TESTS=launch,startup,idle,tput,rr,crr    BENCH_MODES=free,1cpu
 //   BENCH_REPS=5 (iperf3 samples per direction)  BENCH_RR_REPS=7 (ping-pong and
-//   connect-rate samples per mode)  BENCH_STARTUP_REPS=5
+//   connect-rate samples per mode)  BENCH_STARTUP_REPS=5  BENCH_LAUNCH_REPS=15
 //   BENCH_IPERF_SECS=3  BENCH_IPERF_OMIT=1  BENCH_RR_COUNT=2000
 //   BENCH_UDP_COUNT=2000  BENCH_CRR_COUNT=500  BENCH_IDLE_SECS=5  BENCH_PIN_CPU=0
 //   BENCH_REF=slirp4netns  BENCH_OUT=FILE (JSON lines)  BENCH_KEEP=1 (keep logs)
@@ -19,7 +19,7 @@ import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSyn
 import { dirname, join } from "node:path";
 import { ECHO_PORT, HOST_ADDR, IPERF_PORT, pasta, slirp4netns, slirpnetstack, type Impl } from "./lib/impls.ts";
 import { foreignCpu, machineCpu, processTree, rates, rxPackets, TCP_LISTEN, TCP_TIME_WAIT, tcpSockets, usage, type Usage } from "./lib/procfs.ts";
-import { mediansTable, ratioTable, Result } from "./lib/report.ts";
+import { LAUNCH_KEYS, launchTable, mediansTable, ratioTable, Result } from "./lib/report.ts";
 import { alive, lastJson, log, Output, run, silence, sleep, start, stop, stopAll, tail } from "./lib/sys.ts";
 
 const BENCH_DIR = import.meta.dir;
@@ -54,11 +54,12 @@ const mtus = list(env.BENCH_MTU ? "BENCH_MTU" : "BENCH_MTUS", "65520,1500").map(
 const cfg = {
   mtus,
   impls: list("BENCH_IMPLS", "slirpnetstack,slirp4netns,pasta", ["slirpnetstack", "slirp4netns", "pasta"]),
-  tests: new Set(list("BENCH_TESTS", "startup,idle,tput,rr,crr", ["startup", "idle", "tput", "rr", "crr"])),
+  tests: new Set(list("BENCH_TESTS", "launch,startup,idle,tput,rr,crr", ["launch", "startup", "idle", "tput", "rr", "crr"])),
   modes: list("BENCH_MODES", "free,1cpu", ["free", "1cpu"]),
   reps: int("BENCH_REPS", 5, 1, 100),
   rrReps: int("BENCH_RR_REPS", 7, 1, 100),
   startupReps: int("BENCH_STARTUP_REPS", 5, 1, 100),
+  launchReps: int("BENCH_LAUNCH_REPS", 15, 1, 1000),
   iperfSecs: int("BENCH_IPERF_SECS", 3, 1, 600),
   iperfOmit: int("BENCH_IPERF_OMIT", 1, 0, 60),
   rrCount: int("BENCH_RR_COUNT", 2000, 10, 10_000_000),
@@ -428,6 +429,51 @@ async function latencySamples(inst: Instance, res: Result, pinned: boolean): Pro
   }
 }
 
+// ------------------------------------------------------------------ launch
+/** A `bun build --compile` hello-world: what any compiled Bun program pays to start and exit. */
+async function buildHello(): Promise<string> {
+  const entry = join(WORK, "hello.ts");
+  const out = join(WORK, "hello");
+  writeFileSync(entry, 'console.log("hello");\n');
+  const r = await run([process.execPath, "build", "--compile", entry, "--outfile", out], 120_000);
+  if (r.code !== 0) throw new Error(`bun build --compile hello.ts: ${tail(r.err || r.out)}`);
+  return out;
+}
+
+/**
+ * slirpnetstack's own start-up, against the hello-world, in turns: exec to
+ * exit for -version, -h and a flag error, exec to "Slirpnetstack started"
+ * in attach mode (the README's guest, tap pre-made), and `-- /bin/true`
+ * (run mode: namespaces, tap, the command, its exit).
+ */
+async function launchSamples(impl: Impl, res: Result): Promise<void> {
+  const hello = await buildHello();
+  const guest = start(["unshare", "-Urn", "sh", "-c", `${impl.guestSetup(1500)} && echo guest-ready && exec sleep 1000000`], "pipe", "pipe");
+  try {
+    if (!(await new Output(guest.stdout as ReadableStream<Uint8Array>).waitFor("guest-ready", 10_000))) throw new Error("launch: guest setup failed");
+    const bin = impl.command(guest.pid, 1500)[0]!;
+    const cases: [string, string[], string[], number | null][] = [
+      ["launch_hello_ms", [], [hello], 0],
+      ["launch_version_ms", [], [bin, "-version"], 0],
+      ["launch_help_ms", [], [bin, "-h"], 2],
+      ["launch_flag_error_ms", [], [bin, "-no-such-flag"], 2],
+      ["launch_attach_ms", ["--until", "Slirpnetstack started"], [bin, "-netns", `/proc/${guest.pid}/ns/net`, "-interface", "tun0"], null],
+      ["launch_run_true_ms", [], [bin, "--", "/bin/true"], 0],
+    ];
+    for (let rep = 0; rep < cfg.launchReps; rep++) {
+      for (const [key, opts, argv, code] of rotate(cases, rep)) {
+        const r = await run([PY, CLIENT, "launch", ...opts, "--", ...argv], 30_000);
+        const j = lastJson(r.out);
+        if (!j || j.ok !== true) res.error(key, (j?.error as string) ?? tail(r.err || r.out));
+        else if (code !== null && j.code !== code) res.error(key, `exit status ${j.code}, expected ${code}`);
+        else res.add(key, j.ms as number);
+      }
+    }
+  } finally {
+    await stop(guest, 500);
+  }
+}
+
 // ------------------------------------------------------------------ one MTU
 async function runMtu(mtu: number, impls: Impl[], versions: Map<string, string>): Promise<Result[]> {
   const results = new Map<string, Result>();
@@ -441,6 +487,13 @@ async function runMtu(mtu: number, impls: Impl[], versions: Map<string, string>)
   const cpuStart = machineCpu();
   const loadStart = readFileSync("/proc/loadavg", "utf8").split(" ")[0];
   try {
+    // Launch times do not depend on the MTU: measured in the first pass.
+    const sns = impls.find((i) => i.name === "slirpnetstack");
+    if (cfg.tests.has("launch") && sns && mtu === cfg.mtus[0]) {
+      log(`launch x${cfg.launchReps}: hello-world, -version, -h, flag error, attach, -- /bin/true`);
+      await contained([R(sns)], "launch", () => launchSamples(sns, R(sns)));
+      progress([R(sns)], LAUNCH_KEYS);
+    }
     // Startup: a fresh guest and stack per sample, implementations taking
     // turns; the last instance of each is the one the other tests use.
     const measure = cfg.tests.has("startup");
@@ -565,7 +618,7 @@ async function main(): Promise<void> {
   // ---- report
   const py = Bun.spawnSync({ cmd: [PY, "--version"], stdout: "pipe" }).stdout.toString().trim();
   const settings = {
-    reps: cfg.reps, rr_reps: cfg.rrReps, startup_reps: cfg.startupReps, iperf_secs: cfg.iperfSecs,
+    reps: cfg.reps, rr_reps: cfg.rrReps, startup_reps: cfg.startupReps, launch_reps: cfg.launchReps, iperf_secs: cfg.iperfSecs,
     iperf_omit: cfg.iperfOmit, rr_count: cfg.rrCount, udp_count: cfg.udpCount, crr_count: cfg.crrCount,
     idle_secs: cfg.idleSecs, pin_cpu: cfg.pinCpu, tests: [...cfg.tests], modes: cfg.modes,
     cpus: navigator.hardwareConcurrency, kernel: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
@@ -578,6 +631,8 @@ async function main(): Promise<void> {
     out.push("", `## MTU ${mtu} (guest link MTU: ${results.map((r) => `${r.impl} ${r.linkMtu}`).join(", ")})`, "");
     out.push(mediansTable(results), "");
     out.push("Medians of the samples, [min..max] of the samples.", "");
+    const launched = results.find((r) => r.samples.launch_hello_ms?.length);
+    if (launched) out.push(launchTable(launched), "", "Ratio = median / median of the compiled hello-world.", "");
     const ref = results.find((r) => r.impl === cfg.ref);
     if (ref && results.length > 1) out.push(ratioTable(results, ref), "", `Ratio = median / median of ${ref.impl}; "better" says which direction is good.`, "");
     else out.push(`(no ratio table: ${cfg.ref} was not measured)`, "");

@@ -18,6 +18,9 @@ Each client prints exactly one JSON object on its last stdout line.
                                 the CLOCK_MONOTONIC stamp in F
   exec   --stamp F -- ARGV...   reset signal dispositions and the signal mask,
                                 write CLOCK_MONOTONIC ns to F, execvp(ARGV)
+  launch [--until TEXT] -- ARGV...
+                                time from just before ARGV is started to its exit,
+                                or to the first TEXT on its stderr (then SIGTERM)
 
 Clients only ever talk to the host and port they are given, and every loop is
 bounded by a count and a deadline.
@@ -31,6 +34,8 @@ import select
 import signal
 import socket
 import struct
+import subprocess
+import threading
 import sys
 import time
 
@@ -370,6 +375,48 @@ def do_exec(args):
     os.execvp(argv[0], argv)
 
 
+def launch(args):
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    need = args.until.encode() if args.until else None
+    deadline = time.monotonic() + args.deadline
+    t0 = now_ns()
+    # restore_signals: SIGPIPE and SIGXFSZ back to their defaults, as a shell would
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE if need else subprocess.DEVNULL)
+    if need is None:
+        # A blocking wait: Popen.wait(timeout) polls with doubling sleeps,
+        # which rounds the times up to 1, 2, 4, 8, 16... ms.
+        killer = threading.Timer(args.deadline, p.kill)
+        killer.start()
+        code = p.wait()
+        ms = (now_ns() - t0) / 1e6
+        killer.cancel()
+        if ms >= args.deadline * 1000:
+            return fail("did not exit within %.0f s" % args.deadline)
+        return emit({"ok": True, "ms": ms, "code": code})
+    seen, ms = b"", None
+    fd = p.stderr.fileno()
+    while ms is None and time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not r:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        seen += chunk
+        if need in seen:
+            ms = (now_ns() - t0) / 1e6
+    p.terminate()
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    if ms is None:
+        return fail("%r not seen; stderr: %r" % (args.until, seen[-300:].decode(errors="replace")))
+    return emit({"ok": True, "ms": ms})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -398,9 +445,13 @@ def main():
     p = sub.add_parser("exec")
     p.add_argument("--stamp", required=True)
     p.add_argument("argv", nargs=argparse.REMAINDER)
+    p = sub.add_parser("launch")
+    p.add_argument("--until")
+    p.add_argument("--deadline", type=float, default=20.0)
+    p.add_argument("argv", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     fn = {"serve": serve, "tcp-rr": tcp_rr, "udp-rr": udp_rr, "crr": crr,
-          "probe": probe, "exec": do_exec}[args.cmd]
+          "probe": probe, "exec": do_exec, "launch": launch}[args.cmd]
     try:
         return fn(args) or 0
     except (OSError, ConnectionError) as e:

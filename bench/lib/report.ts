@@ -22,6 +22,12 @@ export const METRICS: Metric[] = [
   { key: "udp_rr_1cpu_loss_pct", label: "UDP 8-byte ping-pong, 1 CPU, lost", unit: "%", better: "lower", digits: 2, noRatio: true },
   { key: "tcp_crr_per_s", label: "TCP connect+1B echo+close", unit: "conn/s", better: "higher", digits: 0 },
   { key: "tcp_crr_1cpu_per_s", label: "TCP connect+1B echo+close, 1 CPU", unit: "conn/s", better: "higher", digits: 0 },
+  { key: "launch_hello_ms", label: "launch: compiled Bun hello-world", unit: "ms", better: "lower", digits: 1, noRatio: true },
+  { key: "launch_version_ms", label: "launch: -version", unit: "ms", better: "lower", digits: 1, noRatio: true },
+  { key: "launch_help_ms", label: "launch: -h", unit: "ms", better: "lower", digits: 1, noRatio: true },
+  { key: "launch_flag_error_ms", label: "launch: flag error", unit: "ms", better: "lower", digits: 1, noRatio: true },
+  { key: "launch_attach_ms", label: "launch: attach to \"started\"", unit: "ms", better: "lower", digits: 1, noRatio: true },
+  { key: "launch_run_true_ms", label: "launch: -- /bin/true", unit: "ms", better: "lower", digits: 1, noRatio: true },
   { key: "startup_ms", label: "startup to first TCP echo", unit: "ms", better: "lower", digits: 1 },
   { key: "idle_cpu_pct", label: "idle CPU (fresh)", unit: "% core", better: "lower", digits: 3 },
   { key: "idle_wakeups_per_s", label: "idle wakeups (fresh)", unit: "1/s", better: "lower", digits: 1 },
@@ -154,4 +160,19 @@ export function ratioTable(results: Result[], ref: Result): string {
     ]);
   }
   return table([`ratio to ${ref.impl}`, "better", ...others.map((r) => r.impl)], rows, 2);
+}
+
+/** The launch rows, in table order. */
+export const LAUNCH_KEYS = METRICS.filter((m) => m.key.startsWith("launch_")).map((m) => m.key);
+
+/** slirpnetstack's launch times as multiples of the compiled hello-world's. */
+export function launchTable(r: Result): string {
+  const base = r.med("launch_hello_ms");
+  const rows: string[][] = [];
+  for (const m of METRICS) {
+    const v = r.med(m.key);
+    if (!m.key.startsWith("launch_") || m.key === "launch_hello_ms" || v === null || !base) continue;
+    rows.push([m.label, fmt(v, m.digits), `${(v / base).toFixed(2)}x`]);
+  }
+  return table(["ratio to the hello-world", "ms", "ratio"], rows, 1);
 }
