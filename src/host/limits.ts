@@ -42,6 +42,10 @@ export const LIMITS: Readonly<Record<string, LimitInfo>> = {
   },
   "neighbor-queue": { flag: null, what: "8 frames wait for one guest address' MAC, or 64 in all; one more was dropped" },
   "neighbor-solicit-rate": { flag: null, what: "32 ARP requests or Neighbor Solicitations a second sent already; one was put off" },
+  "ra-solicitors": {
+    flag: null,
+    what: "16 guest addresses had a unicast router advertisement in the last 3 s; a Router Solicitation from one more was not answered",
+  },
 };
 
 export class LimitReporter {

@@ -6,7 +6,10 @@
 import { EthernetView, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/ethernet.ts";
 import { ArpView, ARP_OP_REQUEST, ARP_OP_REPLY } from "../wire/arp.ts";
 import { Ipv4View, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 } from "../wire/ipv4.ts";
-import { Ipv6View, Ipv6ExtResult, walkExtensions, ipv6IsMulticast, ipv6IsUnspecified } from "../wire/ipv6.ts";
+import { Ipv6View, Ipv6ExtResult, walkExtensions, ipv6Equal, ipv6IsMulticast, ipv6IsUnspecified } from "../wire/ipv6.ts";
+import { Icmpv6Type } from "../wire/icmpv6.ts";
+import { linkLocalFromMac } from "../wire/ndp.ts";
+import { ALL_DHCP_SERVERS } from "../wire/dhcp6.ts";
 import { WireError } from "../wire/errors.ts";
 import { writeU16 } from "../wire/bytes.ts";
 import { finish, sum16 } from "../wire/checksum.ts";
@@ -21,6 +24,8 @@ import type { TcpConfig } from "./tcp/connection.ts";
 import type { FlowSecret } from "./secret.ts";
 import { UdpLayer, type UdpEvents } from "./udp.ts";
 import { Dhcp4Server, type Dhcp4Config } from "./services/dhcp4.ts";
+import { RouterAdvertiser, type RaConfig } from "./services/ra.ts";
+import { Dhcp6Server, type Dhcp6Config } from "./services/dhcp6.ts";
 
 export interface StackConfig {
   /** Our MAC on the tap (contract §6.1: 70:71:aa:4b:29:aa). */
@@ -37,6 +42,10 @@ export interface StackConfig {
   maxNeighbors?: number;
   /** The DHCPv4 server's settings (-dhcp); absent: no server. Tap only. */
   dhcp4?: Dhcp4Config;
+  /** Router advertisements (-ra); absent: none. */
+  ra?: RaConfig;
+  /** Stateless DHCPv6 (with -ra); absent: none. */
+  dhcp6?: Dhcp6Config;
 }
 
 export type StackEvents = TcpEvents & UdpEvents;
@@ -47,6 +56,10 @@ export class Stack {
   readonly udp: UdpLayer;
   readonly icmp: Icmp;
   readonly dhcp4: Dhcp4Server | null;
+  readonly ra: RouterAdvertiser | null;
+  readonly dhcp6: Dhcp6Server | null;
+  /** Our IPv6 link-local address (fe80:: and the EUI-64 of our MAC): the router's address in RAs and DHCPv6. */
+  readonly linkLocal = new Uint8Array(16);
   private readonly reassembler: Reassembler;
   private readonly ethernet: boolean;
   private readonly eth = new EthernetView();
@@ -76,6 +89,9 @@ export class Stack {
     this.udp = new UdpLayer(this.egress, stats, events, cfg.secret, cfg.udpIdleMs);
     this.reassembler = new Reassembler(stats);
     this.dhcp4 = this.ethernet && cfg.dhcp4 !== undefined ? new Dhcp4Server(this.egress, stats, cfg.gatewayV4, cfg.dhcp4) : null;
+    linkLocalFromMac(cfg.mac, this.linkLocal);
+    this.ra = cfg.ra !== undefined ? new RouterAdvertiser(this.egress, stats, this.linkLocal, cfg.gatewayV6, cfg.ra) : null;
+    this.dhcp6 = cfg.dhcp6 !== undefined ? new Dhcp6Server(this.egress, stats, this.linkLocal, cfg.dhcp6) : null;
     this.solicit = this.egress.solicit;
   }
 
@@ -297,6 +313,12 @@ export class Stack {
     }
     const l4 = ext.offset;
     const l4Len = off + ip.len - l4;
+    // Stateless DHCPv6 (RFC 8415 §7.1): clients send from their link-local
+    // address to ff02::1:2, the one multicast group besides ICMPv6 we take.
+    if (multicast && ext.protocol === IPPROTO_UDP && this.dhcp6 !== null && ipv6Equal(buf, dstOff, ALL_DHCP_SERVERS, 0)) {
+      this.dhcp6.input(buf, srcOff, dstOff, srcMacOff, l4, l4Len, meta, now);
+      return;
+    }
     if (multicast && ext.protocol !== IPPROTO_ICMPV6) {
       this.stats.drop("ipv6-multicast");
       return;
@@ -309,6 +331,11 @@ export class Stack {
         this.udp.inputV6(buf, srcOff, dstOff, l4, l4Len, meta, now);
         return;
       case IPPROTO_ICMPV6:
+        // Router Solicitations (RFC 4861 §6.2.6), also from ::, to the advertiser.
+        if (this.ra !== null && l4Len > 0 && buf[l4] === Icmpv6Type.RouterSolicit) {
+          this.ra.input(buf, srcOff, dstOff, ip.hopLimit, l4, l4Len, now);
+          return;
+        }
         if (this.icmp.inputV6(buf, srcOff, dstOff, ip.hopLimit, l4, l4Len, now)) this.tcp.icmpError(this.icmp.tcpError, now);
         return;
       default:
@@ -336,6 +363,7 @@ export class Stack {
     next = Math.min(next, this.udp.poll(now));
     next = Math.min(next, this.reassembler.expire(now));
     next = Math.min(next, this.egress.neighbors.poll(now, this.solicit));
+    if (this.ra !== null) next = Math.min(next, this.ra.poll(now));
     // Timers may have queued ACKs of their own.
     this.tcp.flush(now);
     return next;

@@ -248,6 +248,8 @@ export const NdpOpt = {
   Mtu: 5,
   /** RFC 8106 */
   RecursiveDns: 25,
+  /** RFC 8106 */
+  DnsSearchList: 31,
 } as const;
 
 /**
