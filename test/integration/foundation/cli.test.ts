@@ -69,7 +69,7 @@ function expectUsage(lines: string[], from: number): void {
   expect(body.length % 2).toBe(0);
   const names: string[] = [];
   for (let i = 0; i < body.length; i += 2) {
-    expect(body[i]).toMatch(/^ {2}-[A-Za-z0-9-]+( (value|int|uint|string|duration))?$/);
+    expect(body[i]).toMatch(/^ {2}-[A-Za-z0-9-]+( (value|int|uint|string|duration|size))?$/);
     expect(body[i + 1]).toMatch(/^ {4}\t\S/);
     names.push(body[i]!.trim().split(" ")[0]!.slice(1));
   }
