@@ -42,6 +42,10 @@ export interface Config {
   enableDns: boolean;
   /** Whether -enable-dns appeared on the command line (its default differs in run mode). */
   enableDnsSet: boolean;
+  /** -dhcp: the DHCPv4 server on the guest link. */
+  dhcp: boolean;
+  /** Whether -dhcp appeared on the command line (its default differs in run mode). */
+  dhcpSet: boolean;
   sourceIpv4: string | null;
   sourceIpv6: string | null;
   allow: FirewallRule[];
@@ -186,6 +190,11 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       name: "enable-dns",
       kind: "bool",
       usage: "Serve DNS at 10.0.2.3 and fd00::3, relaying to the host's resolvers (default on in run mode)",
+    })
+    .define({
+      name: "dhcp",
+      kind: "bool",
+      usage: "Serve DHCPv4 to the guest: 10.0.2.100/24, router 10.0.2.2, DNS, MTU (default on in run mode)",
     })
     .define({
       name: "disable-offload",
@@ -333,6 +342,8 @@ function toConfig(flags: ParsedFlags): Config {
     enableRoutingSet: flags.isSet("enable-routing"),
     enableDns: flags.get<boolean>("enable-dns"),
     enableDnsSet: flags.isSet("enable-dns"),
+    dhcp: flags.get<boolean>("dhcp"),
+    dhcpSet: flags.isSet("dhcp"),
     sourceIpv4: flags.get<string | null>("source-ipv4"),
     sourceIpv6: flags.get<string | null>("source-ipv6"),
     allow: flags.get<FirewallRule[][]>("allow").flat(),

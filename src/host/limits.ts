@@ -41,6 +41,10 @@ export const LIMITS: Readonly<Record<string, LimitInfo>> = {
     what: "64 guest addresses (at most half of -max-neighbors) already wait for an ARP or NDP answer; a frame to one more was dropped",
   },
   "neighbor-queue": { flag: null, what: "8 frames wait for one guest address' MAC, or 64 in all; one more was dropped" },
+  "dhcp-leases": {
+    flag: null,
+    what: "all 16 DHCP addresses (10.0.2.100-10.0.2.115) are leased and unexpired; a DISCOVER from one more client was ignored",
+  },
   "neighbor-solicit-rate": { flag: null, what: "32 ARP requests or Neighbor Solicitations a second sent already; one was put off" },
   "ra-solicitors": {
     flag: null,

@@ -309,11 +309,6 @@ export class Logger {
     if (!this.silent) this.stderr.write(line);
   }
 
-  /** stdout, always printed (-version). */
-  out(line: string): void {
-    this.stdout.write(line);
-  }
-
   /** stdout, hidden by -quiet: the listen lines of -L and -R at startup. */
   listen(line: string): void {
     if (!this.quiet) this.stdout.write(line);

@@ -281,6 +281,8 @@ describe("parsing rules (contract §3.1)", () => {
       enableDns: true,
       enableDnsSet: true,
     });
+    expect((await run(["-dhcp=false"])).config).toMatchObject({ dhcp: false, dhcpSet: true });
+    expect((await run(["-dhcp"])).config).toMatchObject({ dhcp: true, dhcpSet: true });
   });
 
   test("our additions", async () => {

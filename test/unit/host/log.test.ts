@@ -178,16 +178,16 @@ describe("Logger", () => {
     expect(stats.eventCount("log-suppressed")).toBe(55);
   });
 
-  test("-quiet: no per-flow line of any kind and no listen line; lifecycle lines and -version still print", () => {
+  test("-quiet: no per-flow line of any kind and no listen line; lifecycle and error lines still print", () => {
     const { log, stats, out, err } = rig(true);
     for (const k of ["conn-new", "conn-done", "dial-error", "dns-error", "local-fwd-error"] as const) log.flow(k, `[!] ${k}`);
     log.listen("[+] Accepting on remote side tcp://10.0.2.2:2222");
     expect(out()).toBe("");
     expect(stats.eventCount("log-suppressed")).toBe(0);
-    log.out("slirpnetstack version X");
-    log.err("[+] #1 Slirpnetstack started");
-    expect(out()).toBe("slirpnetstack version X\n");
-    expect(err()).toBe("[+] #1 Slirpnetstack started\n");
+    log.status("[+] #1 Slirpnetstack started");
+    log.err("[!] an error");
+    expect(out()).toBe("");
+    expect(err()).toBe("[+] #1 Slirpnetstack started\n[!] an error\n");
   });
 });
 
@@ -202,7 +202,7 @@ describe("exit", () => {
         "-e",
         `import { Logger } from ${JSON.stringify(LOG_TS)};
          const log = new Logger(false);
-         for (let i = 0; i < ${lines}; i++) log.out(${JSON.stringify(lineText(0).slice(0, -pad.length - 6))} + String(i).padStart(5, "0") + " " + ${JSON.stringify(pad)});
+         for (let i = 0; i < ${lines}; i++) log.listen(${JSON.stringify(lineText(0).slice(0, -pad.length - 6))} + String(i).padStart(5, "0") + " " + ${JSON.stringify(pad)});
          log.err("[-] closing");
          process.exit(3);`,
       ],
