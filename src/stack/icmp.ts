@@ -1,9 +1,13 @@
-// ICMP toward the guest: echo replies for any destination (the contract's
-// behaviour: pings never leave the process), Neighbor Discovery answers
-// (RFC 4861), and destination-unreachable errors for connections the host
-// could not reach. From the guest: errors about our TCP segments, parsed
-// for the TCP layer (RFC 1122 §4.2.3.9, RFC 1191, RFC 8201, RFC 5927).
-import { Icmpv4View, Icmpv4Type, Icmpv4Unreach, emitIcmpv4EchoReply, emitIcmpv4DestUnreachable } from "../wire/icmpv4.ts";
+// ICMP toward the guest: echo replies for the stack's own addresses, and
+// for every destination unless the echo layer forwards them (echo.ts),
+// Neighbor Discovery answers (RFC 4861), and errors about guest datagrams
+// that the host side's network refused (a TCP connect that failed, a UDP
+// datagram or an echo request the host got an ICMP error for), quoting
+// headers rebuilt from the flow. Every error we originate passes one token
+// bucket (RFC 1812 §4.3.2.8, RFC 4443 §2.4(f)). From the guest: errors
+// about our TCP segments, parsed for the TCP layer (RFC 1122 §4.2.3.9,
+// RFC 1191, RFC 8201, RFC 5927).
+import { Icmpv4View, Icmpv4Type, Icmpv4Unreach, emitIcmpv4EchoReply, emitIcmpv4Error } from "../wire/icmpv4.ts";
 import {
   Icmpv6View,
   Icmpv6Type,
@@ -16,18 +20,51 @@ import {
   NA_FLAG_ROUTER,
   NA_FLAG_SOLICITED,
   emitIcmpv6EchoReply,
-  emitIcmpv6DestUnreachable,
+  emitIcmpv6Error,
   emitNeighborAdvert,
   findNdpLinkLayerAddr,
 } from "../wire/icmpv6.ts";
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP } from "../wire/ipv4.ts";
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP } from "../wire/ipv4.ts";
 import { ipv6Equal, ipv6IsUnspecified, ipv6IsMulticast } from "../wire/ipv6.ts";
 import { readU16, readU32, writeU16, writeU32 } from "../wire/bytes.ts";
 import { finish, sum16 } from "../wire/checksum.ts";
 import { WireError } from "../wire/errors.ts";
 import type { Egress } from "./egress.ts";
+import type { EchoLayer } from "./echo.ts";
+import type { FlowTuple } from "./flow-key.ts";
 import type { Stats } from "./stats.ts";
 import type { TcpConnection } from "./tcp/connection.ts";
+
+/**
+ * What the host side's network said about a guest datagram, in words of
+ * both families: each becomes the matching ICMP (RFC 792, RFC 1812
+ * §5.2.7.1) or ICMPv6 (RFC 4443 §3) error toward the guest.
+ */
+export const GuestError = {
+  /** No route: v4 net unreachable (3/0), v6 no route (1/0). */
+  NetUnreachable: 0,
+  /** v4 host unreachable (3/1), v6 address unreachable (1/3). */
+  HostUnreachable: 1,
+  /** v4 port unreachable (3/3), v6 port unreachable (1/4); sent from the destination itself. */
+  PortUnreachable: 2,
+  /** v4 administratively prohibited (3/13), v6 administratively prohibited (1/1). */
+  Prohibited: 3,
+  /** v4 fragmentation needed (3/4), v6 packet too big (2/0), with the path's MTU. */
+  TooBig: 4,
+} as const;
+export type GuestError = (typeof GuestError)[keyof typeof GuestError];
+
+/**
+ * The errors we originate, all kinds together: a bucket of ERROR_BURST
+ * tokens refilled at ERROR_PER_MS, Linux's defaults (net.ipv4.icmp_msgs_burst
+ * 50, icmp_msgs_per_sec 1000). A guest that makes the host fail a flood of
+ * datagrams gets a bounded flood of errors back.
+ */
+const ERROR_BURST = 50;
+const ERROR_PER_MS = 1;
+/** Smallest MTUs a Too Big may carry: RFC 791 (68), RFC 8200 §5 (1280). */
+const MIN_MTU_V4 = 68;
+const MIN_MTU_V6 = 1280;
 
 /** What an ICMP error says happened to one of our TCP segments. */
 export const IcmpErrorKind = {
@@ -78,14 +115,19 @@ export class Icmp {
   private readonly v6 = new Icmpv6View();
   private readonly ns = new NeighborSolicitView();
   private readonly na = new NeighborAdvertView();
-  /** A synthesized copy of a guest SYN's headers, for quoting in an error. */
-  private readonly quote = new Uint8Array(60);
+  /** Headers of a guest datagram rebuilt from its flow, quoted in an error (IPv6 header and 8 bytes at most). */
+  readonly quote = new Uint8Array(48);
+  /** Tokens left in the error bucket, as of tokensAt. */
+  private tokens = ERROR_BURST;
+  private tokensAt = -Infinity;
+  /** Guest echo requests to other hosts go here first (-icmp=forward); null: all are answered here. */
+  echo: EchoLayer | null = null;
 
   constructor(
     private readonly egress: Egress,
     private readonly stats: Stats,
-    private readonly gatewayV4: number,
-    private readonly gatewayV6: Uint8Array,
+    readonly gatewayV4: number,
+    readonly gatewayV6: Uint8Array,
   ) {}
 
   /**
@@ -100,6 +142,7 @@ export class Icmp {
     }
     switch (v.type) {
       case Icmpv4Type.EchoRequest: {
+        if (this.echo !== null && this.echo.inputV4(src, dst, v, now)) return false;
         const eg = this.egress;
         const n = emitIcmpv4EchoReply(eg.buf, eg.l4OffV4, v);
         if (n !== 0) eg.sendV4(dst, src, IPPROTO_ICMP, n, now);
@@ -161,6 +204,7 @@ export class Icmp {
     switch (v.type) {
       case Icmpv6Type.EchoRequest: {
         if (ipv6IsMulticast(buf, dstOff)) return false; // no answers for multicast pings
+        if (this.echo !== null && this.echo.inputV6(buf, srcOff, dstOff, v, now)) return false;
         const eg = this.egress;
         const n = emitIcmpv6EchoReply(eg.buf, eg.l4OffV6, v);
         if (n === 0) return false;
@@ -259,48 +303,121 @@ export class Icmp {
 
   /**
    * Destination unreachable for a pending guest SYN whose host connect
-   * failed: host unreachable (v4 code 1, v6 code 3), from the gateway,
-   * quoting the SYN's headers as the guest sent them. The SYN came from
-   * one host to one host (Stack drops the rest before TCP sees them), so
-   * this never answers a broadcast or multicast datagram (RFC 1122 §3.2.2).
+   * failed: host unreachable, from the gateway, quoting the SYN's headers
+   * as the guest sent them. The SYN came from one host to one host (Stack
+   * drops the rest before TCP sees them), so this never answers a
+   * broadcast or multicast datagram (RFC 1122 §3.2.2).
    */
   tcpUnreachable(conn: TcpConnection, now: number): void {
     const q = this.quote;
-    const eg = this.egress;
-    if (conn.family === 4) {
-      q[0] = 0x45;
-      q[1] = 0;
-      writeU16(q, 2, 40);
-      writeU32(q, 4, 0);
-      q[8] = 64;
-      q[9] = IPPROTO_TCP;
-      writeU16(q, 10, 0);
-      writeU32(q, 12, conn.remoteV4);
-      writeU32(q, 16, conn.localV4);
-      writeU16(q, 10, finish(sum16(q, 0, 20)));
-      this.tcpQuote(q, 20, conn);
-      const n = emitIcmpv4DestUnreachable(eg.buf, eg.l4OffV4, Icmpv4Unreach.Host, q, 0, 28);
-      eg.sendV4(this.gatewayV4, conn.remoteV4, IPPROTO_ICMP, n, now);
-    } else {
-      writeU32(q, 0, 0x60000000);
-      writeU16(q, 4, 20);
-      q[6] = IPPROTO_TCP;
-      q[7] = 64;
-      q.set(conn.remoteV6!, 8);
-      q.set(conn.localV6!, 24);
-      this.tcpQuote(q, 40, conn);
-      const at = eg.l4OffV6;
-      const n = emitIcmpv6DestUnreachable(eg.buf, at, Icmpv6Unreach.AddressUnreachable, q, 0, 48);
-      eg.checksumV6(this.gatewayV6, 0, conn.remoteV6!, 0, IPPROTO_ICMPV6, at, n, 2);
-      eg.sendV6(this.gatewayV6, 0, conn.remoteV6!, 0, IPPROTO_ICMPV6, n, now);
-    }
-  }
-
-  /** The first 8 bytes of the guest's SYN: ports and sequence number. */
-  private tcpQuote(q: Uint8Array, at: number, conn: TcpConnection): void {
+    const at = this.quoteIp(conn, IPPROTO_TCP, 20);
     writeU16(q, at, conn.remotePort);
     writeU16(q, at + 2, conn.localPort);
     writeU32(q, at + 4, conn.irs);
+    this.sendError(conn, GuestError.HostUnreachable, 0, at + 8, now);
+  }
+
+  /**
+   * The host side's network refused a datagram of a guest UDP flow (the
+   * last one the guest sent had `payloadLen` bytes): the matching error,
+   * quoting the datagram's IP and UDP headers rebuilt from the flow. The
+   * UDP checksum is quoted as zero: the guest's may have been left to
+   * checksum offload, and receivers match errors on addresses and ports
+   * (RFC 1122 §4.1.3.3). `payloadMtu`: for TooBig, the largest payload
+   * that fits the path.
+   */
+  udpError(flow: FlowTuple, payloadLen: number, what: GuestError, payloadMtu: number, now: number): void {
+    const q = this.quote;
+    const at = this.quoteIp(flow, IPPROTO_UDP, 8 + payloadLen);
+    writeU16(q, at, flow.remotePort);
+    writeU16(q, at + 2, flow.localPort);
+    writeU16(q, at + 4, (8 + payloadLen) & 0xffff);
+    writeU16(q, at + 6, 0);
+    this.sendError(flow, what, payloadMtu, at + 8, now);
+  }
+
+  /**
+   * Writes the IP header of a guest datagram of `flow` (guest to
+   * destination, `l4Len` bytes of protocol `proto`) at the start of
+   * `quote`; returns where its payload starts.
+   */
+  quoteIp(flow: FlowTuple, proto: number, l4Len: number): number {
+    const q = this.quote;
+    if (flow.family === 4) {
+      q[0] = 0x45;
+      q[1] = 0;
+      writeU16(q, 2, (20 + l4Len) & 0xffff);
+      writeU32(q, 4, 0);
+      q[8] = 64;
+      q[9] = proto;
+      writeU16(q, 10, 0);
+      writeU32(q, 12, flow.remoteV4);
+      writeU32(q, 16, flow.localV4);
+      writeU16(q, 10, finish(sum16(q, 0, 20)));
+      return 20;
+    }
+    writeU32(q, 0, 0x60000000);
+    writeU16(q, 4, l4Len & 0xffff);
+    q[6] = proto;
+    q[7] = 64;
+    q.set(flow.remoteV6!, 8);
+    q.set(flow.localV6!, 24);
+    return 40;
+  }
+
+  /**
+   * Sends `what` to the guest of `flow` quoting quote[0, quoteLen): from
+   * the destination for a port unreachable (the peer itself said so),
+   * from the gateway otherwise. Passes the token bucket first.
+   */
+  sendError(flow: FlowTuple, what: GuestError, payloadMtu: number, quoteLen: number, now: number): void {
+    if (!this.takeToken(now)) return;
+    const eg = this.egress;
+    const q = this.quote;
+    const fromPeer = what === GuestError.PortUnreachable;
+    if (flow.family === 4) {
+      let type: number = Icmpv4Type.DestUnreachable;
+      let code: number = Icmpv4Unreach.AdminProhibited;
+      let rest = 0;
+      if (what === GuestError.NetUnreachable) code = Icmpv4Unreach.Net;
+      else if (what === GuestError.HostUnreachable) code = Icmpv4Unreach.Host;
+      else if (what === GuestError.PortUnreachable) code = Icmpv4Unreach.Port;
+      else if (what === GuestError.TooBig) {
+        code = Icmpv4Unreach.FragNeeded;
+        rest = Math.max(MIN_MTU_V4, Math.min(0xffff, payloadMtu + 28));
+      }
+      const n = emitIcmpv4Error(eg.buf, eg.l4OffV4, type, code, rest, q, 0, quoteLen);
+      eg.sendV4(fromPeer ? flow.localV4 : this.gatewayV4, flow.remoteV4, IPPROTO_ICMP, n, now);
+      return;
+    }
+    let type: number = Icmpv6Type.DestUnreachable;
+    let code: number = Icmpv6Unreach.AdminProhibited;
+    let param = 0;
+    if (what === GuestError.NetUnreachable) code = Icmpv6Unreach.NoRoute;
+    else if (what === GuestError.HostUnreachable) code = Icmpv6Unreach.AddressUnreachable;
+    else if (what === GuestError.PortUnreachable) code = Icmpv6Unreach.PortUnreachable;
+    else if (what === GuestError.TooBig) {
+      type = Icmpv6Type.PacketTooBig;
+      code = 0;
+      param = Math.max(MIN_MTU_V6, payloadMtu + 48);
+    }
+    const at = eg.l4OffV6;
+    const from = fromPeer ? flow.localV6! : this.gatewayV6;
+    const n = emitIcmpv6Error(eg.buf, at, type, code, param, q, 0, quoteLen);
+    eg.checksumV6(from, 0, flow.remoteV6!, 0, IPPROTO_ICMPV6, at, n, 2);
+    eg.sendV6(from, 0, flow.remoteV6!, 0, IPPROTO_ICMPV6, n, now);
+  }
+
+  /** One token from the error bucket, or false (counted: "icmp-error-rate-limited"). */
+  private takeToken(now: number): boolean {
+    const t = Math.min(ERROR_BURST, this.tokens + (now - this.tokensAt) * ERROR_PER_MS);
+    this.tokensAt = now;
+    if (t < 1) {
+      this.tokens = t;
+      this.stats.drop("icmp-error-rate-limited");
+      return false;
+    }
+    this.tokens = t - 1;
+    return true;
   }
 }
-

@@ -1,8 +1,9 @@
 // The engine: frames and the current time go in, frames and flow events
-// come out. It answers ARP and NDP for any address, echo for any
-// destination, reassembles fragments, and hands TCP and UDP to their
-// layers. It never reads a clock, sets a timer or touches a socket; the
-// edge calls poll(now) and arms one timer for the deadline it returns.
+// come out. It answers ARP and NDP for any address, echo for its own
+// addresses (for any destination unless echo.ts forwards them),
+// reassembles fragments, and hands TCP and UDP to their layers. It never
+// reads a clock, sets a timer or touches a socket; the edge calls
+// poll(now) and arms one timer for the deadline it returns.
 import { EthernetView, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/ethernet.ts";
 import { ArpView, ARP_OP_REQUEST, ARP_OP_REPLY } from "../wire/arp.ts";
 import { Ipv4View, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 } from "../wire/ipv4.ts";
@@ -17,6 +18,7 @@ import { RxMeta, type DeviceCaps, type FrameSink } from "./device.ts";
 import { DEFAULT_MAX_NEIGHBORS, v6Key } from "./neighbors.ts";
 import { Egress } from "./egress.ts";
 import { Icmp } from "./icmp.ts";
+import { EchoLayer } from "./echo.ts";
 import { Reassembler } from "./reassembly.ts";
 import type { Stats } from "./stats.ts";
 import { TcpLayer, type TcpEvents } from "./tcp/layer.ts";
@@ -55,6 +57,8 @@ export class Stack {
   readonly tcp: TcpLayer;
   readonly udp: UdpLayer;
   readonly icmp: Icmp;
+  /** Guest pings to other hosts, once the host starts forwarding them (-icmp=forward). */
+  readonly echo: EchoLayer;
   readonly dhcp4: Dhcp4Server | null;
   readonly ra: RouterAdvertiser | null;
   readonly dhcp6: Dhcp6Server | null;
@@ -85,6 +89,7 @@ export class Stack {
     this.egress = new Egress(caps, sink, cfg.mac, cfg.gatewayV4, cfg.gatewayV6, stats, cfg.maxNeighbors ?? DEFAULT_MAX_NEIGHBORS);
     this.subnetBroadcastV4 = (cfg.gatewayV4 | 0xff) >>> 0;
     this.icmp = new Icmp(this.egress, stats, cfg.gatewayV4, cfg.gatewayV6);
+    this.echo = new EchoLayer(this.egress, stats, this.icmp, cfg.secret);
     this.tcp = new TcpLayer(this.egress, stats, cfg.tcp, events, this.icmp, cfg.secret);
     this.udp = new UdpLayer(this.egress, stats, events, cfg.secret, cfg.udpIdleMs);
     this.reassembler = new Reassembler(stats);
@@ -361,6 +366,7 @@ export class Stack {
     this.tcp.flush(now);
     let next = this.tcp.poll(now);
     next = Math.min(next, this.udp.poll(now));
+    next = Math.min(next, this.echo.poll(now));
     next = Math.min(next, this.reassembler.expire(now));
     next = Math.min(next, this.egress.neighbors.poll(now, this.solicit));
     if (this.ra !== null) next = Math.min(next, this.ra.poll(now));
