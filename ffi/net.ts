@@ -130,6 +130,22 @@ export function udpSocket(family: 4 | 6): number {
   return openSocket(family, SOCK_DGRAM);
 }
 
+const IPPROTO_ICMP = 1;
+const IPPROTO_ICMPV6 = 58;
+
+/**
+ * An unprivileged ICMP echo socket (icmp(7) "ping socket"): datagrams are
+ * ICMP echo messages, whose identifier the kernel replaces with the
+ * socket's own and whose checksum it fills; it hands back only the echo
+ * replies and errors that match that identifier. Allowed when one of the
+ * process's groups is in net.ipv4.ping_group_range of the socket's network
+ * namespace (the range governs IPv6 too): -EACCES otherwise.
+ */
+export function echoSocket(family: 4 | 6): number {
+  const fd = libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, family === 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+  return fd < 0 ? -errno() : fd;
+}
+
 /** SO_REUSEADDR, as Go sets on listeners: a restart need not wait out TIME_WAIT. */
 export function reuseAddress(fd: number): number {
   return setInt(fd, SOL_SOCKET, SO_REUSEADDR, 1);

@@ -1,8 +1,8 @@
-// ICMP errors on an unconnected UDP socket (ip(7) IP_RECVERR, ipv6(7)
-// IPV6_RECVERR). Without the option the kernel drops every ICMP error for a
-// socket that is not connected; with it, each error is queued on the
-// socket's error queue with the destination of the datagram that caused it,
-// and EPOLLERR is raised.
+// ICMP errors on an unconnected UDP socket or an ICMP echo socket (ip(7)
+// IP_RECVERR, ipv6(7) IPV6_RECVERR). Without the option the kernel drops
+// every ICMP error for a socket that is not connected; with it, each error
+// is queued on the socket's error queue with the destination of the
+// datagram that caused it, and EPOLLERR is raised.
 //
 // Layout of the one receive buffer (LP64; x86-64 and aarch64 agree):
 //
@@ -12,8 +12,10 @@
 //   @56   struct iovec   (16 B)  base, len -> the data area
 //   @72   control area   (64 B)  one cmsghdr: len @0, level @8, type @12,
 //                                struct sock_extended_err @16: ee_errno (u32),
-//                                ee_origin, ee_type, ee_code (u8)
-//   @136  data (the start of the offending datagram; truncated, unused)
+//                                ee_origin, ee_type, ee_code (u8),
+//                                ee_info (u32 @8)
+//   @136  data: what the error quoted after the IP header (16 bytes at
+//         most): a UDP datagram's payload, an echo socket's ICMP header
 import { ptr } from "bun:ffi";
 import { libc, errno } from "./libc.ts";
 import type { SockAddr } from "./net.ts";
@@ -51,6 +53,11 @@ export class QueuedError {
   origin = 0;
   type = 0;
   code = 0;
+  /** sock_extended_err.ee_info: the next-hop MTU of "fragmentation needed" and "packet too big". */
+  info = 0;
+  /** The start of the quoted datagram (see the layout above), dataLen bytes of it. */
+  readonly data = new Uint8Array(DATA_LEN);
+  dataLen = 0;
 }
 
 const msg = new Uint8Array(new ArrayBuffer(OFF_DATA + DATA_LEN));
@@ -87,7 +94,10 @@ export function readErrorQueue(fd: number, to: SockAddr, out: QueuedError): numb
       out.origin = msg[OFF_CONTROL + CMSG_HDR + 4]!;
       out.type = msg[OFF_CONTROL + CMSG_HDR + 5]!;
       out.code = msg[OFF_CONTROL + CMSG_HDR + 6]!;
+      out.info = view.getUint32(OFF_CONTROL + CMSG_HDR + 8, true);
     }
   }
+  out.dataLen = Math.min(n, DATA_LEN);
+  out.data.set(msg.subarray(OFF_DATA, OFF_DATA + out.dataLen));
   return 0;
 }

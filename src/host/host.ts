@@ -68,7 +68,7 @@ export class Host implements StackEvents, FlowSource {
   attach(stack: Stack): void {
     this.stack = stack;
     stack.udp.maxFlows = this.cfg.maxUdpFlows;
-    const nat = new UdpNat(this.reactor, this.runtime, this.stats, this.cfg.maxUdpPorts);
+    const nat = new UdpNat(this.reactor, this.runtime, this.stats, this.cfg.maxUdpPorts, stack.icmp);
     this.dialer = new Dialer(stack, this.runtime, this.reactor, this.log, this.stats, this.keepalive, nat);
     if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime, new DnsQueries(this.cfg.maxDnsQueries, this.stats));
   }

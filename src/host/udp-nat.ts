@@ -21,13 +21,15 @@
 // (limit "udp-ports").
 //
 // ICMP errors: the sockets are unconnected, so the kernel queues ICMP
-// errors with the destination they are about (IP_RECVERR); an error that a
-// connected socket would have reported ends that one flow, as before.
+// errors with the destination they are about (IP_RECVERR). The flow they
+// are about tells its guest (udp-splice.ts), and an error that a connected
+// socket would have reported ends that one flow.
 import { EAGAIN } from "../../ffi/libc.ts";
 import { AF_INET, SockAddr, bindTo, connectTo, localAddress, udpSocket } from "../../ffi/net.ts";
 import { closeFd } from "../../ffi/sys.ts";
 import { readU32 } from "../wire/bytes.ts";
 import type { Stats } from "../stack/stats.ts";
+import type { Icmp } from "../stack/icmp.ts";
 import type { Reactor } from "../io/reactor.ts";
 import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
 import { DialError, closeWith } from "../io/dial-error.ts";
@@ -123,14 +125,16 @@ export class Mapping implements UdpSocketOwner {
     return out;
   }
 
-  /** Sends one datagram of `s` to its peer; false if the host refused it. */
-  send(s: UdpSplice, buf: Uint8Array, off: number, len: number): boolean {
+  /** Sends one datagram of `s` to its peer: bytes sent, or -errno if the host refused it. */
+  send(s: UdpSplice, buf: Uint8Array, off: number, len: number): number {
     this.nat.touch(this);
-    if (this.sock.sendTo(buf, off, len, s.to) >= 0) return true;
+    const n = this.sock.sendTo(buf, off, len, s.to);
+    if (n >= 0) return n;
     // The first send after an ICMP error about any peer of this socket
-    // fails with that error (and clears it); the datagram was not sent, so
-    // it goes again. A real failure fails again.
-    return this.sock.sendTo(buf, off, len, s.to) >= 0;
+    // fails with that error (and clears it; the error queue says whom it
+    // was about); the datagram was not sent, so it goes again. A real
+    // failure fails again.
+    return this.sock.sendTo(buf, off, len, s.to);
   }
 
   udpReadable(sock: UdpSocket): void {
@@ -161,12 +165,11 @@ export class Mapping implements UdpSocketOwner {
     nat.rt.afterActivity();
   }
 
-  /** Ends the flows that ICMP errors on the error queue are about. */
+  /** Tells the flows that ICMP errors on the error queue are about. */
   private readErrors(): void {
     while (this.open) {
       const e = this.sock.readError(from);
-      if (e < 0) return;
-      if (e === 0) continue;
+      if (e === null) return;
       this.find(from)?.hostError(e);
     }
   }
@@ -183,6 +186,8 @@ export class UdpNat {
     readonly stats: Stats,
     /** -max-udp-ports: host sockets held for guest UDP at most. */
     readonly maxPorts: number,
+    /** Where the host's ICMP errors are turned into errors toward the guest. */
+    readonly icmp: Icmp,
   ) {}
 
   /** Host sockets held now. */

@@ -4,7 +4,11 @@
 // datagrams wait in a small bounded queue. The flow's idle timer (in the
 // engine) ends it.
 import { errnoText } from "../../ffi/libc.ts";
-import { SockAddr } from "../../ffi/net.ts";
+import { AF_INET, SockAddr } from "../../ffi/net.ts";
+import type { QueuedError } from "../../ffi/udp-errors.ts";
+import { hardError } from "../io/udp-socket.ts";
+import type { GuestError } from "../stack/icmp.ts";
+import { guestErrorOf, guestErrorOfErrno, payloadMtuOf } from "./guest-errors.ts";
 import type { UdpCloseReason, UdpFlow, UdpHandler } from "../stack/udp.ts";
 import type { Stats } from "../stack/stats.ts";
 import type { DialError } from "../io/dial-error.ts";
@@ -41,6 +45,8 @@ export class UdpSplice implements UdpHandler {
   hostLocal = "";
   hostRemote = "";
   private queue: Uint8Array[] | null = [];
+  /** Payload length of the guest's last datagram, for the headers an ICMP error quotes. */
+  private lastLen = 0;
   private queuedBytes = 0;
   private closed = false;
   /** -R udprpc: the flow ends right after the first reply reaches the guest (contract §8.4). */
@@ -74,6 +80,7 @@ export class UdpSplice implements UdpHandler {
   }
 
   onDatagram(_flow: UdpFlow, buf: Uint8Array, off: number, len: number): void {
+    this.lastLen = len;
     if (this.queue !== null) {
       if (this.queue.length >= MAX_QUEUED || this.queuedBytes + len > MAX_QUEUED_BYTES) {
         this.stats.drop("udp-connect-queue-full");
@@ -90,7 +97,12 @@ export class UdpSplice implements UdpHandler {
     const m = this.mapping;
     if (m === null) return;
     this.queries?.sent(this);
-    if (!m.send(this, buf, off, len)) this.stats.drop("udp-host-send-failed");
+    const r = m.send(this, buf, off, len);
+    if (r >= 0) return;
+    this.stats.drop("udp-host-send-failed");
+    // A route that went away, a local firewall: the guest hears it as it would from a router.
+    const what = guestErrorOfErrno(-r);
+    if (what !== -1) this.tellGuest(what, 0);
   }
 
   /** A datagram from the host peer (in buf[0, len)) for the guest. */
@@ -100,11 +112,23 @@ export class UdpSplice implements UdpHandler {
     if (this.closeAfterReply) this.flow.close();
   }
 
-  /** An ICMP error from the host peer ends the flow, as a read error on a connected socket did. */
-  hostError(err: number): void {
-    this.errors.stopR2L(`read udp ${this.hostLocal}->${this.hostRemote}: read: ${errnoText(err)}`, null);
+  /**
+   * An ICMP error about the flow's datagrams reached the host socket: the
+   * guest gets the matching error, quoting its datagram, and one that a
+   * connected socket would have reported ends the flow, as a read error on
+   * a connected socket did.
+   */
+  hostError(e: QueuedError): void {
+    const what = guestErrorOf(e);
+    if (what !== -1) this.tellGuest(what, payloadMtuOf(e, this.to.family === AF_INET ? 4 : 6));
+    if (!hardError(e)) return;
+    this.errors.stopR2L(`read udp ${this.hostLocal}->${this.hostRemote}: read: ${errnoText(e.errno)}`, null);
     // upstream ends the flow at its first read error (contract §8.1)
     this.flow.close();
+  }
+
+  private tellGuest(what: GuestError, payloadMtu: number): void {
+    this.nat.icmp.udpError(this.flow, this.lastLen, what, payloadMtu, this.nat.rt.now());
   }
 
   /** A cap took the flow away (`what` names it in the done line). */

@@ -1,10 +1,11 @@
-// A host UDP socket on the reactor, unconnected: one guest endpoint's
-// mapping, sending to every host peer that guest endpoint talks to
-// (src/host/udp-nat.ts), or a -L listener serving many clients. The owner
-// is told when datagrams are waiting and reads them into its own buffer,
-// one datagram per call, boundaries kept.
+// A host datagram socket on the reactor, unconnected: a UDP socket for one
+// guest endpoint's mapping, sending to every host peer that guest endpoint
+// talks to (src/host/udp-nat.ts), or a -L listener serving many clients;
+// or an ICMP echo socket for one guest ping (src/host/echo-forwarder.ts).
+// The owner is told when datagrams are waiting and reads them into its own
+// buffer, one datagram per call, boundaries kept.
 import { EAGAIN } from "../../ffi/libc.ts";
-import { AF_INET6, SockAddr, bindTo, dualStack, localAddress, recvAt, sendToAt, udpSocket } from "../../ffi/net.ts";
+import { AF_INET6, SockAddr, bindTo, dualStack, echoSocket, localAddress, recvAt, sendToAt, udpSocket } from "../../ffi/net.ts";
 import { QueuedError, SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, enableRecvErr, readErrorQueue } from "../../ffi/udp-errors.ts";
 import { EPOLLERR, EPOLLIN, type IoHandler, type Reactor } from "./reactor.ts";
 import { DialError, closeWith } from "./dial-error.ts";
@@ -47,7 +48,7 @@ const HARD_UNREACH_V6 = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6);
  * route, host unreachable, time exceeded, too big) are not: a connected
  * socket never saw them, and the flow goes on.
  */
-function hardError(e: QueuedError): boolean {
+export function hardError(e: QueuedError): boolean {
   if (e.origin === SO_EE_ORIGIN_ICMP) return (e.type === 3 && ((HARD_UNREACH_V4 >> e.code) & 1) === 1) || e.type === 12;
   if (e.origin === SO_EE_ORIGIN_ICMP6) return (e.type === 1 && ((HARD_UNREACH_V6 >> e.code) & 1) === 1) || e.type === 4;
   return false;
@@ -79,6 +80,19 @@ export class UdpSocket implements IoHandler {
     if (e < 0) return closeWith(fd, new DialError("socket", -e));
     const b = bindTo(fd, scratch.set(source ?? (family === 4 ? ANY4 : ANY6), 0));
     if (b < 0) return closeWith(fd, new DialError("bind", -b));
+    return UdpSocket.watch(reactor, fd, owner);
+  }
+
+  /**
+   * An ICMP echo socket of `family` with ICMP errors on its error queue
+   * (socket: EACCES when the process's groups are not in
+   * net.ipv4.ping_group_range).
+   */
+  static echo(reactor: Reactor, family: 4 | 6, owner: UdpSocketOwner): UdpSocket | DialError {
+    const fd = echoSocket(family);
+    if (fd < 0) return new DialError("socket", -fd);
+    const e = enableRecvErr(fd, family);
+    if (e < 0) return closeWith(fd, new DialError("socket", -e));
     return UdpSocket.watch(reactor, fd, owner);
   }
 
@@ -145,17 +159,17 @@ export class UdpSocket implements IoHandler {
   }
 
   /**
-   * Takes one ICMP error off the error queue (unconnected sockets), the
-   * destination it was about into `to`: its errno when it is one that ends
-   * a flow, 0 for one that does not, -EAGAIN once the queue is empty.
+   * Takes one ICMP error off the error queue, the destination it was about
+   * into `to`: the error (a record reused by every call; hardError() says
+   * whether it ends a flow), or null once the queue is empty or unreadable.
    */
-  readError(to: SockAddr): number {
+  readError(to: SockAddr): QueuedError | null {
     const r = readErrorQueue(this.fd, to, queued);
     if (r < 0) {
-      if (r === -EAGAIN) this.errorQueued = false;
-      return r;
+      this.errorQueued = false;
+      return null;
     }
-    return hardError(queued) ? queued.errno : 0;
+    return queued;
   }
 
   /** The bound port (0 if unknown). */

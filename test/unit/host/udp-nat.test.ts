@@ -16,6 +16,7 @@ import { parseGoIP } from "../../../src/cli/goip.ts";
 import type { DialTarget } from "../../../src/host/dialer.ts";
 import type { StackRuntime } from "../../../src/host/runtime.ts";
 import { UdpNat } from "../../../src/host/udp-nat.ts";
+import { GuestError, type Icmp } from "../../../src/stack/icmp.ts";
 import { UdpSplice, type UdpSpliceOwner } from "../../../src/host/udp-splice.ts";
 import { DnsQueries } from "../../../src/host/dns-forwarder.ts";
 import { waitUntil } from "../../support/rig.ts";
@@ -78,9 +79,18 @@ class Peer {
   }
 }
 
+/** The engine's ICMP side: the errors the guest would be sent (flow's guest port, datagram length, what). */
+class GuestIcmp {
+  readonly sent: Array<{ guestPort: number; len: number; what: number }> = [];
+  udpError(flow: UdpFlow, len: number, what: number): void {
+    this.sent.push({ guestPort: flow.remotePort, len, what });
+  }
+}
+
 interface Setup {
   nat: UdpNat;
   stats: Stats;
+  icmp: GuestIcmp;
   done: UdpSplice[];
   /** A flow from guest 10.0.2.100:`guestPort` to `target`, attached. */
   flow(guestPort: number, target: DialTarget, wantAddresses?: boolean, queries?: DnsQueries | null): { flow: GuestFlow; splice: UdpSplice };
@@ -88,12 +98,14 @@ interface Setup {
 
 function setup(maxPorts = 100): Setup {
   const stats = new Stats();
-  const nat = new UdpNat(reactor, rt, stats, maxPorts);
+  const icmp = new GuestIcmp();
+  const nat = new UdpNat(reactor, rt, stats, maxPorts, icmp as unknown as Icmp);
   const done: UdpSplice[] = [];
   const owner: UdpSpliceOwner = { udpSpliceDone: (s) => done.push(s) };
   return {
     nat,
     stats,
+    icmp,
     done,
     flow(guestPort, target, wantAddresses = false, queries = null) {
       const flow = new GuestFlow(4, GUEST4, null, guestPort);
@@ -214,14 +226,16 @@ describe("ICMP errors", () => {
     const gone = new Peer();
     const closedTarget = gone.target();
     gone.sock.close();
-    const { flow } = setup();
+    const { flow, icmp } = setup();
     const live = flow(40000, peer.target(), true);
     const dead = flow(40000, closedTarget, true);
     // On loopback the ICMP error comes back inside the first sendto, so the
     // second finds it pending on the shared socket.
-    say(dead, "x");
+    say(dead, "xyz");
     say(live, "still");
     await until("the flow to the closed port ends", () => !dead.flow.open);
+    // The guest is told, once, about the datagram it sent (3 bytes), as a port unreachable.
+    expect(icmp.sent).toEqual([{ guestPort: 40000, len: 3, what: GuestError.PortUnreachable }]);
     expect(dead.splice.errors.format()).toMatch(/^l=0\/0 r=\[read udp 127\.0\.0\.1:\d+->127\.0\.0\.1:\d+: read: connection refused\]\/0$/);
     expect(live.flow.open).toBe(true);
     await until("the reply", () => live.flow.got.length === 1);

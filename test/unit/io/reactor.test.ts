@@ -8,7 +8,7 @@ import { EAGAIN } from "../../../ffi/libc.ts";
 import { EPOLLIN, Reactor } from "../../../src/io/reactor.ts";
 import { TcpListener, type TcpListenerOwner } from "../../../src/io/tcp-listener.ts";
 import { TcpSocket, type TcpSocketOwner } from "../../../src/io/tcp-socket.ts";
-import { UdpSocket, datagramBuffer, type UdpSocketOwner } from "../../../src/io/udp-socket.ts";
+import { UdpSocket, datagramBuffer, hardError, type UdpSocketOwner } from "../../../src/io/udp-socket.ts";
 import { DialError } from "../../../src/io/dial-error.ts";
 import { sockAddrText } from "../../../src/io/addr.ts";
 import { eventFd, eventFdSignal, readFd } from "../../../ffi/sys.ts";
@@ -259,7 +259,7 @@ describe("UDP on the reactor", () => {
       udpReadable(s) {
         while (s.errorQueued) {
           const e = s.readError(to);
-          if (e > 0) [err, about] = [e, sockAddrText(to)];
+          if (e !== null && hardError(e)) [err, about] = [e.errno, sockAddrText(to)];
         }
       },
     });
