@@ -66,6 +66,7 @@ const UPSTREAM_USAGE = `Usage of ARGV0:
 `.replace("ARGV0", ARGV0);
 
 const OUR_ADDITIONS: Record<string, string> = {
+  dhcp: "  -dhcp\n    \tServe DHCPv4 to the guest: 10.0.2.100/24, router 10.0.2.2, DNS, MTU (default on in run mode)\n",
   "disable-offload": "  -disable-offload\n    \tDo not negotiate tap checksum/segmentation offloads\n",
   "enable-dns":
     "  -enable-dns\n    \tServe DNS at 10.0.2.3 and fd00::3, relaying to the host's resolvers (default on in run mode)\n",
@@ -121,6 +122,7 @@ describe("usage (contract §3.2)", () => {
       "R",
       "allow",
       "deny",
+      "dhcp",
       "disable-offload",
       "dns-ttl",
       "enable-dns",
@@ -194,6 +196,8 @@ describe("defaults (contract §3.3)", () => {
       enableRoutingSet: false,
       enableDns: false,
       enableDnsSet: false,
+      dhcp: false,
+      dhcpSet: false,
       sourceIpv4: null,
       sourceIpv6: null,
       allow: [],
