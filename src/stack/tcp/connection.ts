@@ -526,11 +526,10 @@ export class TcpConnection implements FlowTuple {
     if (n <= 0) return;
     this.rcvBuf.consume(n);
     if (this.rcvBuf.length === 0 && this.rcvBuf.grown) this.trimLater(now);
-    // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce
-    // the larger window only once it grew by min(half the buffer, one MSS),
-    // the buffer being what the budget lets it reach.
-    const advertised = Math.max(0, seqDiff(this.rcvAdvEdge, this.rcvNxt));
-    if (this.windowToAdvertise() - advertised >= Math.min(this.rcvBufLimit() >>> 1, this.rcvMss)) {
+    // A window update at once when a segment would move the advertised
+    // edge right (currentWindow's silly window avoidance lets it move only
+    // by enough).
+    if (seqGt(seqAdd(this.rcvNxt, this.windowFieldValue() * 2 ** this.rcvShift), this.rcvAdvEdge)) {
       this.ackNow = true;
       this.layer.markDirty(this);
     }
@@ -1114,25 +1113,33 @@ export class TcpConnection implements FlowTuple {
   }
 
   /**
-   * The receive window right now: buffer space within the budget, never
-   * moving the edge already advertised left (RFC 9293 §3.8.6.2.2, RFC
-   * 7323 §2.4): under budget pressure the window shrinks as data arrives
-   * and is not reopened, rather than being retracted.
+   * The receive window right now (RCV.WND), from two rules:
+   *  - the edge already advertised never moves left (RFC 9293 §3.8.6.2.2,
+   *    RFC 7323 §2.4): under budget pressure the window shrinks as data
+   *    arrives and is not reopened, rather than being retracted;
+   *  - receiver silly window avoidance (MUST-39, RFC 9293 §3.8.6.2.2, RFC
+   *    1122 §4.2.3.3): the edge moves right only once the buffer space
+   *    within the budget exceeds the window offered by at least
+   *    min(half that buffer, one MSS); until then the window offered stays
+   *    what it was, in every segment we send and for what we accept (a
+   *    zero-window probe's byte is not taken while the window stays shut).
    */
   private currentWindow(): number {
-    return Math.max(this.rcvBufLimit() - this.rcvBuf.length, seqDiff(this.rcvAdvEdge, this.rcvNxt), 0);
+    const offered = Math.max(seqDiff(this.rcvAdvEdge, this.rcvNxt), 0);
+    const limit = this.rcvBufLimit();
+    const free = limit - this.rcvBuf.length;
+    return free - offered >= Math.min(limit >>> 1, this.rcvMss) ? free : offered;
   }
 
-  private windowToAdvertise(): number {
-    const max = 65535 * 2 ** this.rcvShift;
-    return Math.min(max, this.currentWindow());
+  /** The 16-bit window field a segment sent now carries (scaled down, RFC 7323 §2.3). */
+  private windowFieldValue(): number {
+    return Math.min(65535, Math.floor(this.currentWindow() / 2 ** this.rcvShift));
   }
 
   /** The 16-bit window field for an outgoing segment; records the edge. */
   windowField(): number {
     if (this.rcvBuf.reachable < this.cfg.rcvBuf) this.account.refused();
-    const w = this.windowToAdvertise();
-    const field = Math.min(65535, Math.floor(w / 2 ** this.rcvShift));
+    const field = this.windowFieldValue();
     const edge = seqAdd(this.rcvNxt, field * 2 ** this.rcvShift);
     if (seqGt(edge, this.rcvAdvEdge) || this.state <= TcpState.SynReceived) this.rcvAdvEdge = edge;
     return field;

@@ -700,6 +700,35 @@ describe("zero window and persist (RFC 9293 §3.8.6.1)", () => {
     const upd = h.one();
     expect([upd.flags, upd.ack, upd.window]).toEqual([ACK, g.seq, 3000]);
   });
+
+  test("receiver SWS avoidance (MUST-39): a window that can grow by less than min(half the buffer, one MSS) stays shut in every segment", () => {
+    const { h, g, app } = setup({}, { tcp: { rcvBuf: 3000 } });
+    app.readMode = "manual";
+    g.data(1460);
+    g.data(1460);
+    h.one();
+    g.data(80);
+    h.advance(40);
+    expect(h.one().window).toBe(0);
+    app.read(1000);
+    h.endBatch();
+    h.none();
+    // The guest's zero-window probe: answered with window 0, its byte not taken.
+    g.send({ flags: ACK | PSH, payload: 1 });
+    h.advance(40);
+    const p = h.one();
+    expect([p.flags, p.ack, p.window]).toEqual([ACK, g.seq, 0]);
+    expect(app.buffered).toBe(2000);
+    // Our data carries the shut window too.
+    app.send("x");
+    const d = h.one();
+    expect([d.payloadLen, d.window]).toEqual([1, 0]);
+    // Room for a full MSS (1460 of the 3000): offered, all of it.
+    app.read(460);
+    h.endBatch();
+    const upd = h.one();
+    expect([upd.flags, upd.ack, upd.window]).toEqual([ACK, g.seq, 1460]);
+  });
 });
 
 describe("window scaling (RFC 7323)", () => {
