@@ -174,7 +174,7 @@ async function main(): Promise<void> {
   // 2.
   raiseNoFileLimit();
 
-  // Run mode: neither -netns nor -fd. Routing and DNS default to on there
+  // Run mode: neither -netns nor -fd. Routing, DNS and DHCP default to on there
   // (a dev shell wants the internet), and per-flow lines to off (they
   // would land in the middle of the user's shell).
   const runMode = parsed.config.fd < 0 && parsed.config.netns === "";
@@ -183,6 +183,7 @@ async function main(): Promise<void> {
         ...parsed.config,
         enableRouting: parsed.config.enableRoutingSet ? parsed.config.enableRouting : true,
         enableDns: parsed.config.enableDnsSet ? parsed.config.enableDns : true,
+        dhcp: parsed.config.dhcpSet ? parsed.config.dhcp : true,
         quiet: parsed.config.quietSet ? parsed.config.quiet : true,
       }
     : parsed.config;
@@ -316,6 +317,13 @@ async function main(): Promise<void> {
     // CSPRNG.
     secret: new FlowSecret(crypto.getRandomValues(new Uint8Array(16))),
     maxNeighbors: cfg.maxNeighbors,
+    // -dhcp (on by default in run mode). Test hook: SLIRPNETSTACK_DHCP_LEASE_S
+    // shortens the lease so that renewals happen within a test.
+    ...(cfg.dhcp
+      ? {
+          dhcp4: (await import("./host/dhcp4-info.ts")).dhcp4Config(GUEST_V4, cfg.enableDns, (ip, port) => host.allowsGuestUdp(ip, port), Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined),
+        }
+      : {}),
     // Test hook: the contract's 125 s UDP idle timeout, shortened.
     ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
   });

@@ -1,0 +1,61 @@
+// What the guest's DHCPv4 server offers about DNS (options 6, 15, 119),
+// read from the host each time it answers, so a changed resolv.conf shows
+// in the next offer or renewal:
+// - the DNS forwarder on (-enable-dns): 10.0.2.3, nothing else;
+// - off: the host's IPv4 resolvers from resolv.conf that the guest can
+//   reach. Loopback ones (systemd-resolved's 127.0.0.53, a local cache at
+//   127.0.0.1) are the host's own: to the guest they would be its own
+//   loopback, so they are left out; the others only if the routing policy
+//   lets a guest UDP flow to their port 53 through (-enable-host,
+//   -enable-routing, -allow/-deny). With none left, no option 6: a guest
+//   told of a server nobody answers at would wait on every lookup.
+// - search domains: the host's resolv.conf `search` or `domain` line,
+//   either way.
+import type { ParsedIP } from "../cli/goip.ts";
+import { DEFAULT_LEASE_SECONDS, type Dhcp4Config, type Dhcp4HostInfo } from "../stack/services/dhcp4.ts";
+import { DNS_V4 } from "./dns-forwarder.ts";
+import { ResolvConf } from "./resolv-conf.ts";
+import { parseIpv4 } from "../wire/ipv4.ts";
+
+const DNS_PORT = 53;
+/** resolv.conf's own limit (MAXNS, resolv.conf(5)). */
+const MAX_SERVERS = 3;
+const FORWARDER: readonly number[] = [parseIpv4(DNS_V4)!];
+
+export class Dhcp4HostDns implements Dhcp4HostInfo {
+  constructor(
+    private readonly resolvConf: ResolvConf,
+    /** -enable-dns (or run mode's default). */
+    private readonly forwarder: boolean,
+    /** Whether the routing policy lets a guest UDP flow to this address and port through. */
+    private readonly allowed: (ip: ParsedIP, port: number) => boolean,
+  ) {}
+
+  dnsServers(now: number): readonly number[] {
+    if (this.forwarder) return FORWARDER;
+    const out: number[] = [];
+    for (const ip of this.resolvConf.servers(now)) {
+      if (ip.family !== 4 || ip.bytes[0] === 127 || ip.bytes[0] === 0 || !this.allowed(ip, DNS_PORT)) continue;
+      out.push(((ip.bytes[0]! << 24) | (ip.bytes[1]! << 16) | (ip.bytes[2]! << 8) | ip.bytes[3]!) >>> 0);
+      if (out.length === MAX_SERVERS) break;
+    }
+    return out;
+  }
+
+  searchDomains(now: number): readonly string[] {
+    return this.resolvConf.search(now);
+  }
+}
+
+/**
+ * The DHCPv4 server's settings: the pool starts at the guest address, DNS
+ * as above from the host's /etc/resolv.conf, the lease time in seconds.
+ */
+export function dhcp4Config(
+  guestAddress: number,
+  forwarder: boolean,
+  allowed: (ip: ParsedIP, port: number) => boolean,
+  leaseSeconds = DEFAULT_LEASE_SECONDS,
+): Dhcp4Config {
+  return { firstAddress: guestAddress, leaseSeconds, info: new Dhcp4HostDns(new ResolvConf(), forwarder, allowed) };
+}
