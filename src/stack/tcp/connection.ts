@@ -689,6 +689,7 @@ export class TcpConnection implements FlowTuple {
       this.maxSndWnd = this.sndWnd;
       this.rtxAt = NO_DEADLINE;
       if (this.synTries === 1) this.rtt.sample(now - this.synSentAt);
+      else this.rtt.synTimedOut();
       this.state = TcpState.Established;
       this.touch(now);
       this.sendAck(now);
@@ -751,6 +752,7 @@ export class TcpConnection implements FlowTuple {
       this.sndUna = ack;
       this.rtxAt = NO_DEADLINE;
       if (this.synTries === 1) this.rtt.sample(now - this.synSentAt);
+      else this.rtt.synTimedOut();
       this.handler?.onEstablished(this);
     }
 

@@ -10,6 +10,8 @@ export const RTO_MIN_MS = 200;
 export const RTO_MAX_MS = 60_000;
 /** Before any sample (RFC 6298 §2.1). */
 export const RTO_INITIAL_MS = 1000;
+/** The RTO for data after a SYN or SYN-ACK timed out and gave no sample (RFC 6298 §5.7). */
+export const RTO_AFTER_SYN_TIMEOUT_MS = 3000;
 /** Clock granularity G: we keep milliseconds. */
 const GRANULARITY_MS = 1;
 
@@ -38,6 +40,16 @@ export class RttEstimator {
       this.srtt = 0.875 * this.srtt + 0.125 * r;
     }
     this.base = Math.min(RTO_MAX_MS, Math.max(RTO_MIN_MS, this.srtt + Math.max(GRANULARITY_MS, 4 * this.rttvar)));
+    this.backoff = 0;
+  }
+
+  /**
+   * The handshake completed after our SYN or SYN-ACK had to be
+   * retransmitted, so it gave no sample (Karn): data starts with an RTO of
+   * 3 s, not the backed-off handshake value (§5.7, a MUST).
+   */
+  synTimedOut(): void {
+    this.base = RTO_AFTER_SYN_TIMEOUT_MS;
     this.backoff = 0;
   }
 

@@ -2,7 +2,8 @@
 // cases two well-behaved endpoints never produce, and exact timing of
 // every timer (virtual clock).
 import { describe, expect, test } from "bun:test";
-import { Harness, Guest, SYN, ACK, FIN, RST, PSH } from "../../support/tcp-harness.ts";
+import { Harness, Guest, SYN, ACK, FIN, RST, PSH, GUEST_V4, SERVER_V4 } from "../../support/tcp-harness.ts";
+import { AppConn } from "../../support/engine-pair.ts";
 import { TcpState, STATE_NAMES, DEFAULT_TCP_CONFIG, shiftFor } from "../../../src/stack/tcp/connection.ts";
 
 /** Our window scale: what the default receive buffer needs (RFC 7323 §2.3). */
@@ -521,6 +522,41 @@ describe("retransmission timer (RFC 6298)", () => {
     h.advance(130_000);
     const at = h.take().map((x) => x.at - t0);
     expect(at).toEqual([102_200, 162_200]);
+  });
+
+  test("a retransmitted SYN-ACK and no RTT sample: data starts with an RTO of 3 s (RFC 6298 §5.7)", () => {
+    const h = new Harness();
+    const g = new Guest(h);
+    g.syn();
+    g.readSynAck();
+    // The first SYN-ACK goes unanswered; the guest ACKs the second.
+    expect(h.advanceToNext()).toBe(1000);
+    g.readSynAck();
+    g.send({ flags: ACK });
+    const app = h.app;
+    expect(app.established).toBe(true);
+    app.send("x");
+    const t0 = h.now;
+    expect(h.one().payloadLen).toBe(1);
+    expect(h.advanceToNext()).toBe(3000);
+    expect(h.one().payloadLen).toBe(1);
+    expect(h.now - t0).toBe(3000);
+  });
+
+  test("a retransmitted SYN and no RTT sample: data toward the guest starts with an RTO of 3 s (RFC 6298 §5.7)", () => {
+    const h = new Harness();
+    const app = new AppConn(null, h);
+    app.conn = h.stack.tcp.connectV4(SERVER_V4, 0, GUEST_V4, 22, app, h.now);
+    const syn = h.one();
+    expect(h.advanceToNext()).toBe(1000);
+    expect(h.one().flags).toBe(SYN);
+    h.inject(h.build(22, syn.sport, { seq: 5000, ack: u32(syn.seq + 1), flags: SYN | ACK, window: 65535, mss: 1460 }));
+    expect(app.established).toBe(true);
+    h.take();
+    app.send("x");
+    expect(h.one().payloadLen).toBe(1);
+    expect(h.advanceToNext()).toBe(3000);
+    expect(h.one().payloadLen).toBe(1);
   });
 
   test("RTO from a measured RTT: SRTT + 4 RTTVAR", () => {
