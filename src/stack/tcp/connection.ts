@@ -93,8 +93,10 @@ export interface TcpConfig {
   keepCnt: number;
   /** Abort when data stays unacknowledged this long (TCP_USER_TIMEOUT, ms). */
   userTimeoutMs: number;
-  /** SYN / SYN-ACK transmissions before giving up. */
+  /** Transmissions of our SYN (an open toward the guest, -L) before giving up. */
   synRetries: number;
+  /** Transmissions of our SYN-ACK (answering a guest's SYN) before giving up. */
+  synAckRetries: number;
   timeWaitMs: number;
   /** Connections in every state; beyond it new ones are refused (-max-tcp-connections). */
   maxConnections: number;
@@ -116,7 +118,14 @@ export const DEFAULT_TCP_CONFIG: TcpConfig = {
   keepIntvlMs: 125_000,
   keepCnt: 4,
   userTimeoutMs: 625_000,
-  synRetries: 6,
+  // 8 SYNs at 0, 1, 3, 7, 15, 31, 63 and 123 s (the RTO doubles from 1 s
+  // up to its 60 s cap): the open gives up after 183 s, the 3 minutes
+  // RFC 9293 asks of R2 for a SYN (MUST-23). Linux gives up after 127 s.
+  synRetries: 8,
+  // A SYN-ACK only answers the guest's SYN, which the guest retransmits
+  // itself (each copy draws a SYN-ACK at once): 6 tries, 63 s, as Linux's
+  // tcp_synack_retries 5 (and fewer under a flood, below).
+  synAckRetries: 6,
   timeWaitMs: 30_000,
   maxConnections: 16384,
   maxSynReceived: 1024,
@@ -1421,7 +1430,9 @@ export class TcpConnection implements FlowTuple {
   private retransmitTimeout(now: number): void {
     this.rtxAt = NO_DEADLINE;
     if (this.state === TcpState.SynSent || this.state === TcpState.SynReceived) {
-      const tries = this.synReceivedCounted && this.layer.synReceivedPressure ? Math.min(SYNACK_TRIES_UNDER_PRESSURE, this.cfg.synRetries) : this.cfg.synRetries;
+      // A simultaneous open's SYN-ACK is our SYN again: synRetries.
+      const max = this.passive ? this.cfg.synAckRetries : this.cfg.synRetries;
+      const tries = this.synReceivedCounted && this.layer.synReceivedPressure ? Math.min(SYNACK_TRIES_UNDER_PRESSURE, max) : max;
       if (this.synTries >= tries) {
         this.terminate("timeout");
         return;

@@ -135,15 +135,15 @@ describe("opening", () => {
     expect(pair.b.tcp.connectionCount).toBe(0);
   });
 
-  test("SYN retries: 6 SYNs with exponential backoff, then timeout", () => {
+  test("SYN retries: 8 SYNs with exponential backoff up to the 60 s cap, then timeout after 3 minutes (MUST-23)", () => {
     const pair = new EnginePair({ trace: true });
     pair.dropFrom("A", () => true);
     const a = pair.connect("A", 80);
-    pair.runUntil(() => a.closed !== null, "closed");
+    pair.runUntil(() => a.closed !== null, "closed", 300_000);
     expect(a.closed).toBe("timeout");
-    expect(pair.now).toBe(1000 + 63_000);
+    expect(pair.now).toBe(1000 + 183_000);
     pair.dropFrom("A", null);
-    expect(pair.trace.filter((t) => t.dir === "A>B").map((t) => t.at)).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000]);
+    expect(pair.trace.filter((t) => t.dir === "A>B").map((t) => t.at)).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 64_000, 124_000]);
   });
 
   test("SYN-ACK retries on the passive side, then timeout", () => {
