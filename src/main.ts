@@ -11,6 +11,7 @@ import { HIDDEN_COMMAND } from "./ns/args.ts";
 import type { DeviceCaps, FrameReceiver, FrameSink } from "./stack/device.ts";
 import type { FaultInjector } from "./link/fault.ts";
 import type { PcapWriter } from "./link/pcap.ts";
+import type { GuestDns6 } from "./stack/services/guest-dns.ts";
 import { parseIpv4 } from "./wire/ipv4.ts";
 import { ipv6FromString } from "./wire/ipv6.ts";
 import { parseMac } from "./wire/ethernet.ts";
@@ -183,6 +184,7 @@ async function main(): Promise<void> {
         ...parsed.config,
         enableRouting: parsed.config.enableRoutingSet ? parsed.config.enableRouting : true,
         enableDns: parsed.config.enableDnsSet ? parsed.config.enableDns : true,
+        ra: parsed.config.raSet ? parsed.config.ra : true,
         dhcp: parsed.config.dhcpSet ? parsed.config.dhcp : true,
         quiet: parsed.config.quietSet ? parsed.config.quiet : true,
       }
@@ -306,6 +308,15 @@ async function main(): Promise<void> {
     runtime.addPollable(faults);
   }
 
+  // IPv6 self-configuration (-ra): router advertisements and stateless
+  // DHCPv6 tell the guest the same DNS servers and search list.
+  let dns6: ((now: number) => GuestDns6) | null = null;
+  if (cfg.ra) {
+    const [{ HostDns6 }, { ResolvConf }] = await Promise.all([import("./host/guest-dns6.ts"), import("./host/resolv-conf.ts")]);
+    const info = new HostDns6(new ResolvConf(), cfg.enableDns, (ip, port) => host.allowsGuestUdp(ip, port));
+    dns6 = (now) => info.get(now);
+  }
+
   // 11. The stack and the handlers for new guest flows.
   const stack = new Stack(caps, sink, host, stats, {
     mac: MAC,
@@ -317,6 +328,7 @@ async function main(): Promise<void> {
     // CSPRNG.
     secret: new FlowSecret(crypto.getRandomValues(new Uint8Array(16))),
     maxNeighbors: cfg.maxNeighbors,
+    ...(dns6 !== null ? { ra: { dns: dns6, random: Math.random }, dhcp6: { dns: dns6 } } : {}),
     // -dhcp (on by default in run mode). Test hook: SLIRPNETSTACK_DHCP_LEASE_S
     // shortens the lease so that renewals happen within a test.
     ...(cfg.dhcp
@@ -338,6 +350,9 @@ async function main(): Promise<void> {
   // first record is always this 28-byte request (contract §15).
   stack.primeArp(GUEST_V4);
   device.start(pcap !== null ? pcap.wrap(receiver) : receiver);
+  // A first poll now rather than at the first frame: the first router
+  // advertisement goes out at start (RFC 4861 §6.2.4).
+  runtime.afterActivity();
 
   // The reactor, the engine and the runtime confine a throwing handler to
   // its flow. Anything else that throws once we run (a timer of a -L

@@ -46,6 +46,10 @@ export interface Config {
   dhcp: boolean;
   /** Whether -dhcp appeared on the command line (its default differs in run mode). */
   dhcpSet: boolean;
+  /** -ra: router advertisements and stateless DHCPv6 on the guest link. */
+  ra: boolean;
+  /** Whether -ra appeared on the command line (its default differs in run mode). */
+  raSet: boolean;
   sourceIpv4: string | null;
   sourceIpv6: string | null;
   allow: FirewallRule[];
@@ -197,6 +201,11 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       usage: "Serve DHCPv4 to the guest: 10.0.2.100/24, router 10.0.2.2, DNS, MTU (default on in run mode)",
     })
     .define({
+      name: "ra",
+      kind: "bool",
+      usage: "Send IPv6 router advertisements (fd00::/64 for SLAAC, MTU, DNS) and answer stateless DHCPv6 (default on in run mode)",
+    })
+    .define({
       name: "disable-offload",
       kind: "bool",
       usage: "Do not negotiate tap checksum/segmentation offloads",
@@ -344,6 +353,8 @@ function toConfig(flags: ParsedFlags): Config {
     enableDnsSet: flags.isSet("enable-dns"),
     dhcp: flags.get<boolean>("dhcp"),
     dhcpSet: flags.isSet("dhcp"),
+    ra: flags.get<boolean>("ra"),
+    raSet: flags.isSet("ra"),
     sourceIpv4: flags.get<string | null>("source-ipv4"),
     sourceIpv6: flags.get<string | null>("source-ipv6"),
     allow: flags.get<FirewallRule[][]>("allow").flat(),

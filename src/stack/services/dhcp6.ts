@@ -37,7 +37,7 @@ import type { GuestDns6 } from "./guest-dns.ts";
 
 export interface Dhcp6Config {
   /** The DNS servers and search list to hand out, read for each Reply. */
-  dns: () => GuestDns6;
+  dns: (now: number) => GuestDns6;
 }
 
 const NONE: readonly Uint8Array[] = [];
@@ -146,7 +146,7 @@ export class Dhcp6Server {
       r.dnsServers = NONE;
       r.searchDomains = NONE;
     } else {
-      const dns = this.cfg.dns();
+      const dns = this.cfg.dns(now);
       r.msgType = Dhcp6Msg.Reply;
       r.status = -1;
       r.dnsServers = dns.servers;

@@ -20,5 +20,3 @@ export const MAX_DNS_SERVERS = 3;
  * receivers drop fragmented Neighbor Discovery messages).
  */
 export const MAX_SEARCH_BYTES = 1024;
-
-export const NO_GUEST_DNS6: GuestDns6 = { servers: [], domains: [] };

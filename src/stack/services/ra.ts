@@ -47,7 +47,7 @@ export const MAX_SOLICITORS = 16;
 
 export interface RaConfig {
   /** The DNS servers and search list to advertise, read when each RA is built. */
-  dns: () => GuestDns6;
+  dns: (now: number) => GuestDns6;
   /** Uniform in [0, 1): the random part of the periodic interval (§6.2.4). */
   random: () => number;
 }
@@ -181,7 +181,7 @@ export class RouterAdvertiser {
   /** One RA from our link-local address to dst, hop limit 255 (§6.1.2). */
   private send(dst: Uint8Array, dstOff: number, now: number): void {
     const r = this.repr;
-    const dns = this.cfg.dns();
+    const dns = this.cfg.dns(now);
     r.dnsServers = dns.servers;
     r.searchDomains = dns.domains;
     const eg = this.egress;

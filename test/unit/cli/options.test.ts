@@ -75,6 +75,7 @@ const OUR_ADDITIONS: Record<string, string> = {
   "exit-fd": "  -exit-fd int\n    \tExit when this fd is closed or readable (slirp4netns --exit-fd) (default -1)\n",
   "max-local-clients":
     "  -max-local-clients uint\n    \tMost clients at a time per -L TCP listener; beyond it new clients are reset (0: no limit) (default 4096)\n",
+  ra: "  -ra\n    \tSend IPv6 router advertisements (fd00::/64 for SLAAC, MTU, DNS) and answer stateless DHCPv6 (default on in run mode)\n",
   "proxy-header-timeout":
     "  -proxy-header-timeout duration\n    \tHow long a -L tcppp client may take to send its PROXY header before it is reset (0: no limit) (default 10s)\n",
   "max-dns-queries": "  -max-dns-queries uint\n    \tMost DNS forwarder queries in flight; beyond it the oldest is dropped (default 256)\n",
@@ -148,6 +149,7 @@ describe("usage (contract §3.2)", () => {
       "pcap",
       "proxy-header-timeout",
       "quiet",
+      "ra",
       "ready-fd",
       "source-ipv4",
       "source-ipv6",
@@ -196,6 +198,8 @@ describe("defaults (contract §3.3)", () => {
       enableRoutingSet: false,
       enableDns: false,
       enableDnsSet: false,
+      ra: false,
+      raSet: false,
       dhcp: false,
       dhcpSet: false,
       sourceIpv4: null,
@@ -285,6 +289,8 @@ describe("parsing rules (contract §3.1)", () => {
       enableDns: true,
       enableDnsSet: true,
     });
+    expect((await run(["-ra=false"])).config).toMatchObject({ ra: false, raSet: true });
+    expect((await run(["-ra"])).config).toMatchObject({ ra: true, raSet: true });
     expect((await run(["-dhcp=false"])).config).toMatchObject({ dhcp: false, dhcpSet: true });
     expect((await run(["-dhcp"])).config).toMatchObject({ dhcp: true, dhcpSet: true });
   });
