@@ -1,6 +1,6 @@
 // Replacing the process image from Bun (run mode: the helper becomes the
 // user's command). execve() from the multi-threaded Bun process is fine: the
-// kernel ends every other thread (bun-notes §6 (d)).
+// kernel ends every other thread (execve(2)), which run mode relies on.
 import { ptr } from "bun:ffi";
 import { libc, errno, check, SysError } from "./libc.ts";
 

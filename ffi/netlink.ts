@@ -1,7 +1,7 @@
 // Route dumps over rtnetlink (RFC 3549; linux/rtnetlink.h), for the host's
-// "local routes" (contract §7.3): the destination prefix of every route in
-// the main (254) and local (255) tables, IPv4 and IPv6, except routes with
-// no destination (the default route). The constants and socket that
+// "local routes" (docs/compatibility.md, Host routes): the destination
+// prefix of every route in the main (254) and local (255) tables, IPv4 and
+// IPv6, except routes with no destination (the default route). The constants and socket that
 // netlink-config.ts also needs are exported from here.
 import { libc, check, errno, SysError } from "./libc.ts";
 import { closeFd } from "./sys.ts";

@@ -9,9 +9,9 @@
 //
 // Layout (LP64: x86-64 and aarch64 agree). Each message owns ONE
 // ArrayBuffer holding every struct, so the pointers embedded in msghdr and
-// iovec point into memory that the same object keeps alive (bun-notes,
-// pitfalls 1 and 2); the addresses are taken with ptr() after every view
-// exists, right before the call:
+// iovec point into memory that the same object keeps alive (the bun:ffi
+// pitfalls of ffi/libc.ts: moved and collected arrays); the addresses are
+// taken with ptr() after every view exists, right before the call:
 //
 //   @0    struct msghdr   (56 B)  msg_iov @16, msg_iovlen @24,
 //                                 msg_control @32, msg_controllen @40, msg_flags @48

@@ -123,7 +123,7 @@ export function writeFd(fd: number, buf: Uint8Array, len: number): number {
  * of a large, long-lived buffer is taken once and kept with a reference to
  * the buffer, so it can be neither moved nor collected while cached:
  * typed arrays of 4 KiB and more live outside the moving GC heap
- * (bun-notes, pitfall 1); smaller ones take the subarray path.
+ * (ffi/libc.ts, first pitfall); smaller ones take the subarray path.
  */
 export class FdWriter {
   private buf: Uint8Array | null = null;
@@ -198,8 +198,9 @@ export class PollSet {
 const RLIMIT_NOFILE = 7;
 
 /**
- * Raises RLIMIT_NOFILE as upstream does (contract §2 step 2): try
- * soft = hard = 2^20, halving until the kernel accepts. Failures are silent.
+ * Raises RLIMIT_NOFILE as upstream does (docs/compatibility.md, startup
+ * step 2): try soft = hard = 2^20, halving until the kernel accepts.
+ * Failures are silent.
  */
 export function raiseNoFileLimit(): number {
   const ab = new ArrayBuffer(16);

@@ -42,7 +42,7 @@ function ifreq(name: string): { bytes: Uint8Array; view: DataView } {
   return { bytes, view: new DataView(ab) };
 }
 
-/** Which step of the attach failed: the contract prints a line per step. */
+/** Which step of the attach failed: upstream prints a line per step. */
 export type AttachStep = "netns" | "mtu" | "open";
 
 export class AttachError extends Error {
@@ -124,8 +124,9 @@ function setIff(fd: number, ifname: string, flags: number): void {
 
 /**
  * Attaches to an existing tun or tap device named opts.ifname, in the
- * namespace opts.netns (contract §6.6): read its MTU, then TUNSETIFF as tun,
- * else as tap. A tap may get a vnet header with the requested offloads.
+ * namespace opts.netns (docs/compatibility.md, Attaching to a namespace):
+ * read its MTU, then TUNSETIFF as tun, else as tap. A tap may get a vnet
+ * header with the requested offloads.
  */
 export function attachTun(opts: AttachOptions): TunAttachment {
   const work = (): TunAttachment => {

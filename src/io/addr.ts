@@ -1,6 +1,7 @@
 // Socket addresses as the rest of the program sees them: Go-style text for
 // log lines ("127.0.0.1:80", "[::1]:80"; IPv4-mapped IPv6 prints as IPv4,
-// contract §13.1) and parsed IPs, straight from struct sockaddr bytes.
+// docs/compatibility.md, Addresses in log lines) and parsed IPs, straight
+// from struct sockaddr bytes.
 import { AF_INET, SockAddr } from "../../ffi/net.ts";
 import type { ParsedIP } from "../cli/goip.ts";
 import { ipv4ToString } from "../wire/ipv4.ts";

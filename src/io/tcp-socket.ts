@@ -158,7 +158,7 @@ export class TcpSocket implements IoHandler {
     return localAddress(this.fd, scratch) < 0 ? "" : sockAddrText(scratch);
   }
 
-  /** contract §8.3's keepalive settings. */
+  /** Keepalive and user timeout (docs/compatibility.md, Timeouts and keepalive). */
   setKeepalive(idleS: number, count: number, userTimeoutMs: number): void {
     setTcpKeepalive(this.fd, idleS, count, userTimeoutMs);
   }

@@ -1,7 +1,8 @@
 // -pcap: a middleware that copies every frame, both directions, into a
-// classic libpcap file (contract §15): big-endian, LINKTYPE_RAW, packets
-// from the network-layer header on (ARP as its 28-byte body), snaplen =
-// MTU, written unbuffered so a crash loses nothing already seen.
+// classic libpcap file (docs/compatibility.md, Packet capture):
+// big-endian, LINKTYPE_RAW, packets from the network-layer header on (ARP
+// as its 28-byte body), snaplen = MTU, written unbuffered so a crash loses
+// nothing already seen.
 import { openSync, writeSync, closeSync, constants } from "node:fs";
 import { O_CLOEXEC } from "../../ffi/sys.ts";
 import { pcapFileHeader, writePcapRecordHeader, LINKTYPE_RAW } from "../wire/pcap.ts";

@@ -1,4 +1,5 @@
-// Getting the device of an existing namespace (device mode, contract §6.6).
+// Getting the device of an existing namespace (attach mode;
+// docs/compatibility.md, Attaching to a namespace).
 //
 // As root: setns() the JS thread into the netns, open the device, come back
 // (ffi/tun.ts; exactly the behaviour main.ts had). As an ordinary user that

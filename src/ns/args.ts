@@ -12,7 +12,7 @@ export const HELPER_STDERR_FD = 4;
 /** Attach mode with an owning user namespace passed by descriptor. */
 export const HELPER_USERNS_FD = 4;
 
-/** Run-mode defaults (DESIGN.md address plan; contract §6.1). */
+/** Run-mode defaults (docs/compatibility.md, Fixed addresses and Run mode). */
 export const RUN_DEFAULTS = {
   ifname: "tun0",
   mtu: 65520,

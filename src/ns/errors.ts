@@ -1,8 +1,9 @@
 // What can go wrong while getting a device, and the stderr lines for it.
 //
-// Device failures keep the contract's shape (§2 step 9, §6.6): one specific
-// line, then `Failed to open TUN/TAP: ERR`, exit 253. The specific line is
-// the contract's own (`[!] Can't join netns …`, `[!] GetMTU(…) = …`,
+// Device failures keep upstream's shape (docs/compatibility.md, startup
+// step 9, and Attaching to a namespace): one specific line, then
+// `Failed to open TUN/TAP: ERR`, exit 253. The specific line is upstream's
+// own (`[!] Can't join netns …`, `[!] GetMTU(…) = …`,
 // `[!] open(…) = …`) unless the failure has an environmental cause that a
 // user can act on (user namespaces disabled, /dev/net/tun not accessible,
 // nsenter/unshare missing, the target process gone, …): then that one clear
@@ -10,7 +11,7 @@
 // executed exits 127 / 126 like a shell, with one line.
 import { SysError, errnoText } from "../../ffi/libc.ts";
 
-/** Which step failed: the contract's three, plus the rootless ones. */
+/** Which step failed: upstream's three, plus the rootless ones. */
 export type DeviceStep =
   /** joining the target network namespace (incl. nsenter/unshare and the user namespace) */
   | "netns"
@@ -52,7 +53,7 @@ export interface DeviceErrorInit {
   cause?: Cause | null;
   /** One line naming the cause (without the "[!] " prefix). */
   hint?: string | null;
-  /** The -netns path ("" when none) and interface name, for the contract lines. */
+  /** The -netns path ("" when none) and interface name, for upstream's lines. */
   netns: string;
   ifname: string;
   exitCode?: number;
@@ -85,7 +86,7 @@ export class DeviceError extends Error {
     this.textOverride = init.text ?? null;
   }
 
-  /** The Go-style error text the contract's lines quote. */
+  /** The Go-style error text upstream's lines quote. */
   get text(): string {
     if (this.textOverride !== null) return this.textOverride;
     const base = this.sys?.text ?? this.hint ?? `${this.step} failed`;

@@ -1,4 +1,4 @@
-// Getting a device (DESIGN.md, src/ns/): attach as root, attach rootless
+// Getting a device (docs/architecture.md, src/ns/): attach as root, attach rootless
 // through a helper under nsenter, run mode under unshare. main.ts imports
 // from here only.
 export { acquireDevice, type AcquireOptions, type TunAttachment } from "./acquire.ts";

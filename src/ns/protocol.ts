@@ -7,7 +7,7 @@ import type { DeviceStep } from "./errors.ts";
 export type HelperMessage =
   /** The helper runs inside the namespaces (nsenter/unshare worked). */
   | { t: "started" }
-  /** About to open the device (the contract's "[.] Opening tun interface" moment). */
+  /** About to open the device (upstream's "[.] Opening tun interface" moment). */
   | { t: "opening" }
   /** Comes with the device fd. */
   | { t: "device"; kind: "tun" | "tap"; mtu: number; vnetHdr: boolean; offloads: number }
