@@ -184,6 +184,7 @@ async function main(): Promise<void> {
         ...parsed.config,
         enableRouting: parsed.config.enableRoutingSet ? parsed.config.enableRouting : true,
         enableDns: parsed.config.enableDnsSet ? parsed.config.enableDns : true,
+        icmp: parsed.config.icmpSet ? parsed.config.icmp : "forward",
         ra: parsed.config.raSet ? parsed.config.ra : true,
         dhcp: parsed.config.dhcpSet ? parsed.config.dhcp : true,
         quiet: parsed.config.quietSet ? parsed.config.quiet : true,

@@ -71,7 +71,13 @@ export interface Config {
   maxDnsQueries: number;
   /** -max-neighbors: guest addresses in the neighbour table, resolved or not. */
   maxNeighbors: number;
+  /** -icmp: guest pings to other hosts sent out for real ("forward") or answered by the stack ("local"). */
+  icmp: IcmpMode;
+  /** Whether -icmp appeared on the command line (its default differs in run mode). */
+  icmpSet: boolean;
 }
+
+export type IcmpMode = "forward" | "local";
 
 export type ParseOutcome =
   | { kind: "run"; config: Config; positional: string[] }
@@ -273,6 +279,16 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       kind: "uint",
       default: DEFAULT_MAX_NEIGHBORS,
       usage: "Most guest addresses with a known or sought MAC (2 at least); beyond it the least recently used is forgotten",
+    })
+    .define({
+      name: "icmp",
+      kind: "value",
+      typeWord: "mode",
+      default: "local",
+      defaultText: "local",
+      zeroText: "",
+      usage: "Guest pings to other hosts: forward (through the host's ICMP sockets: real replies, real round-trip times) or local (answered by the stack); forward in run mode",
+      parse: parseIcmpMode,
     });
   return set;
 }
@@ -286,6 +302,12 @@ async function parseSourceIP(text: string, family: 4 | 6, resolver: Resolver): P
   const literal = parseGoIP(text);
   if (literal !== null) return formatIP(literal);
   return (await resolver.resolveLabel(text, family)).ip;
+}
+
+/** -icmp's two values. */
+function parseIcmpMode(text: string): IcmpMode {
+  if (text === "forward" || text === "local") return text;
+  throw new Error("want forward or local");
 }
 
 /** A byte count: digits, optionally followed by K, M or G (KiB, MiB, GiB; powers of 1024). */
@@ -371,5 +393,7 @@ function toConfig(flags: ParsedFlags): Config {
     maxUdpPorts: flags.get<number>("max-udp-ports"),
     maxDnsQueries: flags.get<number>("max-dns-queries"),
     maxNeighbors: flags.get<number>("max-neighbors"),
+    icmp: flags.get<IcmpMode>("icmp"),
+    icmpSet: flags.isSet("icmp"),
   };
 }

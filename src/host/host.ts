@@ -7,6 +7,8 @@
 //   2. an exact -R match (contract §7.1: bypasses the firewall);
 //   3. the routing policy: allowed flows are dialled out, denied TCP gets
 //      RST and denied UDP is dropped, both counted.
+// With -icmp=forward, guest pings to other hosts go through the routing
+// policy too, and out through the host's ICMP sockets (echo-forwarder.ts).
 import type { Config } from "../cli/options.ts";
 import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
 import type { Reactor } from "../io/reactor.ts";
@@ -24,7 +26,9 @@ import { HostKeepalive, TcpSplice } from "./tcp-splice.ts";
 import { MetricsServer, type FlowSource } from "./metrics.ts";
 import { RemoteForwards, type SourceAddresses } from "./remote-forward.ts";
 import { LocalForwards, type Gateways } from "./local-forward.ts";
-import { DnsForwarder, DnsQueries } from "./dns-forwarder.ts";
+import { DNS_V4, DNS_V6, DnsForwarder, DnsQueries } from "./dns-forwarder.ts";
+import { EchoForwarder } from "./echo-forwarder.ts";
+import { readU32 } from "../wire/bytes.ts";
 import { UdpNat } from "./udp-nat.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint } from "./flow-addr.ts";
 
@@ -71,6 +75,12 @@ export class Host implements StackEvents, FlowSource {
     const nat = new UdpNat(this.reactor, this.runtime, this.stats, this.cfg.maxUdpPorts, stack.icmp);
     this.dialer = new Dialer(stack, this.runtime, this.reactor, this.log, this.stats, this.keepalive, nat);
     if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime, new DnsQueries(this.cfg.maxDnsQueries, this.stats));
+    if (this.cfg.icmp === "forward") {
+      // Pings to the DNS forwarder's address are the stack's to answer, like the gateway's.
+      stack.echo.ownV4.push(readU32(parseGoIP(DNS_V4)!.bytes, 0));
+      stack.echo.ownV6.push(parseGoIP(DNS_V6)!.bytes);
+      stack.echo.start(new EchoForwarder(stack.echo, this.reactor, this.runtime, this.stats, this.policy, (line) => this.log.err(line)));
+    }
   }
 
   /** contract §2 step 6: read the host's routes now and every 30 s. */

@@ -35,6 +35,10 @@ export const LIMITS: Readonly<Record<string, LimitInfo>> = {
   "udp-flows": { flag: "max-udp-flows", what: "too many guest UDP flows; the least recently active one was ended" },
   "udp-ports": { flag: "max-udp-ports", what: "too many host UDP ports held for the guest; the least recently used one was freed, with its flows" },
   "dns-queries": { flag: "max-dns-queries", what: "too many DNS queries in flight; the oldest was dropped" },
+  "icmp-echo-flows": {
+    flag: null,
+    what: "1024 guest ping sessions (guest address, identifier, destination) hold an ICMP socket each; the least recently active one was ended",
+  },
   neighbors: { flag: "max-neighbors", what: "too many guest addresses in the neighbour table; the least recently used one was forgotten" },
   "neighbors-unresolved": {
     flag: null,

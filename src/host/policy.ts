@@ -1,5 +1,6 @@
 // The routing policy for guest-started flows (contract §7.1), checked for
-// each new TCP SYN or UDP 4-tuple that is not an exact -R match:
+// each new TCP SYN or UDP 4-tuple that is not an exact -R match, and for
+// each new echo flow with -icmp=forward (network "icmp", port 0):
 //   1. a -deny entry matches: block;
 //   2. an -allow entry matches: allow (even the static deny list);
 //   3. the static deny list: block;
@@ -33,7 +34,7 @@ export class RoutingPolicy {
     private readonly routes: LocalRoutes,
   ) {}
 
-  decide(network: "tcp" | "udp", ip: ParsedIP, port: number): Verdict {
+  decide(network: "tcp" | "udp" | "icmp", ip: ParsedIP, port: number): Verdict {
     const text = formatIP(ip);
     if (anyRuleMatches(this.opts.deny, network, text, port)) return "deny-rule";
     if (anyRuleMatches(this.opts.allow, network, text, port)) return "allow-rule";

@@ -68,6 +68,7 @@ const UPSTREAM_USAGE = `Usage of ARGV0:
 const OUR_ADDITIONS: Record<string, string> = {
   dhcp: "  -dhcp\n    \tServe DHCPv4 to the guest: 10.0.2.100/24, router 10.0.2.2, DNS, MTU (default on in run mode)\n",
   "disable-offload": "  -disable-offload\n    \tDo not negotiate tap checksum/segmentation offloads\n",
+  icmp: "  -icmp mode\n    \tGuest pings to other hosts: forward (through the host's ICMP sockets: real replies, real round-trip times) or local (answered by the stack); forward in run mode (default local)\n",
   "enable-dns":
     "  -enable-dns\n    \tServe DNS at 10.0.2.3 and fd00::3, relaying to the host's resolvers (default on in run mode)\n",
   "exit-grace":
@@ -133,6 +134,7 @@ describe("usage (contract §3.2)", () => {
       "exit-grace",
       "exit-with-parent",
       "fd",
+      "icmp",
       "interface",
       "m",
       "max-buffer-bytes",
@@ -218,6 +220,8 @@ describe("defaults (contract §3.3)", () => {
       maxUdpPorts: 4096,
       maxDnsQueries: 256,
       maxNeighbors: 1024,
+      icmp: "local",
+      icmpSet: false,
     });
   });
 });
@@ -231,6 +235,16 @@ describe("-max-buffer-bytes", () => {
     const bad = await parse(["-max-buffer-bytes", "64MB"]);
     expect(bad.kind).toBe("exit");
     if (bad.kind === "exit") expect(bad.stderr.split("\n")[0]).toBe('invalid value "64MB" for flag -max-buffer-bytes: want bytes, optionally with a K, M or G suffix (e.g. 64MiB)');
+  });
+});
+
+describe("-icmp", () => {
+  test("forward or local; anything else is a flag error naming the value (exit 2)", async () => {
+    expect((await run(["-icmp", "forward"])).config).toMatchObject({ icmp: "forward", icmpSet: true });
+    expect((await run(["-icmp=local"])).config).toMatchObject({ icmp: "local", icmpSet: true });
+    const bad = await parse(["-icmp", "raw"]);
+    expect(bad.kind === "exit" && bad.code).toBe(2);
+    if (bad.kind === "exit") expect(bad.stderr.split("\n")[0]).toBe('invalid value "raw" for flag -icmp: want forward or local');
   });
 });
 
