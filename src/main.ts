@@ -1,5 +1,6 @@
-// slirpnetstack: wiring only. The process lifecycle follows contract §2
-// step by step (the numbers in the comments); each piece lives elsewhere.
+// slirpnetstack: wiring only. The process lifecycle follows the startup
+// steps of docs/compatibility.md ("Startup and shutdown") one by one (the
+// numbers in the comments); each piece lives elsewhere.
 import { closeSync, mkdtempSync, read, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseCommandLine, type Config, type ParseOutcome } from "./cli/options.ts";
@@ -19,13 +20,13 @@ import { parseMac } from "./wire/ethernet.ts";
 declare const BUILD_VERSION: string;
 declare const BUILD_TIME: string;
 
-/** contract §6.1 */
+/** docs/compatibility.md, Fixed addresses */
 const GATEWAY_V4 = parseIpv4("10.0.2.2")!;
 const GATEWAY_V6 = ipv6FromString("fd00::2")!;
 const GUEST_V4 = parseIpv4("10.0.2.100")!;
 const MAC = parseMac("70:71:aa:4b:29:aa")!;
 
-/** Exit codes of contract §2 (Go's os.Exit(-n) is 256-n). */
+/** Exit codes (docs/compatibility.md, Exit codes; Go's os.Exit(-n) is 256-n). */
 export const Exit = {
   Ok: 0,
   Usage: 2,
@@ -337,7 +338,7 @@ async function main(): Promise<void> {
           dhcp4: (await import("./host/dhcp4-info.ts")).dhcp4Config(GUEST_V4, cfg.enableDns, (ip, port) => host.allowsGuestUdp(ip, port), Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined),
         }
       : {}),
-    // Test hook: the contract's 125 s UDP idle timeout, shortened.
+    // Test hook: the 125 s UDP idle timeout, shortened.
     ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
   });
   runtime.attach(stack, stats);
@@ -348,7 +349,8 @@ async function main(): Promise<void> {
   await host.startRemoteForwards((line) => die(log, Exit.RemoteBind, line));
 
   // 17. Prime ARP for the guest before reading anything, so the pcap's
-  // first record is always this 28-byte request (contract §15).
+  // first record is always this 28-byte request (docs/compatibility.md,
+  // Packet capture).
   stack.primeArp(GUEST_V4);
   device.start(pcap !== null ? pcap.wrap(receiver) : receiver);
   // A first poll now rather than at the first frame: the first router

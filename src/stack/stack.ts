@@ -30,7 +30,7 @@ import { RouterAdvertiser, type RaConfig } from "./services/ra.ts";
 import { Dhcp6Server, type Dhcp6Config } from "./services/dhcp6.ts";
 
 export interface StackConfig {
-  /** Our MAC on the tap (contract §6.1: 70:71:aa:4b:29:aa). */
+  /** Our MAC on the tap: 70:71:aa:4b:29:aa, as upstream. */
   mac: Uint8Array;
   /** The gateway addresses: 10.0.2.2 and fd00::2. */
   gatewayV4: number;
@@ -38,7 +38,7 @@ export interface StackConfig {
   tcp: TcpConfig;
   /** Keyed ISNs, timestamp offsets and ports; a fixed key in tests. */
   secret: FlowSecret;
-  /** Idle timeout of UDP flows (ms; contract §8.3: 125 s). */
+  /** Idle timeout of UDP flows (ms; 125 s as upstream). */
   udpIdleMs?: number;
   /** Neighbour entries at most, both families, resolved or not (-max-neighbors; default 1024). */
   maxNeighbors?: number;
@@ -101,8 +101,9 @@ export class Stack {
   }
 
   /**
-   * Sends the ARP request "who-has target tell 10.0.2.2" (contract §2 step
-   * 17); upstream primes the guest's address at start.
+   * Sends the ARP request "who-has target tell 10.0.2.2"
+   * (docs/compatibility.md, startup step 17); upstream primes the guest's
+   * address at start.
    */
   primeArp(target: number): void {
     if (!this.ethernet) return;
@@ -164,7 +165,8 @@ export class Stack {
 
   /**
    * ARP (RFC 826): we answer requests for any IPv4 address with our MAC
-   * (promiscuous, contract §6.2), except probes and announcements for the
+   * (promiscuous, as upstream: docs/compatibility.md, What the stack
+   * answers), except probes and announcements for the
    * guest's own address (RFC 5227: sender 0.0.0.0, or sender == target),
    * which must stay unanswered or the guest thinks its address is taken.
    * A sender that is not one host's address is neither learnt nor answered.

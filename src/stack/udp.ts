@@ -1,7 +1,8 @@
 // UDP toward the guest: one flow per 4-tuple (guest address and port, and
 // the address and port it talks to), message boundaries kept both ways,
-// each flow ending after an idle time that the host side sets (contract
-// §8.3: 125 s of silence in both directions, 5 s once one side ended).
+// each flow ending after an idle time that the host side sets (125 s of
+// silence in both directions, 5 s once one side ended: docs/compatibility.md,
+// Timeouts and keepalive).
 //
 // Cap: at most `maxFlows` flows (-max-udp-flows). A new flow beyond it
 // evicts the least recently active one (limit "udp-flows"), so a guest
@@ -120,7 +121,7 @@ export class UdpLayer {
     private readonly events: UdpEvents,
     /** Keyed ephemeral ports (RFC 6056) and the table's hash. */
     private readonly secret: FlowSecret,
-    /** Default idle timeout of new flows (contract §8.3: 125 s). */
+    /** Default idle timeout of new flows (125 s, as upstream). */
     readonly idleMs = 125_000,
   ) {
     this.table = new FlowTable(secret);

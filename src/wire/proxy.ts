@@ -1,9 +1,10 @@
 // Client-address headers for -L forwards:
 //  - the PROXY protocol (HAProxy's proxy-protocol.txt), version 1 (text)
-//    as contract §10.1 describes upstream's tcppp, and beyond the
-//    contract version 2 (binary), auto-detected by its 12-byte signature;
-//  - Cloudflare's Simple Proxy Protocol for UDP (udpspp, contract §10.2):
-//    a 38-byte big-endian header in front of each datagram.
+//    as upstream's tcppp reads it, and beyond upstream version 2 (binary),
+//    auto-detected by its 12-byte signature (docs/compatibility.md, PROXY
+//    protocol for tcppp);
+//  - Cloudflare's Simple Proxy Protocol for UDP (udpspp; docs/compatibility.md,
+//    SPP for udpspp): a 38-byte big-endian header in front of each datagram.
 // Pure functions over bytes: results or an error text, never a throw.
 import { ipv6IsV4Mapped, ipv6ToString, parseIpv6 } from "./ipv6.ts";
 import { parseIpv4 } from "./ipv4.ts";
@@ -21,7 +22,7 @@ export type ProxyParse =
   | { ok: true; addrs: ProxyAddresses | null; headerLen: number }
   | { ok: false; error: string };
 
-/** Upstream's error texts (contract §10.1, §10.2). */
+/** Upstream's error texts (docs/compatibility.md, Client address headers). */
 export const ERR_BAD_MAGIC = "spp: bad magic number";
 export const ERR_UNEXPECTED_EOF = "unexpected EOF";
 
@@ -110,7 +111,7 @@ export const SPP_HEADER_LEN = 38;
 /**
  * Cloudflare SPP: magic 0x56EC, client IP (16, IPv4 as ::ffff:a.b.c.d),
  * proxy IP (16), client port, proxy port. IPv4-mapped addresses are
- * returned as plain IPv4, as upstream treats them (contract §10.2).
+ * returned as plain IPv4, as upstream treats them.
  */
 export function parseSppHeader(buf: Uint8Array): ProxyParse {
   if (buf.length < SPP_HEADER_LEN) return { ok: false, error: ERR_UNEXPECTED_EOF };

@@ -43,7 +43,7 @@ class StoragePool {
       return b;
     }
     // Its own ArrayBuffer: the storage is handed to read(2) by address,
-    // and small typed arrays without one may move (bun-notes, pitfall 1).
+    // and small typed arrays without one may move (ffi/libc.ts, pitfalls).
     return new Uint8Array(new ArrayBuffer(size));
   }
 

@@ -87,7 +87,7 @@ export interface TcpConfig {
   sndBuf: number;
   /** Delayed-ACK timeout (ms). */
   delAckMs: number;
-  /** Keepalive idle time, probe interval (ms) and probe count (contract §8.3). */
+  /** Keepalive idle time, probe interval (ms) and probe count (see setKeepalive). */
   keepIdleMs: number;
   keepIntvlMs: number;
   keepCnt: number;
@@ -507,8 +507,9 @@ export class TcpConnection implements FlowTuple {
   }
 
   /**
-   * Changes keepalive and user timeout for this connection (contract §8.3:
-   * 125 s / 4 probes normally, 5 s / 2 probes once one direction ended).
+   * Changes keepalive and user timeout for this connection (125 s / 4
+   * probes normally, 5 s / 2 probes once one direction ended, as upstream:
+   * docs/compatibility.md, Timeouts and keepalive).
    */
   setKeepalive(idleMs: number, intvlMs: number, count: number, userTimeoutMs: number, now: number): void {
     this.keepIdleMs = idleMs;
