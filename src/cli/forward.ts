@@ -6,7 +6,7 @@
 // resolved later by src/host/resolve.ts through its TTL cache (§12).
 import { parseGoUint } from "./gostrconv.ts";
 import { goQuote } from "./goquote.ts";
-import { formatIP, parseGoIP } from "./goip.ts";
+import { formatIP, parseGoIP, type ParsedIP } from "./goip.ts";
 
 export type ForwardScheme = "tcp" | "udp" | "udprpc" | "tcppp" | "udpspp";
 export type ForwardSide = "local" | "remote";
@@ -89,7 +89,7 @@ export function parsePort(text: string): number {
 }
 
 /** Parses one -L or -R value. Throws an Error carrying the contract's message. */
-export function parseForwardSpec(text: string, _side: ForwardSide): ForwardSpec {
+export function parseForwardSpec(text: string, side: ForwardSide): ForwardSpec {
   const { network, rest } = splitScheme(text, "tcp");
   if (!Object.hasOwn(SCHEMES, network)) {
     throw new Error(`unknown network type ${goQuote(network)}`);
@@ -122,8 +122,22 @@ export function parseForwardSpec(text: string, _side: ForwardSide): ForwardSpec 
   // "Copied": a lone bind port is also the host port.
   if (bindPort !== "" && hostPort === "") hostPort = bindPort;
   const host = parseSide(hostIP, hostPort);
+  const kind = SCHEMES[scheme].transport === "tcp" && side === "local" && host.ip !== null ? nonUnicastKind(parseGoIP(host.ip)!) : null;
+  if (kind !== null) {
+    // A TCP open toward a broadcast or multicast address is an error
+    // (RFC 9293 §3.9.1.1, MUST-46): a connection has one peer.
+    throw new Error(`TCP target ${host.ip} is a ${kind} address`);
+  }
 
   return { scheme, ...SCHEMES[scheme], bind, host };
+}
+
+/** "broadcast" for 255.255.255.255, "multicast" for 224.0.0.0/4 and ff00::/8, else null. */
+function nonUnicastKind(ip: ParsedIP): "broadcast" | "multicast" | null {
+  const b = ip.bytes;
+  if (ip.family === 6) return b[0] === 0xff ? "multicast" : null;
+  if (b[0] === 255 && b[1] === 255 && b[2] === 255 && b[3] === 255) return "broadcast";
+  return b[0]! >>> 4 === 14 ? "multicast" : null;
 }
 
 function parseSide(ipText: string, portText: string): HostSide {

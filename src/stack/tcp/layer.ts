@@ -3,7 +3,8 @@
 // connection with RST, builds every outgoing segment in the egress buffer,
 // and runs the connections' timers.
 import { TcpView, parseTcpOptions, emitTcpOptions, TcpOptions } from "../../wire/tcp.ts";
-import { IPPROTO_TCP } from "../../wire/ipv4.ts";
+import { IPPROTO_TCP, ipv4IsLimitedBroadcast, ipv4IsMulticast } from "../../wire/ipv4.ts";
+import { ipv6IsMulticast } from "../../wire/ipv6.ts";
 import { WireError } from "../../wire/errors.ts";
 import { writeU16, writeU32 } from "../../wire/bytes.ts";
 import { FlowTable } from "../flow-key.ts";
@@ -402,7 +403,7 @@ export class TcpLayer {
       mss: this.maxSendMss(4),
       cfg: this.cfg,
     });
-    return this.activeOpen(conn, handler, now);
+    return this.activeOpen(conn, handler, !ipv4IsMulticast(remoteIp) && !ipv4IsLimitedBroadcast(remoteIp), now);
   }
 
   connectV6(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number, handler: TcpHandler, now: number): TcpConnection {
@@ -420,17 +421,26 @@ export class TcpLayer {
       mss: this.maxSendMss(6),
       cfg: this.cfg,
     });
-    return this.activeOpen(conn, handler, now);
+    return this.activeOpen(conn, handler, !ipv6IsMulticast(remote), now);
   }
 
   /**
    * Our SYN out for a connection the host side opens toward the guest
-   * (-L). Beyond cfg.maxConnections the open is refused: the handler
-   * hears "refused" at the next poll.
+   * (-L). Toward an address that is not unicast (`unicast` false:
+   * multicast, or the limited broadcast), or beyond cfg.maxConnections,
+   * the open is refused: the handler hears "refused" at the next poll.
    */
-  private activeOpen(conn: TcpConnection, handler: TcpHandler, now: number): TcpConnection {
+  private activeOpen(conn: TcpConnection, handler: TcpHandler, unicast: boolean, now: number): TcpConnection {
     conn.handler = handler;
     this.now = now;
+    if (!unicast) {
+      // RFC 9293 §3.9.1.1 (MUST-46): an OPEN toward a broadcast or
+      // multicast address is an error. -L checks literal targets when
+      // parsing; this catches names that resolved to such an address.
+      this.stats.drop("tcp-open-not-unicast");
+      conn.refuseOpen(now);
+      return conn;
+    }
     if (!this.roomForConnection()) {
       conn.refuseOpen(now);
       return conn;

@@ -193,6 +193,23 @@ describe("errors (contract §4.1)", () => {
     expect(() => parseForwardSpec(text, "local")).toThrow(message);
   });
 
+  test.each([
+    ["1:255.255.255.255:80", "TCP target 255.255.255.255 is a broadcast address"],
+    ["tcppp://1:224.0.0.1:80", "TCP target 224.0.0.1 is a multicast address"],
+    ["1:239.255.255.250:80", "TCP target 239.255.255.250 is a multicast address"],
+    ["1:[ff02::1]:80", "TCP target ff02::1 is a multicast address"],
+    ["1:[::ffff:224.0.0.9]:80", "TCP target 224.0.0.9 is a multicast address"],
+  ])("-L %j: a TCP target that is not unicast (MUST-46)", (text, message) => {
+    expect(() => parseForwardSpec(text, "local")).toThrow(message);
+  });
+
+  test("UDP -L targets and -R sides may be broadcast or multicast; 240.0.0.1 and 10.0.2.255 are left to the network", () => {
+    expect(parseForwardSpec("udp://1:224.0.0.1:80", "local").host.ip).toBe("224.0.0.1");
+    expect(parseForwardSpec("1:224.0.0.1:80", "remote").host.ip).toBe("224.0.0.1");
+    expect(parseForwardSpec("1:240.0.0.1:80", "local").host.ip).toBe("240.0.0.1");
+    expect(parseForwardSpec("1:10.0.2.255:80", "local").host.ip).toBe("10.0.2.255");
+  });
+
   test("only the first :// splits the scheme", () => {
     expect(() => parseForwardSpec("tcp://udp://1", "local")).toThrow('strconv.ParseUint: parsing "//1"');
   });

@@ -3,7 +3,7 @@
 // RFC 5961 throttling, zero windows, silly window avoidance, congestion
 // window restart, and a host side that closes the connection re-entrantly.
 import { describe, expect, test } from "bun:test";
-import { Harness, Guest, ACK, FIN, PSH, RST, SYN, GUEST_V4, SERVER_V4 } from "../../support/tcp-harness.ts";
+import { Harness, Guest, ACK, FIN, PSH, RST, SYN, GUEST_V4, SERVER_V4, SERVER_V6 } from "../../support/tcp-harness.ts";
 import { AppConn } from "../../support/engine-pair.ts";
 import type { TxMeta } from "../../../src/stack/device.ts";
 import type { TcpHandler } from "../../../src/stack/tcp/connection.ts";
@@ -45,6 +45,35 @@ describe("the window of our SYN and SYN-ACK (RFC 7323 §2.2)", () => {
       const ack = h.one();
       expect([ack.flags, ack.window]).toEqual([ACK, 1428]);
     }
+  });
+});
+
+describe("an open toward an address that is not unicast (RFC 9293 §3.9.1.1, MUST-46)", () => {
+  test("multicast and the limited broadcast (IPv4), multicast (IPv6): refused, nothing sent", () => {
+    const h = new Harness();
+    const targets: Array<[4 | 6, number | Uint8Array]> = [
+      [4, 0xe0000001], // 224.0.0.1
+      [4, 0xefffffff], // 239.255.255.255
+      [4, 0xffffffff], // 255.255.255.255
+      [6, new Uint8Array([0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])], // ff02::1
+    ];
+    const apps = targets.map(([family, to]) => {
+      const app = new AppConn(null, h);
+      app.conn =
+        family === 4
+          ? h.stack.tcp.connectV4(SERVER_V4, 0, to as number, 22, app, h.now)
+          : h.stack.tcp.connectV6(SERVER_V6, 0, to as Uint8Array, 22, app, h.now);
+      return app;
+    });
+    h.advance(1);
+    h.none();
+    expect(apps.map((a) => a.closed)).toEqual(["refused", "refused", "refused", "refused"]);
+    expect(h.stats.dropCount("tcp-open-not-unicast")).toBe(4);
+    expect(h.stack.tcp.connectionCount).toBe(0);
+    // A unicast address still gets its SYN.
+    const app = new AppConn(null, h);
+    app.conn = h.stack.tcp.connectV4(SERVER_V4, 0, GUEST_V4, 22, app, h.now);
+    expect(h.one().flags).toBe(SYN);
   });
 });
 
