@@ -21,6 +21,8 @@ export const REQUIRED_TOOLS: ReadonlyArray<readonly [command: string, pkg: strin
   ["useradd", "passwd"],
   ["userdel", "passwd"],
   ["getent", "libc-bin"],
+  ["rdisc6", "ndisc6"],
+  ["dhclient", "isc-dhcp-client"],
 ];
 
 function onPath(command: string, path: string): boolean {

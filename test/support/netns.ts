@@ -72,6 +72,21 @@ export function readmeGuestSetup(name: string, mode: "tap" | "tun", mtu: number)
   ];
 }
 
+/**
+ * Shell commands that create tap or tun `name`, up, with no address and no
+ * route: a guest that configures itself (DHCP, SLAAC). IPv6 takes router
+ * advertisements (accept_ra 2: even if forwarding were on; forwarding 0).
+ */
+export function bareGuestSetup(name: string, mode: "tap" | "tun", mtu: number): string[] {
+  return [
+    "ip link set lo up",
+    `ip tuntap add mode ${mode} name ${name}`,
+    `ip link set ${name} mtu ${mtu}`,
+    `sysctl -qw net.ipv6.conf.${name}.forwarding=0 net.ipv6.conf.${name}.accept_ra=2`,
+    `ip link set ${name} up`,
+  ];
+}
+
 abstract class HeldNamespace {
   protected constructor(
     readonly holder: Subprocess,
@@ -162,9 +177,11 @@ export interface GuestOptions {
   mode?: "tap" | "tun";
   mtu?: number;
   name?: string;
+  /** Tap up but unconfigured (bareGuestSetup) instead of the README's static setup. */
+  bare?: boolean;
 }
 
-/** A user+net namespace with a tap configured like the upstream README. */
+/** A user+net namespace with a tap configured like the upstream README (or bare, see GuestOptions). */
 export class GuestNs extends HeldNamespace {
   private constructor(
     holder: Subprocess,
@@ -176,7 +193,8 @@ export class GuestNs extends HeldNamespace {
   static async create(opts: GuestOptions = {}): Promise<GuestNs> {
     const name = opts.name ?? "tun0";
     const marker = readyMarker("guest");
-    const script = [...readmeGuestSetup(name, opts.mode ?? "tap", opts.mtu ?? 65521), `: > ${marker}`, "exec sleep infinity"].join(" && ");
+    const setup = opts.bare ? bareGuestSetup : readmeGuestSetup;
+    const script = [...setup(name, opts.mode ?? "tap", opts.mtu ?? 65521), `: > ${marker}`, "exec sleep infinity"].join(" && ");
     const holder = Bun.spawn(["unshare", "-Urn", "sh", "-c", script], { stdout: "ignore", stderr: "inherit" });
     const ns = new GuestNs(holder, name);
     await holderReady(holder, marker, ns);
