@@ -15,9 +15,20 @@ function policy(opts: Partial<PolicyOptions>): RoutingPolicy {
   return new RoutingPolicy({ allow: [], deny: [], enableHost: true, enableRouting: true, ...opts }, new LocalRoutes(() => {}));
 }
 
-function decide(p: RoutingPolicy, ip: string, network: "tcp" | "udp" = "tcp", port = 80): string {
+function decide(p: RoutingPolicy, ip: string, network: "tcp" | "udp" | "icmp" = "tcp", port = 80): string {
   return p.decide(network, parseGoIP(ip)!, port);
 }
+
+describe("pings (-icmp=forward)", () => {
+  test("only icmp:// entries match them; the rest of the order is the same", async () => {
+    const p = policy({ deny: await rules("icmp://198.51.100.0/24,192.0.2.1"), allow: await rules("icmp://10.0.2.9") });
+    expect(decide(p, "198.51.100.7", "icmp", 0)).toBe("deny-rule");
+    expect(decide(p, "198.51.100.7", "tcp")).toBe("routing");
+    expect(decide(p, "192.0.2.1", "icmp", 0)).toBe("routing");
+    expect(decide(p, "10.0.2.9", "icmp", 0)).toBe("allow-rule");
+    expect(decide(p, "10.0.2.8", "icmp", 0)).toBe("static-deny");
+  });
+});
 
 describe("link-local and metadata addresses", () => {
   const open = policy({});
