@@ -1,10 +1,10 @@
 // Go time.ParseDuration and time.Duration.String.
 //
-// `-dns-ttl` is a Go duration flag (contract §3.3): `300ms`, `1m30s`, a
-// bare `0`, units ns us µs μs ms s m h, fractions and a sign. The flag only
-// ever shows `parse error` (contract §3.1), but the full Go messages are
-// kept here so the parser can be tested against Go's own. The formatter
-// renders the usage default, `(default 5s)` (contract §3.2).
+// `-dns-ttl` is a Go duration flag (docs/compatibility.md, Durations):
+// `300ms`, `1m30s`, a bare `0`, units ns us µs μs ms s m h, fractions and a
+// sign. The flag only ever shows `parse error`, but the full Go messages
+// are kept here so the parser can be tested against Go's own. The
+// formatter renders the usage default, `(default 5s)`.
 //
 // Internally durations are nanoseconds as a bigint, exactly as Go's int64;
 // the public API also offers milliseconds as a (possibly fractional) number.

@@ -1,4 +1,5 @@
-// `-allow` / `-deny` entries (contract §5) and how a rule matches a flow.
+// `-allow` / `-deny` entries (docs/compatibility.md, Firewall entries) and
+// how a rule matches a flow.
 //
 //   entry    := [network "://"] hostpart [":" ports]   (network default "tcp")
 //   hostpart := CIDR | IP | hostname                   (IPv6 bracketed)
@@ -20,7 +21,7 @@ export interface FirewallPrefix {
 }
 
 export interface FirewallRule {
-  /** Free text; only "tcp" and "udp" can ever match (contract §5). */
+  /** Free text; only "tcp" and "udp" can ever match, as upstream. */
   network: string;
   prefix: FirewallPrefix;
   portMin: number;

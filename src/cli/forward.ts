@@ -1,9 +1,10 @@
-// Forward specs for `-L` and `-R` (contract §4.1-4.5, §18).
+// Forward specs for `-L` and `-R` (docs/compatibility.md, Forward specs).
 //
-// Parsing is pure: scheme, field split and port numbers are checked here
-// (contract §3.1: "the scheme and the port numbers are checked" while flags
-// are parsed); a host that is not an IP literal is kept as a label and
-// resolved later by src/host/resolve.ts through its TTL cache (§12).
+// Parsing is pure: the scheme, the field split and the port numbers are
+// checked here, while flags are parsed, as upstream does; a host that is
+// not an IP literal is kept as a label and resolved later by
+// src/host/resolve.ts through its TTL cache (docs/compatibility.md, DNS
+// cache).
 import { parseGoUint } from "./gostrconv.ts";
 import { goQuote } from "./goquote.ts";
 import { formatIP, parseGoIP, type ParsedIP } from "./goip.ts";
@@ -15,11 +16,11 @@ export type ForwardSide = "local" | "remote";
 export interface HostSide {
   /**
    * A normalised IP literal (dotted IPv4, RFC 5952 IPv6). For a label this
-   * is the placeholder the defaults wrote (contract §4.4); null before
+   * is the placeholder the defaults wrote; null before
    * applyForwardDefaults when the IP was omitted.
    */
   ip: string | null;
-  /** A DNS name, or QUERY@srv-SERVER (contract §4.2); null for a literal or an omitted IP. */
+  /** A DNS name, or QUERY@srv-SERVER; null for a literal or an omitted IP. */
   label: string | null;
   port: number;
 }
@@ -27,9 +28,9 @@ export interface HostSide {
 export interface ForwardSpec {
   scheme: ForwardScheme;
   transport: "tcp" | "udp";
-  /** udprpc: close the flow after the first reply (contract §8.4). */
+  /** udprpc: close the flow after the first reply. */
   rpc: boolean;
-  /** tcppp (PROXY v1) or udpspp (SPP): only meaningful for -L (contract §4.1). */
+  /** tcppp (PROXY v1) or udpspp (SPP): only meaningful for -L. */
   proxyProtocol: boolean;
   /** -L: the host listener. -R: the guest-side address netstack takes over. */
   bind: HostSide;
@@ -46,10 +47,11 @@ const SCHEMES: Readonly<Record<ForwardScheme, { transport: "tcp" | "udp"; rpc: b
 };
 
 /**
- * The bracket-aware splitter of contract §4.1 (also used by -allow/-deny,
- * §5): `[` and `]` nest, only the outermost pair is dropped, and `:`
- * splits only at depth 0. "" gives [""]; "[::1]" gives ["::1"];
- * "[a@srv-[::1]:53]" gives ["a@srv-[::1]:53"].
+ * The bracket-aware field splitter of forward specs (also used by
+ * -allow/-deny; docs/compatibility.md, Spec grammar): `[` and `]` nest,
+ * only the outermost pair is dropped, and `:` splits only at depth 0.
+ * "" gives [""]; "[::1]" gives ["::1"]; "[a@srv-[::1]:53]" gives
+ * ["a@srv-[::1]:53"].
  */
 export function splitBracketFields(text: string): string[] {
   const fields: string[] = [];
@@ -88,7 +90,7 @@ export function parsePort(text: string): number {
   return Number(parseGoUint(text, 10, 16));
 }
 
-/** Parses one -L or -R value. Throws an Error carrying the contract's message. */
+/** Parses one -L or -R value. Throws an Error carrying upstream's message. */
 export function parseForwardSpec(text: string, side: ForwardSide): ForwardSpec {
   const { network, rest } = splitScheme(text, "tcp");
   if (!Object.hasOwn(SCHEMES, network)) {
@@ -115,7 +117,7 @@ export function parseForwardSpec(text: string, side: ForwardSide): ForwardSpec {
       [bindIP, bindPort, hostIP, hostPort] = fields as [string, string, string, string];
       break;
     default:
-      break; // five or more fields: everything defaults, ports 0 (contract §4.1)
+      break; // five or more fields: everything defaults, ports 0 (as upstream)
   }
 
   const bind = parseSide(bindIP, bindPort);
@@ -151,16 +153,16 @@ function parseSide(ipText: string, portText: string): HostSide {
   return side;
 }
 
-/** Default IPs of contract §4.4. */
+/** Default IPs (docs/compatibility.md, Default addresses). */
 export const FORWARD_DEFAULTS: Readonly<Record<ForwardSide, { bind4: string; bind6: string; host4: string; host6: string }>> = {
   local: { bind4: "127.0.0.1", bind6: "::1", host4: "10.0.2.100", host6: "fd00::100" },
   remote: { bind4: "10.0.2.2", bind6: "fd00::2", host4: "127.0.0.1", host6: "::1" },
 };
 
 /**
- * Contract §4.4: a spec is IPv6 when either side is a static IPv6 literal
- * (labels and omitted IPs do not count); missing IPs, and the placeholder
- * of a label side, take that family's defaults.
+ * A spec is IPv6 when either side is a static IPv6 literal (labels and
+ * omitted IPs do not count); missing IPs, and the placeholder of a label
+ * side, take that family's defaults.
  */
 export function applyForwardDefaults(spec: ForwardSpec, side: ForwardSide): ForwardSpec {
   const defaults = FORWARD_DEFAULTS[side];
@@ -177,16 +179,16 @@ function isStaticIPv6(side: HostSide): boolean {
 }
 
 /**
- * The printed form of a spec side (contract §4.5): "IP:PORT" without
- * brackets even for IPv6, or "LABEL-failed" when the label's current
- * resolution failed (`current` null).
+ * The printed form of a spec side (docs/compatibility.md, Printed form of
+ * a spec): "IP:PORT" without brackets even for IPv6, or "LABEL-failed"
+ * when the label's current resolution failed (`current` null).
  */
 export function formatSpecSide(current: { ip: string | null; port: number } | null, label: string | null): string {
   if (current === null) return `${label ?? ""}-failed`;
   return `${current.ip ?? "<nil>"}:${current.port}`;
 }
 
-/** "NET://BIND" as printed by `Accepting on remote side` / `Failed to listen on` (contract §4.5). */
+/** "NET://BIND" as printed by `Accepting on remote side` / `Failed to listen on`. */
 export function formatSpecAddress(transport: "tcp" | "udp", side: string): string {
   return `${transport}://${side}`;
 }

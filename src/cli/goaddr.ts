@@ -1,12 +1,13 @@
-// Go-style socket address text (contract §13.1) and Go's host:port
-// splitting and joining (net.SplitHostPort / net.JoinHostPort), used for
-// `-m` and for the SRV server part of a label (contract §4.2).
+// Go-style socket address text (docs/compatibility.md, Addresses in log
+// lines) and Go's host:port splitting and joining (net.SplitHostPort /
+// net.JoinHostPort), used for `-m` and for the SRV server part of a label.
 import { formatIP, parseGoIPWithZone } from "./goip.ts";
 
 /**
  * A socket address as Go prints a *net.TCPAddr / *net.UDPAddr in log lines
- * (contract §13.1): `a.b.c.d:port`, `[x::y]:port` (RFC 5952, with `%zone`),
- * IPv4-mapped IPv6 as plain IPv4, and `<nil>` when there is no address.
+ * (docs/compatibility.md, Addresses in log lines): `a.b.c.d:port`,
+ * `[x::y]:port` (RFC 5952, with `%zone`), IPv4-mapped IPv6 as plain IPv4,
+ * and `<nil>` when there is no address.
  */
 export function formatHostPort(ip: string | null, port: number): string {
   if (ip === null) return "<nil>";

@@ -1,5 +1,5 @@
 // A faithful re-implementation of Go's `flag` package in ContinueOnError
-// mode (contract §3.1, §3.2).
+// mode (docs/compatibility.md, Parsing rules and Usage text).
 //
 // Scripts written for the Go program depend on its exact behaviour: `-x`
 // and `--x` are the same, `-x=v` or `-x v`, booleans never take a separate
@@ -8,8 +8,8 @@
 // parsing stops at the first non-flag, at a lone `-`, or after `--`. Error
 // messages and the usage text are Go's, byte for byte.
 //
-// Flag values may need DNS (contract §3.1: `-allow` host names, `-m`,
-// `-source-ipv4/6` are resolved while parsing), so `parse` is async. Flags
+// Flag values may need DNS (`-allow` host names, `-m` and `-source-ipv4/6`
+// are resolved while parsing, as upstream does), so `parse` is async. Flags
 // are still handled strictly in order and parsing stops at the first error,
 // as Go does: a later bad flag is never reported.
 import { formatGoDuration, parseGoDuration } from "./duration.ts";
@@ -30,7 +30,7 @@ export interface FlagDefinition {
    * message becomes ERR in `invalid value "V" for flag -NAME: ERR`).
    */
   parse?: (text: string) => unknown | Promise<unknown>;
-  /** Every occurrence adds to a list (contract §3.1: -L, -R, -allow, -deny). */
+  /** Every occurrence adds to a list (-L, -R, -allow, -deny). */
   repeatable?: boolean;
   /** Type word shown in the usage when the usage text has no `backquoted` word. */
   typeWord?: string;
@@ -165,7 +165,7 @@ export class FlagSet {
     return { kind: "ok", values: new ParsedFlags(values, setByUser), positional: rest };
   }
 
-  /** Go's default usage: "Usage of NAME:" then PrintDefaults (contract §3.2). */
+  /** Go's default usage: "Usage of NAME:" then PrintDefaults (docs/compatibility.md, Usage text). */
   usage(): string {
     const header = this.name === "" ? "Usage:\n" : `Usage of ${this.name}:\n`;
     return header + this.printDefaults();

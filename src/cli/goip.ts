@@ -1,18 +1,19 @@
 // IP literals exactly as Go's net.ParseIP / net.ParseCIDR accept them.
 //
-// Deciding "is this an IP literal or a DNS label?" is part of the contract
-// (§4.1: "if the text parses as an IP literal, it is stored as a static
-// address ... otherwise the text is stored as a label"; §5: CIDR, then IP,
-// then DNS name). ipaddr.js is more lenient than Go (it takes "0x7f.1" and
-// reads "::1.2.3.4" as IPv4-mapped), so the decision is made here, with the
-// rules of Go's net/netip parser (the one net.ParseIP uses in current Go):
-// strict dotted-quad IPv4 without leading zeros, IPv6 groups of 1-4 hex
-// digits, one "::" that stands for at least one group, an IPv4 tail only in
-// the last 32 bits, and no zone. ipaddr.js then does the printing (RFC 5952)
+// Deciding "is this an IP literal or a DNS label?" must match upstream: a
+// forward-spec host that parses as an IP literal is a static address,
+// anything else a label (docs/compatibility.md, Spec grammar); a firewall
+// entry is tried as CIDR, then IP, then DNS name (Firewall entries).
+// ipaddr.js is more lenient than Go (it takes "0x7f.1" and reads
+// "::1.2.3.4" as IPv4-mapped), so the decision is made here, with the rules
+// of Go's net/netip parser (the one net.ParseIP uses in current Go): strict
+// dotted-quad IPv4 without leading zeros, IPv6 groups of 1-4 hex digits,
+// one "::" that stands for at least one group, an IPv4 tail only in the
+// last 32 bits, and no zone. ipaddr.js then does the printing (RFC 5952)
 // and the prefix arithmetic.
 //
 // Like upstream's netParseIP, IPv4 and IPv4-mapped IPv6 text both become a
-// 4-byte IPv4 address (contract §4.1, §13.1).
+// 4-byte IPv4 address (so it also prints as IPv4 in log lines).
 import ipaddr from "ipaddr.js";
 
 export interface ParsedIP {

@@ -1,8 +1,9 @@
 // Go's `%q` verb for strings (strconv.Quote).
 //
-// The contract prints flag values and names the way Go's fmt does
-// (contract §3.1: `invalid value "V" for flag -NAME: ERR`, §4.1
-// `unknown network type "X"`, §4.2 `Failed to lookup SRV "QUERY" ...`).
+// Upstream prints flag values and names the way Go's fmt does: in flag
+// errors (`invalid value "V" for flag -NAME: ERR`), forward-spec errors
+// (`unknown network type "X"`) and lookup errors (`Failed to lookup SRV
+// "QUERY" ...`); docs/compatibility.md gives each line.
 // Go quotes byte strings: printable Unicode stays as is (so "notahostó"
 // keeps its raw UTF-8), the usual C escapes are used, other runes become
 // \uNNNN or \UNNNNNNNN, and bytes that are not valid UTF-8 become \xNN.

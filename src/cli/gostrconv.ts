@@ -1,12 +1,12 @@
 // Go strconv.ParseUint / ParseInt / ParseBool, with Go's error values.
 //
-// Two places of the contract depend on them: the flag package maps their
-// errors to `parse error` / `value out of range` for int and uint flags
-// (contract §3.1), and forward-spec and allow/deny ports print the full
-// NumError text, `strconv.ParseUint: parsing "X": invalid syntax`
-// (contract §4.1, §5). The digit loop below follows Go's order of checks,
-// so that "70000x" is a range error (the overflow is seen first) and "7x"
-// a syntax error.
+// Two places of upstream's output depend on them: the flag package maps
+// their errors to `parse error` / `value out of range` for int and uint
+// flags (docs/compatibility.md, Parsing rules), and forward-spec and
+// allow/deny ports print the full NumError text, `strconv.ParseUint:
+// parsing "X": invalid syntax` (Spec grammar, Firewall entries). The digit
+// loop below follows Go's order of checks, so that "70000x" is a range
+// error (the overflow is seen first) and "7x" a syntax error.
 import { goQuote } from "./goquote.ts";
 
 export type NumErrorKind = "invalid syntax" | "value out of range";
@@ -112,7 +112,7 @@ export function parseGoInt(text: string, base: number, bitSize: number): bigint 
 const TRUE_SPELLINGS = new Set(["1", "t", "T", "TRUE", "true", "True"]);
 const FALSE_SPELLINGS = new Set(["0", "f", "F", "FALSE", "false", "False"]);
 
-/** Go strconv.ParseBool: the twelve spellings of contract §3.1. */
+/** Go strconv.ParseBool: its twelve spellings (docs/compatibility.md, Parsing rules). */
 export function parseGoBool(text: string): boolean {
   if (TRUE_SPELLINGS.has(text)) return true;
   if (FALSE_SPELLINGS.has(text)) return false;

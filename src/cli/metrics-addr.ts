@@ -1,4 +1,4 @@
-// The `-m NET://ADDR` value (contract §3.3, §14).
+// The `-m NET://ADDR` value (docs/compatibility.md, Metrics address).
 //
 // NET is tcp, unix or udp; anything else (or no "://") is the parse error
 // `Address must be in form net://address, where net is one of unix/tcp/udp`.

@@ -1,12 +1,12 @@
-// The slirpnetstack command line: the flag table of contract §3.2/§3.3
-// plus our additions, parsed into one Config.
+// The slirpnetstack command line: upstream's flag table plus our additions
+// (docs/compatibility.md, Flags), parsed into one Config.
 //
 // Upstream runs Go's flag.Parse on the default FlagSet: any error prints
 // the message line and the usage to stderr and exits 2, and so does -h
-// (contract §2 step 3, §3.1). Values of -L/-R are checked here, -allow,
-// -deny, -m and -source-ipv4/6 are even resolved here (contract §18.15),
+// (startup step 3, Parsing rules). Values of -L/-R are checked here, -allow,
+// -deny, -m and -source-ipv4/6 are even resolved here (see Parsing rules),
 // before main gets to -version. Forward specs leave with their default IPs
-// filled in (contract §4.4).
+// filled in (Default addresses).
 import type { Resolver } from "../host/resolve.ts";
 import { parseFirewallList, type FirewallRule } from "./firewall.ts";
 import { applyForwardDefaults, parseForwardSpec, type ForwardSpec } from "./forward.ts";
@@ -20,7 +20,7 @@ export interface Config {
   fd: number;
   netns: string;
   ifname: string;
-  /** 0 means: 1500 with -fd, the device's MTU otherwise (contract §3.3). */
+  /** 0 means: 1500 with -fd, the device's MTU otherwise (docs/compatibility.md, Devices and MTU). */
   mtu: number;
   localForwards: ForwardSpec[];
   remoteForwards: ForwardSpec[];
@@ -54,7 +54,7 @@ export interface Config {
   sourceIpv6: string | null;
   allow: FirewallRule[];
   deny: FirewallRule[];
-  /** -dns-ttl in milliseconds (contract §12). */
+  /** -dns-ttl in milliseconds (docs/compatibility.md, DNS cache). */
   dnsTtlMs: number;
   readyFd: number;
   exitFd: number;
