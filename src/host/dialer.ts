@@ -2,7 +2,8 @@
 // forwards. The guest's SYN is answered only once the host connect() has an
 // outcome (connected: SYN-ACK; refused: RST, so the guest sees
 // ECONNREFUSED at once; unreachable: ICMP unreachable), unlike upstream,
-// which accepted first and closed later (contract §7.5, a noted bug).
+// which accepted first and closed later (a bug there;
+// docs/compatibility.md, Blocked and allowed flows).
 import { ECONNREFUSED, ETIMEDOUT } from "../../ffi/libc.ts";
 import type { Stack } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
@@ -26,7 +27,7 @@ export interface DialTarget {
   source: ParsedIP | null;
 }
 
-/** How a flow is named in its log lines (contract §13.3). */
+/** How a flow is named in its log lines (docs/compatibility.md, Stdout lines). */
 export interface FlowLabels {
   /** "GUEST" for routed flows, "GUEST-GUESTDST" for -R. */
   guest: string;

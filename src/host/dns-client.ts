@@ -1,6 +1,6 @@
 // A small DNS stub client: one question to one given server.
 //
-// Used for the `QUERY@srv-SERVER` labels of contract §4.2, where the SRV
+// Used for the `QUERY@srv-SERVER` labels of forward specs, where the SRV
 // query (and the A/AAAA lookups of its target) go to a server named on
 // the command line instead of the system's resolvers. The query goes over
 // UDP from a connected socket, so an ICMP port-unreachable surfaces at once

@@ -1,7 +1,8 @@
 // Addresses of engine flows as text and as parsed IPs, for host sockets,
 // policy checks and log lines. Once per flow, but on every connection:
 // built straight from the engine's numbers and bytes, without parsing text
-// back. IPv4-mapped IPv6 addresses count as IPv4 (contract §13.1, §19).
+// back. IPv4-mapped IPv6 addresses count as IPv4, as upstream prints them
+// (docs/compatibility.md, Addresses in log lines).
 import { ipv4ToString } from "../wire/ipv4.ts";
 import { ipv6IsV4Mapped, ipv6ToString } from "../wire/ipv6.ts";
 import { readU32 } from "../wire/bytes.ts";
@@ -22,7 +23,7 @@ export function localIpText(t: FlowTuple): string {
   return t.family === 4 ? ipv4ToString(t.localV4) : v6Text(t.localV6!);
 }
 
-/** "10.0.2.100:40000" / "[fd00::100]:40000" (contract §13.1). */
+/** "10.0.2.100:40000" / "[fd00::100]:40000", Go's address text. */
 export function guestEndpoint(t: FlowTuple): string {
   return endpoint(t.family, t.remoteV4, t.remoteV6, t.remotePort);
 }

@@ -4,7 +4,7 @@
 // metrics server. Each new guest flow goes, in order, to:
 //   1. the guest DNS service, when enabled (10.0.2.3 / fd00::3 port 53;
 //      it skips the routing policy, not the caps: dns-forwarder.ts);
-//   2. an exact -R match (contract §7.1: bypasses the firewall);
+//   2. an exact -R match (it bypasses the firewall, as upstream);
 //   3. the routing policy: allowed flows are dialled out, denied TCP gets
 //      RST and denied UDP is dropped, both counted.
 // With -icmp=forward, guest pings to other hosts go through the routing
@@ -83,12 +83,12 @@ export class Host implements StackEvents, FlowSource {
     }
   }
 
-  /** contract §2 step 6: read the host's routes now and every 30 s. */
+  /** Startup step 6 (docs/compatibility.md): read the host's routes now and every 30 s. */
   startRoutes(): void {
     this.routes.start();
   }
 
-  /** contract §2 step 8. */
+  /** Startup step 8 (docs/compatibility.md): the debug server, `-m`. */
   startMetrics(pid: number, fail: (err: string) => never): void {
     if (this.cfg.metrics === null) return;
     const server = new MetricsServer(this.stats, this);
@@ -108,7 +108,7 @@ export class Host implements StackEvents, FlowSource {
     this.metrics = null;
   }
 
-  /** contract §2 step 12 (exit 247 through `fail`). */
+  /** Startup step 12 (docs/compatibility.md): the -L forwards (exit 247 through `fail`). */
   async startLocalForwards(fail: (line: string) => never): Promise<void> {
     await this.local.start(
       {
@@ -126,7 +126,7 @@ export class Host implements StackEvents, FlowSource {
     );
   }
 
-  /** contract §2 step 13 (exit 246 through `fail`). */
+  /** Startup step 13 (docs/compatibility.md): the -R forwards (exit 246 through `fail`). */
   async startRemoteForwards(fail: (line: string) => never): Promise<void> {
     await this.remote.start(fail);
   }

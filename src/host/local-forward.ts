@@ -1,13 +1,13 @@
 // -L: host listeners whose connections and datagrams are dialled into the
-// guest (contract §9, §10). The guest sees the client's real address
-// where it can (the engine sends from any address): the accepted peer, or
-// the address from a PROXY (v1 or v2) or SPP header; loopback and other
-// statically denied sources, and cross-family ones, become the gateway
-// address instead (§9.2).
+// guest (docs/compatibility.md, Local forwards and Client address headers).
+// The guest sees the client's real address where it can (the engine sends
+// from any address): the accepted peer, or the address from a PROXY (v1 or
+// v2) or SPP header; loopback and other statically denied sources, and
+// cross-family ones, become the gateway address instead.
 //
 // UDP uses one listening socket and tells clients apart by address, which
-// avoids upstream's connected-socket race (§9.1); replies come from the
-// listener's port as before.
+// avoids upstream's connected-socket race (docs/compatibility.md,
+// Listeners); replies come from the listener's port as before.
 import type { ForwardSpec } from "../cli/forward.ts";
 import { formatSpecAddress, formatSpecSide } from "../cli/forward.ts";
 import { formatHostPort } from "../cli/goaddr.ts";
@@ -41,7 +41,10 @@ export interface Gateways {
   v6: ParsedIP;
 }
 
-/** contract §9.2: the address the guest sees a forwarded client come from. */
+/**
+ * The address the guest sees a forwarded client come from
+ * (docs/compatibility.md, Client address seen by the guest).
+ */
 export function guestSource(c: ParsedIP | null, targetFamily: 4 | 6, gw: Gateways): ParsedIP {
   if (c === null || c.family !== targetFamily || STATIC_DENY.contains(c)) return targetFamily === 4 ? gw.v4 : gw.v6;
   return c;
@@ -75,7 +78,7 @@ export interface LocalForwardContext {
 // ---------------------------------------------------------------------------
 // TCP
 
-/** Where a PROXY header is read: it must come whole in the first read (contract §18.1). */
+/** Where a PROXY header is read: it must come whole in the first read (as upstream). */
 const preambleBuf = new Uint8Array(new ArrayBuffer(4096));
 
 /** An accepted client before its guest connection exists (PROXY header pending). */
@@ -227,7 +230,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     this.ctx.log.flow("local-fwd-error", `[!] tcp://${this.listenText} local-fwd accept error: ${errnoText(errno)}`);
   }
 
-  /** PROXY header in the first read (contract §10.1; v2 too). */
+  /** PROXY header in the first read (v1 as upstream; v2 too). */
   preamble(p: PendingClient): void {
     const s = p.sock;
     const n = s.read(preambleBuf, 0, preambleBuf.length);
@@ -256,10 +259,10 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     return endpointText(this.target, this.spec.host.port || ppDstPort);
   }
 
-  /** Dials the guest for an accepted client (contract §9.4); `early[from..]` are bytes it already sent. */
+  /** Dials the guest for an accepted client; `early[from..]` are bytes it already sent. */
   dial(p: PendingClient, pp: ProxyAddresses | null, early: Uint8Array | null, from: number): void {
     const { stack, rt, gateways } = this.ctx;
-    // §9.3: target port 0 means the listener's port, or the PROXY destination port.
+    // Target port 0 means the listener's port, or the PROXY destination port.
     const port = this.spec.host.port || (pp !== null ? pp.dstPort : p.localPort);
     const src = guestSource(pp !== null ? parseGoIP(pp.srcIp) : p.client, this.target.family, gateways);
     const v4 = this.target.family === 4;
@@ -335,7 +338,7 @@ class UdpClient implements UdpHandler {
   guestLocal = "";
   /** Where replies go. */
   readonly addr = new SockAddr();
-  /** udpspp: the first datagram's header, put in front of every reply (§10.2). */
+  /** udpspp: the first datagram's header, put in front of every reply. */
   sppHeader: Uint8Array | null = null;
 
   constructor(
@@ -495,7 +498,7 @@ class UdpForward implements UdpSocketOwner {
       sent = this.sock!.sendTo(buf, off, len, c.addr);
     }
     if (sent < 0) this.ctx.stats.drop("udp-forward-send-failed");
-    // udprpc: the client's side closes after its first reply (contract §8.4).
+    // udprpc: the client's side closes after its first reply.
     if (this.spec.rpc) c.flow!.close();
   }
 
@@ -517,9 +520,9 @@ export class LocalForwards {
   ) {}
 
   /**
-   * contract §2 step 12: for each -L in order, resolve both sides (names
-   * only now, §9.1), listen, print the listen line. Failure: the caller
-   * prints the line and exits 247.
+   * Startup step 12 (docs/compatibility.md): for each -L in order, resolve
+   * both sides (names only now), listen, print the listen line. Failure:
+   * the caller prints the line and exits 247.
    */
   async start(ctx: LocalForwardContext, fail: (line: string) => never): Promise<void> {
     for (const spec of this.specs) {

@@ -1,6 +1,7 @@
-// The routing policy for guest-started flows (contract §7.1), checked for
-// each new TCP SYN or UDP 4-tuple that is not an exact -R match, and for
-// each new echo flow with -icmp=forward (network "icmp", port 0):
+// The routing policy for guest-started flows (docs/compatibility.md,
+// Decision order), checked for each new TCP SYN or UDP 4-tuple that is not
+// an exact -R match, and for each new echo flow with -icmp=forward
+// (network "icmp", port 0):
 //   1. a -deny entry matches: block;
 //   2. an -allow entry matches: allow (even the static deny list);
 //   3. the static deny list: block;

@@ -46,9 +46,10 @@ export class PrefixSet {
 }
 
 /**
- * contract §7.2: never routed (unless -allow says so), and never used as a
- * spoofed source toward the guest. IPv4-mapped addresses are normalised to
- * IPv4 before matching, so ::ffff:0:0/96 only catches odd spellings.
+ * The static deny list (docs/compatibility.md): never routed (unless
+ * -allow says so), and never used as a spoofed source toward the guest.
+ * IPv4-mapped addresses are normalised to IPv4 before matching, so
+ * ::ffff:0:0/96 only catches odd spellings.
  */
 export const STATIC_DENY = PrefixSet.parse([
   "0.0.0.0/8",

@@ -1,10 +1,10 @@
 // -R: guest flows to a chosen guest-side IP:port go to a host target
-// (contract §11). The guest side must match exactly (0.0.0.0 never
-// matches) and skips the routing policy. The host target is resolved per
-// flow through the -dns-ttl cache (§12), so names and SRV records follow
-// changes.
+// (docs/compatibility.md, Remote forwards). The guest side must match
+// exactly (0.0.0.0 never matches) and skips the routing policy. The host
+// target is resolved per flow through the -dns-ttl cache (DNS cache), so
+// names and SRV records follow changes.
 //
-// Differences from upstream (its quirks, contract §18.7): when the target
+// Differences from upstream (its quirks): when the target
 // cannot be resolved, a TCP guest gets a RST instead of a connection that
 // hangs forever, and a UDP flow is closed so that its next datagram tries
 // again instead of being black-holed for good.
@@ -73,9 +73,10 @@ export class RemoteForwards {
   ) {}
 
   /**
-   * contract §2 step 13: resolve each bind address (failure: the caller
-   * prints the line and exits 246), print "Accepting on remote side", and
-   * register it. A later duplicate replaces an earlier one.
+   * Startup step 13 (docs/compatibility.md): resolve each bind address
+   * (failure: the caller prints the line and exits 246), print "Accepting
+   * on remote side", and register it. A later duplicate replaces an
+   * earlier one.
    */
   async start(fail: (line: string) => never): Promise<void> {
     for (const spec of this.specs) {
@@ -144,7 +145,7 @@ export class RemoteForwards {
     if (got === null) {
       this.stats.bump("connect-dns-failed");
       const err = fwd.target.lastError?.message ?? "unknown error";
-      // upstream prints the spec after one more resolution attempt (§11).
+      // upstream prints the spec after one more resolution attempt.
       const again = await fwd.target.retrieve(performance.now());
       const spec = formatSpecSide(again, fwd.target.label);
       this.log.flow("dns-error", `[!] ${fwd.spec.transport}://${guest}-${fwd.bindEndpoint}/${spec} remote-fwd dns lookup error of ${fwd.spec.transport} addr: ${err}`);

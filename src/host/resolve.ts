@@ -1,5 +1,5 @@
-// Name resolution with upstream's semantics and wording (contract §4.2,
-// §5, §12).
+// Name resolution with upstream's semantics and wording (docs/compatibility.md,
+// Names in forward specs, Firewall entries, DNS cache).
 //
 // - Plain names go to the system resolver (getaddrinfo, so /etc/hosts and
 //   nsswitch apply). From the answers the first address of the preferred
@@ -11,7 +11,7 @@
 // - Errors read as Go's: `lookup NAME: no such host`,
 //   `Empty dns reponse for "LABEL"` (upstream's typo),
 //   `Failed to lookup SRV "QUERY" on "SERVER"`, `Unknown dns type "X"`.
-// - CachedLabel is the per-address TTL cache of contract §12, with
+// - CachedLabel is the per-address TTL cache of -dns-ttl, with
 //   upstream's "mark the time before resolving" rule.
 import { lookup as systemLookup } from "node:dns/promises";
 import { readFile } from "node:fs/promises";
@@ -39,7 +39,7 @@ export interface Resolver {
    * first address. Throws an Error with Go's wording.
    */
   lookupHost(name: string, prefer: AddressFamilyPreference): Promise<string>;
-  /** Resolves a forward-spec label: a plain name, or QUERY@srv-SERVER (contract §4.2). */
+  /** Resolves a forward-spec label: a plain name, or QUERY@srv-SERVER. */
   resolveLabel(label: string, prefer?: 4 | 6): Promise<ResolvedLabel>;
 }
 
@@ -100,7 +100,7 @@ class SystemResolver implements Resolver {
     const query = label.slice(0, at);
     const dnsType = label.slice(at + 1);
     if (!dnsType.startsWith("srv-")) throw new Error(`Unknown dns type ${goQuote(dnsType)}`);
-    // "PORT" alone means a server on 127.0.0.1 (contract §4.2).
+    // "PORT" alone means a server on 127.0.0.1, as upstream.
     let serverText = dnsType.slice("srv-".length);
     if (!serverText.includes(":")) serverText = `127.0.0.1:${serverText}`;
     const failed = () => new Error(`Failed to lookup SRV ${goQuote(query)} on ${goQuote(serverText)}`);
@@ -244,7 +244,7 @@ function goResolverReason(error: unknown): string {
 }
 
 // ---------------------------------------------------------------------------
-// The DNS label cache (contract §12)
+// The DNS label cache (docs/compatibility.md, DNS cache)
 
 export interface SocketAddressValue {
   ip: string;
@@ -252,7 +252,7 @@ export interface SocketAddressValue {
 }
 
 /**
- * One label-based address with upstream's cache rules (contract §12):
+ * One label-based address with upstream's cache rules:
  *
  * - not a label, or fetched at most `ttlMs` ago: the stored value, even if
  *   that fetch failed (then the stale address of an earlier success);
@@ -278,7 +278,7 @@ export class CachedLabel {
   constructor(
     /** The label, or null for a static address (then no lookup ever happens). */
     readonly label: string | null,
-    /** The placeholder written by the defaults (contract §4.4) and the spec's port. */
+    /** The placeholder written by the defaults (applyForwardDefaults) and the spec's port. */
     placeholder: SocketAddressValue,
     private readonly ttlMs: number,
     private readonly resolver: Resolver,

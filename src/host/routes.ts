@@ -1,6 +1,6 @@
-// The host's "local routes" (contract §7.3): destinations of every route
-// in the main and local tables, both families, read now and every 30 s in
-// the host namespace. A destination they cover is "the host" for
+// The host's "local routes" (docs/compatibility.md, Host routes):
+// destinations of every route in the main and local tables, both families,
+// read now and every 30 s in the host namespace. A destination they cover is "the host" for
 // -enable-host; anything else is "the internet" for -enable-routing.
 import { dumpLocalRoutes } from "../../ffi/netlink.ts";
 import type { ParsedIP } from "../cli/goip.ts";

@@ -1,4 +1,5 @@
-// The error summary printed in "done" and "error" lines (contract §8.2):
+// The error summary printed in "done" and "error" lines
+// (docs/compatibility.md, Error summary):
 //
 //   l=LR/LW r=RR/RW
 //

@@ -1,5 +1,6 @@
-// One guest TCP connection spliced to one host socket (contract §8), with
-// backpressure both ways and half-close and reset carried across:
+// One guest TCP connection spliced to one host socket (docs/compatibility.md,
+// Flows), with backpressure both ways and half-close and reset carried
+// across:
 //
 //   guest -> host  in-order bytes are sent to the socket straight from the
 //                  frame; what the kernel does not take stays in the
@@ -24,14 +25,15 @@ import { SpliceErrors } from "./splice-errors.ts";
 import type { Deferred, StackRuntime } from "./runtime.ts";
 import type { DialTarget, FlowLabels } from "./dialer.ts";
 
-/** contract §8.3: keepalive idle/interval while both directions are open, and after one ended. */
+/** Keepalive idle/interval while both directions are open, and after one ended (upstream's). */
 const KEEPALIVE_MS = 125_000;
 const KEEPALIVE_HALF_CLOSED_MS = 5_000;
 
 /**
- * Keepalive on host sockets (contract §8.3), set by a sweep every
- * SWEEP_MS rather than at connect: it costs five setsockopt calls, and most
- * connections end long before a 125 s keepalive could matter. A socket is
+ * Keepalive on host sockets (docs/compatibility.md, Timeouts and
+ * keepalive), set by a sweep every SWEEP_MS rather than at connect: it
+ * costs five setsockopt calls, and most connections end long before a
+ * 125 s keepalive could matter. A socket is
  * configured at most SWEEP_MS late, and switched to the half-closed 5 s
  * setting at the next sweep after a direction ends. (The guest side's
  * keepalive is ours and changes at once.)
@@ -403,14 +405,14 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     this.maybeDone();
   }
 
-  /** contract §8.3: once one direction has ended, both sides get 5 s / 2 probes. */
+  /** Once one direction has ended, both sides get 5 s / 2 probes, as upstream. */
   private shortenKeepalive(): void {
     if (this.halfClosed) return;
     this.halfClosed = true;
     this.conn.setKeepalive(KEEPALIVE_HALF_CLOSED_MS, KEEPALIVE_HALF_CLOSED_MS, 2, 3 * KEEPALIVE_HALF_CLOSED_MS, this.rt.now());
   }
 
-  /** Called by the keepalive sweep: brings the host socket's keepalive up to date (contract §8.3). */
+  /** Called by the keepalive sweep: brings the host socket's keepalive up to date. */
   applyHostKeepalive(): void {
     const want = this.halfClosed ? KEEPALIVE_HALF_CLOSED_MS : KEEPALIVE_MS;
     if (this.sock === null || this.hostGone || want === this.hostKeepaliveMs) return;

@@ -49,7 +49,7 @@ export class UdpSplice implements UdpHandler {
   private lastLen = 0;
   private queuedBytes = 0;
   private closed = false;
-  /** -R udprpc: the flow ends right after the first reply reaches the guest (contract §8.4). */
+  /** -R udprpc: the flow ends right after the first reply reaches the guest. */
   closeAfterReply = false;
   /** Set by the dialer once connected: how the flow's log lines name it. */
   labels: FlowLabels | null = null;
@@ -123,7 +123,7 @@ export class UdpSplice implements UdpHandler {
     if (what !== -1) this.tellGuest(what, payloadMtuOf(e, this.to.family === AF_INET ? 4 : 6));
     if (!hardError(e)) return;
     this.errors.stopR2L(`read udp ${this.hostLocal}->${this.hostRemote}: read: ${errnoText(e.errno)}`, null);
-    // upstream ends the flow at its first read error (contract §8.1)
+    // upstream ends the flow at its first read error
     this.flow.close();
   }
 
