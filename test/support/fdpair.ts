@@ -1,7 +1,7 @@
 // A unix SOCK_DGRAM socketpair for `-fd` mode tests: one end is handed to
 // the stack as an inherited fd (StackOptions.extraFds puts it at fd 3),
 // the test keeps the other and exchanges Ethernet frames on it, one frame
-// per datagram (contract §6.5).
+// per datagram (docs/compatibility.md, Fd mode).
 import { libc, errno, check, SysError } from "../../ffi/libc.ts";
 import { track, untrack } from "./cleanup.ts";
 

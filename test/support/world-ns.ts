@@ -1,6 +1,6 @@
 // A "world" namespace behind a HostNs, for -enable-routing tests: an
 // address that the host reaches only through its default route (so it is
-// not covered by any host "local route", contract §7.3).
+// not covered by any host "local route": docs/compatibility.md, Host routes).
 //
 //   host netns  w0: 203.0.113.1/32, 2001:db8:1::1/128, default dev w0 (v4 and v6)
 //   world netns w1: 198.51.100.1/32, 2001:db8:2::1/128, default dev w1

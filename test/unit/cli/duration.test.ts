@@ -1,4 +1,4 @@
-// Go time.ParseDuration and Duration.String (contract §3.3 -dns-ttl).
+// Go time.ParseDuration and Duration.String (-dns-ttl; docs/compatibility.md, Durations).
 import { describe, expect, test } from "bun:test";
 import {
   formatGoDuration,

@@ -1,4 +1,4 @@
-// -allow / -deny entries (contract §5).
+// -allow / -deny entries (docs/compatibility.md, Firewall entries).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseFirewallList, ruleMatches, type FirewallRule } from "../../../src/cli/firewall.ts";
 import { createSystemResolver } from "../../../src/host/resolve.ts";

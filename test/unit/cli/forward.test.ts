@@ -1,4 +1,4 @@
-// Forward specs for -L and -R (contract §4.1-4.5).
+// Forward specs for -L and -R (docs/compatibility.md, Forward specs).
 import { describe, expect, test } from "bun:test";
 import {
   applyForwardDefaults,
@@ -11,7 +11,7 @@ import {
   type HostSide,
 } from "../../../src/cli/forward.ts";
 
-describe("splitBracketFields (contract §4.1)", () => {
+describe("splitBracketFields", () => {
   test.each([
     ["", [""]],
     ["80", ["80"]],
@@ -40,7 +40,7 @@ function parsed(text: string, which: ForwardSide): ForwardSpec {
   return applyForwardDefaults(parseForwardSpec(text, which), which);
 }
 
-/** The printed "NET://BIND" and host side, as the listen/accept lines show them (§4.5). */
+/** The printed "NET://BIND" and host side, as the listen/accept lines show them. */
 function printed(spec: ForwardSpec): [string, string] {
   return [
     formatSpecAddress(spec.transport, formatSpecSide(spec.bind, spec.bind.label)),
@@ -48,7 +48,7 @@ function printed(spec: ForwardSpec): [string, string] {
   ];
 }
 
-describe("contract §4.3 examples", () => {
+describe("the spec examples of docs/compatibility.md", () => {
   const ECHO = 7777;
   const P = 5555;
   test.each([
@@ -101,7 +101,7 @@ describe("contract §4.3 examples", () => {
     ["local", "tcppp://0:10.0.2.100:0", side("127.0.0.1", 0), side("10.0.2.100", 0), "tcp://127.0.0.1:0"],
     ["local", `udpspp://0:10.0.2.100:${P}`, side("127.0.0.1", 0), side("10.0.2.100", P), "udp://127.0.0.1:0"],
     ["local", `udprpc://0:10.0.2.100:${P}`, side("127.0.0.1", 0), side("10.0.2.100", P), "udp://127.0.0.1:0"],
-    // Mixed families when both sides are explicit (§4.4).
+    // Mixed families when both sides are explicit.
     ["local", `tcp://0.0.0.0:0:[fd00::100]:${P}`, side("0.0.0.0", 0), side("fd00::100", P), "tcp://0.0.0.0:0"],
   ] as const)("%s %s", (which, text, bind, host, bindPrinted) => {
     const spec = parsed(text, which);
@@ -128,7 +128,7 @@ describe("contract §4.3 examples", () => {
   });
 });
 
-describe("field counts (contract §4.1)", () => {
+describe("field counts", () => {
   test("five or more fields: every part defaults, ports 0", () => {
     const spec = parsed("1:2:3:4:5", "local");
     expect(spec.bind).toEqual(side("127.0.0.1", 0));
@@ -176,7 +176,7 @@ describe("field counts (contract §4.1)", () => {
   });
 });
 
-describe("errors (contract §4.1)", () => {
+describe("errors", () => {
   test.each([
     ["udppp://1", 'unknown network type "udppp"'],
     ["TCP://1", 'unknown network type "TCP"'],
@@ -215,7 +215,7 @@ describe("errors (contract §4.1)", () => {
   });
 });
 
-describe("printing spec sides (contract §4.5)", () => {
+describe("printing spec sides", () => {
   test("IP:PORT without brackets", () => {
     expect(formatSpecSide({ ip: "fd00::2", port: 0 }, null)).toBe("fd00::2:0");
     expect(formatSpecSide({ ip: "10.0.2.2", port: 80 }, null)).toBe("10.0.2.2:80");

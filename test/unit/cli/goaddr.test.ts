@@ -1,4 +1,5 @@
-// Go-style address printing (contract §13.1) and net.SplitHostPort.
+// Go-style address printing (docs/compatibility.md, Addresses in log
+// lines) and net.SplitHostPort.
 import { describe, expect, test } from "bun:test";
 import { formatHostPort, joinHostPort, splitHostPort } from "../../../src/cli/goaddr.ts";
 

@@ -1,4 +1,5 @@
-// The generic Go `flag` re-implementation (contract §3.1, §3.2).
+// The generic Go `flag` re-implementation (docs/compatibility.md, Parsing
+// rules and Usage text).
 import { describe, expect, test } from "bun:test";
 import { FlagSet, unquoteUsage, type FlagParseResult } from "../../../src/cli/goflag.ts";
 

@@ -1,4 +1,5 @@
-// IP literals as Go's net.ParseIP / net.ParseCIDR read them (contract §4.1, §5).
+// IP literals as Go's net.ParseIP / net.ParseCIDR read them (forward specs
+// and firewall entries, docs/compatibility.md).
 import { describe, expect, test } from "bun:test";
 import { normalizeIPLiteral, parseGoCIDR, parseGoIPWithZone } from "../../../src/cli/goip.ts";
 

@@ -1,4 +1,4 @@
-// Go %q (strconv.Quote) as used in flag errors (contract §3.1).
+// Go %q (strconv.Quote) as used in flag errors (docs/compatibility.md, Error messages).
 import { describe, expect, test } from "bun:test";
 import { goQuote, isGoPrintable } from "../../../src/cli/goquote.ts";
 
@@ -6,7 +6,7 @@ describe("goQuote", () => {
   test.each([
     ["", '""'],
     ["abc", '"abc"'],
-    // Printable Unicode stays raw UTF-8 (contract §3.1).
+    // Printable Unicode stays raw UTF-8, as in Go.
     ["notahostó", '"notahostó"'],
     ["日本語", '"日本語"'],
     ["\u{1F600}", '"\u{1F600}"'],

@@ -1,4 +1,5 @@
-// Go strconv.ParseUint / ParseInt / ParseBool (contract §3.1, §4.1, §5).
+// Go strconv.ParseUint / ParseInt / ParseBool, as flags, forward specs and
+// firewall entries use them (docs/compatibility.md).
 import { describe, expect, test } from "bun:test";
 import { GoNumError, parseGoBool, parseGoInt, parseGoUint } from "../../../src/cli/gostrconv.ts";
 

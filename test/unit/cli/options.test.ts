@@ -1,4 +1,4 @@
-// The slirpnetstack command line (contract §3).
+// The slirpnetstack command line (docs/compatibility.md, Flags).
 import { describe, expect, test } from "bun:test";
 import { parseCommandLine, usageForms, type Config, type ParseOutcome } from "../../../src/cli/options.ts";
 import { createSystemResolver } from "../../../src/host/resolve.ts";
@@ -23,7 +23,7 @@ async function firstErrorLine(args: string[]): Promise<string> {
   return outcome.stderr.split("\n")[0]!;
 }
 
-// Contract §3.2, verbatim: the usage of the upstream flags.
+// The usage of the upstream flags, verbatim (docs/compatibility.md, Usage text).
 const UPSTREAM_USAGE = `Usage of ARGV0:
   -L value
     \tConnections to local side forwarded remote
@@ -102,8 +102,8 @@ async function usageText(): Promise<string> {
   return outcome.stderr;
 }
 
-describe("usage (contract §3.2)", () => {
-  test("the upstream flags' usage is byte for byte the contract's, then the two forms", async () => {
+describe("usage text", () => {
+  test("the upstream flags' usage is byte for byte upstream's, then the two forms", async () => {
     let usage = await usageText();
     expect(usage.endsWith(usageForms(ARGV0))).toBe(true);
     usage = usage.slice(0, -usageForms(ARGV0).length);
@@ -175,7 +175,7 @@ describe("usage (contract §3.2)", () => {
   });
 });
 
-describe("defaults (contract §3.3)", () => {
+describe("defaults of the upstream flags", () => {
   test("no flags", async () => {
     const { config, positional } = await run([]);
     expect(positional).toEqual([]);
@@ -248,7 +248,7 @@ describe("-icmp", () => {
   });
 });
 
-describe("parsing rules (contract §3.1)", () => {
+describe("parsing rules", () => {
   test("-quiet false -netns X: false is positional, netns stays unset", async () => {
     const { config, positional } = await run(["-quiet", "false", "-netns", "X"]);
     expect(config.quiet).toBe(true);
@@ -328,7 +328,7 @@ describe("parsing rules (contract §3.1)", () => {
   });
 });
 
-describe("-L and -R (contract §3.1, §4)", () => {
+describe("-L and -R", () => {
   test("repeated, in order, one spec per flag (no comma split), defaults applied", async () => {
     const { config } = await run(["-L", "1236", "-L", "udp://[::1]:0::53", "-R", "1234", "--R=1.2.3.4:1235"]);
     expect(config.localForwards.map((s) => [s.transport, s.bind, s.host])).toEqual([
@@ -354,7 +354,7 @@ describe("-L and -R (contract §3.1, §4)", () => {
   });
 });
 
-describe("-allow and -deny (contract §5)", () => {
+describe("-allow and -deny", () => {
   test("comma lists and repeats add up in order", async () => {
     const { config } = await run(["-allow", "10.0.0.0/8,udp://[::1]:53", "-allow", "1.2.3.4", "-deny", "0.0.0.0/0"]);
     expect(config.allow.map((r) => `${r.network} ${r.prefix.addr}/${r.prefix.bits}`)).toEqual([
@@ -366,7 +366,7 @@ describe("-allow and -deny (contract §5)", () => {
   });
 });
 
-describe("-m (contract §3.3)", () => {
+describe("-m", () => {
   test.each([
     ["tcp://127.0.0.1:0", { network: "tcp", address: "127.0.0.1:0", ip: "127.0.0.1", port: 0 }],
     ["tcp://localhost:8080", { network: "tcp", address: "127.0.0.1:8080", ip: "127.0.0.1", port: 8080 }],
@@ -408,7 +408,7 @@ describe("-source-ipv4 / -source-ipv6", () => {
   });
 });
 
-describe("error messages (contract §3.1)", () => {
+describe("error messages", () => {
   test.each([
     [["---x"], "bad flag syntax: ---x"],
     [["-=x"], "bad flag syntax: -=x"],

@@ -1,5 +1,5 @@
-// The DNS label cache (contract §12, §18.8) with an injected clock, and a
-// spec's label resolved end to end through a real DNS server.
+// The DNS label cache (docs/compatibility.md, DNS cache) with an injected
+// clock, and a spec's label resolved end to end through a real DNS server.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { applyForwardDefaults, formatSpecSide, parseForwardSpec } from "../../../src/cli/forward.ts";
 import { CachedLabel, createSystemResolver, type ResolvedLabel, type Resolver } from "../../../src/host/resolve.ts";
@@ -126,7 +126,7 @@ describe("CachedLabel", () => {
   });
 });
 
-describe("a -R label end to end (contract §4.3)", () => {
+describe("a -R label end to end", () => {
   let dns: TestDnsServer;
   beforeAll(async () => {
     dns = await TestDnsServer.start({

@@ -1,5 +1,6 @@
-// Name resolution (contract §4.2): system lookups with Go's wording, and
-// QUERY@srv-SERVER labels against a real DNS server on loopback.
+// Name resolution (docs/compatibility.md, Names in forward specs): system
+// lookups with Go's wording, and QUERY@srv-SERVER labels against a real DNS
+// server on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

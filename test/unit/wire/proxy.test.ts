@@ -1,15 +1,16 @@
 // src/wire/proxy.ts: the client-address headers of -L tcppp and udpspp.
 //
-// - PROXY v1 text, every rule of contract §10.1: the header must be in the
-//   buffer (the first read) and hold "\n"; the line starts with
-//   "PROXY TCP4 " or "PROXY TCP6 " and ends with "\r\n"; exactly four
+// - PROXY v1 text, every rule upstream has (docs/compatibility.md, PROXY
+//   protocol for tcppp): the header must be in the buffer (the first
+//   read) and hold "\n"; the line starts with "PROXY TCP4 " or
+//   "PROXY TCP6 " and ends with "\r\n"; exactly four
 //   single-space-separated fields; IPs of either family whatever the
 //   TCP4/TCP6 word says; decimal ports 0..65535; every failure reads
 //   "spp: bad magic number" except the missing "\n" ("unexpected EOF");
 //   the bytes after the line are payload (headerLen).
 // - PROXY v2 binary (our addition, proxy-protocol.txt §2.2): PROXY and
 //   LOCAL commands, TCP4/UDP4/TCP6/UDP6/UNSPEC, TLVs skipped, truncation.
-// - Cloudflare SPP (contract §10.2): 38 bytes, magic 0x56EC, IPv4-mapped
+// - Cloudflare SPP (SPP for udpspp): 38 bytes, magic 0x56EC, IPv4-mapped
 //   addresses shown as IPv4.
 // - Hostile input: seeded random bytes never throw and results stay sane.
 import { describe, expect, test } from "bun:test";
@@ -39,7 +40,7 @@ function expectErr(r: ProxyParse, error: string): void {
   expect(r).toEqual({ ok: false, error });
 }
 
-describe("PROXY v1 (contract §10.1)", () => {
+describe("PROXY v1", () => {
   test("TCP4 and TCP6 lines give the addresses and the header length", () => {
     const line4 = "PROXY TCP4 1.2.3.4 5.6.7.8 1111 2222\r\n";
     expectOk(v1(line4), { srcIp: "1.2.3.4", dstIp: "5.6.7.8", srcPort: 1111, dstPort: 2222 }, line4.length);
@@ -246,7 +247,7 @@ function spp(client: Uint8Array, proxy: Uint8Array, cport: number, pport: number
 
 const mapped = (a: number, b: number, c: number, d: number) => new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d]);
 
-describe("SPP (contract §10.2)", () => {
+describe("SPP", () => {
   test("a 38-byte header with IPv4-mapped addresses gives plain IPv4", () => {
     const h = spp(mapped(1, 2, 3, 4), mapped(10, 0, 2, 100), 0x1234, 53);
     expect(h.length).toBe(SPP_HEADER_LEN);
