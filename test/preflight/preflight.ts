@@ -23,6 +23,7 @@ export const REQUIRED_TOOLS: ReadonlyArray<readonly [command: string, pkg: strin
   ["getent", "libc-bin"],
   ["rdisc6", "ndisc6"],
   ["dhclient", "isc-dhcp-client"],
+  ["busybox", "busybox-static"],
 ];
 
 function onPath(command: string, path: string): boolean {
