@@ -18,11 +18,12 @@ import { GuestNs, HostNs, type GuestOptions } from "../../support/netns.ts";
 import { StackProcess } from "../../support/stack.ts";
 import { HostServers, guestClient } from "../../support/host-servers.ts";
 import { createWorld } from "../../support/world-ns.ts";
+import type { HostileTarget } from "../../support/hostile-checks.ts";
 
 /** Host addresses reached with -enable-host (they are on the host's lo). */
 export const HOST4 = "192.0.2.1";
 export const HOST6 = "2001:db8::1";
-/** Also on the host's lo, but in the static deny list (contract §7.2). */
+/** Also on the host's lo, but in the static deny list (docs/compatibility.md). */
 export const DENIED4 = "10.0.2.50";
 export const DENIED6 = "64:ff9b::1";
 export const HOST_ADDRS = [`${HOST4}/32`, `${HOST6}/128`, `${DENIED4}/32`, `${DENIED6}/128`];
@@ -96,6 +97,22 @@ export async function destroyCoreRig(rig: CoreRig): Promise<void> {
 /** Fetches a path of the stack's debug server (it listens inside the host namespace). */
 export async function debugGet(rig: CoreRig, path: string, curlArgs: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
   return rig.host.exec(["curl", "-sS", "--noproxy", "*", "--max-time", "10", ...curlArgs, `http://127.0.0.1:${rig.metricsPort}${path}`]);
+}
+
+/** The rig as test/support/hostile-checks.ts sees it. */
+export function hostileTarget(rig: CoreRig): HostileTarget {
+  return {
+    host: rig.host,
+    guest: rig.guest,
+    servers: rig.servers,
+    serverAddr: HOST4,
+    pid: rig.stack.pid,
+    metrics: async () => {
+      const r = await debugGet(rig, "/metrics");
+      if (r.code !== 0) throw new Error(`metrics: curl exited ${r.code}: ${r.stderr}${stackState(rig)}`);
+      return r.stdout;
+    },
+  };
 }
 
 /** The stack's exit status and stderr, when it is no longer running (for error messages). */
