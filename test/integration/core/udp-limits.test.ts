@@ -3,18 +3,20 @@
 // sends, as raw frames on its tap, UDP to 20000 destinations from one
 // source port and from 20000 forged source ports (and addresses). The
 // destinations sit behind a link that drops everything: no reply, no ICMP
-// error, so no flow ends early. Afterwards:
-//   - the stack holds at most -max-udp-ports (500) host UDP sockets;
+// error, so no flow ends early. The flood then goes on, both ways in turn,
+// until the checks made during it are done. During it and afterwards:
 //   - another process in the host namespace still binds and connects
 //     ephemeral UDP and TCP ports;
-//   - the udp-flows and udp-ports limit counters moved (/metrics);
-//   - the stack is alive and a fresh UDP echo from the guest works.
+//   - the hostile-case checks (test/support/hostile-checks.ts): alive,
+//     memory, the udp-flows and udp-ports limit counters moved, a download
+//     and a UDP echo from the guest work;
+// and afterwards the stack holds at most -max-udp-ports (500) host UDP sockets.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { PYTHON, guestClient } from "../../support/host-servers.ts";
-import { processAlive } from "../../support/rig.ts";
-import { HOST4, createCoreRig, debugGet, destroyCoreRig, stackState, type CoreRig } from "./core-rig.ts";
+import { PYTHON } from "../../support/host-servers.ts";
+import { PY_STOP, backgroundAttack, counters, hostileChecks, limitHits, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
+import { HOST4, createCoreRig, destroyCoreRig, hostileTarget, type CoreRig } from "./core-rig.ts";
 
-setDefaultTimeout(60_000);
+setDefaultTimeout(90_000);
 
 const MAX_PORTS = 500;
 const MAX_FLOWS = 2000;
@@ -24,9 +26,11 @@ const SINK_NET = "203.0.113.0/24";
 
 // Ethernet + IPv4 + UDP frames straight onto the guest's tap (the guest
 // kernel would refuse forged sources); UDP checksum 0 (none, RFC 768).
-const FLOOD = `
-import socket, struct, sys, time
-mode, n = sys.argv[1], int(sys.argv[2])
+// N to distinct destinations, then N from forged sources, then both in
+// turn until stdin closes; prints {"sent": frames}.
+const FLOOD = `${PY_STOP}
+import json, socket, struct, sys, time
+n = int(sys.argv[1])
 STACK_MAC = bytes.fromhex("7071aa4b29aa")
 SRC_MAC = bytes.fromhex("020000000064")
 def csum(h):
@@ -42,15 +46,19 @@ def frame(src, sport, dst, dport):
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind(("tun0", 0))
 guest = bytes([10, 0, 2, 100])
-for i in range(n):
-    if mode == "dests":
+i = 0
+while i < 2 * n or not stop_requested():
+    if i == 200:
+        print("started", flush=True)
+    if (i // n) % 2 == 0:
         f = frame(guest, 5000, bytes([203, 0, 113, 1 + i % 200]), 10000 + i // 200)
     else:
         f = frame(bytes([10, 0, 2, 100 + i % 4]), 20000 + i % 40000, bytes([203, 0, 113, 254]), 7)
     s.send(f)
     if i % 100 == 99:
         time.sleep(0.008)
-print(n)
+    i += 1
+print(json.dumps({"sent": i}))
 `;
 
 // Another host process: an ephemeral UDP port (bind and connect) and a TCP connection.
@@ -67,9 +75,11 @@ print(u.getsockname()[1], u2.getsockname()[1], t.getsockname()[1])
 `;
 
 let rig: CoreRig;
+let t: HostileTarget;
 
 beforeAll(async () => {
   rig = await createCoreRig({ args: ["-enable-host", "-allow", `udp://${SINK_NET}`, "-quiet", "-max-udp-ports", String(MAX_PORTS), "-max-udp-flows", String(MAX_FLOWS)] });
+  t = hostileTarget(rig);
   await rig.host.run(["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40999"]);
   // A veth pair whose far end drops everything: frames go to a MAC that is
   // not its own (a permanent neighbour entry), so nothing answers, not even ICMP.
@@ -85,48 +95,45 @@ afterAll(async () => {
   if (rig) await destroyCoreRig(rig);
 });
 
-/** slirpnetstack_limit_hits_total for `name` (0 when absent). */
-async function limitHits(name: string): Promise<number> {
-  const r = await debugGet(rig, "/metrics");
-  if (r.code !== 0) throw new Error(`metrics: curl exited ${r.code}: ${r.stderr}${stackState(rig)}`);
-  const m = new RegExp(`^slirpnetstack_limit_hits_total\\{limit="${name}"\\} (\\d+)$`, "m").exec(r.stdout);
-  return m ? Number(m[1]) : 0;
-}
-
 /** The stack's UDP sockets, as the host namespace lists them (ss). */
 async function stackUdpSockets(): Promise<number> {
   const out = await rig.host.run(["ss", "-Hanup"]);
   return out.split("\n").filter((l) => l.includes(`pid=${rig.stack.pid},`)).length;
 }
 
-async function flood(mode: "dests" | "sources"): Promise<void> {
-  const r = await rig.guest.exec([PYTHON, "-c", FLOOD, mode, String(N)], { timeoutMs: 30_000 });
-  expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+/** Another host process binds and connects ephemeral UDP and TCP ports, from the namespace's 1000. */
+async function hostKeepsItsPorts(): Promise<void> {
+  const n = await rig.host.exec([PYTHON, "-c", NEIGHBOUR, HOST4, String(rig.servers.ports.echo)]);
+  expect({ code: n.code, stderr: n.stderr }).toEqual({ code: 0, stderr: "" });
+  for (const port of n.stdout.trim().split(" ").map(Number)) expect(port >= 40000 && port <= 40999).toBe(true);
 }
+
+const CAPS = [limitHits("udp-flows"), limitHits("udp-ports")];
 
 describe("UDP floods in a host namespace with 1000 ephemeral ports", () => {
   test(`${N} destinations from one guest port, then ${N} forged sources: the host keeps its ports, the caps bite, the stack goes on`, async () => {
-    await flood("dests");
-    await flood("sources");
+    const before = await counters(t);
+    const flood = backgroundAttack<{ sent: number }>(rig.guest, [PYTHON, "-c", FLOOD, String(N)]);
+    const r = await whileAttacking(flood, () => hostKeepsItsPorts());
+    expect(r.sent).toBeGreaterThanOrEqual(2 * N);
     // Let the stack drain its tap queue: the counters stop moving.
     let last = -1;
     for (let i = 0; i < 100; i++) {
-      const now = (await limitHits("udp-flows")) + (await limitHits("udp-ports"));
+      const c = await counters(t);
+      const now = CAPS.reduce((a, s) => a + (c.get(s) ?? 0), 0);
       if (now === last) break;
       last = now;
       await Bun.sleep(200);
     }
-    expect(processAlive(rig.stack.pid)).toBe(true);
     const held = await stackUdpSockets();
     expect({ held, ok: held <= MAX_PORTS }).toMatchObject({ ok: true });
-    expect(await limitHits("udp-flows")).toBeGreaterThan(0);
-    expect(await limitHits("udp-ports")).toBeGreaterThan(0);
+    await hostKeepsItsPorts();
+    await hostileChecks(t, { phase: "after", since: before, moved: CAPS });
+  });
 
-    const n = await rig.host.exec([PYTHON, "-c", NEIGHBOUR, HOST4, String(rig.servers.ports.echo)]);
-    expect({ code: n.code, stderr: n.stderr }).toEqual({ code: 0, stderr: "" });
-    for (const port of n.stdout.trim().split(" ").map(Number)) expect(port >= 40000 && port <= 40999).toBe(true);
-
-    const echo = await guestClient<{ match: boolean; error: string | null }>(rig.guest, "udp", [HOST4, rig.servers.ports.udp, "alive", "5"]);
-    expect({ match: echo.match, error: echo.error }).toEqual({ match: true, error: null });
+  test("while the flood runs, the guest is served: a download and a UDP echo", async () => {
+    const before = await counters(t);
+    const flood = backgroundAttack<{ sent: number }>(rig.guest, [PYTHON, "-c", FLOOD, String(N)]);
+    await whileAttacking(flood, () => hostileChecks(t, { phase: "during", since: before, moved: CAPS, downloadTimeoutS: 30 }));
   });
 });
