@@ -1,5 +1,5 @@
-// Core: the routing policy for guest-started flows (contract §7) and its
-// log lines (§13.3), seen from a real guest:
+// Core: the routing policy for guest-started flows (docs/compatibility.md,
+// Routing policy) and its log lines (Stdout lines), seen from a real guest:
 //   - a closed host port is refused at once (the SYN is answered only when
 //     the host connect() has an outcome), with a "Routing conn error" line;
 //   - a denied destination is refused at once too, and the host server

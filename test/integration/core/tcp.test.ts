@@ -127,7 +127,7 @@ describe.each(FAMILIES)("TCP over $name", ({ ip, guest }) => {
   });
 
   test("log lines: the host's FIN first gives done: l=EOF/0 r=[EOF]/0", async () => {
-    // contract §8.2: both copy loops ended with EOF, the remote one first.
+    // Error summary: both copy loops ended with EOF, the remote one first.
     const r = await guestClient<AfterFin>(rig.guest, "afterfin", [ip, rig.servers.ports.halfclose, 0]);
     expect(r).toMatchObject({ greeting: "hello\n", error: null });
     const dst = re(goHostPort(ip, rig.servers.ports.halfclose));

@@ -1,5 +1,5 @@
 // Core: UDP flows through the stack, guest -> host echo server
-// (-enable-host), IPv4 and IPv6 (contract §8.1, §8.3, §8.5):
+// (-enable-host), IPv4 and IPv6 (docs/compatibility.md, Flows):
 //   - datagrams sent back to back are neither lost nor merged;
 //   - large datagrams, fragmented on the guest link, round-trip whole;
 //   - an ICMP error from the host ends the flow at once;
@@ -7,7 +7,7 @@
 //     direction, and the next datagram makes a new flow with a new host port.
 //
 // The idle test runs on its own rig with the timeout shortened from the
-// contract's 125 s through the SLIRPNETSTACK_UDP_IDLE_MS test hook, started
+// default 125 s through the SLIRPNETSTACK_UDP_IDLE_MS test hook, started
 // in beforeAll in the background while the other tests run, and is checked
 // by the last test.
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -32,7 +32,7 @@ const FAMILIES = [
   { name: "IPv6", ip: HOST6, guest: GUEST6, max: 65527 },
 ] as const;
 
-/** contract §8.3 says 125 s; the test hook shortens it for this rig. */
+/** The idle timeout is 125 s (as upstream); the test hook shortens it for this rig. */
 const IDLE_MS = 10_000;
 
 let rig: CoreRig;

@@ -1,13 +1,14 @@
-// -L tcp and tcppp (contract §9, §10.1, §4.4, §4.5, §13.3): host clients
-// in the host namespace reach an echo server in the guest through the
-// stack's listeners, for IPv4, IPv6 and crossed families.
+// -L tcp and tcppp (docs/compatibility.md: Local forwards, PROXY protocol
+// for tcppp, Default addresses, Printed form of a spec, Stdout lines): host
+// clients in the host namespace reach an echo server in the guest through
+// the stack's listeners, for IPv4, IPv6 and crossed families.
 //
-// What the guest sees as the source (§9.2): a non-loopback client's real
+// What the guest sees as the source: a non-loopback client's real
 // IP, the gateway (10.0.2.2 / fd00::2) for loopback clients, for
 // statically denied addresses and across families; with tcppp the PROXY
 // header's source (v1 text, and v2 binary as our addition). Port-0 targets
-// take the listener's port, or the PROXY destination port (§9.3). Wildcard
-// binds listen dual-stack and print [::]:PORT (§9.1).
+// take the listener's port, or the PROXY destination port. Wildcard binds
+// listen dual-stack and print [::]:PORT.
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   HOST_V4,

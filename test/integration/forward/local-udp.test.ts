@@ -1,7 +1,8 @@
-// -L udp, udprpc and udpspp (contract §9, §8.4, §8.5, §10.2): host clients
-// reach a UDP echo server in the guest, for IPv4, IPv6 and crossed
-// families; message boundaries are kept; the source the guest sees follows
-// §9.2; udprpc closes each flow after its first reply (conn, done, conn,
+// -L udp, udprpc and udpspp (docs/compatibility.md: Local forwards, udprpc,
+// UDP flows, SPP for udpspp): host clients reach a UDP echo server in the
+// guest, for IPv4, IPv6 and crossed families; message boundaries are kept;
+// the source the guest sees follows "Client address seen by the guest";
+// udprpc closes each flow after its first reply (conn, done, conn,
 // done); udpspp strips the 38-byte header toward the guest and puts the
 // flow's first header in front of every reply.
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
@@ -200,7 +201,7 @@ function ip16(ip: string): number[] {
   return groups.flatMap((g) => [g >> 8, g & 0xff]);
 }
 
-/** A 38-byte SPP header (contract §10.2). */
+/** A 38-byte SPP header (Cloudflare's Simple Proxy Protocol). */
 function sppHeader(client: string, proxy: string, cport: number, pport: number, magic = [0x56, 0xec]): Uint8Array {
   return new Uint8Array([...magic, ...ip16(client), ...ip16(proxy), cport >> 8, cport & 0xff, pport >> 8, pport & 0xff]);
 }

@@ -1,12 +1,13 @@
-// -R tcp and udp (contract §11, §12, §4.2-4.5, §13.3): guest clients reach
-// echo servers in the host namespace through guest-side addresses the
-// stack takes over, directly and through SRV records served by a test DNS
-// server running in the host namespace.
+// -R tcp and udp (docs/compatibility.md: Remote forwards, DNS cache, Forward
+// specs, Names in forward specs, Stdout lines): guest clients reach echo
+// servers in the host namespace through guest-side addresses the stack
+// takes over, directly and through SRV records served by a test DNS server
+// running in the host namespace.
 //
 // Checked: IPv4, IPv6 and crossed families; UDP to port 0 with
 // connect()+send(); the "Accepting on remote side" lines (IPv6 without
 // brackets); conn new/done lines; udprpc; -dns-ttl=0 re-resolving per flow
-// and a non-zero TTL caching; a stopped DNS server giving the contract's
+// and a non-zero TTL caching; a stopped DNS server giving upstream's
 // "dns lookup error" line (hidden by -quiet, like every per-flow line) and
 // a refused/reset TCP guest rather than a hang (our documented fix of
 // upstream's hang); a -R bind

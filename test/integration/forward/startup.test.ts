@@ -1,7 +1,8 @@
-// Startup of -L and -R (contract §2 steps 12-13, §4.1, §4.5, §13): the
-// exact listen/accepting lines in command-line order (-L before -R), hidden
-// by -quiet; a busy port exits 247 with "Failed to listen on" (earlier
-// listen lines stay on stdout); bad specs exit 2 with the parse messages.
+// Startup of -L and -R (docs/compatibility.md, startup steps 12 and 13,
+// Forward specs, Log lines): the exact listen/accepting lines in
+// command-line order (-L before -R), hidden by -quiet; a busy port exits
+// 247 with "Failed to listen on" (earlier listen lines stay on stdout); bad
+// specs exit 2 with the parse messages.
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import {
   createForwardEnv,

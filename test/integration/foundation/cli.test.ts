@@ -1,6 +1,7 @@
-// Foundation: the command-line contract of the built binary (contract §2,
-// §3, §13, §16): usage, version, flag errors, exit codes and the exact
-// startup lines that scripts match.
+// Foundation: the command-line interface of the built binary
+// (docs/compatibility.md: Flags, Log lines, Exit codes, Startup and
+// shutdown, Version, signals and supervision): usage, version, flag errors,
+// exit codes and the exact startup lines that scripts match.
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -35,8 +36,9 @@ async function run(args: string[], opts: { extraFds?: number[]; host?: HostNs } 
   return { code, stdout: s.stdout.lines, stderr: s.stderr.lines };
 }
 
-// The upstream flags' usage entries (contract §3.2), in the order they must
-// appear; our own flags may be interleaved, in byte order.
+// The upstream flags' usage entries (docs/compatibility.md, Usage text), in
+// the order they must appear; our own flags may be interleaved, in byte
+// order.
 const UPSTREAM_USAGE: [string, string][] = [
   ["  -L value", "    \tConnections to local side forwarded remote"],
   ["  -R value", "    \tConnections to remote side forwarded local"],
@@ -85,9 +87,9 @@ function expectUsage(lines: string[], from: number): void {
 }
 
 /**
- * What the halving search of contract §2 step 2 ends at for a child of this
- * process: with CAP_SYS_RESOURCE the hard limit may go up to fs.nr_open,
- * without it only down from the inherited hard limit.
+ * What the halving search of startup step 2 (docs/compatibility.md) ends
+ * at for a child of this process: with CAP_SYS_RESOURCE the hard limit may
+ * go up to fs.nr_open, without it only down from the inherited hard limit.
  */
 function expectedNoFile(): number {
   const status = readFileSync("/proc/self/status", "utf8");
@@ -247,7 +249,7 @@ describe("startup lines", () => {
         `[+] #${stack.pid} Slirpnetstack started`,
       ]);
       expect(stack.stdout.lines).toEqual([]);
-      // RLIMIT_NOFILE was raised (contract §2 step 2): soft = hard = the
+      // RLIMIT_NOFILE was raised (startup step 2): soft = hard = the
       // first of 2^20, 2^19, ... that the kernel accepts.
       const n = expectedNoFile();
       const limits = readFileSync(`/proc/${stack.pid}/limits`, "utf8");

@@ -1,6 +1,7 @@
-// Foundation: `-fd N` mode (contract §6.5, §6.4). The stack gets one end of
-// a unix SOCK_DGRAM socketpair as an inherited fd; the test plays the guest
-// on the other end, one Ethernet frame per datagram.
+// Foundation: `-fd N` mode (docs/compatibility.md, Fd mode, and Devices and
+// MTU). The stack gets one end of a unix SOCK_DGRAM socketpair as an
+// inherited fd; the test plays the guest on the other end, one Ethernet
+// frame per datagram.
 import { afterEach, describe, expect, test } from "bun:test";
 import { DgramPair } from "../../support/fdpair.ts";
 import {

@@ -1,8 +1,10 @@
-// Foundation: hostile input is normal input (DESIGN principle 5). From
-// inside the guest, thousands of malformed, lying, looping and endless
-// frames are written into the device (test/support/hostile.py, seeded and
-// deterministic). Afterwards the process must still be alive, silent on
-// stderr, answering pings (reassembly included), with bounded memory.
+// Foundation: hostile input is normal input (every field read from a frame
+// is bounds-checked, a malformed frame is counted and dropped, and the
+// process never crashes on input). From inside the guest, thousands of
+// malformed, lying, looping and endless frames are written into the device
+// (test/support/hostile.py, seeded and deterministic). Afterwards the
+// process must still be alive, silent on stderr, answering pings
+// (reassembly included), with bounded memory.
 // Replay other inputs with SLIRP_HOSTILE_SEED=N (seeds N and N+1 are used);
 // the generator alone: `python3 test/support/hostile.py tun0 tap N`.
 import { describe, expect, test } from "bun:test";

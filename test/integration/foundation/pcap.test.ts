@@ -1,6 +1,7 @@
-// Foundation: `-pcap FILE` (contract §15): classic big-endian libpcap,
-// LINKTYPE_RAW, snaplen = MTU, first record the 28-byte ARP priming
-// request, both directions recorded, file opened without truncation.
+// Foundation: `-pcap FILE` (docs/compatibility.md, Packet capture): classic
+// big-endian libpcap, LINKTYPE_RAW, snaplen = MTU, first record the 28-byte
+// ARP priming request, both directions recorded, file opened without
+// truncation.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

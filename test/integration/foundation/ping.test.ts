@@ -1,7 +1,7 @@
 // Foundation: ICMP echo from the guest is answered by the stack itself
-// (contract §6.2), for any destination, over a tap or a tun device, with
-// IPv4 and IPv6, including datagrams that must be fragmented and
-// reassembled in both directions (§6.4).
+// (docs/compatibility.md, What the stack answers), for any destination,
+// over a tap or a tun device, with IPv4 and IPv6, including datagrams that
+// must be fragmented and reassembled in both directions (Devices and MTU).
 import { describe, expect, test } from "bun:test";
 import type { GuestNs } from "../../support/netns.ts";
 import { snmpCounters, withRig } from "../../support/rig.ts";
@@ -68,7 +68,7 @@ describe("ping, tap guest (MTU 1500): fragmentation both ways", () => {
     });
   });
 
-  test("-mtu is ignored in device mode: the device's MTU wins (contract §3.3)", async () => {
+  test("-mtu is ignored in device mode: the device's MTU wins", async () => {
     await withRig({ guest: { mtu: 1500 }, args: ["-mtu", "9000"] }, async ({ guest }) => {
       const s0 = await snmpCounters(guest);
       await ping(guest, ["-s", "1473", "10.0.2.2"]);

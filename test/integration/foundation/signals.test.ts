@@ -1,7 +1,8 @@
-// Foundation: signals and the parent process (contract §2 steps 10, 18,
-// 19 and §16): SIGINT/SIGTERM give a prompt clean exit 0 with the
-// "closing" line, the parent gets one SIGWINCH when the stack is ready, and
-// -exit-with-parent turns the parent's death into a clean exit.
+// Foundation: signals and the parent process (docs/compatibility.md,
+// startup steps 10, 18 and 19, and Version, signals and supervision):
+// SIGINT/SIGTERM give a prompt clean exit 0 with the "closing" line, the
+// parent gets one SIGWINCH when the stack is ready, and -exit-with-parent
+// turns the parent's death into a clean exit.
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { track } from "../../support/cleanup.ts";

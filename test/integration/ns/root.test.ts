@@ -1,5 +1,5 @@
 // src/ns as root: the direct path (setns on the JS thread) keeps today's
-// behaviour and contract lines; the helper path and run mode work as root
+// behaviour and upstream's lines; the helper path and run mode work as root
 // too.
 import { test, expect, beforeAll, afterAll } from "bun:test";
 import { GuestNs } from "../../support/netns.ts";
@@ -47,7 +47,7 @@ test("direct attach: the device answers (kernel ARP reply through the fd)", asyn
   expect(r.result).toMatchObject({ ok: true, opened: true, arpReply: true, device: { kind: "tap", vnetHdr: true } });
 });
 
-test("direct attach failures print the contract's lines", async () => {
+test("direct attach failures print upstream's lines", async () => {
   const fail = async (netns: string, ifname: string): Promise<DeviceError> => {
     try {
       const dev = await acquireDevice({ netns, ifname, offloads: 0 });
