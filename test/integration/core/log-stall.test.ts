@@ -2,8 +2,9 @@
 // stderr are a pipe nobody reads (a stalled log reader), and the guest
 // makes 20 000 connections to a closed host port, each one a "conn error"
 // line. Every connection is still refused at once, UDP ping-pong during the
-// flood does not stall, a download afterwards takes its normal time, the
-// process stays alive, /metrics counts the lines dropped and suppressed,
+// flood does not stall, the hostile-case checks (test/support/hostile-checks.ts)
+// pass during the flood and after it, a download afterwards takes its
+// normal time, /metrics counts the lines dropped and suppressed,
 // and the pipe's shared description is left blocking (others write to it
 // too). When the reader comes back and the stack is stopped, what was
 // kept comes out, with the dropped-lines notice and the closing line.
@@ -16,6 +17,7 @@ import { GuestNs, HostNs } from "../../support/netns.ts";
 import { HostServers, PYTHON, SCRIPT, expectedHash, guestClient, sq } from "../../support/host-servers.ts";
 import { BINARY } from "../../support/stack.ts";
 import { processAlive, waitUntil } from "../../support/rig.ts";
+import { PY_STOP, backgroundAttack, connects, counters, hostileChecks, linesLost, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
 import { track, untrack } from "../../support/cleanup.ts";
 import { CLOSED_PORT, HOST4, HOST_ADDRS } from "./core-rig.ts";
 
@@ -61,7 +63,7 @@ function readNow(fd: number): { text: string; eof: boolean } {
 
 async function metrics(): Promise<string> {
   const r = await host.exec(["curl", "-sS", "--noproxy", "*", "--max-time", "10", `http://127.0.0.1:${METRICS_PORT}/metrics`]);
-  expect(r.code).toBe(0);
+  if (r.code !== 0) throw new Error(`metrics: curl exited ${r.code}: ${r.stderr}`);
   return r.stdout;
 }
 
@@ -83,12 +85,17 @@ async function download(seed: string): Promise<number> {
 }
 
 // Sequential connects to a closed port, each refused (RST) or a failure
-// after 2 s; stops at the first connect that is not refused.
-const FLOOD_CLIENT = `
+// after 2 s: n of them, and more until stdin closes; stops at the first
+// connect that is not refused.
+const FLOOD_CLIENT = `${PY_STOP}
 import json, socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 refused, other, t0 = 0, None, time.monotonic()
-for i in range(n):
+i = 0
+while i < n or not stop_requested():
+    if i == 100:
+        print("started", flush=True)
+    i += 1
     s = socket.socket()
     s.settimeout(2.0)
     try:
@@ -102,7 +109,7 @@ for i in range(n):
         s.close()
     if other:
         break
-print(json.dumps({"refused": refused, "other": other, "ms": (time.monotonic() - t0) * 1000}))
+print(json.dumps({"tried": i, "refused": refused, "other": other, "ms": (time.monotonic() - t0) * 1000}))
 `;
 
 beforeAll(async () => {
@@ -134,22 +141,26 @@ afterAll(async () => {
 
 describe("a log reader that does not read", () => {
   test(`${FLOOD} refused connections: each refused at once, no stall, a download in its normal time, the stack alive`, async () => {
+    const t: HostileTarget = { host, guest, servers, serverAddr: HOST4, pid: stack.pid, metrics };
+    const before = await counters(t);
+    const moved = [connects("refused"), linesLost("dropped")];
     const baseline = await download("log-stall-before");
-    const flood = guest.exec([PYTHON, "-c", FLOOD_CLIENT, HOST4, String(CLOSED_PORT), String(FLOOD)], { timeoutMs: 110_000 });
-    // Mid-flood, with the pipe long full: UDP round trips do not wait for the log.
-    await Bun.sleep(1500);
-    const pingpong = await guestClient<{ stalls: number[] }>(guest, "udppingpong", [HOST4, servers.ports.udp, 300], 20_000);
-    expect(pingpong.stalls).toEqual([]);
-    const r = await flood;
-    expect(r.code).toBe(0);
-    const got = JSON.parse(r.stdout) as { refused: number; other: string | null; ms: number };
-    console.log(`${FLOOD} refused connects in ${got.ms.toFixed(0)} ms; download ${baseline.toFixed(0)} ms before`);
-    expect(got).toMatchObject({ refused: FLOOD, other: null });
+    const flood = backgroundAttack<{ tried: number; refused: number; other: string | null; ms: number }>(guest, [PYTHON, "-c", FLOOD_CLIENT, HOST4, String(CLOSED_PORT), String(FLOOD)]);
+    const got = await whileAttacking(flood, async () => {
+      // Mid-flood, with the pipe long full: UDP round trips do not wait for the log.
+      await Bun.sleep(1500);
+      const pingpong = await guestClient<{ stalls: number[] }>(guest, "udppingpong", [HOST4, servers.ports.udp, 300], 20_000);
+      expect(pingpong.stalls).toEqual([]);
+      await hostileChecks(t, { phase: "during", since: before, moved });
+    });
+    console.log(`${got.tried} refused connects in ${got.ms.toFixed(0)} ms; download ${baseline.toFixed(0)} ms before`);
+    expect(got).toMatchObject({ refused: got.tried, other: null });
+    expect(got.tried).toBeGreaterThanOrEqual(FLOOD);
     // The pipe is still full and its reader still away.
     const after = await download("log-stall-after");
     console.log(`download after the flood: ${after.toFixed(0)} ms`);
     expect(after).toBeLessThan(baseline * 3 + 2000);
-    expect(processAlive(stack.pid)).toBe(true);
+    await hostileChecks(t, { phase: "after", since: before, moved });
 
     const m = await metrics();
     expect(metric(m, 'slirpnetstack_connects_total{outcome="refused"}')).toBeGreaterThanOrEqual(FLOOD);
