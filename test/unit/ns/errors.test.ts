@@ -13,7 +13,7 @@ import {
 const facts: EnvFacts = { uid: 1000, maxUserNamespaces: 96365, unprivilegedUsernsClone: null, apparmorRestrictUserns: null, tunMode: "mode 0600, owner uid 0 gid 0" };
 const where = { netns: "/proc/77/ns/net", ifname: "tun0" };
 
-describe("contract lines without an environmental cause", () => {
+describe("upstream's lines without an environmental cause", () => {
   test("netns", () => {
     const e = new DeviceError({ ...where, step: "netns", sys: new SysError("setns", 1, where.netns) });
     expect(e.exitCode).toBe(253);
@@ -51,7 +51,7 @@ describe("reports from the helper", () => {
     expect(e.reason).toBe("tun-missing");
     expect(e.lines()[0]).toBe("[!] /dev/net/tun does not exist; load the tun module (modprobe tun)");
   });
-  test("TUNSETIFF EPERM stays the contract's open line", () => {
+  test("TUNSETIFF EPERM stays upstream's open line", () => {
     const e = classifyHelperReport({ step: "open", call: "ioctl", errno: 1, detail: "TUNSETIFF" }, facts, where);
     expect(e.reason).toBe(null);
     expect(e.lines()[0]).toBe("[!] open(tun0) = operation not permitted");
