@@ -13,11 +13,16 @@
 // - slowloris on -L tcppp: clients beyond -max-local-clients are reset at
 //   once, clients that never send their PROXY header are reset at
 //   -proxy-header-timeout, and a client that sends one is served.
+// Both make the hostile-case checks (test/support/hostile-checks.ts) while
+// the clients are held and after they are gone: the guest's own download
+// from a host server and UDP echo go through -enable-host.
 import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createForwardEnv, destroyForwardEnv, listenPorts, startStack, stopStacks, type ForwardEnv } from "../../support/forward-env.ts";
+import { HOST_V4, createForwardEnv, destroyForwardEnv, listenPorts, startStack, stopStacks, type ForwardEnv } from "../../support/forward-env.ts";
+import { HostServers } from "../../support/host-servers.ts";
+import { PY_STOP, backgroundAttack, counters, hostileChecks, limitHits, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
 import { processAlive, waitUntil } from "../../support/rig.ts";
 import type { StackProcess } from "../../support/stack.ts";
 
@@ -28,15 +33,18 @@ const CLIENTS = 30_000;
 const MAX_CLIENTS = 4096;
 
 let env: ForwardEnv;
+let servers: HostServers;
 let dir: string;
 beforeAll(async () => {
   env = await createForwardEnv();
+  servers = await HostServers.start(env.host);
   dir = mkdtempSync(join(tmpdir(), "slirp-local-limits-"));
   // 30000 clients of one address and port need more than 28232 ephemeral ports.
   await env.host.run(["sysctl", "-w", "net.ipv4.ip_local_port_range=1024 65000"]);
 });
 afterEach(stopStacks);
 afterAll(async () => {
+  await servers?.destroy();
   await destroyForwardEnv(env);
   rmSync(dir, { recursive: true, force: true });
 });
@@ -125,6 +133,45 @@ function clients(host: string, port: number, n: number, want: number, waitS: num
   return { result, kill: () => p.kill("SIGKILL") };
 }
 
+function target(stack: StackProcess, sock: string): HostileTarget {
+  return {
+    host: env.host,
+    guest: env.guest,
+    servers,
+    serverAddr: HOST_V4,
+    pid: stack.pid,
+    metrics: async () => (await fetch("http://localhost/metrics", { unix: sock })).text(),
+  };
+}
+
+// Slowloris that does not give up: keeps n connections open that never
+// send a byte, opening a new one for each the stack resets, until stdin
+// closes; prints {"resets": N}.
+const SLOWLORIS_PY = `${PY_STOP}
+import json, select, socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ep = select.epoll()
+socks = {}
+resets = 0
+def open_one():
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex((host, port))
+    socks[s.fileno()] = s
+    ep.register(s.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
+for _ in range(n):
+    open_one()
+print("started", flush=True)
+while not stop_requested():
+    for fd, ev in ep.poll(0.1):
+        s = socks.pop(fd)
+        ep.unregister(fd)
+        s.close()
+        resets += 1
+        open_one()
+print(json.dumps({"resets": resets}))
+`;
+
 async function alive(stack: StackProcess): Promise<void> {
   expect(processAlive(stack.pid)).toBe(true);
 }
@@ -140,11 +187,14 @@ describe("-L under a flood of local clients", () => {
     try {
       const stack = await startStack(env, [
         "-m", `unix://${sock}`,
+        "-enable-host",
         "-L", "tcp://127.0.0.1:0:10.0.2.100:9",
         "-L", `tcp://[::1]:0:[fd00::100]:${source.port}`,
         "-L", `udp://[::1]:0:[fd00::100]:${echo.port}`,
       ]);
       const { ports } = await listenPorts(stack, 3);
+      const t = target(stack, sock);
+      const before = await counters(t);
       // Two processes: one may not hold 30000 fds here.
       const want = CLIENTS - MAX_CLIENTS;
       const half = CLIENTS / 2;
@@ -170,7 +220,9 @@ describe("-L under a flood of local clients", () => {
       expect(down.sha).toBe(down.expected);
       const u = await env.h.udpExchange({ host: "::1", port: ports[2]!, send: ["ping"] });
       expect(u.texts).toEqual(["ping"]);
-      await alive(stack);
+      await hostileChecks(t, { phase: "during", since: before, moved: [limitHits("local-fwd-clients")] });
+      for (const f of floods) f.kill();
+      await hostileChecks(t, { phase: "after", since: before, moved: [limitHits("local-fwd-clients")] });
     } finally {
       for (const f of floods) f.kill();
       await env.guest.run(["ip", "route", "del", "blackhole", "10.0.2.2/32"]);
@@ -186,28 +238,38 @@ describe("-L under a flood of local clients", () => {
     try {
       const stack = await startStack(env, [
         "-m", `unix://${sock}`,
+        "-enable-host",
         "-max-local-clients", "20",
-        "-proxy-header-timeout", "1s",
+        "-proxy-header-timeout", "3s",
         "-L", `tcppp://127.0.0.1:0:[fd00::100]:${echo.port}`,
       ]);
       const { ports } = await listenPorts(stack, 1);
-      flood = clients("127.0.0.1", ports[0]!, 30, 30, 10, 0);
+      const t = target(stack, sock);
+      const before = await counters(t);
+      flood = clients("127.0.0.1", ports[0]!, 30, 30, 20, 0);
       const r = await flood.result;
       expect(r.resets).toBe(30);
       expect(r.errnos).toEqual([104]);
       const times = [...r.times].sort((a, b) => a - b);
-      // Ten beyond the cap at once, twenty once their second is up.
-      expect(times.filter((t) => t < 0.7).length).toBe(10);
-      expect(times.filter((t) => t >= 0.9 && t < 3).length).toBe(20);
+      // Ten beyond the cap at once, twenty once their 3 s are up.
+      expect(times.filter((x) => x < 2).length).toBe(10);
+      expect(times.filter((x) => x >= 2.9 && x < 15).length).toBe(20);
       const m = await metrics(sock);
       expect(m.get('slirpnetstack_limit_hits_total{limit="local-fwd-clients"}')).toBe(10);
       expect(m.get('slirpnetstack_limit_hits_total{limit="local-fwd-proxy-header"}')).toBe(20);
-      await stack.stdout.waitFor("local-fwd PP error: no PROXY header in 1000 ms");
-      // The slots are free again: a client with a header is served.
+      await stack.stdout.waitFor("local-fwd PP error: no PROXY header in 3000 ms");
+      // Slowloris that reopens what is reset: the guest is served meanwhile.
+      const moved = [limitHits("local-fwd-clients"), limitHits("local-fwd-proxy-header")];
+      const loris = backgroundAttack<{ resets: number }>(env.host, ["python3", "-c", SLOWLORIS_PY, "127.0.0.1", String(ports[0]), "40"]);
+      const lr = await whileAttacking(loris, () => hostileChecks(t, { phase: "during", since: m, moved }));
+      expect(lr.resets).toBeGreaterThan(0);
+      await hostileChecks(t, { phase: "after", since: before, moved });
+      // The slots are free again once the held ones time out: a client with a header is served.
       const header = `PROXY TCP4 192.0.2.7 127.0.0.1 4000 ${ports[0]}\r\n`;
-      const ex = await env.h.tcpExchange({ host: "127.0.0.1", port: ports[0]!, send: [`${header}hello`], expect: 5 });
-      expect(ex.error).toBeUndefined();
-      expect(ex.text).toBe("hello");
+      await waitUntil("the held slowloris clients timed out", async () => {
+        const ex = await env.h.tcpExchange({ host: "127.0.0.1", port: ports[0]!, send: [`${header}hello`], expect: 5 });
+        return ex.error === undefined && ex.text === "hello";
+      }, 20_000, 500);
       await alive(stack);
     } finally {
       flood?.kill();
