@@ -27,8 +27,9 @@
 // fresh 8 MiB download and a UDP echo still work, and times them.
 //
 // Verdict, on the samples after the warm-up (the first sixth of the run, at
-// least one sample): the largest value in the second half is compared with
-// the largest of the first three samples.
+// least one sample): the largest value in their second half is compared
+// with the largest in their first half (both halves hold as many samples,
+// so that each catches the tops of the garbage collector's sawtooth alike).
 //   - RSS (VmRSS) and its anonymous part (RssAnon: what the process
 //     allocated, without the pages of the binary it maps, which the kernel
 //     drops and reads back as memory gets short) may each grow by
@@ -288,8 +289,8 @@ interface Check {
 function verdict(): Check[] {
   const warm = samples.filter((s) => s.secs >= warmupSecs);
   if (warm.length < 2) return [];
-  const head = warm.slice(0, Math.min(3, Math.ceil(warm.length / 2)));
-  const tail = warm.slice(Math.floor(warm.length / 2));
+  const head = warm.slice(0, Math.floor(warm.length / 2));
+  const tail = warm.slice(warm.length - head.length);
   const max = (xs: Sample[], f: (s: Sample) => number) => Math.max(...xs.map(f));
   const check = (what: string, f: (s: Sample) => number, limit: (first: number) => number): Check => {
     const first = max(head, f);
@@ -332,7 +333,7 @@ function report(final: Metrics | null, stackExit: number | null, interrupted: bo
   log("");
   const checks = verdict();
   for (const c of checks) {
-    log(`${c.ok ? "ok  " : "FAIL"} ${c.what}: ${c.first} after warm-up, ${c.last} at most in the second half (limit ${c.limit})`);
+    log(`${c.ok ? "ok  " : "FAIL"} ${c.what}: ${c.first} at most in the first half after warm-up, ${c.last} in the second (limit ${c.limit})`);
     if (!c.ok) failures.push(`${c.what} grew from ${c.first} to ${c.last} (limit ${c.limit})`);
   }
   if (checks.length === 0 && !interrupted) failures.push("too few samples after the warm-up for a verdict");
