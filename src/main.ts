@@ -48,6 +48,11 @@ function version(): { version: string; time: string } {
   };
 }
 
+/** A uniform number in [0, 1) from the system CSPRNG (the RA interval's jitter; no Math.random in src/). */
+function uniformRandom(): number {
+  return crypto.getRandomValues(new Uint32Array(1))[0]! / 0x100000000;
+}
+
 /** How often the exit drain looks whether data is still in flight. */
 const DRAIN_CHECK_MS = 10;
 
@@ -330,7 +335,7 @@ async function main(): Promise<void> {
     // CSPRNG.
     secret: new FlowSecret(crypto.getRandomValues(new Uint8Array(16))),
     maxNeighbors: cfg.maxNeighbors,
-    ...(dns6 !== null ? { ra: { dns: dns6, random: Math.random }, dhcp6: { dns: dns6 } } : {}),
+    ...(dns6 !== null ? { ra: { dns: dns6, random: uniformRandom }, dhcp6: { dns: dns6 } } : {}),
     // -dhcp (on by default in run mode). Test hook: SLIRPNETSTACK_DHCP_LEASE_S
     // shortens the lease so that renewals happen within a test.
     ...(cfg.dhcp
