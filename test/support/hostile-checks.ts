@@ -16,6 +16,7 @@
 // machine's speed, and no check depends on how long anything takes.
 import { expect } from "bun:test";
 import type { Subprocess } from "bun";
+import { writeFileSync } from "node:fs";
 import { track, untrack } from "./cleanup.ts";
 import { PYTHON, SCRIPT, expectedHash, guestClient, sq, type HostServers } from "./host-servers.ts";
 import type { GuestNs, HostNs } from "./netns.ts";
@@ -55,6 +56,16 @@ export function parseMetrics(text: string): Counters {
 
 export async function counters(t: HostileTarget): Promise<Counters> {
   return parseMetrics(await t.metrics());
+}
+
+/**
+ * Before an attack: resets the stack's peak RSS to its current RSS (5 to
+ * /proc/PID/clear_refs), so that the bound checked later is this case's,
+ * not an earlier one's; returns the counters to compare with.
+ */
+export async function beginCase(t: HostileTarget): Promise<Counters> {
+  writeFileSync(`/proc/${t.pid}/clear_refs`, "5");
+  return counters(t);
 }
 
 export interface HostileCheckOptions {

@@ -12,7 +12,7 @@
 // in a tight loop (AF_PACKET, as test/support/hostile.py does).
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { PYTHON } from "../../support/host-servers.ts";
-import { PY_STOP, backgroundAttack, counters, drops, hostileChecks, limitHits, parseMetrics, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
+import { PY_STOP, backgroundAttack, beginCase, drops, hostileChecks, limitHits, parseMetrics, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
 import { processAlive, statusKiB } from "../../support/rig.ts";
 import { createCoreRig, debugGet, destroyCoreRig, hostileTarget, stackState, type CoreRig } from "./core-rig.ts";
 
@@ -167,7 +167,7 @@ describe("pings from multicast and broadcast sources", () => {
   });
 
   test("while they go on: no neighbour entry, and the guest is served", async () => {
-    const before = await counters(t);
+    const before = await beginCase(t);
     const flood = backgroundAttack<{ sent: number }>(rig.guest, [PYTHON, "-c", SENDER, rig.guest.ifname, String(PINGS)]);
     const r = await whileAttacking(flood, () =>
       hostileChecks(t, { phase: "during", rssMiB: RSS_LIMIT_MIB, since: before, moved: [drops("non-unicast-source")], unmoved: NEIGHBOUR_CAPS }),

@@ -17,7 +17,7 @@ import { GuestNs, HostNs } from "../../support/netns.ts";
 import { HostServers, PYTHON, SCRIPT, expectedHash, guestClient, sq } from "../../support/host-servers.ts";
 import { BINARY } from "../../support/stack.ts";
 import { processAlive, waitUntil } from "../../support/rig.ts";
-import { PY_STOP, backgroundAttack, connects, counters, hostileChecks, linesLost, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
+import { PY_STOP, backgroundAttack, connects, beginCase, hostileChecks, linesLost, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
 import { track, untrack } from "../../support/cleanup.ts";
 import { CLOSED_PORT, HOST4, HOST_ADDRS } from "./core-rig.ts";
 
@@ -142,7 +142,7 @@ afterAll(async () => {
 describe("a log reader that does not read", () => {
   test(`${FLOOD} refused connections: each refused at once, no stall, a download in its normal time, the stack alive`, async () => {
     const t: HostileTarget = { host, guest, servers, serverAddr: HOST4, pid: stack.pid, metrics };
-    const before = await counters(t);
+    const before = await beginCase(t);
     const moved = [connects("refused"), linesLost("dropped")];
     const baseline = await download("log-stall-before");
     const flood = backgroundAttack<{ tried: number; refused: number; other: string | null; ms: number }>(guest, [PYTHON, "-c", FLOOD_CLIENT, HOST4, String(CLOSED_PORT), String(FLOOD)]);

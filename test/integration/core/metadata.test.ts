@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { HostNs } from "../../support/netns.ts";
 import { BINARY } from "../../support/stack.ts";
 import { createWorld } from "../../support/world-ns.ts";
-import { PY_STOP, backgroundAttack, connects, counters, drops, hostileChecks, whileAttacking } from "../../support/hostile-checks.ts";
+import { PY_STOP, backgroundAttack, connects, beginCase, drops, hostileChecks, whileAttacking } from "../../support/hostile-checks.ts";
 import { PYTHON } from "../../support/host-servers.ts";
 import { createCoreRig, destroyCoreRig, hostileTarget } from "./core-rig.ts";
 
@@ -114,7 +114,7 @@ describe("metadata address from attach mode with -enable-routing", () => {
       expect(new TextDecoder().decode((await reader.read()).value)).toContain("ready");
       reader.releaseLock();
       const t = hostileTarget(rig);
-      const before = await counters(t);
+      const before = await beginCase(t);
       const moved = [drops("tcp-policy-denied"), connects("denied")];
       const probe = backgroundAttack<{ tried: number; refused: number; other: Record<string, number> }>(rig.guest, [PYTHON, "-c", PROBER, "2000"]);
       const r = await whileAttacking(probe, () => hostileChecks(t, { phase: "during", since: before, moved }));

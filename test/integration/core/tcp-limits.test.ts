@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import type { FileSink } from "bun";
 import { readFileSync, rmSync } from "node:fs";
 import { PYTHON } from "../../support/host-servers.ts";
-import { PY_STOP, backgroundAttack, counters, hostileChecks, limitHits, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
+import { PY_STOP, backgroundAttack, beginCase, hostileChecks, limitHits, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
 import { HOST4, createCoreRig, destroyCoreRig, hostileTarget, type CoreRig } from "./core-rig.ts";
 
 setDefaultTimeout(90_000);
@@ -126,7 +126,7 @@ afterAll(async () => {
 
 describe("TCP caps", () => {
   test("a flood of 100000 SYNs from forged addresses holds at most -max-syn-received host connections per stage", async () => {
-    const before = await counters(t);
+    const before = await beginCase(t);
     const flood = backgroundAttack<{ sent: number; tried: number }>(rig.guest, [PYTHON, "-c", FLOOD, rig.guest.ifname, HOST4, String(port), "100000"]);
     const r = await flood.finish();
     expect(r.sent).toBe(r.tried);
@@ -145,7 +145,7 @@ describe("TCP caps", () => {
   });
 
   test("while a SYN flood runs, the guest's own new connections get through: a download and a UDP echo", async () => {
-    const before = await counters(t);
+    const before = await beginCase(t);
     const flood = backgroundAttack<{ sent: number; tried: number }>(rig.guest, [PYTHON, "-c", FLOOD, rig.guest.ifname, HOST4, String(port), "10000"]);
     const r = await whileAttacking(flood, () => hostileChecks(t, { phase: "during", since: before, moved: [limitHits("tcp-syn-received")], downloadTimeoutS: 30 }));
     expect(r.sent).toBeGreaterThanOrEqual(10_000);
@@ -155,7 +155,7 @@ describe("TCP caps", () => {
   });
 
   test(`${STALLED} downloads into closed windows stay within -max-buffer-bytes; a new download and UDP still work`, async () => {
-    const before = await counters(t);
+    const before = await beginCase(t);
     const stall = rig.guest.spawn([PYTHON, "-c", STALL, String(STALLED), HOST4, String(port)], { stdin: "pipe" });
     try {
       const reader = stall.stdout.getReader();

@@ -13,7 +13,7 @@
 // and afterwards the stack holds at most -max-udp-ports (500) host UDP sockets.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { PYTHON } from "../../support/host-servers.ts";
-import { PY_STOP, backgroundAttack, counters, hostileChecks, limitHits, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
+import { PY_STOP, backgroundAttack, beginCase, counters, hostileChecks, limitHits, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
 import { HOST4, createCoreRig, destroyCoreRig, hostileTarget, type CoreRig } from "./core-rig.ts";
 
 setDefaultTimeout(90_000);
@@ -112,7 +112,7 @@ const CAPS = [limitHits("udp-flows"), limitHits("udp-ports")];
 
 describe("UDP floods in a host namespace with 1000 ephemeral ports", () => {
   test(`${N} destinations from one guest port, then ${N} forged sources: the host keeps its ports, the caps bite, the stack goes on`, async () => {
-    const before = await counters(t);
+    const before = await beginCase(t);
     const flood = backgroundAttack<{ sent: number }>(rig.guest, [PYTHON, "-c", FLOOD, String(N)]);
     const r = await whileAttacking(flood, () => hostKeepsItsPorts());
     expect(r.sent).toBeGreaterThanOrEqual(2 * N);
@@ -132,7 +132,7 @@ describe("UDP floods in a host namespace with 1000 ephemeral ports", () => {
   });
 
   test("while the flood runs, the guest is served: a download and a UDP echo", async () => {
-    const before = await counters(t);
+    const before = await beginCase(t);
     const flood = backgroundAttack<{ sent: number }>(rig.guest, [PYTHON, "-c", FLOOD, String(N)]);
     await whileAttacking(flood, () => hostileChecks(t, { phase: "during", since: before, moved: CAPS, downloadTimeoutS: 30 }));
   });

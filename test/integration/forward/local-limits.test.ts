@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HOST_V4, createForwardEnv, destroyForwardEnv, listenPorts, startStack, stopStacks, type ForwardEnv } from "../../support/forward-env.ts";
 import { HostServers } from "../../support/host-servers.ts";
-import { PY_STOP, backgroundAttack, counters, hostileChecks, limitHits, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
+import { PY_STOP, backgroundAttack, beginCase, hostileChecks, limitHits, whileAttacking, type HostileTarget } from "../../support/hostile-checks.ts";
 import { processAlive, waitUntil } from "../../support/rig.ts";
 import type { StackProcess } from "../../support/stack.ts";
 
@@ -194,7 +194,7 @@ describe("-L under a flood of local clients", () => {
       ]);
       const { ports } = await listenPorts(stack, 3);
       const t = target(stack, sock);
-      const before = await counters(t);
+      const before = await beginCase(t);
       // Two processes: one may not hold 30000 fds here.
       const want = CLIENTS - MAX_CLIENTS;
       const half = CLIENTS / 2;
@@ -245,7 +245,7 @@ describe("-L under a flood of local clients", () => {
       ]);
       const { ports } = await listenPorts(stack, 1);
       const t = target(stack, sock);
-      const before = await counters(t);
+      const before = await beginCase(t);
       flood = clients("127.0.0.1", ports[0]!, 30, 30, 20, 0);
       const r = await flood.result;
       expect(r.resets).toBe(30);
