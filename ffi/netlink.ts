@@ -31,8 +31,8 @@ export function openRouteSocket(): number {
 
 export interface RoutePrefix {
   family: 4 | 6;
-  /** 4 or 16 bytes. */
-  addr: Uint8Array;
+  /** 4 or 16 bytes (the shape of src/wire/addr.ts's IPPrefix). */
+  bytes: Uint8Array;
   bits: number;
   table: number;
 }
@@ -97,7 +97,7 @@ function parseRoute(buf: Uint8Array, view: DataView, off: number, len: number, o
   if (dst === null) return; // the default route: no destination
   const family = fam === AF_INET ? 4 : fam === AF_INET6 ? 6 : 0;
   if (family === 0 || dst.length !== (family === 4 ? 4 : 16)) return;
-  out.push({ family, addr: dst, bits: dstLen, table });
+  out.push({ family, bytes: dst, bits: dstLen, table });
 }
 
 /** Every route prefix of the main and local tables, both families. */

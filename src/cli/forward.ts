@@ -4,39 +4,13 @@
 // checked here, while flags are parsed, as upstream does; a host that is
 // not an IP literal is kept as a label and resolved later by
 // src/host/resolve.ts through its TTL cache (docs/compatibility.md, DNS
-// cache).
+// cache). The spec's type and printed forms are src/host/forward-spec.ts.
+import type { ForwardScheme, ForwardSpec, HostSide } from "../host/forward-spec.ts";
 import { parseGoUint } from "./gostrconv.ts";
-import { goQuote } from "./goquote.ts";
-import { formatIP, parseGoIP, type ParsedIP } from "./goip.ts";
+import { goQuote } from "../host/goquote.ts";
+import { formatIP, parseIP, type IP } from "../wire/addr.ts";
 
-export type ForwardScheme = "tcp" | "udp" | "udprpc" | "tcppp" | "udpspp";
 export type ForwardSide = "local" | "remote";
-
-/** One end of a forward: a static IP, or a label to resolve, and a port. */
-export interface HostSide {
-  /**
-   * A normalised IP literal (dotted IPv4, RFC 5952 IPv6). For a label this
-   * is the placeholder the defaults wrote; null before
-   * applyForwardDefaults when the IP was omitted.
-   */
-  ip: string | null;
-  /** A DNS name, or QUERY@srv-SERVER; null for a literal or an omitted IP. */
-  label: string | null;
-  port: number;
-}
-
-export interface ForwardSpec {
-  scheme: ForwardScheme;
-  transport: "tcp" | "udp";
-  /** udprpc: close the flow after the first reply. */
-  rpc: boolean;
-  /** tcppp (PROXY v1) or udpspp (SPP): only meaningful for -L. */
-  proxyProtocol: boolean;
-  /** -L: the host listener. -R: the guest-side address netstack takes over. */
-  bind: HostSide;
-  /** -L: the guest target. -R: the host-side target. */
-  host: HostSide;
-}
 
 const SCHEMES: Readonly<Record<ForwardScheme, { transport: "tcp" | "udp"; rpc: boolean; proxyProtocol: boolean }>> = {
   tcp: { transport: "tcp", rpc: false, proxyProtocol: false },
@@ -124,7 +98,7 @@ export function parseForwardSpec(text: string, side: ForwardSide): ForwardSpec {
   // "Copied": a lone bind port is also the host port.
   if (bindPort !== "" && hostPort === "") hostPort = bindPort;
   const host = parseSide(hostIP, hostPort);
-  const kind = SCHEMES[scheme].transport === "tcp" && side === "local" && host.ip !== null ? nonUnicastKind(parseGoIP(host.ip)!) : null;
+  const kind = SCHEMES[scheme].transport === "tcp" && side === "local" && host.ip !== null ? nonUnicastKind(parseIP(host.ip)!) : null;
   if (kind !== null) {
     // A TCP open toward a broadcast or multicast address is an error
     // (RFC 9293 §3.9.1.1, MUST-46): a connection has one peer.
@@ -135,7 +109,7 @@ export function parseForwardSpec(text: string, side: ForwardSide): ForwardSpec {
 }
 
 /** "broadcast" for 255.255.255.255, "multicast" for 224.0.0.0/4 and ff00::/8, else null. */
-function nonUnicastKind(ip: ParsedIP): "broadcast" | "multicast" | null {
+function nonUnicastKind(ip: IP): "broadcast" | "multicast" | null {
   const b = ip.bytes;
   if (ip.family === 6) return b[0] === 0xff ? "multicast" : null;
   if (b[0] === 255 && b[1] === 255 && b[2] === 255 && b[3] === 255) return "broadcast";
@@ -145,7 +119,7 @@ function nonUnicastKind(ip: ParsedIP): "broadcast" | "multicast" | null {
 function parseSide(ipText: string, portText: string): HostSide {
   const side: HostSide = { ip: null, label: null, port: 0 };
   if (ipText !== "") {
-    const literal = parseGoIP(ipText);
+    const literal = parseIP(ipText);
     if (literal !== null) side.ip = formatIP(literal);
     else side.label = ipText;
   }
@@ -177,19 +151,3 @@ export function applyForwardDefaults(spec: ForwardSpec, side: ForwardSide): Forw
 function isStaticIPv6(side: HostSide): boolean {
   return side.label === null && side.ip !== null && side.ip.includes(":");
 }
-
-/**
- * The printed form of a spec side (docs/compatibility.md, Printed form of
- * a spec): "IP:PORT" without brackets even for IPv6, or "LABEL-failed"
- * when the label's current resolution failed (`current` null).
- */
-export function formatSpecSide(current: { ip: string | null; port: number } | null, label: string | null): string {
-  if (current === null) return `${label ?? ""}-failed`;
-  return `${current.ip ?? "<nil>"}:${current.port}`;
-}
-
-/** "NET://BIND" as printed by `Accepting on remote side` / `Failed to listen on`. */
-export function formatSpecAddress(transport: "tcp" | "udp", side: string): string {
-  return `${transport}://${side}`;
-}
-

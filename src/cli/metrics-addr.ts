@@ -7,19 +7,9 @@
 // SplitHostPort errors, a port number or service name, and a host name
 // resolved with IPv4 preferred. udp passes here and fails later (exit 254).
 import { readFileSync } from "node:fs";
+import type { MetricsAddress } from "../host/metrics.ts";
 import type { Resolver } from "../host/resolve.ts";
-import { GoAddrError, joinHostPort, splitHostPort } from "./goaddr.ts";
-import { formatIP, parseGoIPWithZone } from "./goip.ts";
-
-export interface MetricsAddress {
-  network: "tcp" | "unix" | "udp";
-  /** Go's String() of the resolved address: "127.0.0.1:8080", "[::1]:80", ":80", or the unix path. */
-  address: string;
-  /** tcp/udp: the IP to listen on, null for all addresses (empty host). */
-  ip: string | null;
-  /** tcp/udp: the port (0 = ephemeral). Null for unix. */
-  port: number | null;
-}
+import { formatIP, GoAddrError, joinHostPort, parseIPZone, splitHostPort } from "../wire/addr.ts";
 
 const FORM_ERROR = "Address must be in form net://address, where net is one of unix/tcp/udp";
 
@@ -36,7 +26,7 @@ export async function parseMetricsAddress(value: string, resolver: Resolver): Pr
   let ip: string | null = null;
   let zone = "";
   if (host !== "") {
-    const literal = parseGoIPWithZone(host);
+    const literal = parseIPZone(host);
     if (literal !== null) {
       ip = formatIP(literal.ip);
       zone = literal.zone;

@@ -7,12 +7,15 @@
 // -deny, -m and -source-ipv4/6 are even resolved here (see Parsing rules),
 // before main gets to -version. Forward specs leave with their default IPs
 // filled in (Default addresses).
+import type { ForwardSpec } from "../host/forward-spec.ts";
+import type { MetricsAddress } from "../host/metrics.ts";
+import type { FirewallRule } from "../host/policy.ts";
 import type { Resolver } from "../host/resolve.ts";
-import { parseFirewallList, type FirewallRule } from "./firewall.ts";
-import { applyForwardDefaults, parseForwardSpec, type ForwardSpec } from "./forward.ts";
+import { parseFirewallList } from "./firewall.ts";
+import { applyForwardDefaults, parseForwardSpec } from "./forward.ts";
 import { FlagSet, type ParsedFlags } from "./goflag.ts";
-import { formatIP, parseGoIP } from "./goip.ts";
-import { parseMetricsAddress, type MetricsAddress } from "./metrics-addr.ts";
+import { formatIP, parseIP } from "../wire/addr.ts";
+import { parseMetricsAddress } from "./metrics-addr.ts";
 
 export interface Config {
   version: boolean;
@@ -299,7 +302,7 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
  * own family, since an IPv4 source can never serve IPv6 destinations.
  */
 async function parseSourceIP(text: string, family: 4 | 6, resolver: Resolver): Promise<string> {
-  const literal = parseGoIP(text);
+  const literal = parseIP(text);
   if (literal !== null) return formatIP(literal);
   return (await resolver.resolveLabel(text, family)).ip;
 }

@@ -11,7 +11,7 @@
 //   told of a server nobody answers at would wait on every lookup.
 // - search domains: the host's resolv.conf `search` or `domain` line,
 //   either way.
-import type { ParsedIP } from "../cli/goip.ts";
+import type { IP } from "../wire/addr.ts";
 import { DEFAULT_LEASE_SECONDS, type Dhcp4Config, type Dhcp4HostInfo } from "../stack/services/dhcp4.ts";
 import { DNS_V4 } from "./dns-forwarder.ts";
 import { ResolvConf } from "./resolv-conf.ts";
@@ -28,7 +28,7 @@ export class Dhcp4HostDns implements Dhcp4HostInfo {
     /** -enable-dns (or run mode's default). */
     private readonly forwarder: boolean,
     /** Whether the routing policy lets a guest UDP flow to this address and port through. */
-    private readonly allowed: (ip: ParsedIP, port: number) => boolean,
+    private readonly allowed: (ip: IP, port: number) => boolean,
   ) {}
 
   dnsServers(now: number): readonly number[] {
@@ -54,7 +54,7 @@ export class Dhcp4HostDns implements Dhcp4HostInfo {
 export function dhcp4Config(
   guestAddress: number,
   forwarder: boolean,
-  allowed: (ip: ParsedIP, port: number) => boolean,
+  allowed: (ip: IP, port: number) => boolean,
   leaseSeconds = DEFAULT_LEASE_SECONDS,
 ): Dhcp4Config {
   return { firstAddress: guestAddress, leaseSeconds, info: new Dhcp4HostDns(new ResolvConf(), forwarder, allowed) };

@@ -9,9 +9,8 @@ import type { Stack } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
-import type { ParsedIP } from "../cli/goip.ts";
 import { DialError } from "../io/dial-error.ts";
-import { endpointText } from "../io/addr.ts";
+import { endpointText, type IP } from "../wire/addr.ts";
 import type { Reactor } from "../io/reactor.ts";
 import { TcpSocket } from "../io/tcp-socket.ts";
 import type { Logger } from "./log.ts";
@@ -21,10 +20,10 @@ import { UdpSplice, type UdpQueryWatch, type UdpSpliceOwner } from "./udp-splice
 import type { UdpNat } from "./udp-nat.ts";
 
 export interface DialTarget {
-  ip: ParsedIP;
+  ip: IP;
   port: number;
   /** Source address to bind (-source-ipv4 / -source-ipv6), or null. */
-  source: ParsedIP | null;
+  source: IP | null;
 }
 
 /** How a flow is named in its log lines (docs/compatibility.md, Stdout lines). */

@@ -13,8 +13,7 @@
 // the queries in flight, i.e. UDP flows that have sent a query and not yet
 // had a reply; at the cap the oldest such flow is ended (limit
 // "dns-queries"), since its answer is the least likely to come.
-import { parseGoIP } from "../cli/goip.ts";
-import { endpointText } from "../io/addr.ts";
+import { endpointText, parseIP } from "../wire/addr.ts";
 import { ipv6Equal, ipv6IsV4Mapped } from "../wire/ipv6.ts";
 import { readU32 } from "../wire/bytes.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
@@ -29,7 +28,7 @@ import type { UdpQueryWatch, UdpSplice } from "./udp-splice.ts";
 export const DNS_V4 = "10.0.2.3";
 export const DNS_V6 = "fd00::3";
 const DNS_V4_NUM = 0x0a000203;
-const DNS_V6_BYTES = parseGoIP(DNS_V6)!.bytes;
+const DNS_V6_BYTES = parseIP(DNS_V6)!.bytes;
 const DNS_PORT = 53;
 const DNS_IDLE_MS = 10_000;
 

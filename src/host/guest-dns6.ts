@@ -13,7 +13,7 @@
 // - search domains: the host's resolv.conf `search` or `domain` line,
 //   either way; names that are not valid DNS names are left out, and the
 //   list ends before MAX_SEARCH_BYTES.
-import type { ParsedIP } from "../cli/goip.ts";
+import type { IP } from "../wire/addr.ts";
 import { encodeDnsName } from "../wire/dns.ts";
 import { ipv6FromString, ipv6IsLinkLocal, ipv6IsLoopback, ipv6IsMulticast, ipv6IsUnspecified, ipv6IsV4Mapped } from "../wire/ipv6.ts";
 import { MAX_DNS_SERVERS, MAX_SEARCH_BYTES, type GuestDns6 } from "../stack/services/guest-dns.ts";
@@ -37,7 +37,7 @@ export class HostDns6 {
     /** -enable-dns (or run mode's default). */
     private readonly forwarder: boolean,
     /** Whether the routing policy lets a guest UDP flow to this address and port through. */
-    private readonly allowed: (ip: ParsedIP, port: number) => boolean,
+    private readonly allowed: (ip: IP, port: number) => boolean,
   ) {}
 
   /** The lists as of `now` (ms of the runtime's clock). */

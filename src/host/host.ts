@@ -9,8 +9,7 @@
 //      RST and denied UDP is dropped, both counted.
 // With -icmp=forward, guest pings to other hosts go through the routing
 // policy too, and out through the host's ICMP sockets (echo-forwarder.ts).
-import type { Config } from "../cli/options.ts";
-import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
+import { parseIP, type IP } from "../wire/addr.ts";
 import type { Reactor } from "../io/reactor.ts";
 import type { Resolver } from "./resolve.ts";
 import type { Logger } from "./log.ts";
@@ -20,17 +19,40 @@ import type { Stats } from "../stack/stats.ts";
 import { STATE_NAMES, TcpState, type TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
 import { LocalRoutes } from "./routes.ts";
-import { RoutingPolicy, verdictAllows } from "./policy.ts";
+import { RoutingPolicy, verdictAllows, type PolicyOptions } from "./policy.ts";
 import { Dialer } from "./dialer.ts";
 import { HostKeepalive, TcpSplice } from "./tcp-splice.ts";
-import { MetricsServer, type FlowSource } from "./metrics.ts";
+import { MetricsServer, type FlowSource, type MetricsAddress } from "./metrics.ts";
 import { RemoteForwards, type SourceAddresses } from "./remote-forward.ts";
 import { LocalForwards, type Gateways } from "./local-forward.ts";
 import { DNS_V4, DNS_V6, DnsForwarder, DnsQueries } from "./dns-forwarder.ts";
 import { EchoForwarder } from "./echo-forwarder.ts";
+import type { ForwardSpec } from "./forward-spec.ts";
 import { readU32 } from "../wire/bytes.ts";
 import { UdpNat } from "./udp-nat.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint } from "./flow-addr.ts";
+
+/** What the host side reads of the command line (src/cli/options.ts's Config holds it). */
+export interface HostConfig extends PolicyOptions {
+  localForwards: readonly ForwardSpec[];
+  remoteForwards: readonly ForwardSpec[];
+  /** -max-local-clients */
+  maxLocalClients: number;
+  /** -proxy-header-timeout (ms) */
+  proxyHeaderTimeoutMs: number;
+  /** -m */
+  metrics: MetricsAddress | null;
+  /** -source-ipv4 / -source-ipv6: IP literals or null. */
+  sourceIpv4: string | null;
+  sourceIpv6: string | null;
+  /** -dns-ttl (ms) */
+  dnsTtlMs: number;
+  maxUdpFlows: number;
+  maxUdpPorts: number;
+  maxDnsQueries: number;
+  /** -icmp */
+  icmp: "forward" | "local";
+}
 
 export class Host implements StackEvents, FlowSource {
   private stack: Stack | null = null;
@@ -49,7 +71,7 @@ export class Host implements StackEvents, FlowSource {
   private draining = false;
 
   constructor(
-    readonly cfg: Config,
+    readonly cfg: HostConfig,
     readonly log: Logger,
     readonly stats: Stats,
     readonly runtime: StackRuntime,
@@ -62,8 +84,8 @@ export class Host implements StackEvents, FlowSource {
     this.routes = new LocalRoutes((line) => log.err(line));
     this.policy = new RoutingPolicy(cfg, this.routes);
     this.sources = {
-      v4: cfg.sourceIpv4 === null ? null : parseGoIP(cfg.sourceIpv4),
-      v6: cfg.sourceIpv6 === null ? null : parseGoIP(cfg.sourceIpv6),
+      v4: cfg.sourceIpv4 === null ? null : parseIP(cfg.sourceIpv4),
+      v6: cfg.sourceIpv6 === null ? null : parseIP(cfg.sourceIpv6),
     };
     this.remote = new RemoteForwards(cfg.remoteForwards, cfg.dnsTtlMs, resolver, log, stats, runtime, this.sources);
     this.local = new LocalForwards(cfg.localForwards, resolver);
@@ -77,8 +99,8 @@ export class Host implements StackEvents, FlowSource {
     if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime, new DnsQueries(this.cfg.maxDnsQueries, this.stats));
     if (this.cfg.icmp === "forward") {
       // Pings to the DNS forwarder's address are the stack's to answer, like the gateway's.
-      stack.echo.ownV4.push(readU32(parseGoIP(DNS_V4)!.bytes, 0));
-      stack.echo.ownV6.push(parseGoIP(DNS_V6)!.bytes);
+      stack.echo.ownV4.push(readU32(parseIP(DNS_V4)!.bytes, 0));
+      stack.echo.ownV6.push(parseIP(DNS_V6)!.bytes);
       stack.echo.start(new EchoForwarder(stack.echo, this.reactor, this.runtime, this.stats, this.policy, (line) => this.log.err(line)));
     }
   }
@@ -185,7 +207,7 @@ export class Host implements StackEvents, FlowSource {
   }
 
   /** Whether the routing policy lets a guest UDP flow to ip:port through (which resolvers the guest may be told of). */
-  allowsGuestUdp(ip: ParsedIP, port: number): boolean {
+  allowsGuestUdp(ip: IP, port: number): boolean {
     return verdictAllows(this.policy.decide("udp", ip, port));
   }
 

@@ -8,10 +8,8 @@
 // UDP uses one listening socket and tells clients apart by address, which
 // avoids upstream's connected-socket race (docs/compatibility.md,
 // Listeners); replies come from the listener's port as before.
-import type { ForwardSpec } from "../cli/forward.ts";
-import { formatSpecAddress, formatSpecSide } from "../cli/forward.ts";
-import { formatHostPort } from "../cli/goaddr.ts";
-import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
+import { formatSpecAddress, formatSpecSide, type ForwardSpec } from "./forward-spec.ts";
+import { endpointText, formatHostPort, ipV4Number, parseIP, type IP } from "../wire/addr.ts";
 import type { Stack } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
 import type { UdpFlow, UdpHandler } from "../stack/udp.ts";
@@ -23,10 +21,8 @@ import { STATIC_DENY } from "./prefix.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 import { TcpSplice, type HostKeepalive, type SpliceOwner } from "./tcp-splice.ts";
 import { EAGAIN, errnoText } from "../../ffi/libc.ts";
-import { AF_INET6, SockAddr, localAddress, resetAndClose } from "../../ffi/net.ts";
-import { readU32 } from "../wire/bytes.ts";
-import { ipv6IsV4Mapped } from "../wire/ipv6.ts";
-import { endpointText, sockAddrIP, sockAddrText } from "../io/addr.ts";
+import { SockAddr, localAddress, resetAndClose } from "../../ffi/net.ts";
+import { sockAddrIP, sockAddrKey, sockAddrText } from "../io/addr.ts";
 import { DialError } from "../io/dial-error.ts";
 import type { Reactor } from "../io/reactor.ts";
 import { TcpListener, type TcpListenerOwner } from "../io/tcp-listener.ts";
@@ -37,15 +33,15 @@ import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } fr
 const MAX_UDP_CLIENTS = 4096;
 
 export interface Gateways {
-  v4: ParsedIP;
-  v6: ParsedIP;
+  v4: IP;
+  v6: IP;
 }
 
 /**
  * The address the guest sees a forwarded client come from
  * (docs/compatibility.md, Client address seen by the guest).
  */
-export function guestSource(c: ParsedIP | null, targetFamily: 4 | 6, gw: Gateways): ParsedIP {
+export function guestSource(c: IP | null, targetFamily: 4 | 6, gw: Gateways): IP {
   if (c === null || c.family !== targetFamily || STATIC_DENY.contains(c)) return targetFamily === 4 ? gw.v4 : gw.v6;
   return c;
 }
@@ -56,7 +52,7 @@ class ListenError extends Error {}
 /** The socket address to listen on: a wildcard (either family) listens on both, as Go does. */
 function listenAddress(bindIp: string, port: number): { sa: SockAddr; text: string } {
   const wildcard = bindIp === "0.0.0.0" || bindIp === "::";
-  const ip = parseGoIP(wildcard ? "::" : bindIp)!;
+  const ip = parseIP(wildcard ? "::" : bindIp)!;
   return { sa: new SockAddr().set(ip.bytes, port), text: wildcard ? "::" : bindIp };
 }
 
@@ -91,7 +87,7 @@ class PendingClient implements TcpSocketOwner {
 
   constructor(
     private readonly fwd: TcpForward,
-    readonly client: ParsedIP,
+    readonly client: IP,
     /** Go-style client address, and the local address it connected to. */
     readonly clientText: string,
     readonly listenLocal: string,
@@ -128,7 +124,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
   constructor(
     private readonly ctx: LocalForwardContext,
     readonly spec: ForwardSpec,
-    private readonly target: ParsedIP,
+    private readonly target: IP,
   ) {}
 
   /** Listens; returns the address for the "Local listen" line. */
@@ -243,7 +239,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const d = preambleBuf.subarray(0, n);
     const r = parseProxyHeader(d);
     const addrs = r.ok ? r.addrs : null;
-    const bad = !r.ok || (addrs !== null && (parseGoIP(addrs.srcIp) === null || parseGoIP(addrs.dstIp) === null));
+    const bad = !r.ok || (addrs !== null && (parseIP(addrs.srcIp) === null || parseIP(addrs.dstIp) === null));
     if (bad) {
       const err = r.ok ? "spp: bad magic number" : r.error;
       this.ctx.log.flow("local-fwd-error", `[!] tcp://${p.clientText}-${p.listenLocal}/${this.targetText(0)} local-fwd PP error: ${err}`);
@@ -264,11 +260,11 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const { stack, rt, gateways } = this.ctx;
     // Target port 0 means the listener's port, or the PROXY destination port.
     const port = this.spec.host.port || (pp !== null ? pp.dstPort : p.localPort);
-    const src = guestSource(pp !== null ? parseGoIP(pp.srcIp) : p.client, this.target.family, gateways);
+    const src = guestSource(pp !== null ? parseIP(pp.srcIp) : p.client, this.target.family, gateways);
     const v4 = this.target.family === 4;
     // Every loopback client comes from the gateway address: toward one
     // guest address and port they share one range of local ports.
-    const local = v4 ? stack.tcp.freePortV4(u32(src), u32(this.target), port) : stack.tcp.freePortV6(src.bytes, this.target.bytes, port);
+    const local = v4 ? stack.tcp.freePortV4(ipV4Number(src), ipV4Number(this.target), port) : stack.tcp.freePortV6(src.bytes, this.target.bytes, port);
     if (local === 0) {
       this.ctx.stats.limit("local-fwd-ports");
       const pre = this.spec.proxyProtocol ? "PP " : "";
@@ -283,7 +279,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const splice = new TcpSplice(rt, false, this, this.ctx.keepalive, !this.ctx.log.quiet);
     const now = rt.now();
     const conn = v4
-      ? stack.tcp.connectV4(u32(src), local, u32(this.target), port, splice, now)
+      ? stack.tcp.connectV4(ipV4Number(src), local, ipV4Number(this.target), port, splice, now)
       : stack.tcp.connectV6(src.bytes, local, this.target.bytes, port, splice, now);
     splice.bindGuest(conn);
     const target = endpointText(this.target, port);
@@ -324,11 +320,6 @@ function localText(fd: number, sa: SockAddr): string {
   return localAddress(fd, sa) < 0 ? "" : sockAddrText(sa);
 }
 
-function u32(ip: ParsedIP): number {
-  const b = ip.bytes;
-  return ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-}
-
 // ---------------------------------------------------------------------------
 // UDP
 
@@ -361,18 +352,8 @@ class UdpClient implements UdpHandler {
   }
 }
 
-/**
- * A client's map key: IPv4 address and port as one number (no string per
- * datagram), IPv6 ones as text.
- */
+/** A client's map key (sockAddrKey: no string per datagram for IPv4). */
 type ClientKey = number | string;
-
-function clientKey(sa: SockAddr): ClientKey {
-  if (sa.family !== AF_INET6) return sa.v4 * 65536 + sa.port;
-  const b = sa.bytes;
-  if (ipv6IsV4Mapped(b, SockAddr.V6_OFF)) return readU32(b, SockAddr.V6_OFF + 12) * 65536 + sa.port;
-  return sockAddrText(sa);
-}
 
 class UdpForward implements UdpSocketOwner {
   private sock: UdpSocket | null = null;
@@ -384,7 +365,7 @@ class UdpForward implements UdpSocketOwner {
   constructor(
     private readonly ctx: LocalForwardContext,
     readonly spec: ForwardSpec,
-    private readonly target: ParsedIP,
+    private readonly target: IP,
   ) {}
 
   listen(bindIp: string): string {
@@ -421,7 +402,7 @@ class UdpForward implements UdpSocketOwner {
   }
 
   private datagram(data: Uint8Array, len: number, from: SockAddr): void {
-    const key = clientKey(from);
+    const key = sockAddrKey(from);
     let c = this.clients.get(key);
     let off = 0;
     const spp = this.spec.proxyProtocol;
@@ -461,7 +442,7 @@ class UdpForward implements UdpSocketOwner {
   private open(key: ClientKey, from: SockAddr, client: string, pp: ProxyAddresses | null, header: Uint8Array | null): UdpClient | null {
     const { stack, rt, gateways } = this.ctx;
     const targetPort = this.spec.host.port || (pp !== null ? pp.dstPort : this.port);
-    const src = guestSource(pp !== null ? parseGoIP(pp.srcIp) : sockAddrIP(from), this.target.family, gateways);
+    const src = guestSource(pp !== null ? parseIP(pp.srcIp) : sockAddrIP(from), this.target.family, gateways);
     const target = endpointText(this.target, targetPort);
     const c = new UdpClient(this, key, from, client, target);
     c.sppHeader = header;
@@ -469,7 +450,7 @@ class UdpForward implements UdpSocketOwner {
     try {
       c.flow =
         this.target.family === 4
-          ? stack.udp.openV4(u32(src), 0, u32(this.target), targetPort, c, now)
+          ? stack.udp.openV4(ipV4Number(src), 0, ipV4Number(this.target), targetPort, c, now)
           : stack.udp.openV6(src.bytes, 0, this.target.bytes, targetPort, c, now);
     } catch (e) {
       c.errors.stopR2L((e as Error).message, null);
@@ -533,7 +514,7 @@ export class LocalForwards {
         const shown = formatSpecAddress(spec.transport, formatSpecSide(bindIp === null ? null : { ip: bindIp, port: spec.bind.port }, spec.bind.label));
         fail(`[!] Failed to listen on ${shown}: DNS lookup failed`);
       }
-      const target = parseGoIP(targetIp)!;
+      const target = parseIP(targetIp)!;
       let addr: string;
       try {
         if (spec.transport === "tcp") {

@@ -10,8 +10,18 @@
 // counts flows by state in one walk of the table without allocating, and
 // the heap snapshot, which cannot be bounded, is guarded (see `heap`).
 import type { Server } from "bun";
-import type { MetricsAddress } from "../cli/metrics-addr.ts";
 import type { Stats } from "../stack/stats.ts";
+
+/** The `-m NET://ADDR` value, as src/cli/metrics-addr.ts resolves it (docs/compatibility.md, Metrics address). */
+export interface MetricsAddress {
+  network: "tcp" | "unix" | "udp";
+  /** Go's String() of the resolved address: "127.0.0.1:8080", "[::1]:80", ":80", or the unix path. */
+  address: string;
+  /** tcp/udp: the IP to listen on, null for all addresses (empty host). */
+  ip: string | null;
+  /** tcp/udp: the port (0 = ephemeral). Null for unix. */
+  port: number | null;
+}
 
 /** What the server reports about live flows. */
 export interface FlowSource {

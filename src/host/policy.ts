@@ -11,10 +11,38 @@
 //      host's link neighbours, and run mode routes by default;
 //   4. a host local route covers it: allow iff -enable-host;
 //   5. anything else: allow iff -enable-routing.
-import { anyRuleMatches, type FirewallRule } from "../cli/firewall.ts";
-import { formatIP, type ParsedIP } from "../cli/goip.ts";
+import { prefixContains, type IP, type IPPrefix } from "../wire/addr.ts";
 import { LINK_LOCAL_DENY, STATIC_DENY } from "./prefix.ts";
 import type { LocalRoutes } from "./routes.ts";
+
+/** One -allow/-deny entry, as src/cli/firewall.ts parses it (docs/compatibility.md, Firewall entries). */
+export interface FirewallRule {
+  /** Free text; only "tcp" and "udp" can ever match, as upstream. */
+  network: string;
+  /** Host bits cleared; an IPv4-mapped prefix of >= 96 bits is the IPv4 prefix. */
+  prefix: IPPrefix;
+  portMin: number;
+  portMax: number;
+  /** No port part, or exactly 0-0. */
+  allPorts: boolean;
+}
+
+/**
+ * Whether a rule covers a flow to ip:port over `network`. IPv4 prefixes
+ * match IPv4 (and so IPv4-mapped IPv6) addresses; IPv6 prefixes match other
+ * IPv6 addresses only (Go's IPNet.Contains).
+ */
+export function ruleMatches(rule: FirewallRule, network: string, ip: IP, port: number): boolean {
+  if (rule.network !== network) return false;
+  if (!rule.allPorts && (port < rule.portMin || port > rule.portMax)) return false;
+  return prefixContains(rule.prefix, ip);
+}
+
+/** Whether any rule in the list matches (upstream's IPPortRangeSlice.Contains). */
+export function anyRuleMatches(rules: readonly FirewallRule[], network: string, ip: IP, port: number): boolean {
+  for (const rule of rules) if (ruleMatches(rule, network, ip, port)) return true;
+  return false;
+}
 
 export type Verdict = "deny-rule" | "allow-rule" | "static-deny" | "link-local-deny" | "host" | "host-disabled" | "routing" | "routing-disabled";
 
@@ -35,10 +63,9 @@ export class RoutingPolicy {
     private readonly routes: LocalRoutes,
   ) {}
 
-  decide(network: "tcp" | "udp" | "icmp", ip: ParsedIP, port: number): Verdict {
-    const text = formatIP(ip);
-    if (anyRuleMatches(this.opts.deny, network, text, port)) return "deny-rule";
-    if (anyRuleMatches(this.opts.allow, network, text, port)) return "allow-rule";
+  decide(network: "tcp" | "udp" | "icmp", ip: IP, port: number): Verdict {
+    if (anyRuleMatches(this.opts.deny, network, ip, port)) return "deny-rule";
+    if (anyRuleMatches(this.opts.allow, network, ip, port)) return "allow-rule";
     if (STATIC_DENY.contains(ip)) return "static-deny";
     if (LINK_LOCAL_DENY.contains(ip)) return "link-local-deny";
     if (this.routes.covers(ip)) return this.opts.enableHost ? "host" : "host-disabled";

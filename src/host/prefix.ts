@@ -1,37 +1,21 @@
 // Sets of IP prefixes (CIDRs) matched against addresses as bytes: the
 // static deny list, the host's local routes.
-import { parseGoCIDR, type ParsedIP } from "../cli/goip.ts";
-
-export interface Prefix {
-  family: 4 | 6;
-  addr: Uint8Array;
-  bits: number;
-}
-
-export function prefixContains(p: Prefix, ip: ParsedIP): boolean {
-  if (p.family !== ip.family) return false;
-  const full = p.bits >>> 3;
-  for (let i = 0; i < full; i++) if (p.addr[i] !== ip.bytes[i]) return false;
-  const rest = p.bits & 7;
-  if (rest === 0) return true;
-  const mask = (0xff << (8 - rest)) & 0xff;
-  return (p.addr[full]! & mask) === (ip.bytes[full]! & mask);
-}
+import { parseCIDR, prefixContains, type IP, type IPPrefix } from "../wire/addr.ts";
 
 export class PrefixSet {
-  constructor(private prefixes: readonly Prefix[]) {}
+  constructor(private prefixes: readonly IPPrefix[]) {}
 
   static parse(cidrs: readonly string[]): PrefixSet {
     return new PrefixSet(
       cidrs.map((c) => {
-        const p = parseGoCIDR(c);
+        const p = parseCIDR(c);
         if (p === null) throw new Error(`bad CIDR ${c}`);
-        return { family: p.family, addr: p.bytes, bits: p.bits };
+        return p;
       }),
     );
   }
 
-  replace(prefixes: readonly Prefix[]): void {
+  replace(prefixes: readonly IPPrefix[]): void {
     this.prefixes = prefixes;
   }
 
@@ -39,7 +23,7 @@ export class PrefixSet {
     return this.prefixes.length;
   }
 
-  contains(ip: ParsedIP): boolean {
+  contains(ip: IP): boolean {
     for (const p of this.prefixes) if (prefixContains(p, ip)) return true;
     return false;
   }

@@ -8,9 +8,8 @@
 // cannot be resolved, a TCP guest gets a RST instead of a connection that
 // hangs forever, and a UDP flow is closed so that its next datagram tries
 // again instead of being black-holed for good.
-import type { ForwardSpec } from "../cli/forward.ts";
-import { formatSpecAddress, formatSpecSide } from "../cli/forward.ts";
-import { formatIP, parseGoIP, type ParsedIP } from "../cli/goip.ts";
+import { formatSpecAddress, formatSpecSide, type ForwardSpec } from "./forward-spec.ts";
+import { formatHostPort, formatIP, parseIP, type IP } from "../wire/addr.ts";
 import type { TcpConnection } from "../stack/tcp/connection.ts";
 import type { UdpFlow } from "../stack/udp.ts";
 import type { Stack } from "../stack/stack.ts";
@@ -20,11 +19,10 @@ import type { Logger } from "./log.ts";
 import type { StackRuntime } from "./runtime.ts";
 import type { DialTarget, Dialer } from "./dialer.ts";
 import { destinationKey, guestEndpoint } from "./flow-addr.ts";
-import { formatHostPort } from "../cli/goaddr.ts";
 
 export interface SourceAddresses {
-  v4: ParsedIP | null;
-  v6: ParsedIP | null;
+  v4: IP | null;
+  v6: IP | null;
 }
 
 class RemoteForward {
@@ -42,19 +40,19 @@ class RemoteForward {
     readonly target: CachedLabel,
     sources: SourceAddresses,
   ) {
-    const literal = target.label === null ? parseGoIP(target.value.ip) : null;
+    const literal = target.label === null ? parseIP(target.value.ip) : null;
     this.staticTarget = literal === null ? null : dialTarget(literal, target.value.port, sources);
     this.staticTargetText = formatSpecSide(target.value, target.label);
   }
 }
 
-function dialTarget(ip: ParsedIP, port: number, sources: SourceAddresses): DialTarget {
+function dialTarget(ip: IP, port: number, sources: SourceAddresses): DialTarget {
   return { ip, port, source: ip.family === 4 ? sources.v4 : sources.v6 };
 }
 
 /** The map key of a -R bind address: normalised IP and port, as destinationKey() of a flow. */
 function bindKey(ip: string, port: number): string {
-  const parsed = parseGoIP(ip);
+  const parsed = parseIP(ip);
   return `${parsed === null ? ip : formatIP(parsed)}:${port}`;
 }
 
@@ -151,7 +149,7 @@ export class RemoteForwards {
       this.log.flow("dns-error", `[!] ${fwd.spec.transport}://${guest}-${fwd.bindEndpoint}/${spec} remote-fwd dns lookup error of ${fwd.spec.transport} addr: ${err}`);
       return null;
     }
-    const ip = parseGoIP(got.ip);
+    const ip = parseIP(got.ip);
     return ip === null ? null : dialTarget(ip, got.port, this.sources);
   }
 }

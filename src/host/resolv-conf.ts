@@ -9,23 +9,23 @@
 // names no server means glibc's default, 127.0.0.1. The search domains
 // (for the guest's DHCP and router advertisements) come from the same read.
 import { readFileSync, statSync } from "node:fs";
-import { parseGoIP, type ParsedIP } from "../cli/goip.ts";
+import { parseIP, type IP } from "../wire/addr.ts";
 
 /** glibc's default when resolv.conf names no server (resolv.conf(5)). */
-const LOCAL_RESOLVER: readonly ParsedIP[] = [parseGoIP("127.0.0.1")!];
+const LOCAL_RESOLVER: readonly IP[] = [parseIP("127.0.0.1")!];
 /** How often an unusable file is tried again (a DNS flood must not mean a read per flow). */
 export const RETRY_MS = 1000;
 /** A file without nameservers counts once it is this old (wall clock); younger, it may be mid-rewrite. */
 export const SETTLE_MS = 2000;
 
 /** Nameserver addresses of a resolv.conf text (resolv.conf(5)); zone suffixes dropped. */
-export function parseResolvConf(text: string): ParsedIP[] {
-  const out: ParsedIP[] = [];
+export function parseResolvConf(text: string): IP[] {
+  const out: IP[] = [];
   for (const raw of text.split("\n")) {
     const line = raw.replace(/[#;].*$/, "").trim();
     const m = /^nameserver\s+(\S+)/.exec(line);
     if (m === null) continue;
-    const ip = parseGoIP(m[1]!.replace(/%.*$/, ""));
+    const ip = parseIP(m[1]!.replace(/%.*$/, ""));
     if (ip !== null) out.push(ip);
   }
   return out;
@@ -51,7 +51,7 @@ export function parseResolvSearch(text: string): string[] {
 
 export class ResolvConf {
   /** The last trustworthy list; empty means glibc's default. */
-  private good: readonly ParsedIP[] = [];
+  private good: readonly IP[] = [];
   /** The search domains read with `good`; a new array only when the file was read again. */
   private goodSearch: readonly string[] = [];
   /** mtime of the file the good list came from; -1 until one was read. */
@@ -62,7 +62,7 @@ export class ResolvConf {
   constructor(private readonly path = "/etc/resolv.conf") {}
 
   /** The nameservers to use now (never empty). `now` is the caller's clock in ms. */
-  servers(now: number): readonly ParsedIP[] {
+  servers(now: number): readonly IP[] {
     if (now >= this.retryAt) this.refresh(now);
     return this.good.length > 0 ? this.good : LOCAL_RESOLVER;
   }
@@ -74,7 +74,7 @@ export class ResolvConf {
   }
 
   private refresh(now: number): void {
-    let found: ParsedIP[];
+    let found: IP[];
     let search: string[] = [];
     let mtimeMs: number;
     try {

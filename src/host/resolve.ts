@@ -16,9 +16,8 @@
 import { lookup as systemLookup } from "node:dns/promises";
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { goQuote } from "../cli/goquote.ts";
-import { splitHostPort } from "../cli/goaddr.ts";
-import { formatIP, parseGoIP, parseGoIPWithZone } from "../cli/goip.ts";
+import { goQuote } from "./goquote.ts";
+import { formatIP, parseIP, parseIPZone, splitHostPort } from "../wire/addr.ts";
 import { DnsRcode, DnsType } from "../wire/dns.ts";
 import { answersFor, queryDns, type DnsServerAddress } from "./dns-client.ts";
 
@@ -142,7 +141,7 @@ class SystemResolver implements Resolver {
   private async dnsServerAddress(text: string): Promise<DnsServerAddress> {
     const { host, port: portText } = splitHostPort(text);
     if (!/^[0-9]+$/.test(portText) || Number(portText) > 65535) throw new Error(`invalid port ${portText}`);
-    const literal = parseGoIPWithZone(host);
+    const literal = parseIPZone(host);
     if (literal !== null) return { host: formatIP(literal.ip), port: Number(portText) };
     if (host === "") return { host: "127.0.0.1", port: Number(portText) }; // Go dials the local system
     return { host: await this.lookupHost(host, 4), port: Number(portText) };
@@ -204,7 +203,7 @@ function absoluteName(name: string): string {
 
 /** An answer as a normalised literal (IPv4-mapped becomes IPv4; a zone is kept). */
 function normalizeAnswer(address: string): string | null {
-  const parsed = parseGoIPWithZone(address);
+  const parsed = parseIPZone(address);
   if (parsed === null) return isIP(address) === 0 ? null : address;
   const text = formatIP(parsed.ip);
   return parsed.zone === "" ? text : `${text}%${parsed.zone}`;
@@ -220,7 +219,7 @@ export function pickAddress(addresses: readonly string[], prefer: AddressFamilyP
 }
 
 function familyOf(address: string): 4 | 6 {
-  return parseGoIP(address)?.family === 4 ? 4 : 6;
+  return parseIP(address)?.family === 4 ? 4 : 6;
 }
 
 /** Go's words for getaddrinfo failures (glibc's gai_strerror texts). */

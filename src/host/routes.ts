@@ -3,7 +3,7 @@
 // read now and every 30 s in the host namespace. A destination they cover is "the host" for
 // -enable-host; anything else is "the internet" for -enable-routing.
 import { dumpLocalRoutes } from "../../ffi/netlink.ts";
-import type { ParsedIP } from "../cli/goip.ts";
+import type { IP } from "../wire/addr.ts";
 import { PrefixSet } from "./prefix.ts";
 
 export const REFRESH_MS = 30_000;
@@ -35,7 +35,7 @@ export class LocalRoutes {
     this.timer = null;
   }
 
-  covers(ip: ParsedIP): boolean {
+  covers(ip: IP): boolean {
     return this.set.contains(ip);
   }
 

@@ -12,7 +12,7 @@ import { guestErrorOf, guestErrorOfErrno, payloadMtuOf } from "./guest-errors.ts
 import type { UdpCloseReason, UdpFlow, UdpHandler } from "../stack/udp.ts";
 import type { Stats } from "../stack/stats.ts";
 import type { DialError } from "../io/dial-error.ts";
-import { endpointText } from "../io/addr.ts";
+import { endpointText } from "../wire/addr.ts";
 import type { DialTarget, FlowLabels } from "./dialer.ts";
 import type { Mapping, UdpNat } from "./udp-nat.ts";
 import { SpliceErrors } from "./splice-errors.ts";

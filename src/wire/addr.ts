@@ -291,6 +291,11 @@ export function v4EndpointText(a: number, port: number): string {
   return `${ipv4Text(a)}:${port}`;
 }
 
+/** Go's text of the IPv6 address at b[off..]: an IPv4-mapped one prints as IPv4. */
+export function v6IPText(b: Uint8Array, off: number): string {
+  return ipv6IsV4Mapped(b, off) ? ipv4Text(readU32(b, off + 12)) : ipv6Text(b, off);
+}
+
 /** "[IP]:port" for the IPv6 address at b[off..]; IPv4-mapped prints as "IP:port". */
 export function v6EndpointText(b: Uint8Array, off: number, port: number): string {
   return ipv6IsV4Mapped(b, off) ? v4EndpointText(readU32(b, off + 12), port) : `[${ipv6Text(b, off)}]:${port}`;

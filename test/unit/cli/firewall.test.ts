@@ -1,6 +1,8 @@
 // -allow / -deny entries (docs/compatibility.md, Firewall entries).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { parseFirewallList, ruleMatches, type FirewallRule } from "../../../src/cli/firewall.ts";
+import { parseFirewallList } from "../../../src/cli/firewall.ts";
+import { ruleMatches, type FirewallRule } from "../../../src/host/policy.ts";
+import { parseIP, type IP } from "../../../src/wire/addr.ts";
 import { createSystemResolver } from "../../../src/host/resolve.ts";
 import { TestDnsServer } from "../../support/dns-server.ts";
 
@@ -20,8 +22,10 @@ async function errorOf(value: string): Promise<string> {
 }
 
 function rule(network: string, family: 4 | 6, addr: string, bits: number, portMin = 0, portMax = 0): FirewallRule {
-  return { network, prefix: { family, addr, bits }, portMin, portMax, allPorts: portMin === 0 && portMax === 0 };
+  return { network, prefix: { family, bytes: parseIP(addr)!.bytes, bits }, portMin, portMax, allPorts: portMin === 0 && portMax === 0 };
 }
+
+const ip = (text: string): IP => parseIP(text)!;
 
 describe("entries", () => {
   test.each([
@@ -97,21 +101,21 @@ describe("SRV names in entries", () => {
 describe("ruleMatches", () => {
   test("network, ports and prefix must all match", async () => {
     const [r] = await rules("udp://10.0.0.0/8:53-54");
-    expect(ruleMatches(r!, "udp", "10.9.8.7", 53)).toBe(true);
-    expect(ruleMatches(r!, "udp", "10.9.8.7", 54)).toBe(true);
-    expect(ruleMatches(r!, "udp", "10.9.8.7", 55)).toBe(false);
-    expect(ruleMatches(r!, "tcp", "10.9.8.7", 53)).toBe(false);
-    expect(ruleMatches(r!, "udp", "11.0.0.1", 53)).toBe(false);
+    expect(ruleMatches(r!, "udp", ip("10.9.8.7"), 53)).toBe(true);
+    expect(ruleMatches(r!, "udp", ip("10.9.8.7"), 54)).toBe(true);
+    expect(ruleMatches(r!, "udp", ip("10.9.8.7"), 55)).toBe(false);
+    expect(ruleMatches(r!, "tcp", ip("10.9.8.7"), 53)).toBe(false);
+    expect(ruleMatches(r!, "udp", ip("11.0.0.1"), 53)).toBe(false);
   });
 
   test("IPv4 prefixes match IPv4-mapped addresses; IPv6 prefixes never match IPv4", async () => {
     const [v4] = await rules("10.0.0.0/8");
     const [all6] = await rules("[::/0]");
-    expect(ruleMatches(v4!, "tcp", "::ffff:10.1.1.1", 80)).toBe(true);
-    expect(ruleMatches(all6!, "tcp", "10.1.1.1", 80)).toBe(false);
-    expect(ruleMatches(all6!, "tcp", "::ffff:10.1.1.1", 80)).toBe(false);
-    expect(ruleMatches(all6!, "tcp", "2001:db8::1", 80)).toBe(true);
-    expect(ruleMatches(v4!, "tcp", "2001:db8::1", 80)).toBe(false);
+    expect(ruleMatches(v4!, "tcp", ip("::ffff:10.1.1.1"), 80)).toBe(true);
+    expect(ruleMatches(all6!, "tcp", ip("10.1.1.1"), 80)).toBe(false);
+    expect(ruleMatches(all6!, "tcp", ip("::ffff:10.1.1.1"), 80)).toBe(false);
+    expect(ruleMatches(all6!, "tcp", ip("2001:db8::1"), 80)).toBe(true);
+    expect(ruleMatches(v4!, "tcp", ip("2001:db8::1"), 80)).toBe(false);
   });
 
   test("no port part, or 0-0, means all ports", async () => {
@@ -119,17 +123,16 @@ describe("ruleMatches", () => {
     const [zero] = await rules("1.2.3.4:0-0");
     const [zeroToFive] = await rules("1.2.3.4:0-5");
     for (const port of [0, 1, 65535]) {
-      expect(ruleMatches(none!, "tcp", "1.2.3.4", port)).toBe(true);
-      expect(ruleMatches(zero!, "tcp", "1.2.3.4", port)).toBe(true);
+      expect(ruleMatches(none!, "tcp", ip("1.2.3.4"), port)).toBe(true);
+      expect(ruleMatches(zero!, "tcp", ip("1.2.3.4"), port)).toBe(true);
     }
-    expect(ruleMatches(zeroToFive!, "tcp", "1.2.3.4", 6)).toBe(false);
-    expect(ruleMatches(zeroToFive!, "tcp", "1.2.3.4", 0)).toBe(true);
+    expect(ruleMatches(zeroToFive!, "tcp", ip("1.2.3.4"), 6)).toBe(false);
+    expect(ruleMatches(zeroToFive!, "tcp", ip("1.2.3.4"), 0)).toBe(true);
   });
 
   test("a host rule is a single address", async () => {
     const [r] = await rules("[fd00::1]");
-    expect(ruleMatches(r!, "tcp", "fd00::1", 1)).toBe(true);
-    expect(ruleMatches(r!, "tcp", "fd00::2", 1)).toBe(false);
-    expect(ruleMatches(r!, "tcp", "not an ip", 1)).toBe(false);
+    expect(ruleMatches(r!, "tcp", ip("fd00::1"), 1)).toBe(true);
+    expect(ruleMatches(r!, "tcp", ip("fd00::2"), 1)).toBe(false);
   });
 });

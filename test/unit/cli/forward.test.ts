@@ -1,15 +1,7 @@
 // Forward specs for -L and -R (docs/compatibility.md, Forward specs).
 import { describe, expect, test } from "bun:test";
-import {
-  applyForwardDefaults,
-  formatSpecAddress,
-  formatSpecSide,
-  parseForwardSpec,
-  splitBracketFields,
-  type ForwardSide,
-  type ForwardSpec,
-  type HostSide,
-} from "../../../src/cli/forward.ts";
+import { applyForwardDefaults, parseForwardSpec, splitBracketFields, type ForwardSide } from "../../../src/cli/forward.ts";
+import { formatSpecAddress, formatSpecSide, type ForwardSpec, type HostSide } from "../../../src/host/forward-spec.ts";
 
 describe("splitBracketFields", () => {
   test.each([

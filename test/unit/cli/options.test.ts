@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseCommandLine, usageForms, type Config, type ParseOutcome } from "../../../src/cli/options.ts";
 import { createSystemResolver } from "../../../src/host/resolve.ts";
+import { formatIP } from "../../../src/wire/addr.ts";
 
 const ARGV0 = "./slirpnetstack";
 const resolver = createSystemResolver({ dnsTimeoutMs: 300, dnsAttempts: 1 });
@@ -357,12 +358,12 @@ describe("-L and -R", () => {
 describe("-allow and -deny", () => {
   test("comma lists and repeats add up in order", async () => {
     const { config } = await run(["-allow", "10.0.0.0/8,udp://[::1]:53", "-allow", "1.2.3.4", "-deny", "0.0.0.0/0"]);
-    expect(config.allow.map((r) => `${r.network} ${r.prefix.addr}/${r.prefix.bits}`)).toEqual([
+    expect(config.allow.map((r) => `${r.network} ${formatIP(r.prefix)}/${r.prefix.bits}`)).toEqual([
       "tcp 10.0.0.0/8",
       "udp ::1/128",
       "tcp 1.2.3.4/32",
     ]);
-    expect(config.deny.map((r) => `${r.prefix.addr}/${r.prefix.bits}`)).toEqual(["0.0.0.0/0"]);
+    expect(config.deny.map((r) => `${formatIP(r.prefix)}/${r.prefix.bits}`)).toEqual(["0.0.0.0/0"]);
   });
 });
 

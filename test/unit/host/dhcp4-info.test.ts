@@ -5,7 +5,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatIP } from "../../../src/cli/goip.ts";
+import { formatIP } from "../../../src/wire/addr.ts";
 import { Dhcp4HostDns } from "../../../src/host/dhcp4-info.ts";
 import { ResolvConf } from "../../../src/host/resolv-conf.ts";
 import { ipv4ToString } from "../../../src/wire/ipv4.ts";

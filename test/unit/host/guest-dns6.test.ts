@@ -6,7 +6,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatIP } from "../../../src/cli/goip.ts";
+import { formatIP } from "../../../src/wire/addr.ts";
 import { HostDns6, REFRESH_MS } from "../../../src/host/guest-dns6.ts";
 import { ResolvConf } from "../../../src/host/resolv-conf.ts";
 import { MAX_SEARCH_BYTES } from "../../../src/stack/services/guest-dns.ts";

@@ -1,9 +1,9 @@
 // The routing policy's order (deny rule, allow rule, static deny list,
 // link-local/metadata rule, host routes, routing), on fixed routes.
 import { describe, expect, test } from "bun:test";
-import { parseFirewallList, type FirewallRule } from "../../../src/cli/firewall.ts";
-import { parseGoIP } from "../../../src/cli/goip.ts";
-import { RoutingPolicy, type PolicyOptions } from "../../../src/host/policy.ts";
+import { parseFirewallList } from "../../../src/cli/firewall.ts";
+import { parseIP } from "../../../src/wire/addr.ts";
+import { RoutingPolicy, type FirewallRule, type PolicyOptions } from "../../../src/host/policy.ts";
 import { createSystemResolver } from "../../../src/host/resolve.ts";
 import { LocalRoutes } from "../../../src/host/routes.ts";
 
@@ -16,7 +16,7 @@ function policy(opts: Partial<PolicyOptions>): RoutingPolicy {
 }
 
 function decide(p: RoutingPolicy, ip: string, network: "tcp" | "udp" | "icmp" = "tcp", port = 80): string {
-  return p.decide(network, parseGoIP(ip)!, port);
+  return p.decide(network, parseIP(ip)!, port);
 }
 
 describe("pings (-icmp=forward)", () => {

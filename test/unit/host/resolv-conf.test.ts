@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatIP } from "../../../src/cli/goip.ts";
+import { formatIP } from "../../../src/wire/addr.ts";
 import { RETRY_MS, ResolvConf, SETTLE_MS, parseResolvConf, parseResolvSearch } from "../../../src/host/resolv-conf.ts";
 
 let dir = "";

@@ -12,7 +12,7 @@ import { DialError } from "../../../src/io/dial-error.ts";
 import { sockAddrText } from "../../../src/io/addr.ts";
 import { Stats } from "../../../src/stack/stats.ts";
 import type { UdpFlow, UdpHandler } from "../../../src/stack/udp.ts";
-import { parseGoIP } from "../../../src/cli/goip.ts";
+import { parseIP } from "../../../src/wire/addr.ts";
 import type { DialTarget } from "../../../src/host/dialer.ts";
 import type { StackRuntime } from "../../../src/host/runtime.ts";
 import { UdpNat } from "../../../src/host/udp-nat.ts";
@@ -59,7 +59,7 @@ class Peer {
   readonly port: number;
   private readonly from = new SockAddr();
   constructor(ip = "127.0.0.1") {
-    const s = UdpSocket.bound(reactor, new SockAddr().set(parseGoIP(ip)!.bytes, 0), this);
+    const s = UdpSocket.bound(reactor, new SockAddr().set(parseIP(ip)!.bytes, 0), this);
     if (s instanceof DialError) throw new Error(s.text);
     this.sock = s;
     this.port = s.localPort();
@@ -75,7 +75,7 @@ class Peer {
     }
   }
   target(ip = "127.0.0.1"): DialTarget {
-    return { ip: parseGoIP(ip)!, port: this.port, source: null };
+    return { ip: parseIP(ip)!, port: this.port, source: null };
   }
 }
 
@@ -163,12 +163,12 @@ describe("source binding (-source-ipv4)", () => {
   test("the mapping sends from the source address; one we do not have fails the dial at bind", async () => {
     const peer = new Peer();
     const { nat, flow } = setup();
-    const f = flow(40000, { ...peer.target(), source: parseGoIP("127.0.0.2")! }, true);
+    const f = flow(40000, { ...peer.target(), source: parseIP("127.0.0.2")! }, true);
     say(f, "x");
     await until("the reply", () => f.flow.got.length === 1);
     expect(peer.seen[0]!.from).toBe(f.splice.hostLocal);
     expect(f.splice.hostLocal.startsWith("127.0.0.2:")).toBe(true);
-    expect(() => flow(40001, { ...peer.target(), source: parseGoIP("192.0.2.123")! })).toThrow("bind: cannot assign requested address");
+    expect(() => flow(40001, { ...peer.target(), source: parseIP("192.0.2.123")! })).toThrow("bind: cannot assign requested address");
     expect(nat.portCount).toBe(1);
     f.flow.close();
     peer.sock.close();
@@ -286,5 +286,5 @@ describe("-max-dns-queries", () => {
 
 function sockAddrFromText(t: string): SockAddr {
   const m = /^(.*):(\d+)$/.exec(t)!;
-  return new SockAddr().set(parseGoIP(m[1]!.replace(/^\[|\]$/g, ""))!.bytes, Number(m[2]));
+  return new SockAddr().set(parseIP(m[1]!.replace(/^\[|\]$/g, ""))!.bytes, Number(m[2]));
 }

@@ -1,7 +1,8 @@
 // The DNS label cache (docs/compatibility.md, DNS cache) with an injected
 // clock, and a spec's label resolved end to end through a real DNS server.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { applyForwardDefaults, formatSpecSide, parseForwardSpec } from "../../../src/cli/forward.ts";
+import { applyForwardDefaults, parseForwardSpec } from "../../../src/cli/forward.ts";
+import { formatSpecSide } from "../../../src/host/forward-spec.ts";
 import { CachedLabel, createSystemResolver, type ResolvedLabel, type Resolver } from "../../../src/host/resolve.ts";
 import { TestDnsServer } from "../../support/dns-server.ts";
 

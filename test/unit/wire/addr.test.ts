@@ -21,6 +21,7 @@ import {
   splitHostPort,
   v4EndpointText,
   v6EndpointText,
+  v6IPText,
 } from "../../../src/wire/addr.ts";
 import { Prng } from "./helpers.ts";
 
@@ -281,6 +282,8 @@ describe("socket address text", () => {
     expect(v6EndpointText(b, 2, 22)).toBe("[fd00::100]:22");
     b.set(ipv6FromText("::ffff:127.0.0.1")!, 2);
     expect(v6EndpointText(b, 2, 22)).toBe("127.0.0.1:22");
+    expect(v6IPText(b, 2)).toBe("127.0.0.1");
+    expect(ipv6Text(b, 2)).toBe("::ffff:127.0.0.1");
     expect(endpointText(parseIP("::1")!, 53)).toBe("[::1]:53");
     expect(endpointText(parseIP("1.2.3.4")!, 0)).toBe("1.2.3.4:0");
   });
