@@ -3,7 +3,7 @@
 // The connection is driven by three things only: segments from the guest
 // (`input`), calls from the host side (`accept`, `send`, `shutdownWrite`,
 // `abort`, `consumed`), and time (`onTimer`). It emits segments and
-// registers deadlines through its TcpLayer, and reports to the host side
+// registers deadlines through its TcpOutput (the layer), and reports to the host side
 // through a TcpHandler. It never touches a socket, a clock or a timer.
 //
 // Naming follows RFC 9293: SND.UNA (sndUna), SND.NXT (sndNxt), SND.WND
@@ -18,7 +18,7 @@ import { RttEstimator, RTO_MAX_MS } from "./rtt.ts";
 import { ACK, FIN, RST, SYN, type TcpSegment } from "./segment.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax, seqMin } from "./seq.ts";
 import type { FlowTuple } from "../flow-key.ts";
-import type { TcpLayer } from "./layer.ts";
+import type { TcpOutput } from "./output.ts";
 
 export const TcpState = {
   /** A guest SYN is waiting for the host connect() verdict; nothing sent yet. */
@@ -307,7 +307,7 @@ export class TcpConnection implements FlowTuple {
   private userTimeoutMs: number;
 
   constructor(
-    private readonly layer: TcpLayer,
+    private readonly out: TcpOutput,
     init: {
       family: 4 | 6;
       localV4: number;
@@ -335,7 +335,7 @@ export class TcpConnection implements FlowTuple {
     this.keepCnt = init.cfg.keepCnt;
     this.userTimeoutMs = init.cfg.userTimeoutMs;
     this.rcvMss = init.mss;
-    this.account = new BudgetAccount(layer.budget);
+    this.account = new BudgetAccount(out.budget);
     this.sendBuf = new ByteRing(init.cfg.sndBuf, this.account);
     this.rcvBuf = new ByteRing(init.cfg.rcvBuf, this.account);
     this.ooo = new Assembler(this.account);
@@ -387,13 +387,13 @@ export class TcpConnection implements FlowTuple {
   /** The host connect() succeeded: answer the guest's SYN. */
   accept(now: number): void {
     if (this.state !== TcpState.SynPending) return;
-    this.layer.handshakeDone();
+    this.out.handshakeDone();
     this.state = TcpState.SynReceived;
     this.synReceivedCounted = true;
-    this.layer.synReceivedChanged(1);
+    this.out.synReceivedChanged(1);
     this.sndNxt = seqAdd(this.iss, 1);
     this.sndMax = this.sndNxt;
-    this.layer.sendControl(this, SYN | ACK, this.iss, now);
+    this.out.sendControl(this, SYN | ACK, this.iss, now);
     this.synTries = 1;
     this.synSentAt = now;
     this.rtxAt = now + this.rtt.rto;
@@ -422,7 +422,7 @@ export class TcpConnection implements FlowTuple {
     this.recoverSeq = iss;
     // We offer every option; the guest's SYN-ACK decides what is used.
     this.rcvShift = shiftFor(this.cfg.rcvBuf);
-    this.layer.sendControl(this, SYN, iss, now);
+    this.out.sendControl(this, SYN, iss, now);
     this.synTries = 1;
     this.synSentAt = now;
     this.rtxAt = now + this.rtt.rto;
@@ -434,7 +434,7 @@ export class TcpConnection implements FlowTuple {
     const o = seg.options;
     const bad = seg.badOptions;
     const peerMss = !bad && o.mss > 0 ? o.mss : this.family === 4 ? 536 : 1220;
-    this.sendMss = Math.max(64, Math.min(peerMss, this.layer.maxSendMss(this.family)));
+    this.sendMss = Math.max(64, Math.min(peerMss, this.rcvMss));
     this.cc.start(this.sendMss);
     const ws = bad ? -1 : o.windowScale;
     if (ws >= 0 && weOfferAll) {
@@ -526,7 +526,7 @@ export class TcpConnection implements FlowTuple {
   abort(now: number, reason: CloseReason = "aborted"): void {
     if (this.state === TcpState.Closed) return;
     if (this.state !== TcpState.SynPending && this.state !== TcpState.TimeWait) {
-      this.layer.sendControl(this, RST | ACK, this.ackSeq(), now);
+      this.out.sendControl(this, RST | ACK, this.ackSeq(), now);
     }
     this.terminate(reason);
   }
@@ -541,7 +541,7 @@ export class TcpConnection implements FlowTuple {
     // by enough).
     if (seqGt(seqAdd(this.rcvNxt, this.windowFieldValue() * 2 ** this.rcvShift), this.rcvAdvEdge)) {
       this.ackNow = true;
-      this.layer.markDirty(this);
+      this.out.markDirty(this);
     }
   }
 
@@ -564,7 +564,7 @@ export class TcpConnection implements FlowTuple {
       case TcpState.SynReceived:
         // The guest did not hear our SYN-ACK and sent its SYN again.
         if (seg.flags & SYN && !(seg.flags & ACK) && seg.seq === this.irs) {
-          this.layer.sendControl(this, SYN | ACK, this.iss, now);
+          this.out.sendControl(this, SYN | ACK, this.iss, now);
           return;
         }
         break;
@@ -669,14 +669,14 @@ export class TcpConnection implements FlowTuple {
 
     if (!this.closed) {
       this.output(now);
-      if (this.ackNow || this.ackDue > 0) this.layer.markDirty(this);
+      if (this.ackNow || this.ackDue > 0) this.out.markDirty(this);
     }
   }
 
   private inputSynSent(seg: TcpSegment, now: number): void {
     const f = seg.flags;
     if (f & ACK && (seqLe(seg.ack, this.iss) || seqGt(seg.ack, this.sndMax))) {
-      if (!(f & RST)) this.layer.sendRstFor(this, seg.ack, now);
+      if (!(f & RST)) this.out.sendControl(this, RST, seg.ack, now);
       return;
     }
     if (f & RST) {
@@ -708,7 +708,7 @@ export class TcpConnection implements FlowTuple {
     } else {
       // Simultaneous open (RFC 9293 §3.5, figure 8).
       this.state = TcpState.SynReceived;
-      this.layer.sendControl(this, SYN | ACK, this.iss, now);
+      this.out.sendControl(this, SYN | ACK, this.iss, now);
     }
     this.reschedule();
   }
@@ -750,7 +750,7 @@ export class TcpConnection implements FlowTuple {
     const ack = seg.ack;
     if (this.state === TcpState.SynReceived) {
       if (seqLe(ack, this.sndUna) || seqGt(ack, this.sndMax)) {
-        this.layer.sendRstFor(this, ack, now);
+        this.out.sendControl(this, RST, ack, now);
         return false;
       }
       this.state = TcpState.Established;
@@ -828,7 +828,7 @@ export class TcpConnection implements FlowTuple {
       // timestamps); that is compared with the timeout as real time: in
       // timestamp space, modulo 2^32, a timeout more than 2^31 ms ago
       // read as one in the future and rejected every sample.
-      const rtt = seqDiff(this.layer.tsNow(this, now), seg.options.tsEcr);
+      const rtt = seqDiff(this.tsNow(now), seg.options.tsEcr);
       if (rtt >= 0 && Math.floor(now) - rtt >= this.lastRtoAt) this.rtt.sample(rtt);
     } else if (this.rttSeq >= 0 && seqGt(ack, this.rttSeq)) {
       this.rtt.sample(now - this.rttStart);
@@ -983,7 +983,7 @@ export class TcpConnection implements FlowTuple {
     if (!seqLt(s, seqMin(dataEnd, this.sndMax))) {
       // Nothing but possibly our FIN is outstanding.
       if (this.finSent && s === dataEnd && seqGt(this.sndMax, dataEnd)) {
-        this.layer.sendControl(this, FIN | ACK, dataEnd, now);
+        this.out.sendControl(this, FIN | ACK, dataEnd, now);
       }
       return;
     }
@@ -991,7 +991,7 @@ export class TcpConnection implements FlowTuple {
     for (const x of this.sacked) {
       if (seqGt(x.start, s) && seqLt(x.start, seqAdd(s, len))) len = seqDiff(x.start, s);
     }
-    this.layer.sendData(this, s, len, false, now);
+    this.out.sendData(this, s, len, false, now);
     this.highRxt = seqAdd(s, len);
     this.rttSeq = -1; // Karn: never time a retransmission
   }
@@ -1003,7 +1003,7 @@ export class TcpConnection implements FlowTuple {
       // Out of order: keep it inside the window and ask for the hole at once
       // with our SACK blocks (RFC 5681 §4.2: immediate duplicate ACK).
       const wnd = this.currentWindow();
-      if (!this.ooo.add(seq, buf, off, len, this.rcvNxt, seqAdd(this.rcvNxt, wnd))) this.layer.countDrop("tcp-ooo-full");
+      if (!this.ooo.add(seq, buf, off, len, this.rcvNxt, seqAdd(this.rcvNxt, wnd))) this.out.countDrop("tcp-ooo-full");
       // One duplicate ACK per out-of-order segment, sent now rather than
       // coalesced at the end of the batch: the sender counts duplicate
       // ACKs (three start fast retransmit), and a whole batch of segments
@@ -1020,7 +1020,7 @@ export class TcpConnection implements FlowTuple {
       // The budget had no storage for the rest: dropped inside the window
       // (as Linux drops what its memory limits refuse); the guest sends
       // it again. Tell it at once where we are.
-      this.layer.countDrop("tcp-rcv-budget");
+      this.out.countDrop("tcp-rcv-budget");
       this.ackNow = true;
       return;
     }
@@ -1111,7 +1111,7 @@ export class TcpConnection implements FlowTuple {
     this.timeWaitAt = now + this.cfg.timeWaitMs;
     this.releaseBuffers();
     this.notifyClosed("closed");
-    this.layer.enteredTimeWait(this);
+    this.out.enteredTimeWait(this);
     this.reschedule();
   }
 
@@ -1177,6 +1177,14 @@ export class TcpConnection implements FlowTuple {
     this.ackDue = 0;
     this.ackNow = false;
     this.delAckAt = NO_DEADLINE;
+  }
+
+  /**
+   * Our TSval clock (RFC 7323 §5.4): milliseconds plus this connection's
+   * secret offset (§7.1), wrapping at 2^32.
+   */
+  tsNow(now: number): number {
+    return (Math.floor(now) + this.tsOffset) >>> 0;
   }
 
   tsRecentValue(): number {
@@ -1248,7 +1256,7 @@ export class TcpConnection implements FlowTuple {
     }
     const wndLimit = Math.min(cwnd, this.sndWnd);
     const limit = seqAdd(this.sndUna, wndLimit);
-    const maxSeg = this.layer.maxSegmentPayload(this);
+    const maxSeg = this.out.maxSegmentPayload(this);
     const full = this.segmentPayloadMax();
     let sent = false;
     while (seqLt(this.sndNxt, dataEnd)) {
@@ -1266,7 +1274,7 @@ export class TcpConnection implements FlowTuple {
       // stay one), and our reads already coalesce what it wrote.
       if (len < full && len < avail && len < this.maxSndWnd / 2 && !force) break;
       const last = seqAdd(this.sndNxt, len) === dataEnd;
-      this.layer.sendData(this, this.sndNxt, len, last, now);
+      this.out.sendData(this, this.sndNxt, len, last, now);
       if (this.rttSeq < 0 && !this.tsOk && seqGe(this.sndNxt, this.sndMax)) {
         this.rttSeq = this.sndNxt;
         this.rttStart = now;
@@ -1288,7 +1296,7 @@ export class TcpConnection implements FlowTuple {
     if (this.finWaiting && this.sndNxt === dataEnd && seqLt(dataEnd, seqAdd(this.sndUna, this.sndWnd))) {
       this.finSent = true;
       this.finSeq = dataEnd;
-      this.layer.sendControl(this, FIN | ACK, dataEnd, now);
+      this.out.sendControl(this, FIN | ACK, dataEnd, now);
       this.sndNxt = seqAdd(dataEnd, 1);
       this.sndMax = seqMax(this.sndMax, this.sndNxt);
       if (this.state === TcpState.Established) this.state = TcpState.FinWait1;
@@ -1311,7 +1319,7 @@ export class TcpConnection implements FlowTuple {
   }
 
   private sendAck(now: number): void {
-    this.layer.sendControl(this, ACK, this.ackSeq(), now);
+    this.out.sendControl(this, ACK, this.ackSeq(), now);
   }
 
   /**
@@ -1323,7 +1331,7 @@ export class TcpConnection implements FlowTuple {
    */
   private limitedAck(now: number, dropReason: string): void {
     if (now - this.limitedAckAt < LIMITED_ACK_INTERVAL_MS) {
-      this.layer.countDrop(dropReason);
+      this.out.countDrop(dropReason);
       return;
     }
     this.limitedAckAt = now;
@@ -1394,7 +1402,7 @@ export class TcpConnection implements FlowTuple {
     const d = Math.min(this.rtxAt, this.delAckAt, this.persistAt, this.keepAt, this.timeWaitAt, this.trimAt);
     if (d !== this.deadline) {
       this.deadline = d;
-      this.layer.schedule(this);
+      this.out.schedule(this);
     }
   }
 
@@ -1433,14 +1441,14 @@ export class TcpConnection implements FlowTuple {
     if (this.state === TcpState.SynSent || this.state === TcpState.SynReceived) {
       // A simultaneous open's SYN-ACK is our SYN again: synRetries.
       const max = this.passive ? this.cfg.synAckRetries : this.cfg.synRetries;
-      const tries = this.synReceivedCounted && this.layer.synReceivedPressure ? Math.min(SYNACK_TRIES_UNDER_PRESSURE, max) : max;
+      const tries = this.synReceivedCounted && this.out.synReceivedPressure ? Math.min(SYNACK_TRIES_UNDER_PRESSURE, max) : max;
       if (this.synTries >= tries) {
         this.terminate("timeout");
         return;
       }
       this.synTries++;
       this.rtt.timedOut();
-      this.layer.sendControl(this, this.state === TcpState.SynSent ? SYN : SYN | ACK, this.iss, now);
+      this.out.sendControl(this, this.state === TcpState.SynSent ? SYN : SYN | ACK, this.iss, now);
       this.rtxAt = now + this.rtt.rto;
       return;
     }
@@ -1469,7 +1477,7 @@ export class TcpConnection implements FlowTuple {
     this.recoverSeq = this.sndMax; // RFC 6582 §3.2 step 4
     const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
     if (this.finSent && this.sndUna === dataEnd) {
-      this.layer.sendControl(this, FIN | ACK, dataEnd, now);
+      this.out.sendControl(this, FIN | ACK, dataEnd, now);
     } else {
       this.sndNxt = this.sndUna;
       if (this.finSent) {
@@ -1503,13 +1511,13 @@ export class TcpConnection implements FlowTuple {
       // Only our FIN waits: it does not go beyond the window (output), so
       // the probe is an ACK of SND.UNA-1, outside the guest's window, which
       // it must answer with its window (as a keepalive; Linux does the same).
-      this.layer.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
+      this.out.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
     } else {
       if (this.sndNxt === this.sndUna) {
         this.sndNxt = seqAdd(this.sndUna, 1);
         if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
       }
-      this.layer.sendData(this, this.sndUna, 1, true, now);
+      this.out.sendData(this, this.sndUna, 1, true, now);
     }
     this.persistBackoff = Math.min(this.persistBackoff + 1, 10);
     this.rtxAt = NO_DEADLINE;
@@ -1537,7 +1545,7 @@ export class TcpConnection implements FlowTuple {
     }
     // A keepalive is an ACK for SND.UNA-1 (RFC 9293 §3.8.4): the guest must answer.
     this.keepProbes++;
-    this.layer.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
+    this.out.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
     this.keepAt = now + this.keepIntvlMs;
   }
 
@@ -1559,7 +1567,7 @@ export class TcpConnection implements FlowTuple {
   /** Moves to CLOSED, tells the host side, and leaves the layer. */
   terminate(reason: CloseReason): void {
     if (this.state === TcpState.Closed) return;
-    if (this.state === TcpState.SynPending) this.layer.handshakeDone();
+    if (this.state === TcpState.SynPending) this.out.handshakeDone();
     this.leaveSynReceived();
     this.state = TcpState.Closed;
     this.rtxAt = this.delAckAt = this.persistAt = this.keepAt = this.timeWaitAt = this.trimAt = NO_DEADLINE;
@@ -1574,7 +1582,7 @@ export class TcpConnection implements FlowTuple {
       this.rcvBuf.consume(this.rcvBuf.length);
       this.rcvBuf.trim();
     }
-    this.layer.remove(this);
+    this.out.remove(this);
     this.notifyClosed(reason);
   }
 
@@ -1582,7 +1590,7 @@ export class TcpConnection implements FlowTuple {
   private leaveSynReceived(): void {
     if (!this.synReceivedCounted) return;
     this.synReceivedCounted = false;
-    this.layer.synReceivedChanged(-1);
+    this.out.synReceivedChanged(-1);
   }
 
   /** True once the guest's FIN has been received. */

@@ -17,6 +17,7 @@ import { TimerHeap } from "../timer-heap.ts";
 import { BufferBudget } from "./budget.ts";
 import { ACK, FIN, RST, SYN, TcpSegment } from "./segment.ts";
 import { TcpConnection, TcpState, type TcpConfig, type TcpHandler } from "./connection.ts";
+import type { TcpOutput } from "./output.ts";
 import { seqAdd, seqGe, seqGt, seqLt } from "./seq.ts";
 
 /** What the host side must decide about a new guest connection. */
@@ -59,7 +60,7 @@ export const MAX_TIME_WAIT = 4096;
 const GSO_TCPV4 = 1;
 const GSO_TCPV6 = 4;
 
-export class TcpLayer {
+export class TcpLayer implements TcpOutput {
   private readonly table: FlowTable<TcpConnection>;
   private readonly timers = new TimerHeap<TcpConnection>();
   private readonly dirty: TcpConnection[] = [];
@@ -461,11 +462,11 @@ export class TcpLayer {
   }
 
   // =====================================================================
-  // Output (called by connections)
+  // Output (TcpOutput, called by connections)
   // =====================================================================
 
   /** Our MSS for a family: the MTU less IP and TCP headers (RFC 9293 §3.7.1). */
-  maxSendMss(family: 4 | 6): number {
+  private maxSendMss(family: 4 | 6): number {
     const mtu = this.egress.caps.mtu;
     return Math.min(65535, mtu - (family === 4 ? IPV4_HEADER : IPV6_HEADER) - TCP_HEADER);
   }
@@ -484,25 +485,12 @@ export class TcpLayer {
     return Math.max(per, max - (max % per));
   }
 
-  /**
-   * Our TSval clock for `conn` (RFC 7323 §5.4): milliseconds plus the
-   * connection's secret offset (§7.1), wrapping at 2^32.
-   */
-  tsNow(conn: TcpConnection, now: number): number {
-    return (Math.floor(now) + conn.tsOffset) >>> 0;
-  }
-
   sendControl(conn: TcpConnection, flags: number, seq: number, now: number): void {
     this.sendSegment(conn, flags, seq, 0, 0, now);
   }
 
   sendData(conn: TcpConnection, seq: number, len: number, push: boolean, now: number): void {
     this.sendSegment(conn, ACK | (push ? 0x08 : 0), seq, len, seqDiffU(seq, conn.sndUna), now);
-  }
-
-  /** RST for an unacceptable ACK during the handshake (RFC 9293 §3.10.7.3/4). */
-  sendRstFor(conn: TcpConnection, ack: number, now: number): void {
-    this.sendSegment(conn, RST, ack, 0, 0, now);
   }
 
   /**
@@ -525,13 +513,13 @@ export class TcpLayer {
       o.sackPermitted = offerAll || conn.sackOk;
       if (offerAll || conn.tsOk) {
         o.hasTimestamps = true;
-        o.tsVal = this.tsNow(conn, now);
+        o.tsVal = conn.tsNow(now);
         o.tsEcr = flags & ACK ? conn.tsRecentValue() : 0;
       }
     } else if (!(flags & RST)) {
       if (conn.tsOk) {
         o.hasTimestamps = true;
-        o.tsVal = this.tsNow(conn, now);
+        o.tsVal = conn.tsNow(now);
         o.tsEcr = conn.tsRecentValue();
       }
       if (conn.sackOk && !conn.ooo.isEmpty && flags & ACK) {
