@@ -13,17 +13,16 @@ import type { DeviceCaps, FrameReceiver, FrameSink } from "./stack/device.ts";
 import type { FaultInjector } from "./link/fault.ts";
 import type { PcapWriter } from "./link/pcap.ts";
 import type { GuestDns6 } from "./stack/services/guest-dns.ts";
-import { parseIpv4 } from "./wire/ipv4.ts";
-import { ipv6FromString } from "./wire/ipv6.ts";
+import { ipFromV4, ipFromV6, ipv4FromText, ipv6FromText } from "./wire/addr.ts";
 import { parseMac } from "./wire/ethernet.ts";
 
 declare const BUILD_VERSION: string;
 declare const BUILD_TIME: string;
 
 /** docs/compatibility.md, Fixed addresses */
-const GATEWAY_V4 = parseIpv4("10.0.2.2")!;
-const GATEWAY_V6 = ipv6FromString("fd00::2")!;
-const GUEST_V4 = parseIpv4("10.0.2.100")!;
+const GATEWAY_V4 = ipv4FromText("10.0.2.2")!;
+const GATEWAY_V6 = ipv6FromText("fd00::2")!;
+const GUEST_V4 = ipv4FromText("10.0.2.100")!;
 const MAC = parseMac("70:71:aa:4b:29:aa")!;
 
 /** Exit codes (docs/compatibility.md, Exit codes; Go's os.Exit(-n) is 256-n). */
@@ -215,8 +214,8 @@ async function main(): Promise<void> {
   reactor.setSettle(runtime.settle);
   reactor.setFaultSink(stats);
   const host = new Host(cfg, log, stats, runtime, reactor, resolver, {
-    v4: { family: 4, bytes: ipv4Bytes(GATEWAY_V4) },
-    v6: { family: 6, bytes: GATEWAY_V6 },
+    v4: ipFromV4(GATEWAY_V4),
+    v6: ipFromV6(GATEWAY_V6, 0),
   }, cfg.enableDns);
 
   // 6, 8. Routes watcher and metrics start before the namespace work.
@@ -416,10 +415,6 @@ async function main(): Promise<void> {
     log.status(`[-] #${pid} Slirpnetstack closing`);
     void shutdown(Exit.Ok, false);
   };
-}
-
-function ipv4Bytes(a: number): Uint8Array {
-  return new Uint8Array([a >>> 24, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff]);
 }
 
 /**

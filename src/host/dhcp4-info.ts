@@ -11,16 +11,15 @@
 //   told of a server nobody answers at would wait on every lookup.
 // - search domains: the host's resolv.conf `search` or `domain` line,
 //   either way.
-import type { IP } from "../wire/addr.ts";
 import { DEFAULT_LEASE_SECONDS, type Dhcp4Config, type Dhcp4HostInfo } from "../stack/services/dhcp4.ts";
 import { DNS_V4 } from "./dns-forwarder.ts";
 import { ResolvConf } from "./resolv-conf.ts";
-import { parseIpv4 } from "../wire/ipv4.ts";
+import { ipv4FromText, type IP } from "../wire/addr.ts";
 
 const DNS_PORT = 53;
 /** resolv.conf's own limit (MAXNS, resolv.conf(5)). */
 const MAX_SERVERS = 3;
-const FORWARDER: readonly number[] = [parseIpv4(DNS_V4)!];
+const FORWARDER: readonly number[] = [ipv4FromText(DNS_V4)!];
 
 export class Dhcp4HostDns implements Dhcp4HostInfo {
   constructor(

@@ -13,15 +13,15 @@
 // - search domains: the host's resolv.conf `search` or `domain` line,
 //   either way; names that are not valid DNS names are left out, and the
 //   list ends before MAX_SEARCH_BYTES.
-import type { IP } from "../wire/addr.ts";
 import { encodeDnsName } from "../wire/dns.ts";
-import { ipv6FromString, ipv6IsLinkLocal, ipv6IsLoopback, ipv6IsMulticast, ipv6IsUnspecified, ipv6IsV4Mapped } from "../wire/ipv6.ts";
+import { ipv6FromText, type IP } from "../wire/addr.ts";
+import { ipv6IsLinkLocal, ipv6IsLoopback, ipv6IsMulticast, ipv6IsUnspecified, ipv6IsV4Mapped } from "../wire/ipv6.ts";
 import { MAX_DNS_SERVERS, MAX_SEARCH_BYTES, type GuestDns6 } from "../stack/services/guest-dns.ts";
 import { DNS_V6 } from "./dns-forwarder.ts";
 import type { ResolvConf } from "./resolv-conf.ts";
 
 const DNS_PORT = 53;
-const FORWARDER: readonly Uint8Array[] = [ipv6FromString(DNS_V6)!];
+const FORWARDER: readonly Uint8Array[] = [ipv6FromText(DNS_V6)!];
 /** A guest flood of Information-requests reads the host's state at most this often. */
 export const REFRESH_MS = 1000;
 

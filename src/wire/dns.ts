@@ -13,7 +13,8 @@
 // outside printable ASCII) is written as \DDD, and parsed back on emit.
 //
 // No I/O, no state: the UDP/TCP client is src/host/dns-client.ts.
-import ipaddr from "ipaddr.js";
+import { ipFromV4, ipv4FromText, ipv4Text, ipv6FromText, ipv6Text } from "./addr.ts";
+import { readU32 } from "./bytes.ts";
 import { WireError } from "./errors.ts";
 
 export const DnsType = {
@@ -198,10 +199,10 @@ class Reader {
     switch (type) {
       case DnsType.A:
         if (length !== 4) fail("A record data is not 4 bytes");
-        return { kind: "a", address: Array.from(this.bytes.subarray(start, end)).join(".") };
+        return { kind: "a", address: ipv4Text(readU32(this.bytes, start)) };
       case DnsType.AAAA:
         if (length !== 16) fail("AAAA record data is not 16 bytes");
-        return { kind: "aaaa", address: formatIPv6(this.bytes.subarray(start, end)) };
+        return { kind: "aaaa", address: ipv6Text(this.bytes, start) };
       case DnsType.CNAME: {
         const target = this.nameWithin(start, end);
         return { kind: "cname", target };
@@ -289,11 +290,6 @@ function labelToText(label: Uint8Array): string {
     else text += "\\" + byte.toString().padStart(3, "0");
   }
   return text;
-}
-
-/** RFC 5952 text, as everywhere else in the project (ipaddr.js). */
-function formatIPv6(bytes: Uint8Array): string {
-  return (ipaddr.fromByteArray(Array.from(bytes)) as ipaddr.IPv6).toRFC5952String();
 }
 
 // ---------------------------------------------------------------------------
@@ -401,14 +397,15 @@ class Writer {
 function encodeRecordData(data: DnsRecordData): Uint8Array {
   switch (data.kind) {
     case "a": {
-      const parts = data.address.split(".").map(Number);
-      if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-        throw new RangeError(`not an IPv4 address: ${data.address}`);
-      }
-      return Uint8Array.from(parts);
+      const a = ipv4FromText(data.address);
+      if (a === null) throw new RangeError(`not an IPv4 address: ${data.address}`);
+      return ipFromV4(a).bytes;
     }
-    case "aaaa":
-      return parseIPv6ForWire(data.address);
+    case "aaaa": {
+      const bytes = ipv6FromText(data.address);
+      if (bytes === null) throw new RangeError(`not an IPv6 address: ${data.address}`);
+      return bytes;
+    }
     case "cname":
       return encodeDnsName(data.target);
     case "srv": {
@@ -461,29 +458,4 @@ export function encodeDnsName(text: string): Uint8Array {
   out.push(0);
   if (out.length > MAX_NAME_WIRE_LENGTH) throw new RangeError(`name longer than 255 bytes: ${JSON.stringify(text)}`);
   return Uint8Array.from(out);
-}
-
-/**
- * Hex-group IPv6 text only ("fd00::5"): a dotted IPv4 tail is refused
- * rather than guessed at (ipaddr.js would read "::1.2.3.4" as mapped).
- */
-function parseIPv6ForWire(text: string): Uint8Array {
-  const bad = () => new RangeError(`not an IPv6 address: ${text}`);
-  const halves = text.split("::");
-  if (halves.length > 2) throw bad();
-  const parse = (part: string): number[] => (part === "" ? [] : part.split(":").map((g) => {
-    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw bad();
-    return parseInt(g, 16);
-  }));
-  const head = parse(halves[0]!);
-  const tail = halves.length === 2 ? parse(halves[1]!) : [];
-  const missing = 8 - head.length - tail.length;
-  if (halves.length === 2 ? missing < 1 : missing !== 0) throw bad();
-  const groups = [...head, ...new Array<number>(halves.length === 2 ? missing : 0).fill(0), ...tail];
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    out[i * 2] = g >> 8;
-    out[i * 2 + 1] = g & 0xff;
-  });
-  return out;
 }

@@ -1,5 +1,5 @@
 /**
- * IPv4 (RFC 791) header view, record and address helpers.
+ * IPv4 (RFC 791) header view, record and address classes.
  *
  *    0                   1                   2                   3
  *    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -18,7 +18,8 @@
  *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
  *
  * Addresses are uint32 numbers in host arithmetic (10.0.2.2 is 0x0a000202),
- * always normalised with `>>> 0` so they compare with ===.
+ * always normalised with `>>> 0` so they compare with ===; their text and
+ * records are src/wire/addr.ts.
  */
 import { finish, sum16 } from "./checksum.ts";
 import { writeU32 } from "./bytes.ts";
@@ -273,61 +274,6 @@ export class Ipv4Repr {
     buf[off + 11] = c;
     return IPV4_HEADER_LEN;
   }
-}
-
-/**
- * Text of recently printed addresses. Every connection prints and looks
- * up the same few (the guest, the gateway, loopback) several times, and
- * each fresh conversion builds five strings. What it saves is that CPU,
- * not collector work (allocation is no lever, docs/architecture.md):
- * without it, 14 interleaved runs of 10000 connections each went about
- * 1 % slower and spent ~1 µs more user time per connection, at the edge
- * of this machine's noise.
- */
-const v4Text = new Map<number, string>();
-const V4_TEXT_MAX = 256;
-
-/** "10.0.2.2" for 0x0a000202. */
-export function ipv4ToString(a: number): string {
-  const key = a >>> 0;
-  let s = v4Text.get(key);
-  if (s === undefined) {
-    s = `${(a >>> 24) & 255}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
-    if (v4Text.size >= V4_TEXT_MAX) v4Text.clear();
-    v4Text.set(key, s);
-  }
-  return s;
-}
-
-/**
- * Strict dotted quad: exactly four decimal parts 0..255, no signs, spaces,
- * leading zeros ("010" is octal to inet_aton, so it is refused rather than
- * guessed) or shorthand forms ("10.1", "0x0a.0.0.1"). Returns null if invalid.
- */
-export function parseIpv4(str: string): number | null {
-  let out = 0;
-  let part = 0;
-  let digits = 0;
-  let parts = 0;
-  for (let i = 0; i <= str.length; i++) {
-    const c = i < str.length ? str.charCodeAt(i) : 46; /* '.' terminates the last part */
-    if (c === 46) {
-      if (digits === 0) return null;
-      out = out * 256 + part;
-      parts++;
-      if (parts > 4) return null;
-      part = 0;
-      digits = 0;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && part === 0) return null; // leading zero
-      part = part * 10 + (c - 48);
-      digits++;
-      if (part > 255) return null;
-    } else {
-      return null;
-    }
-  }
-  return parts === 4 ? out >>> 0 : null;
 }
 
 /** 127.0.0.0/8 */

@@ -15,10 +15,11 @@
  *   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
  *
  * Addresses are never turned into objects on the hot path: the view gives
- * their offsets and the helpers below copy/compare 16 bytes in place.
+ * their offsets and the helpers below copy/compare/classify 16 bytes in
+ * place; their text and records are src/wire/addr.ts.
  */
 import { WireError } from "./errors.ts";
-import { IpProto, parseIpv4 } from "./ipv4.ts";
+import { IpProto } from "./ipv4.ts";
 import { View } from "./view.ts";
 
 export const IPV6_HEADER_LEN = 40;
@@ -379,125 +380,3 @@ export const IPV6_ALL_NODES: Readonly<Uint8Array> = new Uint8Array([0xff, 2, 0, 
 export const IPV6_ALL_ROUTERS: Readonly<Uint8Array> = new Uint8Array([0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
 /** :: */
 export const IPV6_UNSPECIFIED: Readonly<Uint8Array> = new Uint8Array(16);
-
-/**
- * Text form per RFC 5952 §4: lowercase hex, no leading zeros in a group,
- * the longest run of two or more zero groups replaced by "::" (the first
- * one on a tie, §4.2.3; a single zero group is never compressed, §4.2.2),
- * and IPv4-mapped addresses as ::ffff:a.b.c.d (§5). Cold path.
- */
-export function ipv6ToString(a: Uint8Array, off = 0): string {
-  if (ipv6IsV4Mapped(a, off)) {
-    return `::ffff:${a[off + 12]}.${a[off + 13]}.${a[off + 14]}.${a[off + 15]}`;
-  }
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((a[off + 2 * i] << 8) | a[off + 2 * i + 1]);
-  let bestStart = -1;
-  let bestLen = 1; // runs must be longer than 1 to be compressed
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  let s = "";
-  for (let i = 0; i < 8; i++) {
-    if (i === bestStart) {
-      s += "::";
-      i += bestLen - 1;
-      continue;
-    }
-    if (s.length > 0 && !s.endsWith(":")) s += ":";
-    s += g[i].toString(16);
-  }
-  return s;
-}
-
-const groups = new Uint16Array(8);
-
-/**
- * Parses an IPv6 address in any RFC 4291 §2.2 text form (hex groups of 1-4
- * digits, at most one "::", optional trailing dotted quad) into 16 bytes at
- * out[outOff]. Zone identifiers ("%eth0") and prefixes are not accepted.
- * Returns false (leaving `out` untouched) if invalid.
- */
-export function parseIpv6(str: string, out: Uint8Array, outOff = 0): boolean {
-  const L = str.length;
-  if (L < 2 || L > 45) return false;
-  let n = 0; // groups parsed
-  let dc = -1; // group index where "::" stands
-  let i = 0;
-  if (str.charCodeAt(0) === 58 /* : */) {
-    if (str.charCodeAt(1) !== 58) return false;
-    dc = 0;
-    i = 2;
-  }
-  while (i < L) {
-    const start = i;
-    let v = 0;
-    while (i < L && i - start < 5) {
-      const h = hexVal(str.charCodeAt(i));
-      if (h < 0) break;
-      v = (v << 4) | h;
-      i++;
-    }
-    if (i < L && str.charCodeAt(i) === 46 /* . */) {
-      // Embedded IPv4 in the last 32 bits (RFC 4291 §2.2 form 3).
-      if (n > 6) return false;
-      const v4 = parseIpv4(str.slice(start));
-      if (v4 === null) return false;
-      groups[n++] = v4 >>> 16;
-      groups[n++] = v4 & 0xffff;
-      i = L;
-      break;
-    }
-    const digits = i - start;
-    if (digits === 0 || digits > 4 || n >= 8) return false;
-    groups[n++] = v;
-    if (i === L) break;
-    if (str.charCodeAt(i) !== 58) return false;
-    i++;
-    if (i < L && str.charCodeAt(i) === 58) {
-      if (dc >= 0) return false;
-      dc = n;
-      i++;
-    } else if (i === L) {
-      return false; // a single trailing colon
-    }
-  }
-  if (dc < 0) {
-    if (n !== 8) return false;
-  } else if (n > 7) {
-    return false; // "::" must stand for at least one group
-  }
-  const zeros = 8 - n;
-  let k = 0;
-  for (let gi = 0; gi < 8; gi++) {
-    let val: number;
-    if (dc >= 0 && gi >= dc && gi < dc + zeros) val = 0;
-    else val = groups[k++];
-    out[outOff + 2 * gi] = val >>> 8;
-    out[outOff + 2 * gi + 1] = val & 0xff;
-  }
-  return true;
-}
-
-/** Parses or returns null; allocates (cold path / tests). */
-export function ipv6FromString(str: string): Uint8Array | null {
-  const out = new Uint8Array(16);
-  return parseIpv6(str, out, 0) ? out : null;
-}
-
-function hexVal(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 97 && c <= 102) return c - 87;
-  if (c >= 65 && c <= 70) return c - 55;
-  return -1;
-}

@@ -6,8 +6,8 @@
 //  - Cloudflare's Simple Proxy Protocol for UDP (udpspp; docs/compatibility.md,
 //    SPP for udpspp): a 38-byte big-endian header in front of each datagram.
 // Pure functions over bytes: results or an error text, never a throw.
-import { ipv6IsV4Mapped, ipv6ToString, parseIpv6 } from "./ipv6.ts";
-import { parseIpv4 } from "./ipv4.ts";
+import { ipv4Text, parseIP, v6IPText } from "./addr.ts";
+import { readU32 } from "./bytes.ts";
 
 /** Where a proxied client came from and what it connected to. */
 export interface ProxyAddresses {
@@ -56,7 +56,7 @@ function parseV1(buf: Uint8Array): ProxyParse {
   const [srcIp, dstIp, sp, dp] = parts as [string, string, string, string];
   const srcPort = parsePortText(sp);
   const dstPort = parsePortText(dp);
-  if (!isIpText(srcIp) || !isIpText(dstIp) || srcPort < 0 || dstPort < 0) return { ok: false, error: ERR_BAD_MAGIC };
+  if (parseIP(srcIp) === null || parseIP(dstIp) === null || srcPort < 0 || dstPort < 0) return { ok: false, error: ERR_BAD_MAGIC };
   return { ok: true, addrs: { srcIp, dstIp, srcPort, dstPort }, headerLen: nl + 1 };
 }
 
@@ -83,8 +83,8 @@ function parseV2(buf: Uint8Array): ProxyParse {
       ok: true,
       headerLen,
       addrs: {
-        srcIp: v4Text(buf, 16),
-        dstIp: v4Text(buf, 20),
+        srcIp: ipv4Text(readU32(buf, 16)),
+        dstIp: ipv4Text(readU32(buf, 20)),
         srcPort: (buf[24]! << 8) | buf[25]!,
         dstPort: (buf[26]! << 8) | buf[27]!,
       },
@@ -95,8 +95,8 @@ function parseV2(buf: Uint8Array): ProxyParse {
       ok: true,
       headerLen,
       addrs: {
-        srcIp: v6Text(buf, 16),
-        dstIp: v6Text(buf, 32),
+        srcIp: v6IPText(buf, 16),
+        dstIp: v6IPText(buf, 32),
         srcPort: (buf[48]! << 8) | buf[49]!,
         dstPort: (buf[50]! << 8) | buf[51]!,
       },
@@ -120,8 +120,8 @@ export function parseSppHeader(buf: Uint8Array): ProxyParse {
     ok: true,
     headerLen: SPP_HEADER_LEN,
     addrs: {
-      srcIp: v6Text(buf, 2),
-      dstIp: v6Text(buf, 18),
+      srcIp: v6IPText(buf, 2),
+      dstIp: v6IPText(buf, 18),
       srcPort: (buf[34]! << 8) | buf[35]!,
       dstPort: (buf[36]! << 8) | buf[37]!,
     },
@@ -132,19 +132,4 @@ function parsePortText(s: string): number {
   if (!/^[0-9]{1,5}$/.test(s)) return -1;
   const n = Number(s);
   return n <= 65535 ? n : -1;
-}
-
-const v6Scratch = new Uint8Array(16);
-
-function isIpText(s: string): boolean {
-  return parseIpv4(s) !== null || parseIpv6(s, v6Scratch);
-}
-
-function v4Text(b: Uint8Array, off: number): string {
-  return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
-}
-
-/** IPv6 text (RFC 5952); IPv4-mapped addresses come out as plain IPv4. */
-function v6Text(b: Uint8Array, off: number): string {
-  return ipv6IsV4Mapped(b, off) ? v4Text(b, off + 12) : ipv6ToString(b, off);
 }

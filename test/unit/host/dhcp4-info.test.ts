@@ -5,10 +5,9 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatIP } from "../../../src/wire/addr.ts";
+import { formatIP, ipv4Text } from "../../../src/wire/addr.ts";
 import { Dhcp4HostDns } from "../../../src/host/dhcp4-info.ts";
 import { ResolvConf } from "../../../src/host/resolv-conf.ts";
-import { ipv4ToString } from "../../../src/wire/ipv4.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dhcp4-info-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,7 +24,7 @@ const TEXT = "nameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver 2001:db8:
 
 test("forwarder on: 10.0.2.3 only, and the host's search domains", () => {
   const info = new Dhcp4HostDns(resolvConf(TEXT), true, () => true);
-  expect(info.dnsServers(0).map(ipv4ToString)).toEqual(["10.0.2.3"]);
+  expect(info.dnsServers(0).map((a) => ipv4Text(a))).toEqual(["10.0.2.3"]);
   expect(info.searchDomains(0)).toEqual(["corp.example", "lab.example"]);
 });
 
@@ -35,7 +34,7 @@ test("forwarder off: the reachable non-loopback IPv4 resolvers, in the file's or
     asked.push(`${formatIP(ip)}:${port}`);
     return formatIP(ip) !== "198.51.100.1";
   });
-  expect(info.dnsServers(0).map(ipv4ToString)).toEqual(["192.0.2.53"]);
+  expect(info.dnsServers(0).map((a) => ipv4Text(a))).toEqual(["192.0.2.53"]);
   expect(asked).toEqual(["192.0.2.53:53", "198.51.100.1:53"]);
   expect(info.searchDomains(0)).toEqual(["corp.example", "lab.example"]);
 });

@@ -6,11 +6,10 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatIP } from "../../../src/wire/addr.ts";
+import { formatIP, ipv6Text } from "../../../src/wire/addr.ts";
 import { HostDns6, REFRESH_MS } from "../../../src/host/guest-dns6.ts";
 import { ResolvConf } from "../../../src/host/resolv-conf.ts";
 import { MAX_SEARCH_BYTES } from "../../../src/stack/services/guest-dns.ts";
-import { ipv6ToString } from "../../../src/wire/ipv6.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "guest-dns6-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -30,7 +29,7 @@ const LAB = "036c6162076578616d706c6500";
 
 test("forwarder on: fd00::3 only, and the host's search domains in wire form", () => {
   const info = new HostDns6(resolvConf(TEXT), true, () => true).get(0);
-  expect(info.servers.map((s) => ipv6ToString(s))).toEqual(["fd00::3"]);
+  expect(info.servers.map((s) => ipv6Text(s))).toEqual(["fd00::3"]);
   expect(names(info.domains)).toEqual([CORP, LAB]);
 });
 
@@ -40,7 +39,7 @@ test("forwarder off: the reachable global IPv6 resolvers, in the file's order; t
     asked.push(`${formatIP(ip)}:${port}`);
     return formatIP(ip) !== "2001:db8::dead";
   }).get(0);
-  expect(info.servers.map((s) => ipv6ToString(s))).toEqual(["2001:db8::53", "2001:db8::54"]);
+  expect(info.servers.map((s) => ipv6Text(s))).toEqual(["2001:db8::53", "2001:db8::54"]);
   expect(asked).toEqual(["2001:db8::53:53", "2001:db8::dead:53", "2001:db8::54:53"]);
 });
 

@@ -11,7 +11,7 @@ import {
   updateChecksum16,
   updateChecksum32,
 } from "../../../src/wire/checksum.ts";
-import { parseIpv6 } from "../../../src/wire/ipv6.ts";
+import { ipv6FromText } from "../../../src/wire/addr.ts";
 import { Prng, hex } from "./helpers.ts";
 
 /** Obvious reference: big-endian words one at a time, odd byte padded, folded. */
@@ -143,8 +143,8 @@ describe("pseudo headers", () => {
 
   test("fd00::100 -> fd00::2 UDP pseudo header", () => {
     const a = new Uint8Array(32);
-    parseIpv6("fd00::100", a, 0);
-    parseIpv6("fd00::2", a, 16);
+    a.set(ipv6FromText("fd00::100")!, 0);
+    a.set(ipv6FromText("fd00::2")!, 16);
     // 0xfd00*2 + 0x0100 + 0x0002 + 17 + 15
     expect(fold(pseudoHeaderV6(a, 0, 16, 17, 15))).toBe(fold(0xfd00 * 2 + 0x100 + 2 + 17 + 15));
   });

@@ -14,7 +14,7 @@ import {
   parseMac,
   writeMac,
 } from "../../../src/wire/ethernet.ts";
-import { ipv4ToString, parseIpv4 } from "../../../src/wire/ipv4.ts";
+import { ipv4FromText, ipv4Text } from "../../../src/wire/addr.ts";
 import { ARP_REPLY, ARP_REQUEST, ICMP4_ECHO_REQUEST, NDP_NS } from "./fixtures.ts";
 import { embed, expectWireError, hex, toHex } from "./helpers.ts";
 
@@ -99,15 +99,15 @@ describe("ArpView", () => {
     expect(a.attach(ARP_REQUEST, 14, ARP_REQUEST.length - 14)).toBe(WireError.Ok);
     expect(a.operation).toBe(ARP_OP_REQUEST);
     expect(formatMac(a.buf, a.senderHwOff)).toBe("52:54:00:12:34:56");
-    expect(ipv4ToString(a.senderIp)).toBe("10.0.2.100");
+    expect(ipv4Text(a.senderIp)).toBe("10.0.2.100");
     expect(formatMac(a.buf, a.targetHwOff)).toBe("00:00:00:00:00:00");
-    expect(a.targetIp).toBe(parseIpv4("10.0.2.2")!);
+    expect(a.targetIp).toBe(ipv4FromText("10.0.2.2")!);
 
     expect(a.attach(ARP_REPLY, 14, ARP_REPLY.length - 14)).toBe(WireError.Ok);
     expect(a.operation).toBe(ARP_OP_REPLY);
     expect(formatMac(a.buf, a.senderHwOff)).toBe("70:71:aa:4b:29:aa");
-    expect(ipv4ToString(a.senderIp)).toBe("10.0.2.2");
-    expect(ipv4ToString(a.targetIp)).toBe("10.0.2.100");
+    expect(ipv4Text(a.senderIp)).toBe("10.0.2.2");
+    expect(ipv4Text(a.targetIp)).toBe("10.0.2.100");
   });
 
   test("Ethernet minimum-frame padding after the 28 bytes is ignored", () => {
@@ -117,7 +117,7 @@ describe("ArpView", () => {
     const a = new ArpView();
     expect(a.attach(padded, 14, 46)).toBe(WireError.Ok);
     expect(a.len).toBe(ARP_LEN);
-    expect(ipv4ToString(a.targetIp)).toBe("10.0.2.2");
+    expect(ipv4Text(a.targetIp)).toBe("10.0.2.2");
   });
 
   test("emitting the reply to the real request reproduces the kernel's reply", () => {

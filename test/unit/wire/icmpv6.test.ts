@@ -27,7 +27,8 @@ import {
   findNdpLinkLayerAddr,
   icmpv6IsError,
 } from "../../../src/wire/icmpv6.ts";
-import { IPV6_MIN_MTU, Ipv6Repr, Ipv6View, ipv6FromString, ipv6ToString } from "../../../src/wire/ipv6.ts";
+import { IPV6_MIN_MTU, Ipv6Repr, Ipv6View } from "../../../src/wire/ipv6.ts";
+import { ipv6FromText, ipv6Text } from "../../../src/wire/addr.ts";
 import {
   ICMP6_ECHO_REPLY,
   ICMP6_ECHO_REQUEST,
@@ -40,7 +41,7 @@ import {
 } from "./fixtures.ts";
 import { Prng, expectWireError, hex, toHex } from "./helpers.ts";
 
-const A = (s: string) => ipv6FromString(s)!;
+const A = (s: string) => ipv6FromText(s)!;
 
 /** Attaches IPv6 at 14 and ICMPv6 at its payload; returns both views. */
 function open(frame: Uint8Array): { ip: Ipv6View; icmp: Icmpv6View } {
@@ -153,7 +154,7 @@ describe("Neighbor Discovery", () => {
     expect(icmp.verifyChecksum(ip.buf, ip.srcOff, ip.dstOff)).toBe(true);
     const ns = new NeighborSolicitView();
     expect(ns.attach(icmp)).toBe(WireError.Ok);
-    expect(ipv6ToString(ns.buf, ns.targetOff)).toBe("fd00::2");
+    expect(ipv6Text(ns.buf, ns.targetOff)).toBe("fd00::2");
     expect(ns.optionsLen).toBe(8);
     const mac = findNdpLinkLayerAddr(ns.buf, ns.optionsOff, ns.optionsLen, NdpOpt.SourceLinkAddr);
     expect(mac).toBe(ns.optionsOff + 2);
@@ -170,7 +171,7 @@ describe("Neighbor Discovery", () => {
     expect(na.override).toBe(true);
     expect(na.router).toBe(false);
     expect(na.flags).toBe(NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE);
-    expect(ipv6ToString(na.buf, na.targetOff)).toBe("fd00::2");
+    expect(ipv6Text(na.buf, na.targetOff)).toBe("fd00::2");
     const mac = findNdpLinkLayerAddr(na.buf, na.optionsOff, na.optionsLen, NdpOpt.TargetLinkAddr);
     expect(formatMac(NDP_NA, mac)).toBe("70:71:aa:4b:29:aa");
 
@@ -203,7 +204,7 @@ describe("Neighbor Discovery", () => {
     expect(n).toBe(32);
     expect(icmp.attach(out, 0, n)).toBe(WireError.Ok);
     expect(ns.attach(icmp)).toBe(WireError.Ok);
-    expect(ipv6ToString(out, ns.targetOff)).toBe("fd00::100");
+    expect(ipv6Text(out, ns.targetOff)).toBe("fd00::100");
     expect(formatMac(out, findNdpLinkLayerAddr(out, ns.optionsOff, ns.optionsLen, NdpOpt.SourceLinkAddr))).toBe(
       "70:71:aa:4b:29:aa",
     );
