@@ -12,7 +12,6 @@
 // the socket as {t:"error", step, call, errno}; the parent prints the lines.
 import { defineCommand, runCommand } from "citty";
 import { accessSync, constants as fsConstants, statSync, writeSync } from "node:fs";
-import ipaddr from "ipaddr.js";
 import { SysError } from "../../ffi/libc.ts";
 import { closeFd, openPath, O_RDWR, setCloseOnExec, setParentDeathSignal, getppid } from "../../ffi/sys.ts";
 import { attachTun, AttachError, createTap, tryVnetHdr } from "../../ffi/tun.ts";
@@ -21,6 +20,7 @@ import { interfaceIndex, setLinkUp, addAddress, addDefaultRoute, IFA_F_NODAD } f
 import { makeRootPrivate, bindMount } from "../../ffi/mount.ts";
 import { execve, dup2, resetSignalsForExec } from "../../ffi/exec.ts";
 import { HIDDEN_COMMAND, RUN_DEFAULTS, defaultCommand, findExecutable } from "./args.ts";
+import { parseIP } from "../wire/addr.ts";
 import { encodeMessage, errorReport, GO_BYTE, type HelperMessage } from "./protocol.ts";
 import type { DeviceStep } from "./errors.ts";
 import { startupEnv } from "./spawn.ts";
@@ -116,7 +116,7 @@ function createRunTap(ifname: string, offloads: number): { fd: number; vnetHdr: 
 }
 
 function bytesOf(addr: string): Uint8Array {
-  return Uint8Array.from(ipaddr.parse(addr).toByteArray());
+  return parseIP(addr)!.bytes;
 }
 
 /** lo up; the tap up with its MTU, addresses and default routes (no `ip` needed). */
