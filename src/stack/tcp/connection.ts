@@ -19,135 +19,12 @@ import { ACK, FIN, RST, SYN, type TcpSegment } from "./segment.ts";
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax, seqMin } from "./seq.ts";
 import type { FlowTuple } from "../flow-key.ts";
 import type { TcpOutput } from "./output.ts";
+import { TcpTimers } from "./timers.ts";
+import { NO_DEADLINE, TcpState, STATE_NAMES, shiftFor, type CloseReason, type TcpConfig, type TcpHandler } from "./state.ts";
 
-export const TcpState = {
-  /** A guest SYN is waiting for the host connect() verdict; nothing sent yet. */
-  SynPending: 0,
-  SynSent: 1,
-  SynReceived: 2,
-  Established: 3,
-  FinWait1: 4,
-  FinWait2: 5,
-  CloseWait: 6,
-  Closing: 7,
-  LastAck: 8,
-  TimeWait: 9,
-  Closed: 10,
-} as const;
-export type TcpState = (typeof TcpState)[keyof typeof TcpState];
+export { TcpState, STATE_NAMES, DEFAULT_TCP_CONFIG, shiftFor, type CloseReason, type TcpConfig, type TcpHandler } from "./state.ts";
 
-export const STATE_NAMES = [
-  "SYN-PENDING",
-  "SYN-SENT",
-  "SYN-RECEIVED",
-  "ESTABLISHED",
-  "FIN-WAIT-1",
-  "FIN-WAIT-2",
-  "CLOSE-WAIT",
-  "CLOSING",
-  "LAST-ACK",
-  "TIME-WAIT",
-  "CLOSED",
-] as const;
 
-/** Why a connection ended, as the host side is told. */
-export type CloseReason = "closed" | "reset" | "refused" | "timeout" | "aborted";
-
-/** What the host side implements for each connection. */
-export interface TcpHandler {
-  /** The three-way handshake completed. */
-  onEstablished(conn: TcpConnection): void;
-  /**
-   * In-order bytes from the guest, valid only during the call. Returns how
-   * many the host took at once; the rest is kept in the receive buffer and
-   * offered again through `conn.rx*` when the host calls `consumed`.
-   * Only called while the receive buffer is empty, so order is kept.
-   */
-  onData(conn: TcpConnection, buf: Uint8Array, off: number, len: number): number;
-  /** The receive buffer holds data the host should drain (after onData refused some). */
-  onReadable(conn: TcpConnection): void;
-  /** The guest closed its sending side (FIN); all its data has been delivered. */
-  onPeerFin(conn: TcpConnection): void;
-  /** The send buffer drained below its low-water mark: resume host reads. */
-  onSendSpace(conn: TcpConnection): void;
-  /**
-   * The connection is gone (or in TIME-WAIT): release the host side. Called
-   * once. After "closed" the receive buffer may still hold guest bytes the
-   * host has not written yet: they stay readable through conn.rcvBuf and
-   * consumed() until drained (onReadable is not called again).
-   */
-  onClosed(conn: TcpConnection, reason: CloseReason): void;
-}
-
-/** Tunables, shared by all connections of a stack. */
-export interface TcpConfig {
-  /** Receive buffer size: bounds the window we advertise (bytes). */
-  rcvBuf: number;
-  /** Send buffer soft limit: the host socket is paused above it. */
-  sndBuf: number;
-  /** Delayed-ACK timeout (ms). */
-  delAckMs: number;
-  /** Keepalive idle time, probe interval (ms) and probe count (see setKeepalive). */
-  keepIdleMs: number;
-  keepIntvlMs: number;
-  keepCnt: number;
-  /** Abort when data stays unacknowledged this long (TCP_USER_TIMEOUT, ms). */
-  userTimeoutMs: number;
-  /** Transmissions of our SYN (an open toward the guest, -L) before giving up. */
-  synRetries: number;
-  /** Transmissions of our SYN-ACK (answering a guest's SYN) before giving up. */
-  synAckRetries: number;
-  timeWaitMs: number;
-  /** Connections in every state; beyond it new ones are refused (-max-tcp-connections). */
-  maxConnections: number;
-  /**
-   * Guest handshakes at each of two stages: waiting for the host's
-   * connect, and SYN-RECEIVED (-max-syn-received). Beyond it new SYNs
-   * are dropped.
-   */
-  maxSynReceived: number;
-  /** Bytes of send, receive and out-of-order storage of all connections together (-max-buffer-bytes; see budget.ts). */
-  bufferBudget: number;
-}
-
-export const DEFAULT_TCP_CONFIG: TcpConfig = {
-  rcvBuf: 1 << 20,
-  sndBuf: 1 << 20,
-  delAckMs: 40,
-  keepIdleMs: 125_000,
-  keepIntvlMs: 125_000,
-  keepCnt: 4,
-  userTimeoutMs: 625_000,
-  // 8 SYNs at 0, 1, 3, 7, 15, 31, 63 and 123 s (the RTO doubles from 1 s
-  // up to its 60 s cap): the open gives up after 183 s, the 3 minutes
-  // RFC 9293 asks of R2 for a SYN (MUST-23). Linux gives up after 127 s.
-  synRetries: 8,
-  // A SYN-ACK only answers the guest's SYN, which the guest retransmits
-  // itself (each copy draws a SYN-ACK at once): 6 tries, 63 s, as Linux's
-  // tcp_synack_retries 5 (and fewer under a flood, below).
-  synAckRetries: 6,
-  timeWaitMs: 30_000,
-  maxConnections: 16384,
-  maxSynReceived: 1024,
-  bufferBudget: 256 * 1024 * 1024,
-};
-
-/**
- * SYN-ACK transmissions while more than half of maxSynReceived
- * connections are SYN-RECEIVED: a flood of SYNs whose sender never
- * completes the handshake frees its places after about 3 s instead of
- * 63 s (as Linux prunes its SYN queue faster once it is half full).
- */
-const SYNACK_TRIES_UNDER_PRESSURE = 2;
-
-/** The smallest window scale shift that lets `bytes` be advertised (RFC 7323 §2.3). */
-export function shiftFor(bytes: number): number {
-  let s = 0;
-  while (s < 14 && 65535 * 2 ** s < bytes) s++;
-  return s;
-}
-
-const NO_DEADLINE = Infinity;
 /**
  * Challenge ACKs (RFC 5961 §7) and ACKs answering bare segments outside
  * the window: one per connection per this interval, the per-socket limit
@@ -158,14 +35,6 @@ const NO_DEADLINE = Infinity;
  * answers one received segment, so there is no amplification to cap.
  */
 const LIMITED_ACK_INTERVAL_MS = 500;
-/**
- * How long an emptied send or receive buffer keeps its grown storage.
- * Freeing it at once made a bulk transfer, whose buffers empty and refill
- * every few round trips, allocate them again each time (a megabyte of
- * garbage per cycle); an idle connection still gives it back within a
- * second.
- */
-const TRIM_DELAY_MS = 1000;
 
 /** A range of sequence space the guest has SACKed (RFC 2018), above SND.UNA. */
 interface SackRange {
@@ -212,7 +81,7 @@ export class TcpConnection implements FlowTuple {
   /** Host closed its side: send FIN after the buffered data. */
   private finQueued = false;
   /** SND.NXT is past our FIN (cleared when go-back-N rewinds before it). */
-  private finSent = false;
+  finSent = false;
   /** Sequence number of our FIN once first sent (-1 before). */
   private finSeq = -1;
   /** Payload bytes per segment toward the guest (its MSS, capped by our MTU). */
@@ -243,50 +112,34 @@ export class TcpConnection implements FlowTuple {
   tsOffset = 0;
   private tsRecent = 0;
   private lastAckSent = 0;
-  private readonly sacked: SackRange[] = [];
+  readonly sacked: SackRange[] = [];
   /** When the last rate-limited ACK went out (limitedAck). */
   private limitedAckAt = -Infinity;
 
   // --- loss recovery and congestion ---
   readonly rtt = new RttEstimator();
   readonly cc: NewReno;
-  private dupAcks = 0;
-  private inRecovery = false;
-  private recoverSeq = 0;
+  dupAcks = 0;
+  inRecovery = false;
+  recoverSeq = 0;
   /** Highest sequence retransmitted during this recovery (skip holes already resent). */
-  private highRxt = 0;
+  highRxt = 0;
   /** Karn's algorithm when timestamps are off: one timed segment at a time. */
-  private rttSeq = -1;
+  rttSeq = -1;
   private rttStart = 0;
   /** When the last retransmission timeout fired, in whole ms (-Infinity: never). */
-  private lastRtoAt = -Infinity;
-  private synTries = 0;
+  lastRtoAt = -Infinity;
+  synTries = 0;
   /** When our SYN or SYN-ACK was first sent (first RTT sample). */
   private synSentAt = 0;
-  /** Time the oldest unacknowledged byte was first sent (user timeout). */
-  private firstUnackedAt = -1;
-  /** Last time any segment arrived from the guest. */
-  private lastRecvAt = 0;
   /** Last time output() sent anything (idle restart of cwnd; -1: never, cwnd is still initial). */
   private lastSendAt = -1;
 
   // --- ACK scheduling ---
   /** In-order segments received and not yet acknowledged. */
-  private ackDue = 0;
+  ackDue = 0;
   private ackNow = false;
 
-  // --- timers (absolute ms; Infinity when off) ---
-  rtxAt = NO_DEADLINE;
-  private delAckAt = NO_DEADLINE;
-  private persistAt = NO_DEADLINE;
-  private persistBackoff = 0;
-  /** When the first window probe the guest has not answered went out (-1: none yet). */
-  private probeSince = -1;
-  private keepAt = NO_DEADLINE;
-  private keepProbes = 0;
-  private timeWaitAt = NO_DEADLINE;
-  /** When to give back the storage of emptied buffers (TRIM_DELAY_MS). */
-  private trimAt = NO_DEADLINE;
   /** Earliest of the above: what the layer's timer heap is keyed on. */
   deadline = NO_DEADLINE;
   /** Position in the layer's timer heap (owned by the heap). */
@@ -294,20 +147,18 @@ export class TcpConnection implements FlowTuple {
   /** Queued on the layer's list of connections to flush. */
   dirty = false;
 
+  /** Retransmission, persist, keepalive, TIME-WAIT, delayed-ACK and user timeouts. */
+  readonly timers: TcpTimers;
+
   private closedNotified = false;
   /** Counted in the layer's SYN-RECEIVED connections (a passive open, from accept() to the guest's ACK). */
-  private synReceivedCounted = false;
+  synReceivedCounted = false;
   /** An active open the layer refused (connection cap): ends "refused" at its first timer. */
-  private openRefused = false;
-  private readonly cfg: TcpConfig;
-  // Keepalive and user timeout: from the config, changeable per connection.
-  private keepIdleMs: number;
-  private keepIntvlMs: number;
-  private keepCnt: number;
-  private userTimeoutMs: number;
+  openRefused = false;
+  readonly cfg: TcpConfig;
 
   constructor(
-    private readonly out: TcpOutput,
+    readonly out: TcpOutput,
     init: {
       family: 4 | 6;
       localV4: number;
@@ -330,16 +181,13 @@ export class TcpConnection implements FlowTuple {
     this.remotePort = init.remotePort;
     this.passive = init.passive;
     this.cfg = init.cfg;
-    this.keepIdleMs = init.cfg.keepIdleMs;
-    this.keepIntvlMs = init.cfg.keepIntvlMs;
-    this.keepCnt = init.cfg.keepCnt;
-    this.userTimeoutMs = init.cfg.userTimeoutMs;
     this.rcvMss = init.mss;
     this.account = new BudgetAccount(out.budget);
     this.sendBuf = new ByteRing(init.cfg.sndBuf, this.account);
     this.rcvBuf = new ByteRing(init.cfg.rcvBuf, this.account);
     this.ooo = new Assembler(this.account);
     this.cc = new NewReno(536);
+    this.timers = new TcpTimers(this);
   }
 
   /** Re-reads the state (TypeScript keeps narrowing `state` across calls that change it). */
@@ -352,7 +200,7 @@ export class TcpConnection implements FlowTuple {
   }
 
   /** The host closed its side and our FIN has not gone out yet (held by data or a zero window). */
-  private get finWaiting(): boolean {
+  get finWaiting(): boolean {
     return this.finQueued && !this.finSent;
   }
 
@@ -381,7 +229,7 @@ export class TcpConnection implements FlowTuple {
     this.sndWl2 = iss;
     this.maxSndWnd = this.sndWnd;
     if (this.tsOk) this.tsRecent = seg.options.tsVal;
-    this.touch(now);
+    this.timers.touch(now);
   }
 
   /** The host connect() succeeded: answer the guest's SYN. */
@@ -396,8 +244,8 @@ export class TcpConnection implements FlowTuple {
     this.out.sendControl(this, SYN | ACK, this.iss, now);
     this.synTries = 1;
     this.synSentAt = now;
-    this.rtxAt = now + this.rtt.rto;
-    this.reschedule();
+    this.timers.rtxAt = now + this.rtt.rto;
+    this.timers.reschedule();
   }
 
   /**
@@ -408,8 +256,8 @@ export class TcpConnection implements FlowTuple {
   refuseOpen(now: number): void {
     this.state = TcpState.SynSent;
     this.openRefused = true;
-    this.rtxAt = now;
-    this.reschedule();
+    this.timers.rtxAt = now;
+    this.timers.reschedule();
   }
 
   /** Active open toward the guest (for -L): send our SYN. */
@@ -425,8 +273,8 @@ export class TcpConnection implements FlowTuple {
     this.out.sendControl(this, SYN, iss, now);
     this.synTries = 1;
     this.synSentAt = now;
-    this.rtxAt = now + this.rtt.rto;
-    this.reschedule();
+    this.timers.rtxAt = now + this.rtt.rto;
+    this.timers.reschedule();
   }
 
   /** Options from the guest's SYN or SYN-ACK (RFC 7323, RFC 2018, RFC 9293 §3.7.1). */
@@ -506,21 +354,6 @@ export class TcpConnection implements FlowTuple {
     this.output(now);
   }
 
-  /**
-   * Changes keepalive and user timeout for this connection (125 s / 4
-   * probes normally, 5 s / 2 probes once one direction ended, as upstream:
-   * docs/compatibility.md, Timeouts and keepalive).
-   */
-  setKeepalive(idleMs: number, intvlMs: number, count: number, userTimeoutMs: number, now: number): void {
-    this.keepIdleMs = idleMs;
-    this.keepIntvlMs = intvlMs;
-    this.keepCnt = count;
-    this.userTimeoutMs = userTimeoutMs;
-    if (this.keepAt !== NO_DEADLINE) {
-      this.keepAt = now + idleMs;
-      this.reschedule();
-    }
-  }
 
   /** Ends the connection with a RST (host side reset or failed). */
   abort(now: number, reason: CloseReason = "aborted"): void {
@@ -535,7 +368,7 @@ export class TcpConnection implements FlowTuple {
   consumed(n: number, now: number): void {
     if (n <= 0) return;
     this.rcvBuf.consume(n);
-    if (this.rcvBuf.length === 0 && this.rcvBuf.grown) this.trimLater(now);
+    if (this.rcvBuf.length === 0 && this.rcvBuf.grown) this.timers.trimLater(now);
     // A window update at once when a segment would move the advertised
     // edge right (currentWindow's silly window avoidance lets it move only
     // by enough).
@@ -593,12 +426,11 @@ export class TcpConnection implements FlowTuple {
       if (this.state === TcpState.TimeWait && seg.flags & FIN && !(seg.flags & RST)) {
         // The guest did not get our ACK of its FIN: acknowledge it again
         // (above) and restart the TIME-WAIT timeout (RFC 9293 §3.10.7.4).
-        this.timeWaitAt = now + this.cfg.timeWaitMs;
-        this.reschedule();
+        this.timers.restartTimeWait(now);
       }
       return;
     }
-    this.touch(now);
+    this.timers.touch(now);
     let seq = seg.seq;
     let off = seg.payloadOff;
     let len = seg.payloadLen;
@@ -697,11 +529,11 @@ export class TcpConnection implements FlowTuple {
       this.sndWl1 = seg.seq;
       this.sndWl2 = seg.ack;
       this.maxSndWnd = this.sndWnd;
-      this.rtxAt = NO_DEADLINE;
+      this.timers.rtxAt = NO_DEADLINE;
       if (this.synTries === 1) this.rtt.sample(now - this.synSentAt);
       else this.rtt.synTimedOut();
       this.state = TcpState.Established;
-      this.touch(now);
+      this.timers.touch(now);
       this.sendAck(now);
       this.handler?.onEstablished(this);
       this.output(now);
@@ -710,7 +542,7 @@ export class TcpConnection implements FlowTuple {
       this.state = TcpState.SynReceived;
       this.out.sendControl(this, SYN | ACK, this.iss, now);
     }
-    this.reschedule();
+    this.timers.reschedule();
   }
 
   /** RFC 9293 §3.10.7.4 table: is any part of the segment inside the window? */
@@ -760,7 +592,7 @@ export class TcpConnection implements FlowTuple {
       this.sndWl2 = ack;
       this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
       this.sndUna = ack;
-      this.rtxAt = NO_DEADLINE;
+      this.timers.rtxAt = NO_DEADLINE;
       if (this.synTries === 1) this.rtt.sample(now - this.synSentAt);
       else this.rtt.synTimedOut();
       this.handler?.onEstablished(this);
@@ -803,9 +635,8 @@ export class TcpConnection implements FlowTuple {
       if (wnd > this.maxSndWnd) this.maxSndWnd = wnd;
       if (opened) {
         // Leave persist mode; an unaccepted probe byte is sent again normally.
-        this.persistAt = NO_DEADLINE;
-        this.persistBackoff = 0;
-        if (seqGt(this.sndNxt, this.sndUna) && this.rtxAt === NO_DEADLINE) this.sndNxt = this.sndUna;
+        this.timers.leavePersist();
+        if (seqGt(this.sndNxt, this.sndUna) && this.timers.rtxAt === NO_DEADLINE) this.sndNxt = this.sndUna;
       }
     }
     return !this.closed;
@@ -840,7 +671,7 @@ export class TcpConnection implements FlowTuple {
     if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
     this.pruneSacks();
     this.dupAcks = 0;
-    this.firstUnackedAt = seqGt(this.sndMax, this.sndUna) ? now : -1;
+    this.timers.firstUnackedAt = seqGt(this.sndMax, this.sndUna) ? now : -1;
 
     if (this.inRecovery) {
       if (seqGe(ack, this.recoverSeq)) {
@@ -859,8 +690,8 @@ export class TcpConnection implements FlowTuple {
     }
 
     // Restart or stop the retransmission timer (RFC 6298 §5.2, 5.3).
-    if (seqGt(this.sndMax, this.sndUna)) this.rtxAt = now + this.rtt.rto;
-    else this.rtxAt = NO_DEADLINE;
+    if (seqGt(this.sndMax, this.sndUna)) this.timers.rtxAt = now + this.rtt.rto;
+    else this.timers.rtxAt = NO_DEADLINE;
     if (this.state !== TcpState.SynReceived) this.synTries = 0;
 
     if (finAcked) {
@@ -877,10 +708,10 @@ export class TcpConnection implements FlowTuple {
       }
     }
     if (dataAcked > 0 && this.sendBuf.length <= this.cfg.sndBuf >>> 1) {
-      if (this.sendBuf.length === 0 && this.sendBuf.grown) this.trimLater(now);
+      if (this.sendBuf.length === 0 && this.sendBuf.grown) this.timers.trimLater(now);
       this.handler?.onSendSpace(this);
     }
-    this.reschedule();
+    this.timers.reschedule();
   }
 
   private duplicateAck(now: number): void {
@@ -905,8 +736,8 @@ export class TcpConnection implements FlowTuple {
       this.highRxt = this.sndUna;
       this.cc.enterRecovery(this.inFlight);
       this.retransmitHole(now);
-      this.rtxAt = now + this.rtt.rto;
-      this.reschedule();
+      this.timers.rtxAt = now + this.rtt.rto;
+      this.timers.reschedule();
     }
   }
 
@@ -1104,15 +935,11 @@ export class TcpConnection implements FlowTuple {
 
   private enterTimeWait(now: number): void {
     this.state = TcpState.TimeWait;
-    this.rtxAt = NO_DEADLINE;
-    this.persistAt = NO_DEADLINE;
-    this.keepAt = NO_DEADLINE;
-    this.delAckAt = NO_DEADLINE;
-    this.timeWaitAt = now + this.cfg.timeWaitMs;
+    this.timers.startTimeWait(now);
     this.releaseBuffers();
     this.notifyClosed("closed");
     this.out.enteredTimeWait(this);
-    this.reschedule();
+    this.timers.reschedule();
   }
 
   // =====================================================================
@@ -1176,7 +1003,7 @@ export class TcpConnection implements FlowTuple {
     this.lastAckSent = this.rcvNxt;
     this.ackDue = 0;
     this.ackNow = false;
-    this.delAckAt = NO_DEADLINE;
+    this.timers.delAckAt = NO_DEADLINE;
   }
 
   /**
@@ -1305,20 +1132,20 @@ export class TcpConnection implements FlowTuple {
     }
     if (sent) {
       this.lastSendAt = now;
-      if (this.firstUnackedAt < 0) this.firstUnackedAt = now;
-      if (this.rtxAt === NO_DEADLINE) this.rtxAt = now + this.rtt.rto;
-      this.persistAt = NO_DEADLINE;
-    } else if ((seqLt(this.sndNxt, dataEnd) || this.finWaiting) && this.rtxAt === NO_DEADLINE && this.persistAt === NO_DEADLINE) {
+      if (this.timers.firstUnackedAt < 0) this.timers.firstUnackedAt = now;
+      if (this.timers.rtxAt === NO_DEADLINE) this.timers.rtxAt = now + this.rtt.rto;
+      this.timers.persistAt = NO_DEADLINE;
+    } else if ((seqLt(this.sndNxt, dataEnd) || this.finWaiting) && this.timers.rtxAt === NO_DEADLINE && this.timers.persistAt === NO_DEADLINE) {
       // Data (or our FIN) waiting and nothing in flight to bring an ACK:
       // behind a zero window, probe (RFC 9293 §3.8.6.1); behind one too
       // small to use, send anyway when the timer expires (RFC 1122's
       // override timeout).
-      this.persistAt = now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.persistBackoff);
+      this.timers.persistAt = now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.timers.persistBackoff);
     }
-    this.reschedule();
+    this.timers.reschedule();
   }
 
-  private sendAck(now: number): void {
+  sendAck(now: number): void {
     this.out.sendControl(this, ACK, this.ackSeq(), now);
   }
 
@@ -1368,185 +1195,30 @@ export class TcpConnection implements FlowTuple {
     if (this.state === TcpState.Closed || this.state === TcpState.SynPending || this.state === TcpState.SynSent) return;
     if (this.ackNow) {
       this.sendAck(now);
-    } else if (this.ackDue > 0 && this.delAckAt === NO_DEADLINE) {
-      this.delAckAt = now + this.cfg.delAckMs;
-      this.reschedule();
+    } else if (this.ackDue > 0) {
+      this.timers.delayAck(now);
     }
   }
 
-  // =====================================================================
-  // Timers
-  // =====================================================================
 
-  private touch(now: number): void {
-    this.keepProbes = 0;
-    this.lastRecvAt = now;
-    if (this.state === TcpState.TimeWait || this.state === TcpState.Closed) return;
-    this.keepAt = now + this.keepIdleMs;
-  }
 
-  /** A buffer emptied: release grown storage in a while, if still empty then. */
-  private trimLater(now: number): void {
-    // Closed, the host has drained what a graceful close left in the
-    // receive buffer: no timer (the layer has let go of us), release now.
-    if (this.state === TcpState.Closed) {
-      this.rcvBuf.release();
-      return;
-    }
-    if (this.trimAt !== NO_DEADLINE) return;
-    this.trimAt = now + TRIM_DELAY_MS;
-    this.reschedule();
-  }
 
-  reschedule(): void {
-    const d = Math.min(this.rtxAt, this.delAckAt, this.persistAt, this.keepAt, this.timeWaitAt, this.trimAt);
-    if (d !== this.deadline) {
-      this.deadline = d;
-      this.out.schedule(this);
-    }
-  }
 
-  onTimer(now: number): void {
-    if (this.state === TcpState.Closed) return;
-    if (this.openRefused) {
-      this.terminate("refused");
-      return;
-    }
-    if (now >= this.timeWaitAt) {
-      this.terminate("closed");
-      return;
-    }
-    if (now >= this.delAckAt) {
-      this.delAckAt = NO_DEADLINE;
-      if (this.ackDue > 0) this.sendAck(now);
-    }
-    if (now >= this.rtxAt) this.retransmitTimeout(now);
-    if (this.closed) return;
-    if (now >= this.persistAt) {
-      this.persistAt = NO_DEADLINE;
-      if (this.sndWnd > 0) this.output(now, true);
-      else this.windowProbe(now);
-    }
-    if (now >= this.keepAt) this.keepalive(now);
-    if (now >= this.trimAt) {
-      this.trimAt = NO_DEADLINE;
-      if (this.sendBuf.length === 0) this.sendBuf.trim();
-      if (this.rcvBuf.length === 0) this.rcvBuf.trim();
-    }
-    if (!this.closed) this.reschedule();
-  }
 
-  private retransmitTimeout(now: number): void {
-    this.rtxAt = NO_DEADLINE;
-    if (this.state === TcpState.SynSent || this.state === TcpState.SynReceived) {
-      // A simultaneous open's SYN-ACK is our SYN again: synRetries.
-      const max = this.passive ? this.cfg.synAckRetries : this.cfg.synRetries;
-      const tries = this.synReceivedCounted && this.out.synReceivedPressure ? Math.min(SYNACK_TRIES_UNDER_PRESSURE, max) : max;
-      if (this.synTries >= tries) {
-        this.terminate("timeout");
-        return;
-      }
-      this.synTries++;
-      this.rtt.timedOut();
-      this.out.sendControl(this, this.state === TcpState.SynSent ? SYN : SYN | ACK, this.iss, now);
-      this.rtxAt = now + this.rtt.rto;
-      return;
-    }
-    if (!seqGt(this.sndMax, this.sndUna)) return;
-    // TCP_USER_TIMEOUT: data unacknowledged, and the guest silent, for too long.
-    if (this.firstUnackedAt >= 0 && now - Math.max(this.firstUnackedAt, this.lastRecvAt) >= this.userTimeoutMs) {
-      this.abort(now, "timeout");
-      return;
-    }
-    if (this.sndWnd === 0 && this.sendBuf.length > 0) {
-      // The window closed under data in flight: probe instead (persist mode).
-      this.sndNxt = this.sndUna;
-      this.windowProbe(now);
-      return;
-    }
-    // RFC 5681 §3.1 / RFC 6298 §5.5-5.7: back off, collapse the window and
-    // resend from SND.UNA (go-back-N, skipping what the guest SACKed).
-    this.rtt.timedOut();
-    this.cc.onTimeout(this.inFlight);
-    this.lastRtoAt = Math.floor(now);
-    this.inRecovery = false;
-    this.dupAcks = 0;
-    this.rttSeq = -1;
-    this.sacked.length = 0; // RFC 6675 §5.1: SACK information may be reneged
-    this.highRxt = this.sndUna;
-    this.recoverSeq = this.sndMax; // RFC 6582 §3.2 step 4
-    const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
-    if (this.finSent && this.sndUna === dataEnd) {
-      this.out.sendControl(this, FIN | ACK, dataEnd, now);
-    } else {
-      this.sndNxt = this.sndUna;
-      if (this.finSent) {
-        // output() re-sends data; our FIN follows once the data is through.
-        this.finSent = false;
-      }
-      this.output(now);
-    }
-    this.rtxAt = now + this.rtt.rto;
-  }
+
 
   /**
-   * Zero-window probe (RFC 9293 §3.8.6.1): the first unacknowledged byte,
-   * beyond the closed window, so the guest's ACK reports its window. Sent
-   * for as long as the guest answers, with backoff capped at RTO_MAX_MS.
-   * The RFC keeps the connection open only "as long as the receiving TCP
-   * continues to send acknowledgments": once the probes have gone
-   * unanswered for the user timeout, the guest is gone and the connection
-   * is aborted (as Linux does, timing from the first unanswered probe).
+   * Changes keepalive and user timeout for this connection (125 s / 4
+   * probes normally, 5 s / 2 probes once one direction ended, as upstream:
+   * docs/compatibility.md, Timeouts and keepalive).
    */
-  private windowProbe(now: number): void {
-    if (this.sndWnd > 0 || (this.sendBuf.length === 0 && !this.finWaiting)) return;
-    if (this.probeSince < 0 || this.lastRecvAt >= this.probeSince) {
-      // The guest spoke since the last probe (or this is the first one).
-      this.probeSince = now;
-    } else if (now - this.probeSince >= this.userTimeoutMs) {
-      this.abort(now, "timeout");
-      return;
-    }
-    if (this.sendBuf.length === 0) {
-      // Only our FIN waits: it does not go beyond the window (output), so
-      // the probe is an ACK of SND.UNA-1, outside the guest's window, which
-      // it must answer with its window (as a keepalive; Linux does the same).
-      this.out.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
-    } else {
-      if (this.sndNxt === this.sndUna) {
-        this.sndNxt = seqAdd(this.sndUna, 1);
-        if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
-      }
-      this.out.sendData(this, this.sndUna, 1, true, now);
-    }
-    this.persistBackoff = Math.min(this.persistBackoff + 1, 10);
-    this.rtxAt = NO_DEADLINE;
-    // The next probe, or the end of the user timeout if that comes first.
-    this.persistAt = Math.min(now + Math.min(RTO_MAX_MS, this.rtt.rto * 2 ** this.persistBackoff), this.probeSince + this.userTimeoutMs);
+  setKeepalive(idleMs: number, intvlMs: number, count: number, userTimeoutMs: number, now: number): void {
+    this.timers.setKeepalive(idleMs, intvlMs, count, userTimeoutMs, now);
   }
 
-  private keepalive(now: number): void {
-    if (this.state === TcpState.SynReceived || this.state === TcpState.TimeWait) {
-      this.keepAt = NO_DEADLINE;
-      return;
-    }
-    if (seqGt(this.sndMax, this.sndUna) || this.sendBuf.length > 0 || this.finWaiting) {
-      // Not idle: data (or our FIN) is in flight or waiting for a window, and the
-      // retransmission or persist timer (with the user timeout) watches
-      // the guest. Keepalive probes would only add aborts of their own
-      // during a long backoff; wait for idleness (as Linux does).
-      this.keepProbes = 0;
-      this.keepAt = now + this.keepIdleMs;
-      return;
-    }
-    if (this.keepProbes >= this.keepCnt) {
-      this.abort(now, "timeout");
-      return;
-    }
-    // A keepalive is an ACK for SND.UNA-1 (RFC 9293 §3.8.4): the guest must answer.
-    this.keepProbes++;
-    this.out.sendControl(this, ACK, seqAdd(this.sndUna, -1), now);
-    this.keepAt = now + this.keepIntvlMs;
+  /** Runs the timers that are due (the layer's timer heap calls it at `deadline`). */
+  onTimer(now: number): void {
+    this.timers.onTimer(now);
   }
 
   // =====================================================================
@@ -1570,8 +1242,7 @@ export class TcpConnection implements FlowTuple {
     if (this.state === TcpState.SynPending) this.out.handshakeDone();
     this.leaveSynReceived();
     this.state = TcpState.Closed;
-    this.rtxAt = this.delAckAt = this.persistAt = this.keepAt = this.timeWaitAt = this.trimAt = NO_DEADLINE;
-    this.deadline = NO_DEADLINE;
+    this.timers.stopAll();
     this.releaseBuffers();
     // A graceful close keeps the bytes the host has not taken yet: they
     // were acknowledged to the guest, and the close can complete (our FIN
