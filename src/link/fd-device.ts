@@ -9,8 +9,8 @@
 // itself), so no frame is left waiting for an edge that already passed.
 //
 // This replaced a reader Worker polling the device into a shared ring
-// (the original design): measured in docs/architecture.md ("Packet
-// path"), the signal costs one wakeup per batch instead of two thread
+// (the original design): measured in docs/performance.md ("Design
+// decisions and their figures"), the signal costs one wakeup per batch instead of two thread
 // hand-offs, which lifted connections per second and cut request/response
 // latency and memory, at equal throughput.
 import { fstatSync } from "node:fs";
