@@ -16,9 +16,10 @@ import { BudgetAccount } from "./budget.ts";
 import { NewReno } from "./congestion.ts";
 import { RttEstimator, RTO_MAX_MS } from "./rtt.ts";
 import { ACK, FIN, RST, SYN, type TcpSegment } from "./segment.ts";
-import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax, seqMin } from "./seq.ts";
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from "./seq.ts";
 import type { FlowTuple } from "../flow-key.ts";
 import type { TcpOutput } from "./output.ts";
+import { LossRecovery } from "./recovery.ts";
 import { TcpTimers } from "./timers.ts";
 import { NO_DEADLINE, TcpState, STATE_NAMES, shiftFor, type CloseReason, type TcpConfig, type TcpHandler } from "./state.ts";
 
@@ -36,11 +37,6 @@ export { TcpState, STATE_NAMES, DEFAULT_TCP_CONFIG, shiftFor, type CloseReason, 
  */
 const LIMITED_ACK_INTERVAL_MS = 500;
 
-/** A range of sequence space the guest has SACKed (RFC 2018), above SND.UNA. */
-interface SackRange {
-  start: number;
-  end: number;
-}
 
 export class TcpConnection implements FlowTuple {
   // --- identity (set by the layer) ---
@@ -112,23 +108,12 @@ export class TcpConnection implements FlowTuple {
   tsOffset = 0;
   private tsRecent = 0;
   private lastAckSent = 0;
-  readonly sacked: SackRange[] = [];
   /** When the last rate-limited ACK went out (limitedAck). */
   private limitedAckAt = -Infinity;
 
   // --- loss recovery and congestion ---
   readonly rtt = new RttEstimator();
   readonly cc: NewReno;
-  dupAcks = 0;
-  inRecovery = false;
-  recoverSeq = 0;
-  /** Highest sequence retransmitted during this recovery (skip holes already resent). */
-  highRxt = 0;
-  /** Karn's algorithm when timestamps are off: one timed segment at a time. */
-  rttSeq = -1;
-  private rttStart = 0;
-  /** When the last retransmission timeout fired, in whole ms (-Infinity: never). */
-  lastRtoAt = -Infinity;
   synTries = 0;
   /** When our SYN or SYN-ACK was first sent (first RTT sample). */
   private synSentAt = 0;
@@ -147,6 +132,8 @@ export class TcpConnection implements FlowTuple {
   /** Queued on the layer's list of connections to flush. */
   dirty = false;
 
+  /** Fast retransmit and recovery, the SACK scoreboard, the response to a timeout. */
+  readonly recovery: LossRecovery;
   /** Retransmission, persist, keepalive, TIME-WAIT, delayed-ACK and user timeouts. */
   readonly timers: TcpTimers;
 
@@ -187,6 +174,7 @@ export class TcpConnection implements FlowTuple {
     this.rcvBuf = new ByteRing(init.cfg.rcvBuf, this.account);
     this.ooo = new Assembler(this.account);
     this.cc = new NewReno(536);
+    this.recovery = new LossRecovery(this);
     this.timers = new TcpTimers(this);
   }
 
@@ -223,7 +211,7 @@ export class TcpConnection implements FlowTuple {
     this.sndUna = iss;
     this.sndNxt = iss;
     this.sndMax = iss;
-    this.recoverSeq = iss;
+    this.recovery.start(iss);
     this.sndWnd = seg.window; // SYN windows are never scaled (RFC 7323 §2.2)
     this.sndWl1 = seg.seq;
     this.sndWl2 = iss;
@@ -267,7 +255,7 @@ export class TcpConnection implements FlowTuple {
     this.sndUna = iss;
     this.sndNxt = seqAdd(iss, 1);
     this.sndMax = this.sndNxt;
-    this.recoverSeq = iss;
+    this.recovery.start(iss);
     // We offer every option; the guest's SYN-ACK decides what is used.
     this.rcvShift = shiftFor(this.cfg.rcvBuf);
     this.out.sendControl(this, SYN, iss, now);
@@ -606,7 +594,7 @@ export class TcpConnection implements FlowTuple {
     }
 
     const wnd = seg.window * 2 ** this.sndShift;
-    if (!seg.badOptions && this.sackOk && seg.options.sackCount > 0) this.noteSacks(seg);
+    if (!seg.badOptions && this.sackOk && seg.options.sackCount > 0) this.recovery.noteSacks(seg);
 
     if (seqGt(ack, this.sndUna)) {
       this.ackAdvanced(seg, ack, now);
@@ -621,7 +609,7 @@ export class TcpConnection implements FlowTuple {
       wnd !== 0 &&
       seqGt(this.sndMax, this.sndUna)
     ) {
-      this.duplicateAck(now);
+      this.recovery.duplicateAck(now);
     }
 
     // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule), only from an
@@ -649,45 +637,13 @@ export class TcpConnection implements FlowTuple {
     const dataAcked = Math.min(acked - (finAcked ? 1 : 0), this.sendBuf.length);
     const flightBefore = this.inFlight;
 
-    // RTT sample: from the echoed timestamp, else Karn's timed segment.
-    if (this.tsOk && seg.options.hasTimestamps && seg.options.tsEcr !== 0) {
-      // An echo from before our last timeout is Karn's ambiguity again: a
-      // receiver answers a retransmission of data it already holds with
-      // the old TS.Recent (RFC 7323 §4.3), so the "RTT" spans the whole
-      // loss episode. One such sample once inflated the RTO to 25 s.
-      // The echoed segment left at now - rtt (a difference of our own
-      // timestamps); that is compared with the timeout as real time: in
-      // timestamp space, modulo 2^32, a timeout more than 2^31 ms ago
-      // read as one in the future and rejected every sample.
-      const rtt = seqDiff(this.tsNow(now), seg.options.tsEcr);
-      if (rtt >= 0 && Math.floor(now) - rtt >= this.lastRtoAt) this.rtt.sample(rtt);
-    } else if (this.rttSeq >= 0 && seqGt(ack, this.rttSeq)) {
-      this.rtt.sample(now - this.rttStart);
-      this.rttSeq = -1;
-    }
+    this.recovery.sampleRtt(seg, ack, now);
 
     if (dataAcked > 0) this.sendBuf.consume(dataAcked);
     this.sndUna = ack;
     if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
-    this.pruneSacks();
-    this.dupAcks = 0;
     this.timers.firstUnackedAt = seqGt(this.sndMax, this.sndUna) ? now : -1;
-
-    if (this.inRecovery) {
-      if (seqGe(ack, this.recoverSeq)) {
-        this.inRecovery = false;
-        this.cc.exitRecovery(this.inFlight);
-      } else {
-        // Partial ACK: the next hole is lost too (RFC 6582 §3.2).
-        this.cc.partialAck(acked);
-        this.retransmitHole(now);
-      }
-    } else {
-      this.cc.onAck(Math.min(acked, flightBefore || acked));
-      // Keep "recover" just behind SND.UNA once passed, so the test in
-      // duplicateAck() never meets a value 2^31 behind (sequence wrap).
-      if (seqGt(ack, this.recoverSeq)) this.recoverSeq = ack;
-    }
+    this.recovery.onAck(ack, acked, flightBefore, now);
 
     // Restart or stop the retransmission timer (RFC 6298 §5.2, 5.3).
     if (seqGt(this.sndMax, this.sndUna)) this.timers.rtxAt = now + this.rtt.rto;
@@ -714,118 +670,12 @@ export class TcpConnection implements FlowTuple {
     this.timers.reschedule();
   }
 
-  private duplicateAck(now: number): void {
-    this.dupAcks++;
-    if (this.inRecovery) {
-      // With SACK, a duplicate ACK may clock out the retransmission of the
-      // next hole the scoreboard shows lost (RFC 6675 NextSeg rule 1)
-      // instead of one hole per partial ACK, i.e. per round trip.
-      if (this.sackOk && this.retransmitNextLost(now)) return;
-      this.cc.inflate();
-      return;
-    }
-    // Not after a timeout until everything sent before it is acknowledged
-    // (RFC 6582 §3.2 step 1): the duplicates of our go-back-N resends
-    // would start a spurious recovery.
-    if (seqLt(this.sndUna, this.recoverSeq)) return;
-    // Three duplicates, or SACK showing more than (DupThresh - 1) * SMSS
-    // bytes above the hole (RFC 6675 §4 "IsLost"), start fast retransmit.
-    if (this.dupAcks === 3 || (this.dupAcks < 3 && this.sackedBytesAbove() > 2 * this.sendMss)) {
-      this.inRecovery = true;
-      this.recoverSeq = this.sndMax;
-      this.highRxt = this.sndUna;
-      this.cc.enterRecovery(this.inFlight);
-      this.retransmitHole(now);
-      this.timers.rtxAt = now + this.rtt.rto;
-      this.timers.reschedule();
-    }
-  }
 
-  // --- SACK scoreboard (what the guest holds above SND.UNA) ---
 
-  private noteSacks(seg: TcpSegment): void {
-    const o = seg.options;
-    for (let i = 0; i < o.sackCount; i++) {
-      let s = o.sackBlocks[2 * i]!;
-      let e = o.sackBlocks[2 * i + 1]!;
-      // Ignore blocks outside what we sent (D-SACK below SND.UNA, lies above SND.MAX).
-      if (!seqLt(s, e) || seqLe(e, this.sndUna) || seqGt(e, this.sndMax)) continue;
-      if (seqLt(s, this.sndUna)) s = this.sndUna;
-      this.addSack(s, e);
-    }
-  }
 
-  private addSack(s: number, e: number): void {
-    const r = this.sacked;
-    let i = 0;
-    while (i < r.length && seqLt(r[i]!.end, s)) i++;
-    // Merge every range that touches [s, e).
-    let j = i;
-    while (j < r.length && seqLe(r[j]!.start, e)) {
-      if (seqLt(r[j]!.start, s)) s = r[j]!.start;
-      if (seqGt(r[j]!.end, e)) e = r[j]!.end;
-      j++;
-    }
-    if (r.length - (j - i) >= 64 && j === i) return; // bounded scoreboard
-    r.splice(i, j - i, { start: s, end: e });
-  }
 
-  private pruneSacks(): void {
-    const r = this.sacked;
-    let k = 0;
-    while (k < r.length && seqLe(r[k]!.end, this.sndUna)) k++;
-    if (k > 0) r.splice(0, k);
-    if (r.length > 0 && seqLt(r[0]!.start, this.sndUna)) r[0]!.start = this.sndUna;
-  }
 
-  private sackedBytesAbove(): number {
-    let n = 0;
-    for (const x of this.sacked) n += seqDiff(x.end, x.start);
-    return n;
-  }
 
-  /**
-   * During SACK recovery: retransmits the next hole at or after
-   * max(SND.UNA, HighRxt) if it is lost by RFC 6675's IsLost (more than
-   * (DupThresh - 1) * SMSS bytes SACKed above it). Returns whether it did.
-   */
-  private retransmitNextLost(now: number): boolean {
-    let s = seqMax(this.sndUna, this.highRxt);
-    for (const x of this.sacked) {
-      if (seqLe(x.start, s) && seqLt(s, x.end)) s = x.end;
-    }
-    let above = 0;
-    for (const x of this.sacked) if (seqGt(x.start, s)) above += seqDiff(x.end, x.start);
-    if (above <= 2 * this.sendMss) return false;
-    this.retransmitHole(now);
-    return true;
-  }
-
-  /**
-   * Retransmits the first un-SACKed segment at or after max(SND.UNA,
-   * HighRxt): the hole the guest is waiting for.
-   */
-  private retransmitHole(now: number): void {
-    let s = seqMax(this.sndUna, this.highRxt);
-    for (const x of this.sacked) {
-      if (seqLe(x.start, s) && seqLt(s, x.end)) s = x.end;
-    }
-    const dataEnd = seqAdd(this.sndUna, this.sendBuf.length);
-    if (!seqLt(s, seqMin(dataEnd, this.sndMax))) {
-      // Nothing but possibly our FIN is outstanding.
-      if (this.finSent && s === dataEnd && seqGt(this.sndMax, dataEnd)) {
-        this.out.sendControl(this, FIN | ACK, dataEnd, now);
-      }
-      return;
-    }
-    let len = Math.min(this.segmentPayloadMax(), seqDiff(seqMin(dataEnd, this.sndMax), s));
-    for (const x of this.sacked) {
-      if (seqGt(x.start, s) && seqLt(x.start, seqAdd(s, len))) len = seqDiff(x.start, s);
-    }
-    this.out.sendData(this, s, len, false, now);
-    this.highRxt = seqAdd(s, len);
-    this.rttSeq = -1; // Karn: never time a retransmission
-  }
 
   // --- receiving data ---
 
@@ -1037,24 +887,15 @@ export class TcpConnection implements FlowTuple {
     return this.sendMss - opts;
   }
 
+
   /**
    * The path to the guest carries at most `mss` bytes of TCP payload and
    * options per segment (an ICMP "fragmentation needed" or "packet too
-   * big" about one of ours, RFC 1191 §6.3, RFC 8201 §5.4): later segments
-   * are cut to it, and the data in flight, lost for being too big, goes
-   * again now in segments that fit. No congestion response: the loss says
-   * nothing about congestion.
+   * big" about one of ours): smaller segments from now on, and the flight
+   * goes again (LossRecovery.lowerMss).
    */
   lowerMss(mss: number, now: number): void {
-    if (mss >= this.sendMss) return;
-    this.sendMss = mss;
-    this.cc.setMss(mss);
-    if (this.state < TcpState.Established || !seqLt(this.sndUna, seqMin(seqAdd(this.sndUna, this.sendBuf.length), this.sndMax))) return;
-    this.sndNxt = this.sndUna;
-    // Our FIN follows the data again (as after a timeout).
-    this.finSent = false;
-    this.rttSeq = -1; // Karn: retransmissions are not timed
-    this.output(now);
+    this.recovery.lowerMss(mss, now);
   }
 
   /**
@@ -1073,14 +914,7 @@ export class TcpConnection implements FlowTuple {
     if (this.lastSendAt >= 0 && this.sndMax === this.sndUna && seqLt(this.sndNxt, dataEnd) && now - this.lastSendAt > this.rtt.rto) {
       this.cc.restartAfterIdle();
     }
-    let cwnd = this.cc.cwnd;
-    // Limited transmit (RFC 3042): each of the first two duplicate ACKs
-    // lets one new segment out beyond cwnd, so a small flight still draws
-    // the three duplicates fast retransmit needs. New data only: not while
-    // resending after a timeout (SND.UNA still below "recover").
-    if (!this.inRecovery && this.dupAcks > 0 && this.dupAcks < 3 && seqGe(this.sndUna, this.recoverSeq)) {
-      cwnd += this.dupAcks * this.segmentPayloadMax();
-    }
+    const cwnd = this.cc.cwnd + this.recovery.limitedTransmit();
     const wndLimit = Math.min(cwnd, this.sndWnd);
     const limit = seqAdd(this.sndUna, wndLimit);
     const maxSeg = this.out.maxSegmentPayload(this);
@@ -1102,10 +936,7 @@ export class TcpConnection implements FlowTuple {
       if (len < full && len < avail && len < this.maxSndWnd / 2 && !force) break;
       const last = seqAdd(this.sndNxt, len) === dataEnd;
       this.out.sendData(this, this.sndNxt, len, last, now);
-      if (this.rttSeq < 0 && !this.tsOk && seqGe(this.sndNxt, this.sndMax)) {
-        this.rttSeq = this.sndNxt;
-        this.rttStart = now;
-      }
+      this.recovery.sent(this.sndNxt, now);
       this.sndNxt = seqAdd(this.sndNxt, len);
       if (seqGt(this.sndNxt, this.sndMax)) this.sndMax = this.sndNxt;
       sent = true;

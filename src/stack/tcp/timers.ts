@@ -5,7 +5,7 @@
 // earliest is the connection's `deadline`, on which the layer's timer heap
 // is keyed, and `onTimer` runs whichever are due.
 import { RTO_MAX_MS } from "./rtt.ts";
-import { ACK, FIN, SYN } from "./segment.ts";
+import { ACK, SYN } from "./segment.ts";
 import { seqAdd, seqGt } from "./seq.ts";
 import { NO_DEADLINE, TcpState } from "./state.ts";
 import type { TcpConnection } from "./connection.ts";
@@ -193,28 +193,7 @@ export class TcpTimers {
       this.windowProbe(now);
       return;
     }
-    // RFC 5681 §3.1 / RFC 6298 §5.5-5.7: back off, collapse the window and
-    // resend from SND.UNA (go-back-N, skipping what the guest SACKed).
-    c.rtt.timedOut();
-    c.cc.onTimeout(c.inFlight);
-    c.lastRtoAt = Math.floor(now);
-    c.inRecovery = false;
-    c.dupAcks = 0;
-    c.rttSeq = -1;
-    c.sacked.length = 0; // RFC 6675 §5.1: SACK information may be reneged
-    c.highRxt = c.sndUna;
-    c.recoverSeq = c.sndMax; // RFC 6582 §3.2 step 4
-    const dataEnd = seqAdd(c.sndUna, c.sendBuf.length);
-    if (c.finSent && c.sndUna === dataEnd) {
-      c.out.sendControl(c, FIN | ACK, dataEnd, now);
-    } else {
-      c.sndNxt = c.sndUna;
-      if (c.finSent) {
-        // output() re-sends data; our FIN follows once the data is through.
-        c.finSent = false;
-      }
-      c.output(now);
-    }
+    c.recovery.onTimeout(now);
     this.rtxAt = now + c.rtt.rto;
   }
 
