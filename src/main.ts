@@ -47,7 +47,7 @@ function version(): { version: string; time: string } {
   };
 }
 
-/** A uniform number in [0, 1) from the system CSPRNG (the RA interval's jitter; no Math.random in src/). */
+/** A uniform number in [0, 1) from the system CSPRNG (the RA interval's jitter), like every random number here. */
 function uniformRandom(): number {
   return crypto.getRandomValues(new Uint32Array(1))[0]! / 0x100000000;
 }
