@@ -274,7 +274,7 @@ export class TcpLayer implements TcpOutput {
 
   /**
    * More than half of maxSynReceived connections are SYN-RECEIVED: their
-   * SYN-ACKs are retried less (connection.ts, SYNACK_TRIES_UNDER_PRESSURE).
+   * SYN-ACKs are retried less (timers.ts, SYNACK_TRIES_UNDER_PRESSURE).
    */
   get synReceivedPressure(): boolean {
     return this.synReceived > this.cfg.maxSynReceived / 2;
