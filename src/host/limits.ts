@@ -26,8 +26,8 @@ export const LIMITS: Readonly<Record<string, LimitInfo>> = {
     flag: "max-tcp-connections",
     what: "too many TCP connections; a new guest SYN was dropped (the guest retries) or a -L connection refused",
   },
-  "tcp-syn-received": { flag: "max-syn-received", what: "too many guest TCP handshakes answered and not completed; a new SYN was dropped" },
-  "tcp-syn-pending": { flag: "max-syn-received", what: "too many guest TCP handshakes waiting for the host's connect; a new SYN was dropped" },
+  "tcp-syn-received": { flag: "max-syn-received", what: "too many guest TCP handshakes answered and not completed; a new SYN was dropped, or a repeated one took the oldest's place" },
+  "tcp-syn-pending": { flag: "max-syn-received", what: "too many guest TCP handshakes waiting for the host's connect; a new SYN was dropped, or a repeated one took the oldest's place" },
   "tcp-buffer-bytes": {
     flag: "max-buffer-bytes",
     what: "TCP buffers reached their budget; receive windows were shrunk, host reads paused or out-of-order data dropped",

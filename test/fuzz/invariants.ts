@@ -291,18 +291,23 @@ export class OutputFragments {
 export function tcpTablesWithinCaps(stack: Stack): void {
   const layer = stack.tcp;
   let pending = 0;
+  let synReceived = 0;
   let timeWait = 0;
   let live = 0;
   for (const c of layer.connections()) {
     live++;
     if (c.state === TcpState.SynPending) pending++;
+    else if (c.state === TcpState.SynReceived && c.passive) synReceived++;
     else if (c.state === TcpState.TimeWait) timeWait++;
     else if (c.state === TcpState.Closed) fail("tables-within-caps", "a CLOSED connection is still in the TCP table");
   }
   if (live !== layer.connectionCount) fail("tables-within-caps", `TCP table size ${layer.connectionCount}, ${live} connections in it`);
-  const counted = layer["pendingHandshakes"];
-  if (counted !== pending) fail("tables-within-caps", `pending-handshake counter ${counted}, ${pending} connections in SYN-PENDING`);
+  const counted = layer["synPending"].size;
+  if (counted !== pending) fail("tables-within-caps", `SYN-PENDING set holds ${counted}, ${pending} connections in SYN-PENDING`);
   if (pending > layer.cfg.maxSynReceived) fail("tables-within-caps", `${pending} pending handshakes (cap ${layer.cfg.maxSynReceived})`);
+  const answered = layer["synReceived"].size;
+  if (answered !== synReceived) fail("tables-within-caps", `SYN-RECEIVED set holds ${answered}, ${synReceived} passive opens in SYN-RECEIVED`);
+  if (answered >= 2 * layer.cfg.maxSynReceived) fail("tables-within-caps", `${answered} SYN-RECEIVED connections (cap ${layer.cfg.maxSynReceived}, and as many waiting for the host)`);
   const tw = layer["timeWait"].size;
   if (tw !== timeWait) fail("tables-within-caps", `TIME-WAIT set holds ${tw}, ${timeWait} connections in TIME-WAIT`);
   if (tw > MAX_TIME_WAIT) fail("tables-within-caps", `${tw} connections in TIME-WAIT (cap ${MAX_TIME_WAIT})`);

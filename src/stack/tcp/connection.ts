@@ -223,10 +223,10 @@ export class TcpConnection implements FlowTuple {
   /** The host connect() succeeded: answer the guest's SYN. */
   accept(now: number): void {
     if (this.state !== TcpState.SynPending) return;
-    this.out.handshakeDone();
+    this.out.handshakeDone(this);
     this.state = TcpState.SynReceived;
     this.synReceivedCounted = true;
-    this.out.synReceivedChanged(1);
+    this.out.synReceivedChanged(this, 1);
     this.sndNxt = seqAdd(this.iss, 1);
     this.sndMax = this.sndNxt;
     this.out.sendControl(this, SYN | ACK, this.iss, now);
@@ -1070,7 +1070,7 @@ export class TcpConnection implements FlowTuple {
   /** Moves to CLOSED, tells the host side, and leaves the layer. */
   terminate(reason: CloseReason): void {
     if (this.state === TcpState.Closed) return;
-    if (this.state === TcpState.SynPending) this.out.handshakeDone();
+    if (this.state === TcpState.SynPending) this.out.handshakeDone(this);
     this.leaveSynReceived();
     this.state = TcpState.Closed;
     this.timers.stopAll();
@@ -1092,7 +1092,7 @@ export class TcpConnection implements FlowTuple {
   private leaveSynReceived(): void {
     if (!this.synReceivedCounted) return;
     this.synReceivedCounted = false;
-    this.out.synReceivedChanged(-1);
+    this.out.synReceivedChanged(this, -1);
   }
 
   /** True once the guest's FIN has been received. */

@@ -53,7 +53,16 @@ const DELIVER = 0;
 const OPEN = 1;
 const RESET = 2;
 const DROP = 3;
-type Verdict = typeof DELIVER | typeof OPEN | typeof RESET | typeof DROP;
+/** A lone SYN while the handshake places are all taken: see overCap. */
+const FULL = 4;
+type Verdict = typeof DELIVER | typeof OPEN | typeof RESET | typeof DROP | typeof FULL;
+/**
+ * Slots of the table of SYNs refused for want of a handshake place (a
+ * power of two; 1 MiB, allocated at the first refusal). Under a flood of
+ * 50,000 forged SYNs a second, a refused SYN's slot survives the guest's
+ * 1 s retransmission timeout with probability e^(-50000/2^18) = 0.83.
+ */
+const REFUSED_SYN_SLOTS = 1 << 18;
 /** Connections in TIME-WAIT; the oldest is reaped early beyond this. */
 export const MAX_TIME_WAIT = 4096;
 /** virtio_net_hdr gso types. */
@@ -65,10 +74,12 @@ export class TcpLayer implements TcpOutput {
   private readonly timers = new TimerHeap<TcpConnection>();
   private readonly dirty: TcpConnection[] = [];
   private readonly timeWait = new Set<TcpConnection>();
-  /** Passive opens waiting for the host's connect (SYN-PENDING). */
-  private pendingHandshakes = 0;
-  /** Passive opens answered and waiting for the guest's ACK (SYN-RECEIVED). */
-  private synReceived = 0;
+  /** Passive opens waiting for the host's connect (SYN-PENDING), oldest first. */
+  private readonly synPending = new Set<TcpConnection>();
+  /** Passive opens answered and waiting for the guest's ACK (SYN-RECEIVED), oldest first. */
+  private readonly synReceived = new Set<TcpConnection>();
+  /** Check values of SYNs refused by overCap, by a hash of their tuple; null until the first. */
+  private refusedSyns: Uint32Array | null = null;
   /** The storage of every connection's buffers (TcpConfig.bufferBudget). */
   readonly budget: BufferBudget;
   private readonly view = new TcpView();
@@ -149,7 +160,8 @@ export class TcpLayer implements TcpOutput {
     const dport = v.dstPort;
     const c = this.table.findV4(dst, dport, src, sport);
     const seg = this.parse();
-    const verdict = this.demux(c, seg, sport, dport);
+    let verdict = this.demux(c, seg, sport, dport);
+    if (verdict === FULL) verdict = this.overCap(this.secret.flowHashV4(dst, dport, src, sport), seg.seq);
     if (verdict === DELIVER) this.deliver(c!, seg, now);
     else if (verdict === RESET) this.replyRstV4(src, dst, sport, dport, seg, now);
     else if (verdict === OPEN) {
@@ -184,7 +196,8 @@ export class TcpLayer implements TcpOutput {
     const dport = v.dstPort;
     const c = this.table.findV6(buf, dstOff, dport, buf, srcOff, sport);
     const seg = this.parse();
-    const verdict = this.demux(c, seg, sport, dport);
+    let verdict = this.demux(c, seg, sport, dport);
+    if (verdict === FULL) verdict = this.overCap(this.secret.flowHashV6(buf, dstOff, dport, buf, srcOff, sport), seg.seq);
     if (verdict === DELIVER) this.deliver(c!, seg, now);
     else if (verdict === RESET) this.replyRstV6(buf, srcOff, dstOff, sport, dport, seg, now);
     else if (verdict === OPEN) {
@@ -219,13 +232,12 @@ export class TcpLayer implements TcpOutput {
    * What a well-formed segment does, given the connection its tuple names
    * (if any): goes to that connection, opens a new one (a lone SYN; checked
    * here, before anything is allocated for it), is answered with a RST, or
-   * is dropped.
+   * is dropped. FULL: a lone SYN while every place for handshakes waiting
+   * for the host, or for SYN-RECEIVED connections, is taken (overCap).
    *
-   * A SYN beyond a cap (handshakes waiting for the host, SYN-RECEIVED
-   * connections, connections in all) is dropped, not reset: the guest
-   * retries after its SYN timeout, as when a listen queue is full, and a
-   * burst larger than the caps is served a little later instead of
-   * failing. (A RST would end the guest's connect() at once.)
+   * A SYN beyond the cap on connections in all is dropped, not reset: the
+   * guest retries after its SYN timeout, as when a listen queue is full.
+   * (A RST would end the guest's connect() at once.)
    */
   private demux(c: TcpConnection | null, seg: TcpSegment, sport: number, dport: number): Verdict {
     if (c !== null && !this.reuseTimeWait(c, seg)) return DELIVER;
@@ -234,21 +246,57 @@ export class TcpLayer implements TcpOutput {
       this.stats.drop("tcp-port-zero");
       return DROP;
     }
-    if (this.pendingHandshakes >= this.cfg.maxSynReceived) {
+    const cap = this.cfg.maxSynReceived;
+    if (this.synPending.size >= cap || this.synReceived.size >= cap) return FULL;
+    return this.roomForNewConnection();
+  }
+
+  /**
+   * A SYN while the handshake places are all taken. A SYN-flood's forged
+   * SYNs are each sent once; a live guest sends its SYN again after its
+   * timeout (the same tuple and ISN). So a SYN is refused (dropped, the
+   * cheap answer, which holds no host connection) the first time, and
+   * remembered by a keyed hash of its tuple and ISN; when it comes again
+   * it is admitted by evicting the oldest half-open connection of each
+   * full stage (evictHalfOpen). A flood of forged SYNs cannot lock the
+   * guest's own connections out (RFC 4987 §3.4-3.5: a SYN cache that
+   * drops its oldest entry), does not turn into one host connection per
+   * forged SYN, and evicts nothing itself: the guest's handshake, once
+   * admitted, is not pushed out by the flood while its ACK is on the way.
+   */
+  private overCap(flowHash: number, seq: number): Verdict {
+    const slots = (this.refusedSyns ??= new Uint32Array(REFUSED_SYN_SLOTS));
+    const i = flowHash & (REFUSED_SYN_SLOTS - 1);
+    // The index holds bits of the tuple's hash; the check, the ISN mixed
+    // with it (a forged SYN's random ISN matches with odds 2^-32). Never 0,
+    // which marks a free slot.
+    const check = (Math.imul(seq ^ flowHash, 0x9e3779b1) | 1) >>> 0;
+    const cap = this.cfg.maxSynReceived;
+    const pendingFull = this.synPending.size >= cap;
+    const receivedFull = this.synReceived.size >= cap;
+    if (slots[i] !== check) {
+      slots[i] = check;
       this.stats.drop("tcp-handshake-limit");
+      this.stats.limit(pendingFull ? "tcp-syn-pending" : "tcp-syn-received");
+      return DROP;
+    }
+    slots[i] = 0;
+    if (pendingFull) {
+      this.evictHalfOpen(this.synPending);
       this.stats.limit("tcp-syn-pending");
-      return DROP;
     }
-    if (this.synReceived >= this.cfg.maxSynReceived) {
-      this.stats.drop("tcp-handshake-limit");
+    if (receivedFull) {
+      this.evictHalfOpen(this.synReceived);
       this.stats.limit("tcp-syn-received");
-      return DROP;
     }
-    if (!this.roomForConnection()) {
-      this.stats.drop("tcp-connection-limit");
-      return DROP;
-    }
-    return OPEN;
+    return this.roomForNewConnection();
+  }
+
+  /** OPEN when a new connection fits under cfg.maxConnections (roomForConnection), else DROP, counted. */
+  private roomForNewConnection(): Verdict {
+    if (this.roomForConnection()) return OPEN;
+    this.stats.drop("tcp-connection-limit");
+    return DROP;
   }
 
   /**
@@ -267,9 +315,27 @@ export class TcpLayer implements TcpOutput {
     return false;
   }
 
-  /** A passive open entered (+1) or left (-1) SYN-RECEIVED. */
-  synReceivedChanged(delta: number): void {
-    this.synReceived += delta;
+  /**
+   * Ends the oldest handshake of `set` to make room for a new one. Nothing
+   * is sent: its source is most likely forged, and a real guest that is
+   * evicted hears a RST when its ACK arrives (or, still in SYN-PENDING, is
+   * answered when it sends its SYN again). The host side hears "timeout",
+   * as when the handshake's retries run out: it abandons the connect or
+   * resets the connection it made.
+   */
+  private evictHalfOpen(set: Set<TcpConnection>): void {
+    const oldest = set.values().next().value;
+    if (oldest !== undefined) oldest.terminate("timeout");
+  }
+
+  /**
+   * A passive open entered (+1) or left (-1) SYN-RECEIVED. (The handshakes
+   * waiting for the host when the places filled may all be accepted: at
+   * most 2 * maxSynReceived - 1 are SYN-RECEIVED.)
+   */
+  synReceivedChanged(conn: TcpConnection, delta: 1 | -1): void {
+    if (delta > 0) this.synReceived.add(conn);
+    else this.synReceived.delete(conn);
   }
 
   /**
@@ -277,7 +343,7 @@ export class TcpLayer implements TcpOutput {
    * SYN-ACKs are retried less (timers.ts, SYNACK_TRIES_UNDER_PRESSURE).
    */
   get synReceivedPressure(): boolean {
-    return this.synReceived > this.cfg.maxSynReceived / 2;
+    return this.synReceived.size > this.cfg.maxSynReceived / 2;
   }
 
   /** A segment to its connection; a throw there (a bug, ours or the host's) ends only that connection. */
@@ -293,7 +359,7 @@ export class TcpLayer implements TcpOutput {
     conn.tsOffset = this.secret.tcpTsOffset(conn);
     conn.initFromSyn(seg, this.secret.tcpIsn(conn, now), now);
     this.table.insert(conn);
-    this.pendingHandshakes++;
+    this.synPending.add(conn);
     try {
       this.events.tcpConnectRequest(conn);
     } catch (e) {
@@ -321,8 +387,8 @@ export class TcpLayer implements TcpOutput {
   }
 
   /** A connection left SYN-PENDING (accepted, refused or gone). */
-  handshakeDone(): void {
-    this.pendingHandshakes--;
+  handshakeDone(conn: TcpConnection): void {
+    this.synPending.delete(conn);
   }
 
   /** Host connect() refused: RST the guest's SYN (it sees ECONNREFUSED at once). */

@@ -31,9 +31,9 @@ export interface TcpOutput {
   /** The connection entered TIME-WAIT (the layer bounds how many stay there). */
   enteredTimeWait(conn: TcpConnection): void;
   /** A passive open left SYN-PENDING. */
-  handshakeDone(): void;
+  handshakeDone(conn: TcpConnection): void;
   /** A passive open entered (+1) or left (-1) SYN-RECEIVED. */
-  synReceivedChanged(delta: number): void;
+  synReceivedChanged(conn: TcpConnection, delta: 1 | -1): void;
   /** So many connections are SYN-RECEIVED that SYN-ACKs are retried less. */
   readonly synReceivedPressure: boolean;
 

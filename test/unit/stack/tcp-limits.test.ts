@@ -3,7 +3,8 @@
 // storage (send, receive and out-of-order together). Virtual clock.
 import { describe, expect, test } from "bun:test";
 import { Harness, Guest, SYN, ACK } from "../../support/tcp-harness.ts";
-import { AppConn, EnginePair, type TraceEntry } from "../../support/engine-pair.ts";
+import { A_V4, AppConn, EnginePair, type TraceEntry } from "../../support/engine-pair.ts";
+import { inetChecksum, ipv4Packet } from "../../support/frames.ts";
 import { TcpState, type TcpConnection } from "../../../src/stack/tcp/connection.ts";
 import { MIN_CONN_BYTES } from "../../../src/stack/tcp/budget.ts";
 
@@ -13,6 +14,107 @@ function storage(conns: Iterable<TcpConnection>): number {
   for (const c of conns) n += c.sendBuf.capacity + c.rcvBuf.capacity + c.ooo.bytes;
   return n;
 }
+
+/** A SYN to A's port 80 from 198.18.0.0/15, an address nobody on the link owns (as a SYN flood forges them). */
+function forgedSyn(i: number): Uint8Array {
+  const src = Uint8Array.of(198, 18 + ((i >> 16) & 1), (i >> 8) & 255, i & 255);
+  const dst = Uint8Array.of(A_V4 >>> 24, (A_V4 >>> 16) & 255, (A_V4 >>> 8) & 255, A_V4 & 255);
+  const tcp = new Uint8Array(20);
+  const v = new DataView(tcp.buffer);
+  v.setUint16(0, 1024 + (i % 60000));
+  v.setUint16(2, 80);
+  v.setUint32(4, (i * 2654435761) >>> 0);
+  tcp[12] = 5 << 4;
+  tcp[13] = SYN;
+  v.setUint16(14, 65535);
+  const pseudo = new Uint8Array(12 + 20);
+  pseudo.set(src, 0);
+  pseudo.set(dst, 4);
+  pseudo[9] = 6;
+  pseudo[11] = 20;
+  pseudo.set(tcp, 12);
+  v.setUint16(16, inetChecksum(pseudo));
+  return ipv4Packet({ src, dst, protocol: 6, id: i & 0xffff, payload: tcp });
+}
+
+/**
+ * Forged SYNs `from`..`from`+n-1 onto the link toward A. What A sends to
+ * the forged sources is lost (B's engine would answer anything, as ours
+ * does, so it must not see them).
+ */
+function flood(pair: EnginePair, from: number, n: number): void {
+  pair.ab.filter = (p) => p === null || !p.dst.startsWith("198.18.");
+  for (let i = from; i < from + n; i++) {
+    const f = forgedSyn(i);
+    pair.ba.transmit(f, 0, f.length, null);
+  }
+}
+
+function inState(pair: EnginePair, state: TcpState): number {
+  let n = 0;
+  for (const c of pair.a.tcp.connections()) if (c.state === state) n++;
+  return n;
+}
+
+describe("a full half-open table does not lock out new connections", () => {
+  test("every SYN-RECEIVED place taken by a forged handshake: the guest's retransmitted SYN evicts the oldest, gets its SYN-ACK and completes", () => {
+    const pair = new EnginePair({ tcpA: { maxSynReceived: 8 } });
+    flood(pair, 0, 8);
+    pair.advance(5);
+    expect(inState(pair, TcpState.SynReceived)).toBe(8);
+    const oldest = pair.a.apps[0]!;
+    // The guest's first SYN is refused like a forged one (it is not known
+    // to be live yet); the one it sends again after its 1 s timeout is admitted.
+    const g = pair.connect("B", 80);
+    pair.advance(500);
+    expect(g.established).toBe(false);
+    expect(pair.a.stats.limitCount("tcp-syn-received")).toBe(1);
+    pair.advance(600);
+    expect(g.established).toBe(true);
+    expect(pair.a.lastApp.established).toBe(true);
+    expect(oldest.closed).toBe("timeout");
+    expect(pair.a.apps.slice(1, 8).every((a) => a.closed === null)).toBe(true);
+    expect(inState(pair, TcpState.SynReceived)).toBe(7);
+    expect(pair.a.stats.limitCount("tcp-syn-received")).toBe(2);
+    // The flood goes on, 100 SYNs in one batch. With one SYN-RECEIVED
+    // place free, the first 8 fill the places waiting for the host (all
+    // accepted later: at most 2 * 8 - 1 SYN-RECEIVED); the other 92, each
+    // sent once, are refused, start no host connect and evict nothing.
+    const server = pair.a.lastApp;
+    flood(pair, 8, 100);
+    pair.advance(5);
+    expect(pair.a.requests.length).toBe(9 + 8);
+    expect(pair.a.stats.limitCount("tcp-syn-pending")).toBe(92);
+    expect(pair.a.stats.limitCount("tcp-syn-received")).toBe(2);
+    expect(inState(pair, TcpState.SynReceived)).toBe(7 + 8);
+    expect(pair.a.apps.slice(1, 8).every((a) => a.closed === null)).toBe(true);
+    expect(server.conn.state).toBe(TcpState.Established);
+    g.send("after the flood");
+    pair.advance(20);
+    expect(server.text()).toBe("after the flood");
+  });
+
+  test("every place waiting for the host connect taken: the guest's retransmitted SYN abandons the oldest connect and is answered once its own connect succeeds", () => {
+    const pair = new EnginePair({ tcpA: { maxSynReceived: 4 } });
+    // Host connects that hang (a destination that drops SYNs).
+    pair.a.acceptDelayMs = 60_000;
+    flood(pair, 0, 4);
+    pair.advance(5);
+    expect(inState(pair, TcpState.SynPending)).toBe(4);
+    const oldest = pair.a.apps[0]!;
+    pair.a.acceptDelayMs = 0;
+    const g = pair.connect("B", 80);
+    pair.advance(500);
+    expect(g.established).toBe(false);
+    expect(pair.a.stats.limitCount("tcp-syn-pending")).toBe(1);
+    pair.advance(600);
+    expect(g.established).toBe(true);
+    // The host side heard the abandoned handshake end (it closes its connecting socket).
+    expect(oldest.closed).toBe("timeout");
+    expect(inState(pair, TcpState.SynPending)).toBe(3);
+    expect(pair.a.stats.limitCount("tcp-syn-pending")).toBe(2);
+  });
+});
 
 describe("SYN-RECEIVED and pending handshakes", () => {
   test("a SYN flood beyond maxSynReceived SYN-RECEIVED connections is dropped and counted; the half-open ones give up early", () => {
