@@ -12,8 +12,12 @@ import { HIDDEN_COMMAND } from "./ns/args.ts";
 import type { DeviceCaps, FrameReceiver, FrameSink } from "./stack/device.ts";
 import type { FaultInjector } from "./link/fault.ts";
 import type { PcapWriter } from "./link/pcap.ts";
-import type { GuestDns6 } from "./stack/services/guest-dns.ts";
-import { ipFromV4, ipFromV6, ipv4FromText, ipv6FromText } from "./wire/addr.ts";
+import type { FdDevice } from "./link/fd-device.ts";
+import type { StackRuntime } from "./host/runtime.ts";
+import type { Host } from "./host/host.ts";
+import type { Reactor } from "./io/reactor.ts";
+import type { StackConfig } from "./stack/stack.ts";
+import { ipFromV4, ipFromV6, ipv4FromText, ipv6FromText, type IP } from "./wire/addr.ts";
 import { parseMac } from "./wire/ethernet.ts";
 
 declare const BUILD_VERSION: string;
@@ -25,18 +29,20 @@ const GATEWAY_V6 = ipv6FromText("fd00::2")!;
 const GUEST_V4 = ipv4FromText("10.0.2.100")!;
 const MAC = parseMac("70:71:aa:4b:29:aa")!;
 
-/** Exit codes (docs/compatibility.md, Exit codes; Go's os.Exit(-n) is 256-n). */
+/**
+ * Exit codes (docs/compatibility.md, Exit codes; Go's os.Exit(-n) is
+ * 256-n). The device's failures exit with DeviceError's code (253,
+ * src/ns/errors.ts); upstream's 248 (creating the NIC) has no step here.
+ */
 export const Exit = {
   Ok: 0,
   Usage: 2,
   RemoteBind: 246,
   LocalListen: 247,
-  CreateNic: 248,
   PcapSniff: 249,
   PcapOpen: 250,
   LinkEndpoint: 251,
   FdAndNetns: 252,
-  TunOpen: 253,
   Metrics: 254,
 } as const;
 
@@ -90,6 +96,210 @@ function lazySystemResolver(): Resolver {
   };
 }
 
+/**
+ * 3. Flags (values are checked, some resolved, while parsing). Start-up
+ * loads only the flag parser until the flags are known: -h, -version and a
+ * flag error exit from here without the runtime settings' re-exec
+ * (src/runtime-env.ts) and without loading the stack. The process that
+ * will re-execute defers resolving names to the process after it, so that
+ * no name is resolved twice.
+ */
+async function readFlags(args: string[], argv0: string): Promise<{ parsed: Extract<ParseOutcome, { kind: "run" }>; resolver: Resolver }> {
+  const runtimeEnv = await import("./runtime-env.ts");
+  let needsDns = false;
+  const deferDns: Resolver = {
+    lookupHost: () => {
+      needsDns = true;
+      throw new Error("resolved after the re-exec");
+    },
+    resolveLabel: () => {
+      needsDns = true;
+      throw new Error("resolved after the re-exec");
+    },
+  };
+  const resolver = lazySystemResolver();
+  let outcome = await parseCommandLine(args, argv0, { resolver: runtimeEnv.willReexec() ? deferDns : resolver });
+  if (!needsDns) await exitEarly(outcome);
+  await runtimeEnv.ensureRuntimeEnv();
+  // Still here with names to resolve: the re-exec failed, this process is the stack.
+  if (needsDns) outcome = await parseCommandLine(args, argv0, { resolver });
+  return { parsed: await exitEarly(outcome), resolver };
+}
+
+/**
+ * Run mode (neither -netns nor -fd) changes some defaults: routing, DNS and
+ * DHCP on (a dev shell wants the internet), per-flow lines off (they would
+ * land in the middle of the user's shell).
+ */
+function runModeDefaults(c: Config): Config {
+  return {
+    ...c,
+    enableRouting: c.enableRoutingSet ? c.enableRouting : true,
+    enableDns: c.enableDnsSet ? c.enableDns : true,
+    icmp: c.icmpSet ? c.icmp : "forward",
+    ra: c.raSet ? c.ra : true,
+    dhcp: c.dhcpSet ? c.dhcp : true,
+    quiet: c.quietSet ? c.quiet : true,
+  };
+}
+
+/** The device, what it can do, and in run mode the session that holds the guest's namespace and command. */
+interface OpenedDevice {
+  fd: number;
+  caps: DeviceCaps;
+  /** Frames carry a virtio_net_hdr (the tap's offloads are on). */
+  vnetHdr: boolean;
+  session: RunModeSession | null;
+}
+
+/**
+ * 9. The device, one of three ways: -fd (a unix datagram socket or a
+ * character device handed to us), attach (-netns: a tap or tun opened in
+ * that namespace) or run mode (a new namespace around `command`); then what
+ * it offloads. A failure prints its lines and exits with its code.
+ */
+async function openDevice(cfg: Config, runMode: boolean, command: string[], log: Logger): Promise<OpenedDevice> {
+  const [{ setNonBlocking, setCloseOnExec }, { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 }, { acquireDevice, startRunMode, DeviceError }, { isFrameFd }] = await Promise.all([
+    import("../ffi/sys.ts"),
+    import("../ffi/tun.ts"),
+    import("./ns/index.ts"),
+    import("./link/fd-device.ts"),
+  ]);
+  if (cfg.fd >= 0) {
+    if (cfg.netns !== "") die(log, Exit.FdAndNetns, "Please specify either -fd or -netns");
+    if (!isFrameFd(cfg.fd)) die(log, Exit.LinkEndpoint, `[!] Failed to create linkEP: bad file descriptor`);
+    setNonBlocking(cfg.fd);
+    setCloseOnExec(cfg.fd);
+    return { fd: cfg.fd, caps: { medium: "ethernet", mtu: cfg.mtu || 1500, txChecksumOffload: false, txTcpSegmentation: false }, vnetHdr: false, session: null };
+  }
+  const offloads = cfg.disableOffload ? 0 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
+  let dev: TunAttachment;
+  let session: RunModeSession | null = null;
+  try {
+    if (runMode) {
+      const [{ DNS_V4, DNS_V6 }, { tmpdir }] = await Promise.all([import("./host/dns-forwarder.ts"), import("node:os")]);
+      session = await startRunMode({
+        command,
+        ifname: cfg.ifname,
+        offloads,
+        ...(cfg.mtu > 0 ? { mtu: cfg.mtu } : {}),
+        resolvConf: cfg.enableDns ? writeGuestResolvConf(process.env.XDG_RUNTIME_DIR ?? tmpdir(), [DNS_V4, DNS_V6]) : null,
+      });
+      dev = session.device;
+    } else {
+      log.err(`[.] Joininig netns ${cfg.netns}`);
+      dev = await acquireDevice({ netns: cfg.netns, ifname: cfg.ifname, offloads, onOpening: () => log.err(`[.] Opening tun interface ${cfg.ifname}`) });
+    }
+  } catch (e) {
+    if (e instanceof DeviceError) die(log, e.exitCode, ...e.lines());
+    throw e;
+  }
+  setNonBlocking(dev.fd);
+  return {
+    fd: dev.fd,
+    caps: {
+      medium: dev.kind === "tap" ? "ethernet" : "ip",
+      mtu: dev.mtu,
+      txChecksumOffload: (dev.offloads & TUN_F_CSUM) !== 0,
+      txTcpSegmentation: (dev.offloads & (TUN_F_TSO4 | TUN_F_TSO6)) === (TUN_F_TSO4 | TUN_F_TSO6),
+    },
+    vnetHdr: dev.vnetHdr,
+    session,
+  };
+}
+
+/**
+ * 15, and a test hook: what sits between the device and the engine.
+ * Transmitted frames go engine -> faults -> pcap -> device, received ones
+ * device -> pcap -> faults -> engine. The pcap writer captures what the
+ * wire carries; SLIRPNETSTACK_FAULTS="loss=0.05,reorder=0.05,dup=0.02,seed=7"
+ * puts the fault injector (src/link/fault.ts) in, both directions.
+ */
+async function linkMiddleware(cfg: Config, log: Logger, device: FdDevice, caps: DeviceCaps, runtime: StackRuntime): Promise<{ sink: FrameSink; receiver: FrameReceiver }> {
+  let sink: FrameSink = device;
+  let receiver: FrameReceiver = runtime;
+  let pcap: PcapWriter | null = null;
+  if (cfg.pcap !== "") {
+    const { startPcap, PcapError } = await import("./link/pcap.ts");
+    try {
+      pcap = startPcap(cfg.pcap, device, caps.medium, caps.mtu);
+    } catch (e) {
+      if (!(e instanceof PcapError)) throw e;
+      if (e.step === "open") die(log, Exit.PcapOpen, `[!] Failed to open PCAP file: ${e.message}`);
+      die(log, Exit.PcapSniff, `[!]Failed to sniff linkEP: ${e.message}`);
+    }
+    sink = pcap;
+  }
+  const faultSpec = process.env.SLIRPNETSTACK_FAULTS;
+  if (faultSpec) {
+    const { injectFaults } = await import("./link/fault.ts");
+    let faults: FaultInjector;
+    try {
+      faults = injectFaults(faultSpec, sink, receiver, caps.medium, () => runtime.now());
+    } catch (e) {
+      die(log, Exit.Usage, `[!] SLIRPNETSTACK_FAULTS: ${(e as Error).message}`);
+    }
+    receiver = faults;
+    sink = faults;
+    runtime.addPollable(faults);
+  }
+  return { sink, receiver: pcap !== null ? pcap.wrap(receiver) : receiver };
+}
+
+/**
+ * The guest services the flags ask for. -ra: router advertisements and
+ * stateless DHCPv6 tell the guest the same DNS servers and search list.
+ * -dhcp (on by default in run mode); test hook: SLIRPNETSTACK_DHCP_LEASE_S
+ * shortens the lease so that renewals happen within a test. `allowsDns`
+ * says whether the routing policy lets the guest reach a DNS server.
+ */
+async function guestServices(cfg: Config, allowsDns: (ip: IP, port: number) => boolean): Promise<Pick<StackConfig, "ra" | "dhcp6" | "dhcp4">> {
+  const services: Pick<StackConfig, "ra" | "dhcp6" | "dhcp4"> = {};
+  if (cfg.ra) {
+    const [{ HostDns6 }, { ResolvConf }] = await Promise.all([import("./host/guest-dns6.ts"), import("./host/resolv-conf.ts")]);
+    const info = new HostDns6(new ResolvConf(), cfg.enableDns, allowsDns);
+    const dns = (now: number) => info.get(now);
+    services.ra = { dns, random: uniformRandom };
+    services.dhcp6 = { dns };
+  }
+  if (cfg.dhcp) {
+    services.dhcp4 = (await import("./host/dhcp4-info.ts")).dhcp4Config(GUEST_V4, cfg.enableDns, allowsDns, Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined);
+  }
+  return services;
+}
+
+/**
+ * 19. One way out, whatever ends us: no new flows, data in flight gets
+ * -exit-grace to drain, then what did not finish is reset toward both
+ * peers (a cut stream must never look complete) and reported. `cutNow`
+ * ends the drain at once (a second signal).
+ */
+function exitDrain(p: { host: Host; runtime: StackRuntime; device: FdDevice; reactor: Reactor; log: Logger; pid: number; graceMs: number }): {
+  shutdown: (status: number, guestLeaving: boolean) => Promise<never>;
+  cutNow: () => void;
+} {
+  let drainUntil = Infinity;
+  const shutdown = async (status: number, guestLeaving: boolean): Promise<never> => {
+    p.host.stopMetrics(p.pid);
+    p.host.beginDrain();
+    drainUntil = performance.now() + p.graceMs;
+    while (performance.now() < drainUntil && p.host.drainPending(guestLeaving) > 0) await Bun.sleep(DRAIN_CHECK_MS);
+    const cut = p.host.cutUnfinished();
+    if (cut > 0) p.log.err(`[!] #${p.pid} Exit cut ${cut} connection${cut === 1 ? "" : "s"} with data in flight (reset toward both peers)`);
+    p.host.stop();
+    p.runtime.stop();
+    p.device.stop();
+    p.reactor.stop();
+    process.exit(status);
+  };
+  return {
+    shutdown,
+    cutNow: () => {
+      drainUntil = 0;
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   // The binary re-executes itself inside other namespaces as a hidden
@@ -109,51 +319,23 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
-  // 3. Flags (values are checked, some resolved, while parsing). Start-up
-  // loads only the flag parser until the flags are known: -h, -version
-  // and a flag error exit from here without the runtime settings' re-exec
-  // (src/runtime-env.ts) and without loading the stack. The process that
-  // will re-execute defers resolving names to the process after it, so
-  // that no name is resolved twice.
-  const runtimeEnv = await import("./runtime-env.ts");
-  let needsDns = false;
-  const deferDns: Resolver = {
-    lookupHost: () => {
-      needsDns = true;
-      throw new Error("resolved after the re-exec");
-    },
-    resolveLabel: () => {
-      needsDns = true;
-      throw new Error("resolved after the re-exec");
-    },
-  };
-  const resolver = lazySystemResolver();
-  let outcome = await parseCommandLine(args, argv0, { resolver: runtimeEnv.willReexec() ? deferDns : resolver });
-  if (!needsDns) await exitEarly(outcome);
-  await runtimeEnv.ensureRuntimeEnv();
-  // Still here with names to resolve: the re-exec failed, this process is the stack.
-  if (needsDns) outcome = await parseCommandLine(args, argv0, { resolver });
-  const parsed = await exitEarly(outcome);
+  // 3, 4.
+  const { parsed, resolver } = await readFlags(args, argv0);
   const [
     { Logger },
     { StackRuntime },
     { Host },
     { LimitReporter },
     { FaultReporter },
-    { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH, setNonBlocking, setCloseOnExec },
-    { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 },
-    { acquireDevice, startRunMode, forwardRunModeSignals, DeviceError },
+    { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH },
+    { forwardRunModeSignals },
     { enableWasmChecksum },
-    { FdDevice, isFrameFd },
+    { FdDevice },
     { Reactor },
-    { PcapWriter, openPcapFile },
     { Stack },
     { Stats },
     { FlowSecret },
     { DEFAULT_TCP_CONFIG },
-    { FaultInjector, parseFaultSpec },
-    { DNS_V4, DNS_V6 },
-    { tmpdir },
   ] = await Promise.all([
     import("./host/log.ts"),
     import("./host/runtime.ts"),
@@ -161,40 +343,22 @@ async function main(): Promise<void> {
     import("./host/limits.ts"),
     import("./host/faults.ts"),
     import("../ffi/sys.ts"),
-    import("../ffi/tun.ts"),
     import("./ns/index.ts"),
     import("./wire/checksum-wasm.ts"),
     import("./link/fd-device.ts"),
     import("./io/reactor.ts"),
-    import("./link/pcap.ts"),
     import("./stack/stack.ts"),
     import("./stack/stats.ts"),
     import("./stack/secret.ts"),
     import("./stack/tcp/connection.ts"),
-    import("./link/fault.ts"),
-    import("./host/dns-forwarder.ts"),
-    import("node:os"),
   ]);
   const pid = process.pid;
 
   // 2.
   raiseNoFileLimit();
 
-  // Run mode: neither -netns nor -fd. Routing, DNS and DHCP default to on there
-  // (a dev shell wants the internet), and per-flow lines to off (they
-  // would land in the middle of the user's shell).
   const runMode = parsed.config.fd < 0 && parsed.config.netns === "";
-  const cfg: Config = runMode
-    ? {
-        ...parsed.config,
-        enableRouting: parsed.config.enableRoutingSet ? parsed.config.enableRouting : true,
-        enableDns: parsed.config.enableDnsSet ? parsed.config.enableDns : true,
-        icmp: parsed.config.icmpSet ? parsed.config.icmp : "forward",
-        ra: parsed.config.raSet ? parsed.config.ra : true,
-        dhcp: parsed.config.dhcpSet ? parsed.config.dhcp : true,
-        quiet: parsed.config.quietSet ? parsed.config.quiet : true,
-      }
-    : parsed.config;
+  const cfg = runMode ? runModeDefaults(parsed.config) : parsed.config;
   // Run mode is invisible, like unshare: only the command's own output and
   // our errors reach the terminal, unless -quiet=false asks for the lines.
   const log = new Logger(cfg.quiet, { silent: runMode && cfg.quiet });
@@ -222,106 +386,16 @@ async function main(): Promise<void> {
   host.startRoutes();
   host.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
 
-  // 9. The device.
-  const offloads = cfg.disableOffload ? 0 : TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6;
-  let caps: DeviceCaps;
-  let fd: number;
-  let vnetHdr = false;
-  let session: RunModeSession | null = null;
-  if (cfg.fd >= 0) {
-    if (cfg.netns !== "") die(log, Exit.FdAndNetns, "Please specify either -fd or -netns");
-    if (!isFrameFd(cfg.fd)) die(log, Exit.LinkEndpoint, `[!] Failed to create linkEP: bad file descriptor`);
-    fd = cfg.fd;
-    setNonBlocking(fd);
-    setCloseOnExec(fd);
-    caps = { medium: "ethernet", mtu: cfg.mtu || 1500, txChecksumOffload: false, txTcpSegmentation: false };
-  } else {
-    let dev: TunAttachment;
-    try {
-      if (runMode) {
-        session = await startRunMode({
-          command: parsed.positional,
-          ifname: cfg.ifname,
-          offloads,
-          ...(cfg.mtu > 0 ? { mtu: cfg.mtu } : {}),
-          resolvConf: cfg.enableDns ? writeGuestResolvConf(process.env.XDG_RUNTIME_DIR ?? tmpdir(), [DNS_V4, DNS_V6]) : null,
-        });
-        dev = session.device;
-      } else {
-        log.err(`[.] Joininig netns ${cfg.netns}`);
-        dev = await acquireDevice({ netns: cfg.netns, ifname: cfg.ifname, offloads, onOpening: () => log.err(`[.] Opening tun interface ${cfg.ifname}`) });
-      }
-    } catch (e) {
-      if (e instanceof DeviceError) die(log, e.exitCode, ...e.lines());
-      throw e;
-    }
-    fd = dev.fd;
-    setNonBlocking(fd);
-    vnetHdr = dev.vnetHdr;
-    caps = {
-      medium: dev.kind === "tap" ? "ethernet" : "ip",
-      mtu: dev.mtu,
-      txChecksumOffload: (dev.offloads & TUN_F_CSUM) !== 0,
-      txTcpSegmentation: (dev.offloads & (TUN_F_TSO4 | TUN_F_TSO6)) === (TUN_F_TSO4 | TUN_F_TSO6),
-    };
-  }
+  // 9.
+  const { fd, caps, vnetHdr, session } = await openDevice(cfg, runMode, parsed.positional, log);
 
   // 10.
   if (cfg.exitWithParent) setParentDeathSignal(SIGTERM);
 
   // 14. The link endpoint (before 11-13 in code, but silent until started).
-  const device = new FdDevice({
-    fd,
-    caps,
-    vnetHdr,
-    stats,
-    onFailure: (error) => die(log, 1, `[!] Device read failed: ${error}`),
-    reactor,
-  });
-  let sink: FrameSink = device;
-  let receiver: FrameReceiver = runtime;
-
+  const device = new FdDevice({ fd, caps, vnetHdr, stats, onFailure: (error) => die(log, 1, `[!] Device read failed: ${error}`), reactor });
   // 15.
-  let pcap: PcapWriter | null = null;
-  if (cfg.pcap !== "") {
-    let pfd: number;
-    try {
-      pfd = openPcapFile(cfg.pcap);
-    } catch (e) {
-      die(log, Exit.PcapOpen, `[!] Failed to open PCAP file: ${goFsError(e, cfg.pcap)}`);
-    }
-    try {
-      pcap = new PcapWriter(pfd, device, caps.medium, caps.mtu);
-    } catch (e) {
-      die(log, Exit.PcapSniff, `[!]Failed to sniff linkEP: ${String((e as Error).message)}`);
-    }
-    sink = pcap;
-  }
-
-  // Test hook: SLIRPNETSTACK_FAULTS="loss=0.05,reorder=0.05,dup=0.02,seed=7"
-  // puts the fault injector (src/link/fault.ts) between the device and the
-  // engine, both directions.
-  const faultSpec = process.env.SLIRPNETSTACK_FAULTS;
-  if (faultSpec) {
-    let faults: FaultInjector;
-    try {
-      faults = new FaultInjector(parseFaultSpec(faultSpec), sink, caps.medium, () => runtime.now());
-    } catch (e) {
-      die(log, Exit.Usage, `[!] SLIRPNETSTACK_FAULTS: ${(e as Error).message}`);
-    }
-    receiver = faults.wrap(receiver);
-    sink = faults;
-    runtime.addPollable(faults);
-  }
-
-  // IPv6 self-configuration (-ra): router advertisements and stateless
-  // DHCPv6 tell the guest the same DNS servers and search list.
-  let dns6: ((now: number) => GuestDns6) | null = null;
-  if (cfg.ra) {
-    const [{ HostDns6 }, { ResolvConf }] = await Promise.all([import("./host/guest-dns6.ts"), import("./host/resolv-conf.ts")]);
-    const info = new HostDns6(new ResolvConf(), cfg.enableDns, (ip, port) => host.allowsGuestUdp(ip, port));
-    dns6 = (now) => info.get(now);
-  }
+  const { sink, receiver } = await linkMiddleware(cfg, log, device, caps, runtime);
 
   // 11. The stack and the handlers for new guest flows.
   const stack = new Stack(caps, sink, host, stats, {
@@ -334,14 +408,7 @@ async function main(): Promise<void> {
     // CSPRNG.
     secret: new FlowSecret(crypto.getRandomValues(new Uint8Array(16))),
     maxNeighbors: cfg.maxNeighbors,
-    ...(dns6 !== null ? { ra: { dns: dns6, random: uniformRandom }, dhcp6: { dns: dns6 } } : {}),
-    // -dhcp (on by default in run mode). Test hook: SLIRPNETSTACK_DHCP_LEASE_S
-    // shortens the lease so that renewals happen within a test.
-    ...(cfg.dhcp
-      ? {
-          dhcp4: (await import("./host/dhcp4-info.ts")).dhcp4Config(GUEST_V4, cfg.enableDns, (ip, port) => host.allowsGuestUdp(ip, port), Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined),
-        }
-      : {}),
+    ...(await guestServices(cfg, (ip, port) => host.allowsGuestUdp(ip, port))),
     // Test hook: the 125 s UDP idle timeout, shortened.
     ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
   });
@@ -356,7 +423,7 @@ async function main(): Promise<void> {
   // first record is always this 28-byte request (docs/compatibility.md,
   // Packet capture).
   stack.primeArp(GUEST_V4);
-  device.start(pcap !== null ? pcap.wrap(receiver) : receiver);
+  device.start(receiver);
   // A first poll now rather than at the first frame: the first router
   // advertisement goes out at start (RFC 4861 §6.2.4).
   runtime.afterActivity();
@@ -373,23 +440,8 @@ async function main(): Promise<void> {
   killPid(getppid(), SIGWINCH);
   supervisorFds(cfg, () => closing?.());
 
-  // 19. One way out, whatever ends us: no new flows, data in flight gets
-  // -exit-grace to drain, then what did not finish is reset toward both
-  // peers (a cut stream must never look complete) and reported.
-  let drainUntil = Infinity;
-  const shutdown = async (status: number, guestLeaving: boolean): Promise<never> => {
-    host.stopMetrics(pid);
-    host.beginDrain();
-    drainUntil = performance.now() + cfg.exitGraceMs;
-    while (performance.now() < drainUntil && host.drainPending(guestLeaving) > 0) await Bun.sleep(DRAIN_CHECK_MS);
-    const cut = host.cutUnfinished();
-    if (cut > 0) log.err(`[!] #${pid} Exit cut ${cut} connection${cut === 1 ? "" : "s"} with data in flight (reset toward both peers)`);
-    host.stop();
-    runtime.stop();
-    device.stop();
-    reactor.stop();
-    process.exit(status);
-  };
+  // 19.
+  const { shutdown, cutNow } = exitDrain({ host, runtime, device, reactor, log, pid, graceMs: cfg.exitGraceMs });
 
   if (session !== null) {
     // Run mode: the terminal's Ctrl-C belongs to the command (same process
@@ -409,9 +461,7 @@ async function main(): Promise<void> {
 
   closing = () => {
     // A second signal while draining: cut now.
-    closing = () => {
-      drainUntil = 0;
-    };
+    closing = cutNow;
     log.status(`[-] #${pid} Slirpnetstack closing`);
     void shutdown(Exit.Ok, false);
   };
@@ -448,20 +498,6 @@ function supervisorFds(cfg: Config, exit: () => void): void {
     // A threadpool read: it returns on data or EOF, and that is the signal.
     read(cfg.exitFd, Buffer.alloc(1), 0, 1, null, () => exit());
   }
-}
-
-/** Go's *PathError text: "open PATH: permission denied". */
-function goFsError(e: unknown, path: string): string {
-  const err = e as NodeJS.ErrnoException;
-  const text: Record<string, string> = {
-    ENOENT: "no such file or directory",
-    EACCES: "permission denied",
-    EISDIR: "is a directory",
-    EROFS: "read-only file system",
-    ENOTDIR: "not a directory",
-    ELOOP: "too many levels of symbolic links",
-  };
-  return `open ${path}: ${(err.code && text[err.code]) ?? err.message}`;
 }
 
 main().catch((e) => {

@@ -141,6 +141,18 @@ class Lane {
   scratch = new Uint8Array(TX_HEADROOM + 2048);
 }
 
+/**
+ * The SLIRPNETSTACK_FAULTS test hook ("loss=0.05,reorder=0.05,dup=0.02,seed=7"):
+ * an injector in front of `sink` that hands received frames on to
+ * `receiver`, so it sits between the device and the engine both ways.
+ * Throws parseFaultSpec's error on a bad spec.
+ */
+export function injectFaults(spec: string, sink: FrameSink, receiver: FrameReceiver, medium: Medium, clock: () => number): FaultInjector {
+  const injector = new FaultInjector(parseFaultSpec(spec), sink, medium, clock);
+  injector.wrap(receiver);
+  return injector;
+}
+
 export class FaultInjector implements FrameSink, FrameReceiver {
   readonly counters = new FaultCounters();
   private readonly rng: Mulberry32;

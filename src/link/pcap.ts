@@ -17,8 +17,50 @@ const ETH_HEADER = 14;
  * the path is refused (O_NOFOLLOW: a planted link cannot redirect the
  * write), and the fd does not leak into run mode's command (O_CLOEXEC).
  */
-export function openPcapFile(path: string): number {
+function openPcapFile(path: string): number {
   return openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW | O_CLOEXEC, 0o600);
+}
+
+/** Why -pcap could not start: the file could not be opened, or its header not written ("sniff", upstream's word). */
+export class PcapError extends Error {
+  constructor(
+    readonly step: "open" | "sniff",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * -pcap PATH: opens the file and puts a writer in front of `device`
+ * (startup step 15). Throws a PcapError whose message is upstream's text.
+ */
+export function startPcap(path: string, device: FrameSink, medium: Medium, snaplen: number): PcapWriter {
+  let fd: number;
+  try {
+    fd = openPcapFile(path);
+  } catch (e) {
+    throw new PcapError("open", goFsError(e, path));
+  }
+  try {
+    return new PcapWriter(fd, device, medium, snaplen);
+  } catch (e) {
+    throw new PcapError("sniff", String((e as Error).message));
+  }
+}
+
+/** Go's *PathError text: "open PATH: permission denied". */
+function goFsError(e: unknown, path: string): string {
+  const err = e as NodeJS.ErrnoException;
+  const text: Record<string, string> = {
+    ENOENT: "no such file or directory",
+    EACCES: "permission denied",
+    EISDIR: "is a directory",
+    EROFS: "read-only file system",
+    ENOTDIR: "not a directory",
+    ELOOP: "too many levels of symbolic links",
+  };
+  return `open ${path}: ${(err.code && text[err.code]) ?? err.message}`;
 }
 
 export class PcapWriter implements FrameSink, FrameReceiver {
