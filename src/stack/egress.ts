@@ -14,7 +14,7 @@
 // it, then sendV4/sendV6. Nothing may be built concurrently: a frame is
 // finished and handed to the device before the next one starts.
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6 } from "../wire/ethernet.ts";
-import { IPPROTO_UDP, IPV4_HEADER_LEN } from "../wire/ipv4.ts";
+import { IPPROTO_FRAGMENT, IPPROTO_ICMPV6, IPPROTO_UDP, IPV4_HEADER_LEN } from "../wire/ipv4.ts";
 import { IPV6_HEADER_LEN, ipv6MulticastMac, solicitedNodeMulticast } from "../wire/ipv6.ts";
 import { finish, fold, pseudoHeaderV4, pseudoHeaderV6, sum16 } from "../wire/checksum.ts";
 import { allocChecksumBuffer } from "../wire/checksum-wasm.ts";
@@ -25,8 +25,6 @@ import { Neighbors, type QueuedFrame } from "./neighbors.ts";
 import type { Stats } from "./stats.ts";
 
 const ETH_LEN = 14;
-const IPPROTO_FRAGMENT = 44;
-const IPPROTO_ICMPV6 = 58;
 export const DEFAULT_TTL = 64;
 
 export class Egress {

@@ -26,30 +26,26 @@ import { writeU32 } from "./bytes.ts";
 import { WireError } from "./errors.ts";
 import { View } from "./view.ts";
 
-/** IANA protocol numbers ("Assigned Internet Protocol Numbers"), shared with IPv6 next-header values. */
-export const IpProto = {
-  /** IPv6 Hop-by-Hop Options (RFC 8200 §4.3). */
-  HopByHop: 0,
-  Icmp: 1,
-  Tcp: 6,
-  Udp: 17,
-  /** IPv6 Routing header (RFC 8200 §4.4). */
-  Ipv6Route: 43,
-  /** IPv6 Fragment header (RFC 8200 §4.5). */
-  Ipv6Frag: 44,
-  Esp: 50,
-  Ah: 51,
-  Icmpv6: 58,
-  /** IPv6 "No Next Header" (RFC 8200 §4.7). */
-  Ipv6NoNext: 59,
-  /** IPv6 Destination Options (RFC 8200 §4.6). */
-  Ipv6Opts: 60,
-} as const;
-
+/**
+ * IANA protocol numbers ("Assigned Internet Protocol Numbers"), shared with
+ * IPv6 next-header values; the names are Linux's <netinet/in.h>.
+ */
+/** IPv6 Hop-by-Hop Options (RFC 8200 §4.3). */
+export const IPPROTO_HOPOPTS = 0;
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
+/** IPv6 Routing header (RFC 8200 §4.4). */
+export const IPPROTO_ROUTING = 43;
+/** IPv6 Fragment header (RFC 8200 §4.5). */
+export const IPPROTO_FRAGMENT = 44;
+export const IPPROTO_ESP = 50;
+export const IPPROTO_AH = 51;
 export const IPPROTO_ICMPV6 = 58;
+/** IPv6 "No Next Header" (RFC 8200 §4.7). */
+export const IPPROTO_NONE = 59;
+/** IPv6 Destination Options (RFC 8200 §4.6). */
+export const IPPROTO_DSTOPTS = 60;
 
 export const IPV4_HEADER_LEN = 20;
 /** Largest header: IHL is 4 bits, in 32-bit words. */

@@ -19,7 +19,7 @@
  * place; their text and records are src/wire/addr.ts.
  */
 import { WireError } from "./errors.ts";
-import { IpProto } from "./ipv4.ts";
+import { IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ROUTING } from "./ipv4.ts";
 import { View } from "./view.ts";
 
 export const IPV6_HEADER_LEN = 40;
@@ -55,7 +55,7 @@ export class Ipv6View extends View {
     if (len < IPV6_HEADER_LEN) return WireError.Truncated;
     if (buf[off] >>> 4 !== 6) return WireError.BadVersion;
     const pl = (buf[off + 4] << 8) | buf[off + 5];
-    if (pl === 0 && buf[off + 6] === IpProto.HopByHop) return WireError.Unsupported;
+    if (pl === 0 && buf[off + 6] === IPPROTO_HOPOPTS) return WireError.Unsupported;
     if (IPV6_HEADER_LEN + pl > len) return WireError.BadLength;
     this.len = IPV6_HEADER_LEN + pl;
     return WireError.Ok;
@@ -202,18 +202,18 @@ export function walkExtensions(v: Ipv6View, out: Ipv6ExtResult): WireError {
   let pos = v.off + IPV6_HEADER_LEN;
   let count = 0;
   for (;;) {
-    if (nh === IpProto.HopByHop || nh === IpProto.Ipv6Route || nh === IpProto.Ipv6Opts) {
-      if (nh === IpProto.HopByHop && count !== 0) return WireError.Malformed;
+    if (nh === IPPROTO_HOPOPTS || nh === IPPROTO_ROUTING || nh === IPPROTO_DSTOPTS) {
+      if (nh === IPPROTO_HOPOPTS && count !== 0) return WireError.Malformed;
       if (count >= IPV6_MAX_EXT_HEADERS) return WireError.TooManyExtensions;
       if (end - pos < 8) return WireError.Truncated;
       const hl = (buf[pos + 1] + 1) << 3;
       if (hl > end - pos) return WireError.Truncated;
-      if (nh === IpProto.Ipv6Route && out.routingOff < 0) out.routingOff = pos;
+      if (nh === IPPROTO_ROUTING && out.routingOff < 0) out.routingOff = pos;
       nhField = pos;
       nh = buf[pos];
       pos += hl;
       count++;
-    } else if (nh === IpProto.Ipv6Frag) {
+    } else if (nh === IPPROTO_FRAGMENT) {
       if (count >= IPV6_MAX_EXT_HEADERS) return WireError.TooManyExtensions;
       if (end - pos < 8) return WireError.Truncated;
       // Next Header(1) Reserved(1) FragOffset(13 bits) Res(2) M(1) Identification(4)

@@ -161,7 +161,7 @@ export function decodeFrame(buf: Uint8Array, off: number, len: number, medium: M
 }
 
 /** One line per packet, for failure messages. */
-export function describe(p: Packet): string {
+export function packetLine(p: Packet): string {
   if (p.proto !== "tcp") return `${p.proto} ${p.src}:${p.sport} > ${p.dst}:${p.dport} len ${p.payloadLen}`;
   const o = p.options;
   let opts = "";
@@ -828,7 +828,7 @@ export class EnginePair {
   traceTail(n = 30): string {
     return this.trace
       .slice(-n)
-      .map((t) => `${t.at.toFixed(3)} ${t.dir} ${t.p ? describe(t.p) : "?"}`)
+      .map((t) => `${t.at.toFixed(3)} ${t.dir} ${t.p ? packetLine(t.p) : "?"}`)
       .join("\n");
   }
 

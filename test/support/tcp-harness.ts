@@ -12,7 +12,7 @@ import type { UdpFlow } from "../../src/stack/udp.ts";
 import { Ipv4Repr, IPPROTO_TCP } from "../../src/wire/ipv4.ts";
 import { Ipv6Repr } from "../../src/wire/ipv6.ts";
 import { TcpRepr, TcpView, TcpOptions, TcpFlags } from "../../src/wire/tcp.ts";
-import { AppConn, ScriptedSecret, decodeFrame, describe, keyFromSeed, type Packet } from "./engine-pair.ts";
+import { AppConn, ScriptedSecret, decodeFrame, keyFromSeed, packetLine, type Packet } from "./engine-pair.ts";
 
 export const { FIN, SYN, RST, PSH, ACK } = TcpFlags;
 
@@ -234,14 +234,14 @@ export class Harness implements StackEvents, FrameSink {
   /** Exactly one packet since the last take(); returns it. */
   one(): Packet {
     const r = this.take();
-    if (r.length !== 1) throw new Error(`expected one packet, got ${r.length}:\n${r.map((x) => describe(x.p)).join("\n")}`);
+    if (r.length !== 1) throw new Error(`expected one packet, got ${r.length}:\n${r.map((x) => packetLine(x.p)).join("\n")}`);
     return r[0]!.p;
   }
 
   /** No packet since the last take(). */
   none(): void {
     const r = this.take();
-    if (r.length !== 0) throw new Error(`expected no packet, got ${r.length}:\n${r.map((x) => describe(x.p)).join("\n")}`);
+    if (r.length !== 0) throw new Error(`expected no packet, got ${r.length}:\n${r.map((x) => packetLine(x.p)).join("\n")}`);
   }
 }
 
@@ -311,7 +311,7 @@ export class Guest {
 
   /** Reads the stack's SYN-ACK (which must be the only packet out). */
   readSynAck(p: Packet = this.h.one()): Packet {
-    if ((p.flags & (SYN | ACK)) !== (SYN | ACK)) throw new Error(`not a SYN-ACK: ${describe(p)}`);
+    if ((p.flags & (SYN | ACK)) !== (SYN | ACK)) throw new Error(`not a SYN-ACK: ${packetLine(p)}`);
     this.synAck = p;
     this.serverIss = p.seq;
     this.ack = (p.seq + 1) >>> 0;

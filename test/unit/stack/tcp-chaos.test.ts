@@ -6,7 +6,7 @@
 // CHAOS_SEEDS=1-200 runs more seeds (a soak; the default three are the
 // regression set). CHAOS_TRACE=1 prints the packets of a failing flow.
 import { expect, test } from "bun:test";
-import { EnginePair, describe, type AppConn } from "../../support/engine-pair.ts";
+import { EnginePair, packetLine, type AppConn } from "../../support/engine-pair.ts";
 import { Mulberry32, parseFaultSpec } from "../../../src/link/fault.ts";
 
 const range = (process.env.CHAOS_SEEDS ?? "1-3").split("-").map(Number);
@@ -79,7 +79,7 @@ for (const seed of seeds) {
         const port = a.conn.localPort;
         console.log(`flow ${port}: A ${a.conn.stateName} ${a.log} recv ${a.received}/${toA}; B ${b.conn.stateName} ${b.log} recv ${b.received}/${toB}`);
         const lines = pair.trace.filter((t) => t.p && (t.p.sport === port || t.p.dport === port));
-        console.log(lines.slice(-40).map((t) => `${t.at.toFixed(1)} ${t.dir} ${describe(t.p!)}`).join("\n"));
+        console.log(lines.slice(-40).map((t) => `${t.at.toFixed(1)} ${t.dir} ${packetLine(t.p!)}`).join("\n"));
       }
       expect(a.closed).toBe("closed");
       expect(b.closed).toBe("closed");

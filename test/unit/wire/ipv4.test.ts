@@ -3,7 +3,6 @@ import { WireError } from "../../../src/wire/errors.ts";
 import {
   IPPROTO_ICMP,
   IPPROTO_UDP,
-  IpProto,
   Ipv4Repr,
   Ipv4View,
   ipv4IsBroadcastIn,
@@ -122,7 +121,7 @@ describe("Ipv4View", () => {
     const r = new Ipv4Repr({
       src: ip("10.0.2.2"),
       dst: ip("10.0.2.100"),
-      protocol: IpProto.Icmp,
+      protocol: IPPROTO_ICMP,
       payloadLen: 64,
       ttl: 64,
       ident: 0x5b0e,

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { formatMac } from "../../../src/wire/ethernet.ts";
 import { WireError } from "../../../src/wire/errors.ts";
-import { IpProto } from "../../../src/wire/ipv4.ts";
+import { IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_ESP, IPPROTO_HOPOPTS, IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_TCP } from "../../../src/wire/ipv4.ts";
 import {
   IPV6_ALL_NODES,
   IPV6_MAX_EXT_HEADERS,
@@ -43,7 +43,7 @@ describe("Ipv6View", () => {
     expect(v.flowLabel).toBe(0x2652c);
     expect(v.payloadLen).toBe(64);
     expect(v.len).toBe(104);
-    expect(v.nextHeader).toBe(IpProto.Icmpv6);
+    expect(v.nextHeader).toBe(IPPROTO_ICMPV6);
     expect(v.hopLimit).toBe(64);
     expect(ipv6Text(v.buf, v.srcOff)).toBe("fd00::100");
     expect(ipv6Text(v.buf, v.dstOff)).toBe("fd00::2");
@@ -81,7 +81,7 @@ describe("Ipv6View", () => {
     const r = new Ipv6Repr({
       src: A("fd00::2"),
       dst: A("fd00::100"),
-      nextHeader: IpProto.Icmpv6,
+      nextHeader: IPPROTO_ICMPV6,
       payloadLen: 64,
       hopLimit: 64,
       flowLabel: 0xb6450,
@@ -141,7 +141,7 @@ describe("walkExtensions", () => {
     expect(v.attach(MLD_HBH, 14, MLD_HBH.length - 14)).toBe(WireError.Ok);
     const r = new Ipv6ExtResult();
     expect(walkExtensions(v, r)).toBe(WireError.Ok);
-    expect(r.protocol).toBe(IpProto.Icmpv6);
+    expect(r.protocol).toBe(IPPROTO_ICMPV6);
     expect(r.offset).toBe(14 + 48);
     expect(r.nextHeaderFieldOff).toBe(14 + 40);
     expect(r.extCount).toBe(1);
@@ -163,7 +163,7 @@ describe("walkExtensions", () => {
     expect(r.fragHeaderOff).toBe(54);
     expect(r.fragmentableOff).toBe(62);
     expect(r.fragPrevNextHeaderOff).toBe(14 + 6);
-    expect(r.protocol).toBe(IpProto.Icmpv6);
+    expect(r.protocol).toBe(IPPROTO_ICMPV6);
     expect(r.offset).toBe(62);
     expect(r.extCount).toBe(1);
 
@@ -185,7 +185,7 @@ describe("walkExtensions", () => {
       2c 00 01 04 00000000
       3a 00 0001 14293af7
       80003938 14ca0001`);
-    const b = v6(IpProto.HopByHop, body);
+    const b = v6(IPPROTO_HOPOPTS, body);
     const v = new Ipv6View();
     const r = new Ipv6ExtResult();
     expect(v.attach(b, 0, b.length)).toBe(WireError.Ok);
@@ -207,20 +207,20 @@ describe("walkExtensions", () => {
       3c 01 00 03 00000000 0000000000000000
       06 00 0104 00000000
       0000000000000000000000005000000000000000`);
-    const b = v6(IpProto.Ipv6Opts, body);
+    const b = v6(IPPROTO_DSTOPTS, body);
     const v = new Ipv6View();
     const r = new Ipv6ExtResult();
     expect(v.attach(b, 0, b.length)).toBe(WireError.Ok);
     expect(walkExtensions(v, r)).toBe(WireError.Ok);
     expect(r.extCount).toBe(3);
     expect(r.routingOff).toBe(48);
-    expect(r.protocol).toBe(IpProto.Tcp);
+    expect(r.protocol).toBe(IPPROTO_TCP);
     expect(r.offset).toBe(40 + 8 + 16 + 8);
   });
 
   test("ESP, AH and No Next Header end the walk", () => {
-    for (const p of [IpProto.Esp, IpProto.Ah, IpProto.Ipv6NoNext]) {
-      const b = v6(IpProto.Ipv6Opts, hex(`${p.toString(16).padStart(2, "0")} 00 0104 00000000 ffffffffffffffff`));
+    for (const p of [IPPROTO_ESP, IPPROTO_AH, IPPROTO_NONE]) {
+      const b = v6(IPPROTO_DSTOPTS, hex(`${p.toString(16).padStart(2, "0")} 00 0104 00000000 ffffffffffffffff`));
       const v = new Ipv6View();
       const r = new Ipv6ExtResult();
       expect(v.attach(b, 0, b.length)).toBe(WireError.Ok);
