@@ -51,6 +51,8 @@ const RETRY_MAX_MS = 1000;
 const EXIT_FLUSH_MS = 1000;
 /** How long an exit waits between tries of a stalled output. */
 const EXIT_RETRY_MS = 5;
+/** Linux's PIPE_BUF: a pipe takes a write of at most this many bytes whole or not at all (POSIX write(2)). */
+const PIPE_BUF = 4096;
 
 /** Kinds of per-flow lines; each kind has its own rate limit. */
 export type FlowKind = "conn-new" | "conn-done" | "dial-error" | "dns-error" | "local-fwd-error";
@@ -103,10 +105,16 @@ export class LineSink {
     this.emit(this.encode(text));
   }
 
-  /** Writes what the queue holds, as far as the reader takes it; true when nothing waits. */
+  /**
+   * Writes what the queue holds, as far as the reader takes it; true when
+   * nothing waits. Each write is whole lines of at most PIPE_BUF bytes,
+   * which a pipe takes whole or not at all: stdout and stderr are often
+   * the same pipe, and a partial write would let the other sink's next
+   * line land inside one of ours.
+   */
   flush(): boolean {
     while (this.head < this.tail) {
-      const n = this.put(this.queue, this.head, this.tail - this.head);
+      const n = this.put(this.queue, this.head, this.wholeLines());
       if (n > 0) {
         this.head += n;
         this.written += n;
@@ -122,6 +130,14 @@ export class LineSink {
     this.head = this.tail = 0;
     if (this.dropped > 0) this.reportDropped();
     return this.head === this.tail;
+  }
+
+  /** Bytes from the head of the queue up to its last newline within PIPE_BUF; all of it if it holds none there (a longer line). */
+  private wholeLines(): number {
+    const len = this.tail - this.head;
+    if (len <= PIPE_BUF) return len; // the queue holds only whole lines, or a line's unwritten rest
+    for (let i = this.head + PIPE_BUF - 1; i >= this.head; i--) if (this.queue[i] === 10) return i + 1 - this.head;
+    return len;
   }
 
   /** Keeps writing until the queue is empty or `until` (performance.now()) has passed; for exit. */

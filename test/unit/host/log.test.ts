@@ -139,6 +139,29 @@ describe("a stalled output", () => {
     closeSync(p.w);
     closeSync(p.r);
   });
+  test("two sinks on one pipe (stdout and stderr both the log pipe): a backlog drains in whole lines, so the other's line never lands inside one", () => {
+    const p = fifo();
+    const out = new LineSink(p.w);
+    const err = new LineSink(p.w);
+    const total = 1000; // 96 KB: 64 KiB in the pipe, the rest queued
+    for (let i = 0; i < total; i++) out.write(lineText(i));
+    expect(out.queued).toBeGreaterThan(0);
+    // The reader takes a little over a page: room for one page frees up,
+    // the backlog's next write fills it, and the reader then takes all.
+    let text = readSync(p.r, readBuf, 0, 5000, null) === 5000 ? readBuf.toString("utf8", 0, 5000) : "";
+    out.flush();
+    text += readNow(p.r);
+    // stderr's line goes straight into the now empty pipe.
+    err.write("[-] closing");
+    while (!out.flush()) text += readNow(p.r);
+    text += readNow(p.r);
+    const lines = text.split("\n").slice(0, -1);
+    expect(lines.filter((l) => l !== "[-] closing" && !/^\[!\] line \d{5} x{80}$/.test(l))).toEqual([]);
+    expect(lines.filter((l) => l === "[-] closing").length).toBe(1);
+    expect(lines.length).toBe(total + 1);
+    closeSync(p.w);
+    closeSync(p.r);
+  });
 });
 
 describe("Logger", () => {
