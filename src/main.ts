@@ -13,7 +13,7 @@ import type { DeviceCaps, FrameReceiver, FrameSink } from "./stack/device.ts";
 import type { FaultInjector } from "./link/fault.ts";
 import type { PcapWriter } from "./link/pcap.ts";
 import type { FdDevice } from "./link/fd-device.ts";
-import type { StackRuntime } from "./host/runtime.ts";
+import type { StackClock } from "./host/clock.ts";
 import type { Host } from "./host/host.ts";
 import type { Reactor } from "./io/reactor.ts";
 import type { StackConfig } from "./stack/stack.ts";
@@ -215,9 +215,9 @@ async function openDevice(cfg: Config, runMode: boolean, command: string[], log:
  * wire carries; SLIRPNETSTACK_FAULTS="loss=0.05,reorder=0.05,dup=0.02,seed=7"
  * puts the fault injector (src/link/fault.ts) in, both directions.
  */
-async function linkMiddleware(cfg: Config, log: Logger, device: FdDevice, caps: DeviceCaps, runtime: StackRuntime): Promise<{ sink: FrameSink; receiver: FrameReceiver }> {
+async function linkMiddleware(cfg: Config, log: Logger, device: FdDevice, caps: DeviceCaps, clock: StackClock): Promise<{ sink: FrameSink; receiver: FrameReceiver }> {
   let sink: FrameSink = device;
-  let receiver: FrameReceiver = runtime;
+  let receiver: FrameReceiver = clock;
   let pcap: PcapWriter | null = null;
   if (cfg.pcap !== "") {
     const { startPcap, PcapError } = await import("./link/pcap.ts");
@@ -235,13 +235,13 @@ async function linkMiddleware(cfg: Config, log: Logger, device: FdDevice, caps: 
     const { injectFaults } = await import("./link/fault.ts");
     let faults: FaultInjector;
     try {
-      faults = injectFaults(faultSpec, sink, receiver, caps.medium, () => runtime.now());
+      faults = injectFaults(faultSpec, sink, receiver, caps.medium, () => clock.now());
     } catch (e) {
       die(log, Exit.Usage, `[!] SLIRPNETSTACK_FAULTS: ${(e as Error).message}`);
     }
     receiver = faults;
     sink = faults;
-    runtime.addPollable(faults);
+    clock.addPollable(faults);
   }
   return { sink, receiver: pcap !== null ? pcap.wrap(receiver) : receiver };
 }
@@ -274,7 +274,7 @@ async function guestServices(cfg: Config, allowsDns: (ip: IP, port: number) => b
  * peers (a cut stream must never look complete) and reported. `cutNow`
  * ends the drain at once (a second signal).
  */
-function exitDrain(p: { host: Host; runtime: StackRuntime; device: FdDevice; reactor: Reactor; log: Logger; pid: number; graceMs: number }): {
+function exitDrain(p: { host: Host; clock: StackClock; device: FdDevice; reactor: Reactor; log: Logger; pid: number; graceMs: number }): {
   shutdown: (status: number, guestLeaving: boolean) => Promise<never>;
   cutNow: () => void;
 } {
@@ -287,7 +287,7 @@ function exitDrain(p: { host: Host; runtime: StackRuntime; device: FdDevice; rea
     const cut = p.host.cutUnfinished();
     if (cut > 0) p.log.err(`[!] #${p.pid} Exit cut ${cut} connection${cut === 1 ? "" : "s"} with data in flight (reset toward both peers)`);
     p.host.stop();
-    p.runtime.stop();
+    p.clock.stop();
     p.device.stop();
     p.reactor.stop();
     process.exit(status);
@@ -323,7 +323,7 @@ async function main(): Promise<void> {
   const { parsed, resolver } = await readFlags(args, argv0);
   const [
     { Logger },
-    { StackRuntime },
+    { StackClock },
     { Host },
     { LimitReporter },
     { FaultReporter },
@@ -338,7 +338,7 @@ async function main(): Promise<void> {
     { DEFAULT_TCP_CONFIG },
   ] = await Promise.all([
     import("./host/log.ts"),
-    import("./host/runtime.ts"),
+    import("./host/clock.ts"),
     import("./host/host.ts"),
     import("./host/limits.ts"),
     import("./host/faults.ts"),
@@ -371,13 +371,13 @@ async function main(): Promise<void> {
   // A handler that throws is confined to its flow, counted and reported.
   new FaultReporter((line) => log.err(line)).attach(stats);
   log.countIn(stats);
-  const runtime = new StackRuntime();
+  const clock = new StackClock();
   // Every fd of the data path is watched by the one reactor (src/io/reactor.ts).
   const reactor = new Reactor();
   reactor.start();
-  reactor.setSettle(runtime.settle);
+  reactor.setSettle(clock.settle);
   reactor.setFaultSink(stats);
-  const host = new Host(cfg, log, stats, runtime, reactor, resolver, {
+  const host = new Host(cfg, log, stats, clock, reactor, resolver, {
     v4: ipFromV4(GATEWAY_V4),
     v6: ipFromV6(GATEWAY_V6, 0),
   }, cfg.enableDns);
@@ -395,7 +395,7 @@ async function main(): Promise<void> {
   // 14. The link endpoint (before 11-13 in code, but silent until started).
   const device = new FdDevice({ fd, caps, vnetHdr, stats, onFailure: (error) => die(log, 1, `[!] Device read failed: ${error}`), reactor });
   // 15.
-  const { sink, receiver } = await linkMiddleware(cfg, log, device, caps, runtime);
+  const { sink, receiver } = await linkMiddleware(cfg, log, device, caps, clock);
 
   // 11. The stack and the handlers for new guest flows.
   const stack = new Stack(caps, sink, host, stats, {
@@ -412,7 +412,7 @@ async function main(): Promise<void> {
     // Test hook: the 125 s UDP idle timeout, shortened.
     ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
   });
-  runtime.attach(stack, stats);
+  clock.attach(stack, stats);
   host.attach(stack);
 
   // 12, 13. Port forwards.
@@ -426,9 +426,9 @@ async function main(): Promise<void> {
   device.start(receiver);
   // A first poll now rather than at the first frame: the first router
   // advertisement goes out at start (RFC 4861 §6.2.4).
-  runtime.afterActivity();
+  clock.afterActivity();
 
-  // The reactor, the engine and the runtime confine a throwing handler to
+  // The reactor, the engine and the clock confine a throwing handler to
   // its flow. Anything else that throws once we run (a timer of a -L
   // listener, the routes refresh, the debug server) is counted and
   // reported the same way, never the end of every flow.
@@ -441,7 +441,7 @@ async function main(): Promise<void> {
   supervisorFds(cfg, () => closing?.());
 
   // 19.
-  const { shutdown, cutNow } = exitDrain({ host, runtime, device, reactor, log, pid, graceMs: cfg.exitGraceMs });
+  const { shutdown, cutNow } = exitDrain({ host, clock, device, reactor, log, pid, graceMs: cfg.exitGraceMs });
 
   if (session !== null) {
     // Run mode: the terminal's Ctrl-C belongs to the command (same process

@@ -14,7 +14,7 @@ import { endpointText, type IP } from "../wire/addr.ts";
 import type { Reactor } from "../io/reactor.ts";
 import { TcpSocket } from "../io/tcp-socket.ts";
 import type { Logger } from "./log.ts";
-import type { StackRuntime } from "./runtime.ts";
+import type { StackClock } from "./clock.ts";
 import { HostKeepalive, TcpSplice, type SpliceOwner } from "./tcp-splice.ts";
 import { UdpSplice, type UdpQueryWatch, type UdpSpliceOwner } from "./udp-splice.ts";
 import type { UdpNat } from "./udp-nat.ts";
@@ -42,7 +42,7 @@ export interface FlowLabels {
 export class Dialer implements SpliceOwner, UdpSpliceOwner {
   constructor(
     private readonly stack: Stack,
-    private readonly rt: StackRuntime,
+    private readonly clock: StackClock,
     private readonly reactor: Reactor,
     private readonly log: Logger,
     private readonly stats: Stats,
@@ -53,7 +53,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
   tcp(conn: TcpConnection, target: DialTarget, labels: FlowLabels): void {
     // The guest may have reset while an -R target name resolved.
     if (conn.closed) return;
-    const splice = new TcpSplice(this.rt, true, this, this.keepalive, !this.log.quiet);
+    const splice = new TcpSplice(this.clock, true, this, this.keepalive, !this.log.quiet);
     splice.bindGuest(conn);
     splice.target = target;
     splice.labels = labels;
@@ -68,8 +68,8 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     const labels = splice.labels!;
     this.stats.bump("connect-ok");
     this.log.flow("conn-new", `[+] tcp://${labels.guest}/${hostPair(splice)} ${labels.label} conn new`);
-    splice.conn.accept(this.rt.now());
-    this.rt.afterActivity();
+    splice.conn.accept(this.clock.now());
+    this.clock.afterActivity();
   }
 
   dialFailed(splice: TcpSplice, why: DialError): void {
@@ -78,7 +78,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     const err = why.errno;
     splice.errors.stopR2L(`dial tcp ${endpointText(target.ip, target.port)}: ${why.text}`, null);
     this.log.flow("dial-error", `[!] tcp://${labels.guest}/${labels.target} ${labels.label} conn error: ${splice.errors.format()}`);
-    const now = this.rt.now();
+    const now = this.clock.now();
     if (err === ECONNREFUSED) {
       this.stats.bump("connect-refused");
       this.stack.tcp.refuse(splice.conn, now);
@@ -86,7 +86,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
       this.stats.bump(err === ETIMEDOUT ? "connect-timeout" : "connect-unreachable");
       this.stack.tcp.unreachable(splice.conn, now);
     }
-    this.rt.afterActivity();
+    this.clock.afterActivity();
   }
 
   spliceDone(splice: TcpSplice): void {
@@ -115,7 +115,7 @@ export class Dialer implements SpliceOwner, UdpSpliceOwner {
     void target.then((t) => {
       if (t === null) flow.close();
       else this.connectUdp(splice, t, typeof labels === "function" ? labels(t) : labels);
-      this.rt.afterActivity();
+      this.clock.afterActivity();
     });
   }
 

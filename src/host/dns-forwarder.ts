@@ -22,7 +22,7 @@ import type { Stats } from "../stack/stats.ts";
 import type { Dialer, DialTarget } from "./dialer.ts";
 import { guestEndpoint } from "./flow-addr.ts";
 import { ResolvConf } from "./resolv-conf.ts";
-import type { StackRuntime } from "./runtime.ts";
+import type { StackClock } from "./clock.ts";
 import type { UdpQueryWatch, UdpSplice } from "./udp-splice.ts";
 
 export const DNS_V4 = "10.0.2.3";
@@ -68,7 +68,7 @@ export class DnsForwarder {
 
   constructor(
     private readonly dialer: Dialer,
-    private readonly rt: StackRuntime,
+    private readonly clock: StackClock,
     private readonly queries: DnsQueries,
     resolvConfPath = "/etc/resolv.conf",
   ) {
@@ -85,7 +85,7 @@ export class DnsForwarder {
 
   /** The nameserver for the next flow: the host's resolvers in turn. */
   private upstream(): DialTarget {
-    const list = this.resolvConf.servers(this.rt.now());
+    const list = this.resolvConf.servers(this.clock.now());
     const ip = list[this.next++ % list.length]!;
     return { ip, port: DNS_PORT, source: null };
   }
@@ -106,7 +106,7 @@ export class DnsForwarder {
     // flow is not closed after a reply; it just lives shorter than others,
     // as each lookup usually uses a fresh port.
     this.dialer.udp(flow, target, { guest: guestEndpoint(flow), label: "dns-fwd", target: dst, rpc: false }, this.queries);
-    flow.setIdle(DNS_IDLE_MS, this.rt.now());
+    flow.setIdle(DNS_IDLE_MS, this.clock.now());
     return true;
   }
 }

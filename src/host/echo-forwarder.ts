@@ -20,7 +20,7 @@ import { EchoDecision, type EchoEvents, type EchoFlow, type EchoHandler, type Ec
 import type { Stats } from "../stack/stats.ts";
 import type { RoutingPolicy } from "./policy.ts";
 import { verdictAllows } from "./policy.ts";
-import type { StackRuntime } from "./runtime.ts";
+import type { StackClock } from "./clock.ts";
 import { destinationIp } from "./flow-addr.ts";
 import { guestErrorOf, guestErrorOfErrno, payloadMtuOf } from "./guest-errors.ts";
 
@@ -52,12 +52,12 @@ class EchoPeer implements EchoHandler, UdpSocketOwner {
     // No route, a local firewall: the guest hears it as from a router,
     // quoting its request as it sent it.
     const what = guestErrorOfErrno(-n);
-    if (what !== -1) flow.error(what, 0, buf, off, this.fwd.rt.now());
+    if (what !== -1) flow.error(what, 0, buf, off, this.fwd.clock.now());
   }
 
   udpReadable(sock: UdpSocket): void {
-    const rt = this.fwd.rt;
-    const now = rt.now();
+    const clock = this.fwd.clock;
+    const now = clock.now();
     if (sock.errorQueued) this.readErrors(now);
     const replyType = this.family === 4 ? ECHO_REPLY_V4 : ECHO_REPLY_V6;
     let budget = DATAGRAMS_PER_TURN;
@@ -78,7 +78,7 @@ class EchoPeer implements EchoHandler, UdpSocketOwner {
       }
       this.flow.reply(datagramBuffer, 0, n, now);
     }
-    rt.afterActivity();
+    clock.afterActivity();
   }
 
   /** ICMP errors about our requests (destination unreachable, too big): to the guest, quoting its request. */
@@ -102,7 +102,7 @@ export class EchoForwarder implements EchoEvents {
   constructor(
     private readonly echo: EchoLayer,
     private readonly reactor: Reactor,
-    readonly rt: StackRuntime,
+    readonly clock: StackClock,
     readonly stats: Stats,
     private readonly policy: RoutingPolicy,
     /** Told once when ICMP sockets are not permitted. */

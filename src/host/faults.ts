@@ -1,5 +1,5 @@
 // Reports faults: a handler that threw, confined to its flow by whoever
-// called it (the reactor, the engine, the runtime, a -L forward), which
+// called it (the reactor, the engine, the clock edge, a -L forward), which
 // closed the flow or dropped the frame and called stats.fault(where, e).
 // Each is a bug; the count is in /metrics
 // (slirpnetstack_handler_faults_total{where="WHERE"}), and this prints a

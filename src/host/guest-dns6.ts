@@ -40,7 +40,7 @@ export class HostDns6 {
     private readonly allowed: (ip: IP, port: number) => boolean,
   ) {}
 
-  /** The lists as of `now` (ms of the runtime's clock). */
+  /** The lists as of `now` (ms of the stack's clock). */
   get(now: number): GuestDns6 {
     if (now - this.cachedAt < REFRESH_MS) return this.cached;
     this.cachedAt = now;

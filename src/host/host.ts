@@ -13,7 +13,7 @@ import { parseIP, type IP } from "../wire/addr.ts";
 import type { Reactor } from "../io/reactor.ts";
 import type { Resolver } from "./resolve.ts";
 import type { Logger } from "./log.ts";
-import type { StackRuntime } from "./runtime.ts";
+import type { StackClock } from "./clock.ts";
 import type { Stack, StackEvents } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
 import { STATE_NAMES, TcpState, type TcpConnection } from "../stack/tcp/connection.ts";
@@ -74,7 +74,7 @@ export class Host implements StackEvents, FlowSource {
     readonly cfg: HostConfig,
     readonly log: Logger,
     readonly stats: Stats,
-    readonly runtime: StackRuntime,
+    readonly clock: StackClock,
     readonly reactor: Reactor,
     readonly resolver: Resolver,
     private readonly gateways: Gateways,
@@ -87,21 +87,21 @@ export class Host implements StackEvents, FlowSource {
       v4: cfg.sourceIpv4 === null ? null : parseIP(cfg.sourceIpv4),
       v6: cfg.sourceIpv6 === null ? null : parseIP(cfg.sourceIpv6),
     };
-    this.remote = new RemoteForwards(cfg.remoteForwards, cfg.dnsTtlMs, resolver, log, stats, runtime, this.sources);
+    this.remote = new RemoteForwards(cfg.remoteForwards, cfg.dnsTtlMs, resolver, log, stats, clock, this.sources);
     this.local = new LocalForwards(cfg.localForwards, resolver);
   }
 
   attach(stack: Stack): void {
     this.stack = stack;
     stack.udp.maxFlows = this.cfg.maxUdpFlows;
-    const nat = new UdpNat(this.reactor, this.runtime, this.stats, this.cfg.maxUdpPorts, stack.icmp);
-    this.dialer = new Dialer(stack, this.runtime, this.reactor, this.log, this.stats, this.keepalive, nat);
-    if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.runtime, new DnsQueries(this.cfg.maxDnsQueries, this.stats));
+    const nat = new UdpNat(this.reactor, this.clock, this.stats, this.cfg.maxUdpPorts, stack.icmp);
+    this.dialer = new Dialer(stack, this.clock, this.reactor, this.log, this.stats, this.keepalive, nat);
+    if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.clock, new DnsQueries(this.cfg.maxDnsQueries, this.stats));
     if (this.cfg.icmp === "forward") {
       // Pings to the DNS forwarder's address are the stack's to answer, like the gateway's.
       stack.echo.ownV4.push(readU32(parseIP(DNS_V4)!.bytes, 0));
       stack.echo.ownV6.push(parseIP(DNS_V6)!.bytes);
-      stack.echo.start(new EchoForwarder(stack.echo, this.reactor, this.runtime, this.stats, this.policy, (line) => this.log.err(line)));
+      stack.echo.start(new EchoForwarder(stack.echo, this.reactor, this.clock, this.stats, this.policy, (line) => this.log.err(line)));
     }
   }
 
@@ -135,7 +135,7 @@ export class Host implements StackEvents, FlowSource {
     await this.local.start(
       {
         stack: this.stack!,
-        rt: this.runtime,
+        clock: this.clock,
         reactor: this.reactor,
         log: this.log,
         stats: this.stats,
@@ -163,8 +163,8 @@ export class Host implements StackEvents, FlowSource {
   tcpConnectRequest(conn: TcpConnection): void {
     if (this.draining) {
       this.stats.drop("tcp-exiting");
-      this.stack!.tcp.refuse(conn, this.runtime.now());
-      this.runtime.afterActivity();
+      this.stack!.tcp.refuse(conn, this.clock.now());
+      this.clock.afterActivity();
       return;
     }
     if (this.dns?.tryTcp(conn)) return;
@@ -174,8 +174,8 @@ export class Host implements StackEvents, FlowSource {
     if (!verdictAllows(verdict)) {
       this.stats.drop("tcp-policy-denied");
       this.stats.bump("connect-denied");
-      this.stack!.tcp.refuse(conn, this.runtime.now());
-      this.runtime.afterActivity();
+      this.stack!.tcp.refuse(conn, this.clock.now());
+      this.clock.afterActivity();
       return;
     }
     this.dialer!.tcp(
@@ -240,7 +240,7 @@ export class Host implements StackEvents, FlowSource {
    * so neither mistakes the cut for a clean end. Returns how many.
    */
   cutUnfinished(): number {
-    const now = this.runtime.now();
+    const now = this.clock.now();
     const cut: TcpConnection[] = [];
     for (const c of this.stack?.tcp.connections() ?? []) {
       if (c.state >= TcpState.TimeWait) continue;
@@ -250,7 +250,7 @@ export class Host implements StackEvents, FlowSource {
       if (c.handler instanceof TcpSplice) c.handler.cut(now);
       else c.abort(now);
     }
-    this.runtime.settle();
+    this.clock.settle();
     return cut.length;
   }
 

@@ -16,7 +16,7 @@ import type { UdpFlow, UdpHandler } from "../stack/udp.ts";
 import { parseProxyHeader, parseSppHeader, SPP_HEADER_LEN, type ProxyAddresses } from "../wire/proxy.ts";
 import type { Logger } from "./log.ts";
 import type { Resolver } from "./resolve.ts";
-import type { StackRuntime } from "./runtime.ts";
+import type { StackClock } from "./clock.ts";
 import { STATIC_DENY } from "./prefix.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 import { TcpSplice, type HostKeepalive, type SpliceOwner } from "./tcp-splice.ts";
@@ -59,7 +59,7 @@ function listenAddress(bindIp: string, port: number): { sa: SockAddr; text: stri
 /** Everything -L needs from the process. */
 export interface LocalForwardContext {
   stack: Stack;
-  rt: StackRuntime;
+  clock: StackClock;
   log: Logger;
   stats: Stats;
   gateways: Gateways;
@@ -257,7 +257,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
 
   /** Dials the guest for an accepted client; `early[from..]` are bytes it already sent. */
   dial(p: PendingClient, pp: ProxyAddresses | null, early: Uint8Array | null, from: number): void {
-    const { stack, rt, gateways } = this.ctx;
+    const { stack, clock, gateways } = this.ctx;
     // Target port 0 means the listener's port, or the PROXY destination port.
     const port = this.spec.host.port || (pp !== null ? pp.dstPort : p.localPort);
     const src = guestSource(pp !== null ? parseIP(pp.srcIp) : p.client, this.target.family, gateways);
@@ -276,8 +276,8 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     // From here the splice owns the client; spliceDone() uncounts it.
     p.settled = true;
     this.waiting.delete(p);
-    const splice = new TcpSplice(rt, false, this, this.ctx.keepalive, !this.ctx.log.quiet);
-    const now = rt.now();
+    const splice = new TcpSplice(clock, false, this, this.ctx.keepalive, !this.ctx.log.quiet);
+    const now = clock.now();
     const conn = v4
       ? stack.tcp.connectV4(ipV4Number(src), local, ipV4Number(this.target), port, splice, now)
       : stack.tcp.connectV6(src.bytes, local, this.target.bytes, port, splice, now);
@@ -290,7 +290,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     // Bytes after the PROXY header go first, then the rest of the stream.
     if (early !== null && from < early.length) conn.send(early, from, early.length - from, now);
     splice.attachHost(p.sock, client);
-    rt.afterActivity();
+    clock.afterActivity();
   }
 
   guestEstablished(splice: TcpSplice): void {
@@ -435,18 +435,18 @@ class UdpForward implements UdpSocketOwner {
       }
       off = SPP_HEADER_LEN;
     }
-    c.flow!.send(data, off, len - off, this.ctx.rt.now());
-    this.ctx.rt.afterActivity();
+    c.flow!.send(data, off, len - off, this.ctx.clock.now());
+    this.ctx.clock.afterActivity();
   }
 
   private open(key: ClientKey, from: SockAddr, client: string, pp: ProxyAddresses | null, header: Uint8Array | null): UdpClient | null {
-    const { stack, rt, gateways } = this.ctx;
+    const { stack, clock, gateways } = this.ctx;
     const targetPort = this.spec.host.port || (pp !== null ? pp.dstPort : this.port);
     const src = guestSource(pp !== null ? parseIP(pp.srcIp) : sockAddrIP(from), this.target.family, gateways);
     const target = endpointText(this.target, targetPort);
     const c = new UdpClient(this, key, from, client, target);
     c.sppHeader = header;
-    const now = rt.now();
+    const now = clock.now();
     try {
       c.flow =
         this.target.family === 4

@@ -16,7 +16,7 @@ import type { Stack } from "../stack/stack.ts";
 import type { Stats } from "../stack/stats.ts";
 import { CachedLabel, type Resolver } from "./resolve.ts";
 import type { Logger } from "./log.ts";
-import type { StackRuntime } from "./runtime.ts";
+import type { StackClock } from "./clock.ts";
 import type { DialTarget, Dialer } from "./dialer.ts";
 import { destinationKey, guestEndpoint } from "./flow-addr.ts";
 
@@ -66,7 +66,7 @@ export class RemoteForwards {
     private readonly resolver: Resolver,
     private readonly log: Logger,
     private readonly stats: Stats,
-    private readonly rt: StackRuntime,
+    private readonly clock: StackClock,
     private readonly sources: SourceAddresses,
   ) {}
 
@@ -112,8 +112,8 @@ export class RemoteForwards {
   private async dialResolved(fwd: RemoteForward, conn: TcpConnection, stack: Stack, dialer: Dialer): Promise<void> {
     const target = await this.resolveTarget(fwd, guestEndpoint(conn));
     if (target === null) {
-      stack.tcp.refuse(conn, this.rt.now());
-      this.rt.afterActivity();
+      stack.tcp.refuse(conn, this.clock.now());
+      this.clock.afterActivity();
       return;
     }
     dialer.tcp(conn, target, this.labels(fwd, guestEndpoint(conn), target));

@@ -22,7 +22,7 @@ import type { CloseReason, TcpConnection, TcpHandler } from "../stack/tcp/connec
 import type { TcpSocket, TcpSocketOwner } from "../io/tcp-socket.ts";
 import { DialError } from "../io/dial-error.ts";
 import { SpliceErrors } from "./splice-errors.ts";
-import type { Deferred, StackRuntime } from "./runtime.ts";
+import type { Deferred, StackClock } from "./clock.ts";
 import type { DialTarget, FlowLabels } from "./dialer.ts";
 
 /** Keepalive idle/interval while both directions are open, and after one ended (upstream's). */
@@ -115,7 +115,7 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
   established = false;
 
   constructor(
-    private readonly rt: StackRuntime,
+    private readonly clock: StackClock,
     /** The guest started the flow (routing, -R); false for -L. */
     readonly guestIsLocal: boolean,
     private readonly owner: SpliceOwner,
@@ -219,7 +219,7 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     // Called while the engine processes an ACK: read at the end of the turn.
     if (this.sock?.readable && !this.pullQueued) {
       this.pullQueued = true;
-      this.rt.defer(this);
+      this.clock.defer(this);
     }
   }
 
@@ -285,8 +285,8 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
       this.hostGone = true;
     }
     this.resetHost();
-    if (!this.guestGone) this.conn.abort(this.rt.now(), "aborted");
-    this.rt.afterActivity();
+    if (!this.guestGone) this.conn.abort(this.clock.now(), "aborted");
+    this.clock.afterActivity();
     this.maybeDone();
   }
 
@@ -307,7 +307,7 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     const s = this.sock;
     if (s === null) return;
     const c = this.conn;
-    const now = this.rt.now();
+    const now = this.clock.now();
     let moved = false;
     while (s.readable && !this.hostEnded && !this.hostGone) {
       let n: number;
@@ -327,7 +327,7 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
       else if (n !== -EAGAIN) this.hostReadFailed(-n);
       break;
     }
-    if (moved) this.rt.afterActivity();
+    if (moved) this.clock.afterActivity();
   }
 
   /** The host sent its FIN. */
@@ -337,8 +337,8 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     else this.errors.stopL2R("EOF", null);
     this.shortenKeepalive();
     if (!this.guestGone) {
-      this.conn.shutdownWrite(this.rt.now());
-      this.rt.afterActivity();
+      this.conn.shutdownWrite(this.clock.now());
+      this.clock.afterActivity();
     }
     if (this.hostShut) this.closeHost();
   }
@@ -348,8 +348,8 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     if (this.guestIsLocal) this.errors.stopR2L(text, null);
     else this.errors.stopL2R(text, null);
     if (!this.guestGone) {
-      this.conn.abort(this.rt.now(), "aborted");
-      this.rt.afterActivity();
+      this.conn.abort(this.clock.now(), "aborted");
+      this.clock.afterActivity();
     }
     this.closeHost();
   }
@@ -366,11 +366,11 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
         this.hostWriteFailed(-w);
         return;
       }
-      if (w > 0) this.conn.consumed(w, this.rt.now());
+      if (w > 0) this.conn.consumed(w, this.clock.now());
       if (w < n) break;
     }
     if (rb.length === 0 && this.guestEnded) this.shutHost();
-    this.rt.afterActivity();
+    this.clock.afterActivity();
   }
 
   private shutHost(): void {
@@ -384,9 +384,9 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
     const text = `write tcp ${this.hostLocal}->${this.hostRemote}: write: ${errnoText(err)}`;
     if (this.guestIsLocal) this.errors.stopL2R(null, text);
     else this.errors.stopR2L(null, text);
-    if (!this.guestGone) this.conn.abort(this.rt.now(), "aborted");
+    if (!this.guestGone) this.conn.abort(this.clock.now(), "aborted");
     this.resetHost();
-    this.rt.afterActivity();
+    this.clock.afterActivity();
   }
 
   /** Both directions ended (or the socket failed): close it. */
@@ -409,7 +409,7 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
   private shortenKeepalive(): void {
     if (this.halfClosed) return;
     this.halfClosed = true;
-    this.conn.setKeepalive(KEEPALIVE_HALF_CLOSED_MS, KEEPALIVE_HALF_CLOSED_MS, 2, 3 * KEEPALIVE_HALF_CLOSED_MS, this.rt.now());
+    this.conn.setKeepalive(KEEPALIVE_HALF_CLOSED_MS, KEEPALIVE_HALF_CLOSED_MS, 2, 3 * KEEPALIVE_HALF_CLOSED_MS, this.clock.now());
   }
 
   /** Called by the keepalive sweep: brings the host socket's keepalive up to date. */

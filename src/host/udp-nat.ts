@@ -36,7 +36,7 @@ import { DialError, closeWith } from "../io/dial-error.ts";
 import { sockAddrIP } from "../io/addr.ts";
 import { endpointText } from "../wire/addr.ts";
 import type { DialTarget } from "./dialer.ts";
-import type { StackRuntime } from "./runtime.ts";
+import type { StackClock } from "./clock.ts";
 import { guestEndpoint } from "./flow-addr.ts";
 import type { UdpSplice } from "./udp-splice.ts";
 
@@ -140,7 +140,7 @@ export class Mapping implements UdpSocketOwner {
 
   udpReadable(sock: UdpSocket): void {
     const nat = this.nat;
-    const now = nat.rt.now();
+    const now = nat.clock.now();
     let budget = DATAGRAMS_PER_TURN;
     if (sock.errorQueued) this.readErrors();
     while (sock.readable && this.open) {
@@ -163,7 +163,7 @@ export class Mapping implements UdpSocketOwner {
       nat.touch(this);
       s.deliver(datagramBuffer, n, now);
     }
-    nat.rt.afterActivity();
+    nat.clock.afterActivity();
   }
 
   /** Tells the flows that ICMP errors on the error queue are about. */
@@ -183,7 +183,7 @@ export class UdpNat {
 
   constructor(
     private readonly reactor: Reactor,
-    readonly rt: StackRuntime,
+    readonly clock: StackClock,
     readonly stats: Stats,
     /** -max-udp-ports: host sockets held for guest UDP at most. */
     readonly maxPorts: number,

@@ -128,7 +128,7 @@ export class UdpSplice implements UdpHandler {
   }
 
   private tellGuest(what: GuestError, payloadMtu: number): void {
-    this.nat.icmp.udpError(this.flow, this.lastLen, what, payloadMtu, this.nat.rt.now());
+    this.nat.icmp.udpError(this.flow, this.lastLen, what, payloadMtu, this.nat.clock.now());
   }
 
   /** A cap took the flow away (`what` names it in the done line). */

@@ -17,7 +17,7 @@ import { DEFAULT_TCP_CONFIG } from "../../../src/stack/tcp/connection.ts";
 import { Reactor } from "../../../src/io/reactor.ts";
 import { TcpSocket, type TcpSocketOwner } from "../../../src/io/tcp-socket.ts";
 import { DialError } from "../../../src/io/dial-error.ts";
-import { StackRuntime } from "../../../src/host/runtime.ts";
+import { StackClock } from "../../../src/host/clock.ts";
 import { LocalForwards } from "../../../src/host/local-forward.ts";
 import { HostKeepalive } from "../../../src/host/tcp-splice.ts";
 import { LineSink, Logger } from "../../../src/host/log.ts";
@@ -196,7 +196,7 @@ describe("-L when every guest-side port is taken", () => {
     const reactor = new Reactor();
     reactor.start();
     reactor.setFaultSink(stats);
-    const rt = new StackRuntime();
+    const clock = new StackClock();
     const caps = { medium: "ip" as const, mtu: 1500, txChecksumOffload: false, txTcpSegmentation: false };
     const stack = new Stack(caps, { transmit() {} }, { tcpConnectRequest() {}, udpNewFlow: () => false }, stats, {
       mac: new Uint8Array(6),
@@ -205,8 +205,8 @@ describe("-L when every guest-side port is taken", () => {
       tcp: { ...DEFAULT_TCP_CONFIG, maxConnections: 40_000 },
       secret: new FlowSecret(new Uint8Array(16)),
     });
-    rt.attach(stack, stats);
-    reactor.setSettle(rt.settle);
+    clock.attach(stack, stats);
+    reactor.setSettle(clock.settle);
     const spec = applyForwardDefaults(parseForwardSpec("tcp://127.0.0.1:0:10.0.2.100:9", "local"), "local");
     const fwd = new LocalForwards([spec], { resolveLabel: () => Promise.reject(new Error("no names here")) } as unknown as Resolver);
     const listen: string[] = [];
@@ -217,7 +217,7 @@ describe("-L when every guest-side port is taken", () => {
       await fwd.start(
         {
           stack,
-          rt,
+          clock,
           log,
           stats,
           gateways: { v4: { family: 4, bytes: new Uint8Array([10, 0, 2, 2]) }, v6: { family: 6, bytes: new Uint8Array(16) } },
@@ -235,7 +235,7 @@ describe("-L when every guest-side port is taken", () => {
       for (let i = 0; i <= 28232; i++) {
         const p = stack.tcp.freePortV4(GATEWAY, GUEST, 9);
         if (p === 0) break;
-        stack.tcp.connectV4(GATEWAY, p, GUEST, 9, held, rt.now());
+        stack.tcp.connectV4(GATEWAY, p, GUEST, 9, held, clock.now());
       }
       expect(stack.tcp.connectionCount).toBe(28232);
       const client = new Recorder();
@@ -249,7 +249,7 @@ describe("-L when every guest-side port is taken", () => {
       c.close();
     } finally {
       fwd.stop();
-      rt.stop();
+      clock.stop();
       reactor.stop();
     }
   });

@@ -14,7 +14,7 @@ import { Stats } from "../../../src/stack/stats.ts";
 import type { UdpFlow, UdpHandler } from "../../../src/stack/udp.ts";
 import { parseIP } from "../../../src/wire/addr.ts";
 import type { DialTarget } from "../../../src/host/dialer.ts";
-import type { StackRuntime } from "../../../src/host/runtime.ts";
+import type { StackClock } from "../../../src/host/clock.ts";
 import { UdpNat } from "../../../src/host/udp-nat.ts";
 import { GuestError, type Icmp } from "../../../src/stack/icmp.ts";
 import { UdpSplice, type UdpSpliceOwner } from "../../../src/host/udp-splice.ts";
@@ -26,7 +26,7 @@ reactor.start();
 afterAll(() => reactor.stop());
 
 const until = (what: string, cond: () => boolean): Promise<boolean> => waitUntil(what, cond, 3000, 2);
-const rt = { now: () => performance.now(), afterActivity() {} } as unknown as StackRuntime;
+const clock = { now: () => performance.now(), afterActivity() {} } as unknown as StackClock;
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const GUEST4 = 0x0a000264; // 10.0.2.100
 
@@ -99,7 +99,7 @@ interface Setup {
 function setup(maxPorts = 100): Setup {
   const stats = new Stats();
   const icmp = new GuestIcmp();
-  const nat = new UdpNat(reactor, rt, stats, maxPorts, icmp as unknown as Icmp);
+  const nat = new UdpNat(reactor, clock, stats, maxPorts, icmp as unknown as Icmp);
   const done: UdpSplice[] = [];
   const owner: UdpSpliceOwner = { udpSpliceDone: (s) => done.push(s) };
   return {

@@ -27,7 +27,7 @@ export interface Deferred {
 /** After a poll threw, when to poll again (its deadline is unknown). */
 const POLL_RETRY_MS = 100;
 
-export class StackRuntime implements FrameReceiver {
+export class StackClock implements FrameReceiver {
   private stack: Stack | null = null;
   private stats: Stats | null = null;
   private readonly pollables: Pollable[] = [];
