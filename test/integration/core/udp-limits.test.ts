@@ -26,13 +26,16 @@ const SINK_NET = "203.0.113.0/24";
 
 // Ethernet + IPv4 + UDP frames straight onto the guest's tap (the guest
 // kernel would refuse forged sources); UDP checksum 0 (none, RFC 768).
+// They carry the tap's own MAC as source, as a guest's raw frames do: the
+// stack learns the guest's MAC from its frames, and a made-up one would
+// send the stack's answers, the probes' among them, to a MAC the guest's
+// tap drops as not its own.
 // N to distinct destinations, then N from forged sources, then both in
 // turn until stdin closes; prints {"sent": frames}.
 const FLOOD = `${PY_STOP}
 import json, socket, struct, sys, time
 n = int(sys.argv[1])
 STACK_MAC = bytes.fromhex("7071aa4b29aa")
-SRC_MAC = bytes.fromhex("020000000064")
 def csum(h):
     s = sum(struct.unpack("!%dH" % (len(h) // 2), h))
     while s >> 16:
@@ -45,6 +48,7 @@ def frame(src, sport, dst, dport):
     return STACK_MAC + SRC_MAC + b"\\x08\\x00" + ip + udp
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind(("tun0", 0))
+SRC_MAC = s.getsockname()[4]
 guest = bytes([10, 0, 2, 100])
 i = 0
 while i < 2 * n or not stop_requested():
