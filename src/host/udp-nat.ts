@@ -39,6 +39,7 @@ import type { DialTarget } from "./dialer.ts";
 import type { StackClock } from "./clock.ts";
 import { guestEndpoint } from "./flow-addr.ts";
 import type { UdpSplice } from "./udp-splice.ts";
+import { LruList } from "../stack/lru.ts";
 
 /** Where a datagram came from (recvfrom) or an ICMP error was about. */
 const from = new SockAddr();
@@ -71,8 +72,8 @@ function samePeer(a: SockAddr, b: SockAddr): boolean {
 /** One guest endpoint's host socket and the flows that share it. */
 export class Mapping implements UdpSocketOwner {
   /** Least recently used order, for eviction. */
-  prev: Mapping | null = null;
-  next: Mapping | null = null;
+  lruPrev: Mapping | null = null;
+  lruNext: Mapping | null = null;
   open = true;
   /** The splices by peerKey of their host peer, chained through nextInMapping. */
   private readonly peers = new Map<number, UdpSplice>();
@@ -178,8 +179,8 @@ export class Mapping implements UdpSocketOwner {
 
 export class UdpNat {
   private readonly mappings = new Map<string, Mapping>();
-  private lruHead: Mapping | null = null;
-  private lruTail: Mapping | null = null;
+  /** The eviction order, least recently used first. */
+  private readonly lru = new LruList<Mapping>();
 
   constructor(
     private readonly reactor: Reactor,
@@ -227,14 +228,14 @@ export class UdpNat {
     m.add(s);
     s.mapping = m;
     if (wantLocal) s.hostLocal = endpointText(sockAddrIP(probeAddr), m.port);
-    this.touch(m);
+    this.lru.touch(m);
     return null;
   }
 
   private create(key: string, family: 4 | 6, source: Uint8Array | null): Mapping | DialError {
-    while (this.mappings.size >= this.maxPorts && this.lruHead !== null) {
+    while (this.mappings.size >= this.maxPorts && this.lru.head !== null) {
       this.stats.limit("udp-ports");
-      this.evict(this.lruHead);
+      this.evict(this.lru.head);
     }
     const m = new Mapping(this, key);
     const sock = UdpSocket.unconnected(this.reactor, family, source, m);
@@ -262,27 +263,13 @@ export class UdpNat {
     if (!m.open) return;
     m.open = false;
     this.mappings.delete(m.key);
-    this.unlink(m);
+    this.lru.remove(m);
     m.sock.close();
   }
 
   /** The mapping was used: it goes to the back of the eviction order. */
   touch(m: Mapping): void {
-    if (this.lruTail === m || !m.open) return;
-    this.unlink(m);
-    m.prev = this.lruTail;
-    if (this.lruTail !== null) this.lruTail.next = m;
-    else this.lruHead = m;
-    this.lruTail = m;
-  }
-
-  private unlink(m: Mapping): void {
-    if (m.prev !== null) m.prev.next = m.next;
-    else if (this.lruHead === m) this.lruHead = m.next;
-    if (m.next !== null) m.next.prev = m.prev;
-    else if (this.lruTail === m) this.lruTail = m.prev;
-    m.prev = null;
-    m.next = null;
+    if (m.open) this.lru.touch(m);
   }
 }
 

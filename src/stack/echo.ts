@@ -24,6 +24,7 @@ import { GuestError, type Icmp } from "./icmp.ts";
 import { TimerHeap, type Timed } from "./timer-heap.ts";
 import { FlowTable, eq16, type FlowTuple } from "./flow-key.ts";
 import type { FlowSecret } from "./secret.ts";
+import { LruList } from "./lru.ts";
 
 /** Idle time after which an echo flow ends (ms). */
 export const ECHO_IDLE_MS = 30_000;
@@ -118,8 +119,8 @@ export class EchoLayer {
   private readonly table: FlowTable<EchoFlow>;
   private readonly timers = new TimerHeap<EchoFlow>();
   private readonly fire = (f: EchoFlow): void => this.expire(f);
-  private lruHead: EchoFlow | null = null;
-  private lruTail: EchoFlow | null = null;
+  /** The eviction order, least recently used first. */
+  private readonly lru = new LruList<EchoFlow>();
   private now = 0;
   /** Flows at most (limit "icmp-echo-flows"). */
   maxFlows = DEFAULT_MAX_ECHO_FLOWS;
@@ -207,12 +208,12 @@ export class EchoLayer {
       this.stats.drop("icmp-echo-failed");
       return HANDLED;
     }
-    while (this.table.size >= this.maxFlows && this.lruHead !== null) {
+    while (this.table.size >= this.maxFlows && this.lru.head !== null) {
       this.stats.limit("icmp-echo-flows");
-      this.close(this.lruHead);
+      this.close(this.lru.head);
     }
     this.table.insert(f);
-    this.touch(f);
+    this.lru.touch(f);
     return ADMITTED;
   }
 
@@ -221,7 +222,7 @@ export class EchoLayer {
     f.lastLen = len;
     f.lastSeq = readU16(buf, off + 6);
     f.lastChecksum = readU16(buf, off + 2);
-    this.touch(f);
+    this.lru.touch(f);
     f.deadline = now + ECHO_IDLE_MS;
     this.timers.update(f);
     f.handler!.onEchoRequest(f, buf, off, len);
@@ -284,24 +285,6 @@ export class EchoLayer {
     icmp.sendError(f, what, payloadMtu, at + 8, now);
   }
 
-  private touch(f: EchoFlow): void {
-    if (this.lruTail === f) return;
-    this.unlink(f);
-    f.lruPrev = this.lruTail;
-    if (this.lruTail !== null) this.lruTail.lruNext = f;
-    else this.lruHead = f;
-    this.lruTail = f;
-  }
-
-  private unlink(f: EchoFlow): void {
-    if (f.lruPrev !== null) f.lruPrev.lruNext = f.lruNext;
-    else if (this.lruHead === f) this.lruHead = f.lruNext;
-    if (f.lruNext !== null) f.lruNext.lruPrev = f.lruPrev;
-    else if (this.lruTail === f) this.lruTail = f.lruPrev;
-    f.lruPrev = null;
-    f.lruNext = null;
-  }
-
   private expire(f: EchoFlow): void {
     if (f.lastActive + ECHO_IDLE_MS > this.now) {
       f.deadline = f.lastActive + ECHO_IDLE_MS;
@@ -316,7 +299,7 @@ export class EchoLayer {
     f.open = false;
     f.deadline = Infinity;
     this.timers.remove(f);
-    if (this.table.remove(f)) this.unlink(f);
+    if (this.table.remove(f)) this.lru.remove(f);
     f.handler?.onClosed(f);
   }
 

@@ -18,6 +18,7 @@ import type { Stats } from "./stats.ts";
 import { TimerHeap, type Timed } from "./timer-heap.ts";
 import { FlowTable, type FlowTuple } from "./flow-key.ts";
 import type { FlowSecret } from "./secret.ts";
+import { LruList } from "./lru.ts";
 
 /** virtio_net_hdr gso_type of a UDP segmentation super-frame. */
 const GSO_UDP_L4 = 5;
@@ -110,8 +111,8 @@ export class UdpLayer {
   private readonly view = new UdpView();
   private now = 0;
   private readonly fire = (f: UdpFlow): void => this.expire(f);
-  private lruHead: UdpFlow | null = null;
-  private lruTail: UdpFlow | null = null;
+  /** The eviction order, least recently used first. */
+  private readonly lru = new LruList<UdpFlow>();
   /** Flows in the table at most (the host sets it from -max-udp-flows). */
   maxFlows = Infinity;
 
@@ -200,32 +201,18 @@ export class UdpLayer {
 
   /** Adds a flow to the table, evicting the least recently active one at the cap. */
   private insert(f: UdpFlow): void {
-    while (this.table.size >= this.maxFlows && this.lruHead !== null) {
+    while (this.table.size >= this.maxFlows && this.lru.head !== null) {
       this.stats.limit("udp-flows");
-      this.close(this.lruHead, "evicted");
+      this.close(this.lru.head, "evicted");
     }
     this.table.insert(f);
-    this.touch(f);
+    this.lru.touch(f);
     this.rearm(f);
   }
 
   /** The flow carried a datagram: it goes to the back of the eviction order. */
   touch(f: UdpFlow): void {
-    if (this.lruTail === f) return;
-    this.unlink(f);
-    f.lruPrev = this.lruTail;
-    if (this.lruTail !== null) this.lruTail.lruNext = f;
-    else this.lruHead = f;
-    this.lruTail = f;
-  }
-
-  private unlink(f: UdpFlow): void {
-    if (f.lruPrev !== null) f.lruPrev.lruNext = f.lruNext;
-    else if (this.lruHead === f) this.lruHead = f.lruNext;
-    if (f.lruNext !== null) f.lruNext.lruPrev = f.lruPrev;
-    else if (this.lruTail === f) this.lruTail = f.lruPrev;
-    f.lruPrev = null;
-    f.lruNext = null;
+    this.lru.touch(f);
   }
 
   /**
@@ -237,7 +224,7 @@ export class UdpLayer {
    */
   private deliverFrame(f: UdpFlow, buf: Uint8Array, off: number, len: number, meta: RxMeta, now: number): void {
     f.lastActive = now;
-    this.touch(f);
+    this.lru.touch(f);
     const h = f.handler!;
     if (meta.gsoType !== GSO_UDP_L4 || meta.gsoSize === 0) {
       h.onDatagram(f, buf, this.view.payloadOff, this.view.payloadLen);
@@ -318,7 +305,7 @@ export class UdpLayer {
     f.deadline = Infinity;
     this.timers.remove(f);
     this.table.remove(f);
-    this.unlink(f);
+    this.lru.remove(f);
     f.handler?.onClosed(f, reason);
   }
 
