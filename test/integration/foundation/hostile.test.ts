@@ -79,9 +79,14 @@ async function survive(rig: Rig, mode: "tap" | "tun"): Promise<void> {
   );
   console.log(`hostile ${mode} cases:`, JSON.stringify(summaries[0]!.cases));
   expect(sent).toBeGreaterThan(total * 0.9);
-  // The stack did read and process them: it answered many (RSTs for the
-  // TCP segments, neighbour advertisements, ARP and echo replies).
-  expect(answered).toBeGreaterThan(1000);
+  // The stack did read them: a good share got past the device queue (what
+  // a stack that stopped reading would drop at once), and it answered some
+  // (ARP, neighbour advertisements, echo replies, RSTs). Answers are few
+  // by design: none toward forged or non-unicast sources, challenge and
+  // out-of-window ACKs at most one per 500 ms per connection, ICMP errors
+  // through one token bucket.
+  expect(sent - dropped).toBeGreaterThan(total * 0.15);
+  expect(answered).toBeGreaterThan(100);
   expect(rssAfter / 1024).toBeLessThan(RSS_LIMIT_MIB);
   expect(hwm / 1024).toBeLessThan(RSS_LIMIT_MIB);
   // Nothing on stderr after the startup lines: no stack traces, no warnings.
