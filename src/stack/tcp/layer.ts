@@ -543,7 +543,7 @@ export class TcpLayer implements TcpOutput {
    * else one MSS.
    */
   maxSegmentPayload(conn: TcpConnection): number {
-    const per = conn.segmentPayloadMax();
+    const per = conn.sender.segmentPayloadMax();
     const caps = this.egress.caps;
     if (!caps.txTcpSegmentation || !caps.txChecksumOffload) return per;
     const hdr = (conn.family === 4 ? IPV4_HEADER : IPV6_HEADER) + TCP_HEADER + 40;
@@ -601,12 +601,12 @@ export class TcpLayer implements TcpOutput {
     writeU32(b, at + 8, flags & ACK ? conn.rcvNxt : 0);
     b[at + 12] = (hdr >>> 2) << 4;
     b[at + 13] = flags;
-    writeU16(b, at + 14, flags & SYN ? conn.synWindowField() : flags & RST ? 0 : conn.windowField());
+    writeU16(b, at + 14, flags & SYN ? conn.sender.synWindowField() : flags & RST ? 0 : conn.sender.windowField());
     writeU16(b, at + 16, 0);
     writeU16(b, at + 18, 0);
     if (len > 0) conn.sendBuf.copyOut(bufOff, b, at + hdr, len);
     const l4Len = hdr + len;
-    const per = conn.segmentPayloadMax();
+    const per = conn.sender.segmentPayloadMax();
     if (len > per) {
       const m = eg.meta;
       m.gsoType = v4 ? GSO_TCPV4 : GSO_TCPV6;
@@ -620,7 +620,7 @@ export class TcpLayer implements TcpOutput {
       eg.checksumV6(conn.localV6!, 0, conn.remoteV6!, 0, IPPROTO_TCP, at, l4Len, 16);
       eg.sendV6(conn.localV6!, 0, conn.remoteV6!, 0, IPPROTO_TCP, l4Len, now);
     }
-    if (flags & ACK) conn.noteAckSent();
+    if (flags & ACK) conn.sender.noteAckSent();
   }
 
   /** RST for a segment that belongs to no connection (RFC 9293 §3.10.7.1). */
@@ -697,7 +697,7 @@ export class TcpLayer implements TcpOutput {
       const c = d[i]!;
       c.dirty = false;
       try {
-        c.flushAck(now);
+        c.sender.flushAck(now);
       } catch (e) {
         this.faulted(c, e);
       }

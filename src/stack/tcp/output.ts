@@ -13,7 +13,7 @@ export interface TcpOutput {
   /**
    * Sends a segment without payload: `flags` (SYN, FIN, RST, ACK) at
    * sequence number `seq`. Options, the ACK field and the window come from
-   * the connection; a segment with ACK calls conn.noteAckSent().
+   * the connection; a segment with ACK calls conn.sender.noteAckSent().
    */
   sendControl(conn: TcpConnection, flags: number, seq: number, now: number): void;
   /** Sends `len` bytes of the send buffer from sequence number `seq` (with PSH when `push`). */
@@ -23,7 +23,7 @@ export interface TcpOutput {
 
   /** conn.deadline changed: move it in the timer heap. */
   schedule(conn: TcpConnection): void;
-  /** An ACK is owed: conn.flushAck at the end of this batch of input. */
+  /** An ACK is owed: conn.sender.flushAck at the end of this batch of input. */
   markDirty(conn: TcpConnection): void;
 
   /** The connection entered CLOSED: forget it (table, timers). */

@@ -51,7 +51,7 @@ export class LossRecovery {
   limitedTransmit(): number {
     const c = this.c;
     if (!this.inRecovery && this.dupAcks > 0 && this.dupAcks < 3 && seqGe(c.sndUna, this.recoverSeq)) {
-      return this.dupAcks * c.segmentPayloadMax();
+      return this.dupAcks * c.sender.segmentPayloadMax();
     }
     return 0;
   }
@@ -136,7 +136,7 @@ export class LossRecovery {
         // output() re-sends data; our FIN follows once the data is through.
         c.finSent = false;
       }
-      c.output(now);
+      c.sender.output(now);
     }
   }
 
@@ -249,7 +249,7 @@ export class LossRecovery {
       }
       return;
     }
-    let len = Math.min(c.segmentPayloadMax(), seqDiff(seqMin(dataEnd, c.sndMax), s));
+    let len = Math.min(c.sender.segmentPayloadMax(), seqDiff(seqMin(dataEnd, c.sndMax), s));
     for (const x of this.sacked) {
       if (seqGt(x.start, s) && seqLt(x.start, seqAdd(s, len))) len = seqDiff(x.start, s);
     }
@@ -276,6 +276,6 @@ export class LossRecovery {
     // Our FIN follows the data again (as after a timeout).
     c.finSent = false;
     this.rttSeq = -1; // Karn: retransmissions are not timed
-    c.output(now);
+    c.sender.output(now);
   }
 }

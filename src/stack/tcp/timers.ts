@@ -146,13 +146,13 @@ export class TcpTimers {
     }
     if (now >= this.delAckAt) {
       this.delAckAt = NO_DEADLINE;
-      if (c.ackDue > 0) c.sendAck(now);
+      if (c.ackDue > 0) c.sender.sendAck(now);
     }
     if (now >= this.rtxAt) this.retransmitTimeout(now);
     if (c.closed) return;
     if (now >= this.persistAt) {
       this.persistAt = NO_DEADLINE;
-      if (c.sndWnd > 0) c.output(now, true);
+      if (c.sndWnd > 0) c.sender.output(now, true);
       else this.windowProbe(now);
     }
     if (now >= this.keepAt) this.keepalive(now);

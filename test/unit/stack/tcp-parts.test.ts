@@ -22,14 +22,14 @@ class FakeOutput implements TcpOutput {
   readonly synReceivedPressure = false;
   sendControl(conn: TcpConnection, flags: number, seq: number, now: number): void {
     this.sent.push({ at: now, flags, seq, len: 0 });
-    if (flags & ACK) conn.noteAckSent();
+    if (flags & ACK) conn.sender.noteAckSent();
   }
   sendData(conn: TcpConnection, seq: number, len: number, _push: boolean, now: number): void {
     this.sent.push({ at: now, flags: ACK, seq, len });
-    conn.noteAckSent();
+    conn.sender.noteAckSent();
   }
   maxSegmentPayload(conn: TcpConnection): number {
-    return conn.segmentPayloadMax();
+    return conn.sender.segmentPayloadMax();
   }
   schedule(): void {}
   markDirty(): void {}
