@@ -14,7 +14,7 @@ import type { FaultInjector } from "./link/fault.ts";
 import type { PcapWriter } from "./link/pcap.ts";
 import type { FdDevice } from "./link/fd-device.ts";
 import type { StackClock } from "./host/clock.ts";
-import type { Host } from "./host/host.ts";
+import type { Host, HostControl } from "./host/host.ts";
 import type { Reactor } from "./io/reactor.ts";
 import type { StackConfig } from "./stack/stack.ts";
 import { ipFromV4, ipFromV6, ipv4FromText, ipv6FromText, type IP } from "./wire/addr.ts";
@@ -274,13 +274,13 @@ async function guestServices(cfg: Config, allowsDns: (ip: IP, port: number) => b
  * peers (a cut stream must never look complete) and reported. `cutNow`
  * ends the drain at once (a second signal).
  */
-function exitDrain(p: { host: Host; clock: StackClock; device: FdDevice; reactor: Reactor; log: Logger; pid: number; graceMs: number }): {
+function exitDrain(p: { host: Host; control: HostControl; clock: StackClock; device: FdDevice; reactor: Reactor; log: Logger; pid: number; graceMs: number }): {
   shutdown: (status: number, guestLeaving: boolean) => Promise<never>;
   cutNow: () => void;
 } {
   let drainUntil = Infinity;
   const shutdown = async (status: number, guestLeaving: boolean): Promise<never> => {
-    p.host.stopMetrics(p.pid);
+    p.control.stopMetrics(p.pid);
     p.host.beginDrain();
     drainUntil = performance.now() + p.graceMs;
     while (performance.now() < drainUntil && p.host.drainPending(guestLeaving) > 0) await Bun.sleep(DRAIN_CHECK_MS);
@@ -324,7 +324,7 @@ async function main(): Promise<void> {
   const [
     { Logger },
     { StackClock },
-    { Host },
+    { Host, HostControl },
     { LimitReporter },
     { FaultReporter },
     { raiseNoFileLimit, setParentDeathSignal, getppid, killPid, SIGTERM, SIGWINCH },
@@ -377,14 +377,11 @@ async function main(): Promise<void> {
   reactor.start();
   reactor.setSettle(clock.settle);
   reactor.setFaultSink(stats);
-  const host = new Host(cfg, log, stats, clock, reactor, resolver, {
-    v4: ipFromV4(GATEWAY_V4),
-    v6: ipFromV6(GATEWAY_V6, 0),
-  }, cfg.enableDns);
+  const control = new HostControl(cfg, log, stats);
 
   // 6, 8. Routes watcher and metrics start before the namespace work.
-  host.startRoutes();
-  host.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
+  control.startRoutes();
+  control.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
 
   // 9.
   const { fd, caps, vnetHdr, session } = await openDevice(cfg, runMode, parsed.positional, log);
@@ -398,22 +395,36 @@ async function main(): Promise<void> {
   const { sink, receiver } = await linkMiddleware(cfg, log, device, caps, clock);
 
   // 11. The stack and the handlers for new guest flows.
-  const stack = new Stack(caps, sink, host, stats, {
-    mac: MAC,
-    gatewayV4: GATEWAY_V4,
-    gatewayV6: GATEWAY_V6,
-    tcp: { ...DEFAULT_TCP_CONFIG, maxConnections: cfg.maxTcpConnections, maxSynReceived: cfg.maxSynReceived, bufferBudget: cfg.maxBufferBytes },
-    // The key of ISNs, timestamp offsets, ephemeral ports (RFC 6528,
-    // RFC 7323 §7.1, RFC 6056) and the flow tables' hash, from the system
-    // CSPRNG.
-    secret: new FlowSecret(crypto.getRandomValues(new Uint8Array(16))),
-    maxNeighbors: cfg.maxNeighbors,
-    ...(await guestServices(cfg, (ip, port) => host.allowsGuestUdp(ip, port))),
-    // Test hook: the 125 s UDP idle timeout, shortened.
-    ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
+  const services = await guestServices(cfg, (ip, port) => control.allowsGuestUdp(ip, port));
+  const host = new Host({
+    control,
+    cfg,
+    log,
+    stats,
+    clock,
+    reactor,
+    resolver,
+    gateways: { v4: ipFromV4(GATEWAY_V4), v6: ipFromV6(GATEWAY_V6, 0) },
+    dnsEnabled: cfg.enableDns,
+    makeStack: (events) =>
+      new Stack(caps, sink, events, stats, {
+        mac: MAC,
+        gatewayV4: GATEWAY_V4,
+        gatewayV6: GATEWAY_V6,
+        tcp: { ...DEFAULT_TCP_CONFIG, maxConnections: cfg.maxTcpConnections, maxSynReceived: cfg.maxSynReceived, bufferBudget: cfg.maxBufferBytes },
+        // The key of ISNs, timestamp offsets, ephemeral ports (RFC 6528,
+        // RFC 7323 §7.1, RFC 6056) and the flow tables' hash, from the system
+        // CSPRNG.
+        secret: new FlowSecret(crypto.getRandomValues(new Uint8Array(16))),
+        maxNeighbors: cfg.maxNeighbors,
+        ...services,
+        // Test hook: the 125 s UDP idle timeout, shortened.
+        ...(process.env.SLIRPNETSTACK_UDP_IDLE_MS ? { udpIdleMs: Number(process.env.SLIRPNETSTACK_UDP_IDLE_MS) } : {}),
+      }),
   });
+  const stack = host.stack;
   clock.attach(stack, stats);
-  host.attach(stack);
+  control.serveFlows(host);
 
   // 12, 13. Port forwards.
   await host.startLocalForwards((line) => die(log, Exit.LocalListen, line));
@@ -441,7 +452,7 @@ async function main(): Promise<void> {
   supervisorFds(cfg, () => closing?.());
 
   // 19.
-  const { shutdown, cutNow } = exitDrain({ host, clock, device, reactor, log, pid, graceMs: cfg.exitGraceMs });
+  const { shutdown, cutNow } = exitDrain({ host, control, clock, device, reactor, log, pid, graceMs: cfg.exitGraceMs });
 
   if (session !== null) {
     // Run mode: the terminal's Ctrl-C belongs to the command (same process

@@ -1,6 +1,7 @@
 // The host side: what happens to guest flows in the real world. It answers
 // the engine's questions about new flows (StackEvents) and owns every
-// host-side piece: routing policy and local routes, -L and -R forwards, the
+// flow-side piece: -L and -R forwards, the dialer, the guest DNS service;
+// HostControl (built first) holds routing policy, local routes and the
 // metrics server. Each new guest flow goes, in order, to:
 //   1. the guest DNS service, when enabled (10.0.2.3 / fd00::3 port 53;
 //      it skips the routing policy, not the caps: dns-forwarder.ts);
@@ -54,55 +55,32 @@ export interface HostConfig extends PolicyOptions {
   icmp: "forward" | "local";
 }
 
-export class Host implements StackEvents, FlowSource {
-  private stack: Stack | null = null;
-  private dialer: Dialer | null = null;
-  /** Guest DNS at 10.0.2.3 / fd00::3 (-enable-dns, on by default in run mode). */
-  private dns: DnsForwarder | null = null;
+/**
+ * The host-side parts that run before the device is opened (startup steps 6
+ * and 8, docs/compatibility.md): the local routes watcher, the routing
+ * policy that reads them, and the metrics server. The stack needs the
+ * device's capabilities and the guest DHCP/RA answers need the policy
+ * (`allowsGuestUdp`), so these are built first and the flow side (Host)
+ * after, in one step.
+ */
+export class HostControl implements FlowSource {
   private readonly routes: LocalRoutes;
-  private readonly keepalive = new HostKeepalive();
-  private readonly policy: RoutingPolicy;
+  readonly policy: RoutingPolicy;
   private metrics: MetricsServer | null = null;
-  private readonly remote: RemoteForwards;
-  private readonly local: LocalForwards;
-  /** -source-ipv4 / -source-ipv6, parsed once. */
-  private readonly sources: SourceAddresses;
-  /** Exiting: new flows from either side are refused (beginDrain). */
-  private draining = false;
+  /**
+   * The flows /metrics reports. The metrics server listens before the
+   * device, and so the stack and Host, exist (step 8 before 11): until
+   * `serveFlows`, there are none.
+   */
+  private flows: FlowSource | null = null;
 
   constructor(
-    readonly cfg: HostConfig,
-    readonly log: Logger,
-    readonly stats: Stats,
-    readonly clock: StackClock,
-    readonly reactor: Reactor,
-    readonly resolver: Resolver,
-    private readonly gateways: Gateways,
-    /** -enable-dns, or run mode's default. */
-    private readonly dnsEnabled: boolean,
+    private readonly cfg: PolicyOptions & { metrics: MetricsAddress | null },
+    private readonly log: Logger,
+    private readonly stats: Stats,
   ) {
     this.routes = new LocalRoutes((line) => log.err(line));
     this.policy = new RoutingPolicy(cfg, this.routes);
-    this.sources = {
-      v4: cfg.sourceIpv4 === null ? null : parseIP(cfg.sourceIpv4),
-      v6: cfg.sourceIpv6 === null ? null : parseIP(cfg.sourceIpv6),
-    };
-    this.remote = new RemoteForwards(cfg.remoteForwards, cfg.dnsTtlMs, resolver, log, stats, clock, this.sources);
-    this.local = new LocalForwards(cfg.localForwards, resolver);
-  }
-
-  attach(stack: Stack): void {
-    this.stack = stack;
-    stack.udp.maxFlows = this.cfg.maxUdpFlows;
-    const nat = new UdpNat(this.reactor, this.clock, this.stats, this.cfg.maxUdpPorts, stack.icmp);
-    this.dialer = new Dialer(stack, this.clock, this.reactor, this.log, this.stats, this.keepalive, nat);
-    if (this.dnsEnabled) this.dns = new DnsForwarder(this.dialer, this.clock, new DnsQueries(this.cfg.maxDnsQueries, this.stats));
-    if (this.cfg.icmp === "forward") {
-      // Pings to the DNS forwarder's address are the stack's to answer, like the gateway's.
-      stack.echo.ownV4.push(readU32(parseIP(DNS_V4)!.bytes, 0));
-      stack.echo.ownV6.push(parseIP(DNS_V6)!.bytes);
-      stack.echo.start(new EchoForwarder(stack.echo, this.reactor, this.clock, this.stats, this.policy, (line) => this.log.err(line)));
-    }
   }
 
   /** Startup step 6 (docs/compatibility.md): read the host's routes now and every 30 s. */
@@ -130,11 +108,103 @@ export class Host implements StackEvents, FlowSource {
     this.metrics = null;
   }
 
+  /** /metrics reports `flows` from now on. */
+  serveFlows(flows: FlowSource): void {
+    this.flows = flows;
+  }
+
+  stop(): void {
+    this.routes.stop();
+  }
+
+  /** Whether the routing policy lets a guest UDP flow to ip:port through (which resolvers the guest may be told of). */
+  allowsGuestUdp(ip: IP, port: number): boolean {
+    return verdictAllows(this.policy.decide("udp", ip, port));
+  }
+
+  get flowCount(): number {
+    return this.flows?.flowCount ?? 0;
+  }
+
+  flowRows(offset: number, limit: number): unknown[] {
+    return this.flows?.flowRows(offset, limit) ?? [];
+  }
+
+  flowCounts(): Array<{ proto: string; state: string; count: number }> {
+    return this.flows?.flowCounts() ?? [];
+  }
+}
+
+/** What Host is built from. */
+export interface HostParts {
+  control: HostControl;
+  cfg: HostConfig;
+  log: Logger;
+  stats: Stats;
+  clock: StackClock;
+  reactor: Reactor;
+  resolver: Resolver;
+  gateways: Gateways;
+  /** -enable-dns, or run mode's default. */
+  dnsEnabled: boolean;
+  /** Builds the engine that reports its new flows to `events` (the Host being built). */
+  makeStack: (events: StackEvents) => Stack;
+}
+
+export class Host implements StackEvents, FlowSource {
+  readonly stack: Stack;
+  private readonly dialer: Dialer;
+  /** Guest DNS at 10.0.2.3 / fd00::3 (-enable-dns, on by default in run mode). */
+  private readonly dns: DnsForwarder | null;
+  private readonly keepalive = new HostKeepalive();
+  private readonly control: HostControl;
+  private readonly cfg: HostConfig;
+  private readonly log: Logger;
+  private readonly stats: Stats;
+  private readonly clock: StackClock;
+  private readonly reactor: Reactor;
+  private readonly gateways: Gateways;
+  private readonly remote: RemoteForwards;
+  private readonly local: LocalForwards;
+  /** -source-ipv4 / -source-ipv6, parsed once. */
+  private readonly sources: SourceAddresses;
+  /** Exiting: new flows from either side are refused (beginDrain). */
+  private draining = false;
+
+  constructor(p: HostParts) {
+    const { control, cfg, log, stats, clock, reactor } = p;
+    this.control = control;
+    this.cfg = cfg;
+    this.log = log;
+    this.stats = stats;
+    this.clock = clock;
+    this.reactor = reactor;
+    this.gateways = p.gateways;
+    this.sources = {
+      v4: cfg.sourceIpv4 === null ? null : parseIP(cfg.sourceIpv4),
+      v6: cfg.sourceIpv6 === null ? null : parseIP(cfg.sourceIpv6),
+    };
+    this.remote = new RemoteForwards(cfg.remoteForwards, cfg.dnsTtlMs, p.resolver, log, stats, clock, this.sources);
+    this.local = new LocalForwards(cfg.localForwards, p.resolver);
+    const stack = p.makeStack(this);
+    this.stack = stack;
+    stack.udp.maxFlows = cfg.maxUdpFlows;
+    const nat = new UdpNat(reactor, clock, stats, cfg.maxUdpPorts, stack.icmp);
+    this.dialer = new Dialer(stack, clock, reactor, log, stats, this.keepalive, nat);
+    this.dns = p.dnsEnabled ? new DnsForwarder(this.dialer, clock, new DnsQueries(cfg.maxDnsQueries, stats)) : null;
+    if (cfg.icmp === "forward") {
+      // Pings to the DNS forwarder's address are the stack's to answer, like the gateway's.
+      stack.echo.ownV4.push(readU32(parseIP(DNS_V4)!.bytes, 0));
+      stack.echo.ownV6.push(parseIP(DNS_V6)!.bytes);
+      stack.echo.start(new EchoForwarder(stack.echo, reactor, clock, stats, control.policy, (line) => log.err(line)));
+    }
+  }
+
   /** Startup step 12 (docs/compatibility.md): the -L forwards (exit 247 through `fail`). */
   async startLocalForwards(fail: (line: string) => never): Promise<void> {
     await this.local.start(
       {
-        stack: this.stack!,
+        stack: this.stack,
         clock: this.clock,
         reactor: this.reactor,
         log: this.log,
@@ -154,7 +224,7 @@ export class Host implements StackEvents, FlowSource {
   }
 
   stop(): void {
-    this.routes.stop();
+    this.control.stop();
     this.local.stop();
   }
 
@@ -163,22 +233,22 @@ export class Host implements StackEvents, FlowSource {
   tcpConnectRequest(conn: TcpConnection): void {
     if (this.draining) {
       this.stats.drop("tcp-exiting");
-      this.stack!.tcp.refuse(conn, this.clock.now());
+      this.stack.tcp.refuse(conn, this.clock.now());
       this.clock.afterActivity();
       return;
     }
     if (this.dns?.tryTcp(conn)) return;
-    if (this.remote.tryTcp(conn, this.stack!, this.dialer!)) return;
+    if (this.remote.tryTcp(conn, this.stack, this.dialer)) return;
     const dst = destinationIp(conn);
-    const verdict = this.policy.decide("tcp", dst, conn.localPort);
+    const verdict = this.control.policy.decide("tcp", dst, conn.localPort);
     if (!verdictAllows(verdict)) {
       this.stats.drop("tcp-policy-denied");
       this.stats.bump("connect-denied");
-      this.stack!.tcp.refuse(conn, this.clock.now());
+      this.stack.tcp.refuse(conn, this.clock.now());
       this.clock.afterActivity();
       return;
     }
-    this.dialer!.tcp(
+    this.dialer.tcp(
       conn,
       { ip: dst, port: conn.localPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
       { guest: guestEndpoint(conn), label: "Routing", target: destinationEndpoint(conn), rpc: false },
@@ -191,24 +261,19 @@ export class Host implements StackEvents, FlowSource {
       return false;
     }
     if (this.dns?.tryUdp(flow)) return true;
-    if (this.remote.tryUdp(flow, this.dialer!)) return true;
+    if (this.remote.tryUdp(flow, this.dialer)) return true;
     const dst = destinationIp(flow);
-    const verdict = this.policy.decide("udp", dst, flow.localPort);
+    const verdict = this.control.policy.decide("udp", dst, flow.localPort);
     if (!verdictAllows(verdict)) {
       this.stats.drop("udp-policy-denied");
       return false;
     }
-    this.dialer!.udp(
+    this.dialer.udp(
       flow,
       { ip: dst, port: flow.localPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
       { guest: guestEndpoint(flow), label: "Routing", target: destinationEndpoint(flow), rpc: false },
     );
     return true;
-  }
-
-  /** Whether the routing policy lets a guest UDP flow to ip:port through (which resolvers the guest may be told of). */
-  allowsGuestUdp(ip: IP, port: number): boolean {
-    return verdictAllows(this.policy.decide("udp", ip, port));
   }
 
   // --- exit: drain, then cut what did not finish ---
@@ -227,7 +292,7 @@ export class Host implements StackEvents, FlowSource {
    */
   drainPending(guestLeaving: boolean): number {
     let n = 0;
-    for (const c of this.stack?.tcp.connections() ?? []) {
+    for (const c of this.stack.tcp.connections()) {
       if (c.state >= TcpState.TimeWait) continue;
       if (c.sendBuf.length > 0 || c.rcvBuf.length > 0 || (guestLeaving && !c.peerFinished)) n++;
     }
@@ -242,7 +307,7 @@ export class Host implements StackEvents, FlowSource {
   cutUnfinished(): number {
     const now = this.clock.now();
     const cut: TcpConnection[] = [];
-    for (const c of this.stack?.tcp.connections() ?? []) {
+    for (const c of this.stack.tcp.connections()) {
       if (c.state >= TcpState.TimeWait) continue;
       if (c.sendBuf.length > 0 || c.rcvBuf.length > 0 || !c.peerFinished) cut.push(c);
     }
@@ -257,13 +322,12 @@ export class Host implements StackEvents, FlowSource {
   // --- FlowSource (metrics) ---
 
   get flowCount(): number {
-    return (this.stack?.tcp.connectionCount ?? 0) + (this.stack?.udp.flowCount ?? 0);
+    return (this.stack.tcp.connectionCount ?? 0) + (this.stack.udp.flowCount);
   }
 
   flowRows(offset: number, limit: number): unknown[] {
     const rows: unknown[] = [];
     const stack = this.stack;
-    if (stack === null) return rows;
     // Positions before `offset` are skipped without building rows; a page
     // wholly past the TCP flows skips them without walking them.
     let skip = offset;
@@ -308,13 +372,13 @@ export class Host implements StackEvents, FlowSource {
 
   flowCounts(): Array<{ proto: string; state: string; count: number }> {
     const byState = new Map<string, number>();
-    for (const c of this.stack?.tcp.connections() ?? []) byState.set(c.stateName, (byState.get(c.stateName) ?? 0) + 1);
+    for (const c of this.stack.tcp.connections()) byState.set(c.stateName, (byState.get(c.stateName) ?? 0) + 1);
     const rows: Array<{ proto: string; state: string; count: number }> = STATE_NAMES.filter((s) => byState.has(s)).map((s) => ({
       proto: "tcp",
       state: s,
       count: byState.get(s)!,
     }));
-    rows.push({ proto: "udp", state: "open", count: this.stack?.udp.flowCount ?? 0 });
+    rows.push({ proto: "udp", state: "open", count: this.stack.udp.flowCount });
     return rows;
   }
 }
