@@ -2,6 +2,8 @@
 // The version and UTC build time are stamped in (a built binary's version
 // never says DEV, and its time says UTC).
 import { $ } from "bun";
+import { rmSync, symlinkSync } from "node:fs";
+import { basename, dirname } from "node:path";
 
 const root = import.meta.dir;
 const outfile = process.argv[2] ?? `${root}/slirpnetstack`;
@@ -36,4 +38,8 @@ if (result.exitCode !== 0) {
   process.stderr.write(result.stderr.toString() + result.stdout.toString());
   process.exit(1);
 }
-process.stderr.write(`built ${outfile} (version ${version}, ${time})\n`);
+// slirp4netns mode: the binary started under that name (src/slirp4netns/).
+const alias = `${dirname(outfile)}/slirp4netns`;
+rmSync(alias, { force: true });
+symlinkSync(basename(outfile), alias);
+process.stderr.write(`built ${outfile} (version ${version}, ${time}) and ${alias} -> ${basename(outfile)}\n`);

@@ -309,6 +309,10 @@ async function main(): Promise<void> {
     return;
   }
   const argv0 = process.argv0 && process.argv[1]?.startsWith("/$bunfs") ? process.argv0 : (process.argv[1] ?? "slirpnetstack");
+  // Started as `slirp4netns` (a symlink to us): slirp4netns's command line.
+  if (argv0.slice(argv0.lastIndexOf("/") + 1) === "slirp4netns") {
+    await (await import("./slirp4netns/main.ts")).slirp4netnsMain(args, argv0, version());
+  }
 
   // 1. Signal handlers first, so an early SIGINT is still a clean exit.
   let closing: (() => void) | null = null;
