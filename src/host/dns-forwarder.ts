@@ -77,9 +77,9 @@ export class DnsForwarder {
 
   /** The address a guest flow targets is ours: 10.0.2.3:53 (also as ::ffff:10.0.2.3) or [fd00::3]:53. */
   private isOurs(t: TcpConnection | UdpFlow): boolean {
-    if (t.localPort !== DNS_PORT) return false;
-    if (t.family === 4) return t.localV4 === DNS_V4_NUM;
-    const a = t.localV6!;
+    if (t.destPort !== DNS_PORT) return false;
+    if (t.family === 4) return t.destV4 === DNS_V4_NUM;
+    const a = t.destV6!;
     return ipv6Equal(a, 0, DNS_V6_BYTES, 0) || (ipv6IsV4Mapped(a, 0) && readU32(a, 12) === DNS_V4_NUM);
   }
 

@@ -7,26 +7,26 @@ import { ipFromV4, ipFromV6, ipv4Text, v4EndpointText, v6EndpointText, v6IPText,
 import type { FlowTuple } from "../stack/flow-key.ts";
 
 /** The address the guest talked to (our side of the flow). */
-export function localIpText(t: FlowTuple): string {
-  return t.family === 4 ? ipv4Text(t.localV4) : v6IPText(t.localV6!, 0);
+export function destIpText(t: FlowTuple): string {
+  return t.family === 4 ? ipv4Text(t.destV4) : v6IPText(t.destV6!, 0);
 }
 
 /** "10.0.2.100:40000" / "[fd00::100]:40000", Go's address text. */
 export function guestEndpoint(t: FlowTuple): string {
-  return t.family === 4 ? v4EndpointText(t.remoteV4, t.remotePort) : v6EndpointText(t.remoteV6!, 0, t.remotePort);
+  return t.family === 4 ? v4EndpointText(t.guestV4, t.guestPort) : v6EndpointText(t.guestV6!, 0, t.guestPort);
 }
 
 /** Where the guest was going, Go-style. */
 export function destinationEndpoint(t: FlowTuple): string {
-  return t.family === 4 ? v4EndpointText(t.localV4, t.localPort) : v6EndpointText(t.localV6!, 0, t.localPort);
+  return t.family === 4 ? v4EndpointText(t.destV4, t.destPort) : v6EndpointText(t.destV6!, 0, t.destPort);
 }
 
 /** "IP:port" of the destination, for exact -R matches (no brackets). */
 export function destinationKey(t: FlowTuple): string {
-  return `${localIpText(t)}:${t.localPort}`;
+  return `${destIpText(t)}:${t.destPort}`;
 }
 
 /** The destination as a record. */
 export function destinationIp(t: FlowTuple): IP {
-  return t.family === 4 ? ipFromV4(t.localV4) : ipFromV6(t.localV6!, 0);
+  return t.family === 4 ? ipFromV4(t.destV4) : ipFromV6(t.destV6!, 0);
 }

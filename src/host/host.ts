@@ -240,7 +240,7 @@ export class Host implements StackEvents, FlowSource {
     if (this.dns?.tryTcp(conn)) return;
     if (this.remote.tryTcp(conn, this.stack, this.dialer)) return;
     const dst = destinationIp(conn);
-    const verdict = this.control.policy.decide("tcp", dst, conn.localPort);
+    const verdict = this.control.policy.decide("tcp", dst, conn.destPort);
     if (!verdictAllows(verdict)) {
       this.stats.drop("tcp-policy-denied");
       this.stats.bump("connect-denied");
@@ -250,7 +250,7 @@ export class Host implements StackEvents, FlowSource {
     }
     this.dialer.tcp(
       conn,
-      { ip: dst, port: conn.localPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
+      { ip: dst, port: conn.destPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
       { guest: guestEndpoint(conn), label: "Routing", target: destinationEndpoint(conn), rpc: false },
     );
   }
@@ -263,14 +263,14 @@ export class Host implements StackEvents, FlowSource {
     if (this.dns?.tryUdp(flow)) return true;
     if (this.remote.tryUdp(flow, this.dialer)) return true;
     const dst = destinationIp(flow);
-    const verdict = this.control.policy.decide("udp", dst, flow.localPort);
+    const verdict = this.control.policy.decide("udp", dst, flow.destPort);
     if (!verdictAllows(verdict)) {
       this.stats.drop("udp-policy-denied");
       return false;
     }
     this.dialer.udp(
       flow,
-      { ip: dst, port: flow.localPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
+      { ip: dst, port: flow.destPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
       { guest: guestEndpoint(flow), label: "Routing", target: destinationEndpoint(flow), rpc: false },
     );
     return true;

@@ -283,7 +283,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
       : stack.tcp.connectV6(src.bytes, local, this.target.bytes, port, splice, now);
     splice.bindGuest(conn);
     const target = endpointText(this.target, port);
-    const guestLocal = endpointText(src, conn.localPort);
+    const guestLocal = endpointText(src, conn.destPort);
     const client = p.clientText;
     const listenLocal = p.listenLocal;
     this.meta.set(splice, { client, listenLocal, guestLocal, target });
@@ -457,7 +457,7 @@ class UdpForward implements UdpSocketOwner {
       this.ctx.log.flow("local-fwd-error", `[!] udp://${client}-${this.listenLocal}/${target} local-fwd ${this.pp}error: ${c.errors.format()}`);
       return null;
     }
-    c.guestLocal = endpointText(src, c.flow.localPort);
+    c.guestLocal = endpointText(src, c.flow.destPort);
     this.clients.set(key, c);
     this.ctx.stats.bump("forward-ok");
     this.ctx.log.flow("conn-new", `[+] udp://${client}-${this.listenLocal}/${c.guestLocal}-${target} local-fwd ${this.pp}conn`);

@@ -55,15 +55,15 @@ export interface EchoEvents {
 }
 
 /**
- * One guest ping session. As a FlowTuple: local is the destination, remote
- * the guest, localPort 0 and remotePort the guest's identifier.
+ * One guest ping session. As a FlowTuple: dest is the address the guest
+ * pinged, guest the guest, destPort 0 and guestPort the guest's identifier.
  */
 export class EchoFlow implements FlowTuple, Timed {
   nextInBucket: EchoFlow | null = null;
   lruPrev: EchoFlow | null = null;
   lruNext: EchoFlow | null = null;
   handler: EchoHandler | null = null;
-  readonly localPort = 0;
+  readonly destPort = 0;
   lastActive: number;
   deadline = Infinity;
   heapIndex = -1;
@@ -76,12 +76,12 @@ export class EchoFlow implements FlowTuple, Timed {
   constructor(
     private readonly layer: EchoLayer,
     readonly family: 4 | 6,
-    readonly localV4: number,
-    readonly remoteV4: number,
-    readonly localV6: Uint8Array | null,
-    readonly remoteV6: Uint8Array | null,
+    readonly destV4: number,
+    readonly guestV4: number,
+    readonly destV6: Uint8Array | null,
+    readonly guestV6: Uint8Array | null,
     /** The guest's echo identifier. */
-    readonly remotePort: number,
+    readonly guestPort: number,
     now: number,
   ) {
     this.lastActive = now;
@@ -240,13 +240,13 @@ export class EchoLayer {
     b[at] = f.family === 4 ? Icmpv4Type.EchoReply : Icmpv6Type.EchoReply;
     b[at + 1] = 0;
     writeU16(b, at + 2, 0);
-    writeU16(b, at + 4, f.remotePort);
+    writeU16(b, at + 4, f.guestPort);
     if (f.family === 4) {
       writeU16(b, at + 2, finish(sum16(b, at, len)));
-      eg.sendV4(f.localV4, f.remoteV4, IPPROTO_ICMP, len, now);
+      eg.sendV4(f.destV4, f.guestV4, IPPROTO_ICMP, len, now);
     } else {
-      eg.checksumV6(f.localV6!, 0, f.remoteV6!, 0, IPPROTO_ICMPV6, at, len, 2);
-      eg.sendV6(f.localV6!, 0, f.remoteV6!, 0, IPPROTO_ICMPV6, len, now);
+      eg.checksumV6(f.destV6!, 0, f.guestV6!, 0, IPPROTO_ICMPV6, at, len, 2);
+      eg.sendV6(f.destV6!, 0, f.guestV6!, 0, IPPROTO_ICMPV6, len, now);
     }
   }
 
@@ -256,7 +256,7 @@ export class EchoLayer {
     if (f.family === 4) {
       // The kernel's checksum covers its own identifier; with the guest's
       // in its place (RFC 1624 eqn. 3) it is the guest's checksum again.
-      let sum = (~readU16(sent, sentOff + 2) & 0xffff) + (~readU16(sent, sentOff + 4) & 0xffff) + f.remotePort;
+      let sum = (~readU16(sent, sentOff + 2) & 0xffff) + (~readU16(sent, sentOff + 4) & 0xffff) + f.guestPort;
       sum = (sum & 0xffff) + (sum >>> 16);
       sum = (sum & 0xffff) + (sum >>> 16);
       checksum = ~sum & 0xffff;
@@ -280,7 +280,7 @@ export class EchoLayer {
     q[at] = f.family === 4 ? Icmpv4Type.EchoRequest : Icmpv6Type.EchoRequest;
     q[at + 1] = 0;
     writeU16(q, at + 2, checksum);
-    writeU16(q, at + 4, f.remotePort);
+    writeU16(q, at + 4, f.guestPort);
     writeU16(q, at + 6, seq);
     icmp.sendError(f, what, payloadMtu, at + 8, now);
   }

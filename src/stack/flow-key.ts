@@ -17,14 +17,17 @@ export function eq16(a: Uint8Array, b: Uint8Array, bOff: number): boolean {
 /** The identity every flow (TCP connection, UDP flow) carries. */
 export interface FlowTuple {
   readonly family: 4 | 6;
-  /** Our address as the guest sees it: uint32 for IPv4. */
-  readonly localV4: number;
-  readonly remoteV4: number;
+  /**
+   * "dest" is the destination the guest addressed, which the stack
+   * impersonates (our end); "guest" is the guest's end. uint32 for IPv4.
+   */
+  readonly destV4: number;
+  readonly guestV4: number;
   /** 16 bytes each for IPv6 (null for IPv4). */
-  readonly localV6: Uint8Array | null;
-  readonly remoteV6: Uint8Array | null;
-  readonly localPort: number;
-  readonly remotePort: number;
+  readonly destV6: Uint8Array | null;
+  readonly guestV6: Uint8Array | null;
+  readonly destPort: number;
+  readonly guestPort: number;
 }
 
 /**
@@ -37,17 +40,17 @@ export class FlowTable<F extends FlowTuple & { nextInBucket: F | null }> {
 
   constructor(private readonly secret: FlowSecret) {}
 
-  findV4(localIp: number, localPort: number, remoteIp: number, remotePort: number): F | null {
-    for (let f = this.map.get(this.secret.flowHashV4(localIp, localPort, remoteIp, remotePort)) ?? null; f !== null; f = f.nextInBucket) {
-      if (f.family === 4 && f.localV4 === localIp && f.remoteV4 === remoteIp && f.localPort === localPort && f.remotePort === remotePort) return f;
+  findV4(destIp: number, destPort: number, guestIp: number, guestPort: number): F | null {
+    for (let f = this.map.get(this.secret.flowHashV4(destIp, destPort, guestIp, guestPort)) ?? null; f !== null; f = f.nextInBucket) {
+      if (f.family === 4 && f.destV4 === destIp && f.guestV4 === guestIp && f.destPort === destPort && f.guestPort === guestPort) return f;
     }
     return null;
   }
 
-  /** Local address at lBuf[lOff], remote at rBuf[rOff]. */
-  findV6(lBuf: Uint8Array, lOff: number, localPort: number, rBuf: Uint8Array, rOff: number, remotePort: number): F | null {
-    for (let f = this.map.get(this.secret.flowHashV6(lBuf, lOff, localPort, rBuf, rOff, remotePort)) ?? null; f !== null; f = f.nextInBucket) {
-      if (f.family === 6 && f.localPort === localPort && f.remotePort === remotePort && eq16(f.localV6!, lBuf, lOff) && eq16(f.remoteV6!, rBuf, rOff)) {
+  /** Dest address at dBuf[dOff], the guest's at gBuf[gOff]. */
+  findV6(dBuf: Uint8Array, dOff: number, destPort: number, gBuf: Uint8Array, gOff: number, guestPort: number): F | null {
+    for (let f = this.map.get(this.secret.flowHashV6(dBuf, dOff, destPort, gBuf, gOff, guestPort)) ?? null; f !== null; f = f.nextInBucket) {
+      if (f.family === 6 && f.destPort === destPort && f.guestPort === guestPort && eq16(f.destV6!, dBuf, dOff) && eq16(f.guestV6!, gBuf, gOff)) {
         return f;
       }
     }
@@ -56,8 +59,8 @@ export class FlowTable<F extends FlowTuple & { nextInBucket: F | null }> {
 
   has(t: FlowTuple): boolean {
     return t.family === 4
-      ? this.findV4(t.localV4, t.localPort, t.remoteV4, t.remotePort) !== null
-      : this.findV6(t.localV6!, 0, t.localPort, t.remoteV6!, 0, t.remotePort) !== null;
+      ? this.findV4(t.destV4, t.destPort, t.guestV4, t.guestPort) !== null
+      : this.findV6(t.destV6!, 0, t.destPort, t.guestV6!, 0, t.guestPort) !== null;
   }
 
   insert(f: F): void {
@@ -85,8 +88,8 @@ export class FlowTable<F extends FlowTuple & { nextInBucket: F | null }> {
 
   private hashOf(t: FlowTuple): number {
     return t.family === 4
-      ? this.secret.flowHashV4(t.localV4, t.localPort, t.remoteV4, t.remotePort)
-      : this.secret.flowHashV6(t.localV6!, 0, t.localPort, t.remoteV6!, 0, t.remotePort);
+      ? this.secret.flowHashV4(t.destV4, t.destPort, t.guestV4, t.guestPort)
+      : this.secret.flowHashV6(t.destV6!, 0, t.destPort, t.guestV6!, 0, t.guestPort);
   }
 
   *values(): IterableIterator<F> {

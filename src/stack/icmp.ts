@@ -79,21 +79,21 @@ export type IcmpErrorKind = (typeof IcmpErrorKind)[keyof typeof IcmpErrorKind];
 
 /**
  * An ICMP error from the guest about a TCP segment we sent, as quoted in
- * it: "local" is the quoted source (our end), "remote" the guest. Valid
+ * it: "dest" is the quoted source (our end), "guest" the guest. Valid
  * until the next frame (IPv6 addresses point into the frame).
  */
 export class IcmpTcpError {
   kind: IcmpErrorKind = IcmpErrorKind.Soft;
   mtu = 0;
   family: 4 | 6 = 4;
-  localV4 = 0;
-  remoteV4 = 0;
-  /** The frame holding the quoted IPv6 addresses, at localOff and remoteOff. */
+  destV4 = 0;
+  guestV4 = 0;
+  /** The frame holding the quoted IPv6 addresses, at destOff and guestOff. */
   buf: Uint8Array = new Uint8Array(0);
-  localOff = 0;
-  remoteOff = 0;
-  localPort = 0;
-  remotePort = 0;
+  destOff = 0;
+  guestOff = 0;
+  destPort = 0;
+  guestPort = 0;
   /** The quoted segment's sequence number. */
   seq = 0;
 }
@@ -170,10 +170,10 @@ export class Icmp {
     if (ihl < 20 || n < ihl + 8 || b[at + 9] !== IPPROTO_TCP || (readU16(b, at + 6) & 0x1fff) !== 0) return false;
     const e = this.tcpError;
     e.family = 4;
-    e.localV4 = readU32(b, at + 12);
-    e.remoteV4 = readU32(b, at + 16);
-    e.localPort = readU16(b, at + ihl);
-    e.remotePort = readU16(b, at + ihl + 2);
+    e.destV4 = readU32(b, at + 12);
+    e.guestV4 = readU32(b, at + 16);
+    e.destPort = readU16(b, at + ihl);
+    e.guestPort = readU16(b, at + ihl + 2);
     e.seq = readU32(b, at + ihl + 4);
     e.mtu = 0;
     if (v.type !== Icmpv4Type.DestUnreachable) e.kind = IcmpErrorKind.Soft;
@@ -242,10 +242,10 @@ export class Icmp {
     const e = this.tcpError;
     e.family = 6;
     e.buf = b;
-    e.localOff = at + 8;
-    e.remoteOff = at + 24;
-    e.localPort = readU16(b, at + 40);
-    e.remotePort = readU16(b, at + 42);
+    e.destOff = at + 8;
+    e.guestOff = at + 24;
+    e.destPort = readU16(b, at + 40);
+    e.guestPort = readU16(b, at + 42);
     e.seq = readU32(b, at + 44);
     e.mtu = 0;
     if (v.type === Icmpv6Type.PacketTooBig) {
@@ -311,8 +311,8 @@ export class Icmp {
   tcpUnreachable(conn: TcpConnection, now: number): void {
     const q = this.quote;
     const at = this.quoteIp(conn, IPPROTO_TCP, 20);
-    writeU16(q, at, conn.remotePort);
-    writeU16(q, at + 2, conn.localPort);
+    writeU16(q, at, conn.guestPort);
+    writeU16(q, at + 2, conn.destPort);
     writeU32(q, at + 4, conn.irs);
     this.sendError(conn, GuestError.HostUnreachable, 0, at + 8, now);
   }
@@ -329,8 +329,8 @@ export class Icmp {
   udpError(flow: FlowTuple, payloadLen: number, what: GuestError, payloadMtu: number, now: number): void {
     const q = this.quote;
     const at = this.quoteIp(flow, IPPROTO_UDP, 8 + payloadLen);
-    writeU16(q, at, flow.remotePort);
-    writeU16(q, at + 2, flow.localPort);
+    writeU16(q, at, flow.guestPort);
+    writeU16(q, at + 2, flow.destPort);
     writeU16(q, at + 4, (8 + payloadLen) & 0xffff);
     writeU16(q, at + 6, 0);
     this.sendError(flow, what, payloadMtu, at + 8, now);
@@ -351,8 +351,8 @@ export class Icmp {
       q[8] = 64;
       q[9] = proto;
       writeU16(q, 10, 0);
-      writeU32(q, 12, flow.remoteV4);
-      writeU32(q, 16, flow.localV4);
+      writeU32(q, 12, flow.guestV4);
+      writeU32(q, 16, flow.destV4);
       writeU16(q, 10, finish(sum16(q, 0, 20)));
       return 20;
     }
@@ -360,8 +360,8 @@ export class Icmp {
     writeU16(q, 4, l4Len & 0xffff);
     q[6] = proto;
     q[7] = 64;
-    q.set(flow.remoteV6!, 8);
-    q.set(flow.localV6!, 24);
+    q.set(flow.guestV6!, 8);
+    q.set(flow.destV6!, 24);
     return 40;
   }
 
@@ -387,7 +387,7 @@ export class Icmp {
         rest = Math.max(MIN_MTU_V4, Math.min(0xffff, payloadMtu + 28));
       }
       const n = emitIcmpv4Error(eg.buf, eg.l4OffV4, type, code, rest, q, 0, quoteLen);
-      eg.sendV4(fromPeer ? flow.localV4 : this.gatewayV4, flow.remoteV4, IPPROTO_ICMP, n, now);
+      eg.sendV4(fromPeer ? flow.destV4 : this.gatewayV4, flow.guestV4, IPPROTO_ICMP, n, now);
       return;
     }
     let type: number = Icmpv6Type.DestUnreachable;
@@ -402,10 +402,10 @@ export class Icmp {
       param = Math.max(MIN_MTU_V6, payloadMtu + 48);
     }
     const at = eg.l4OffV6;
-    const from = fromPeer ? flow.localV6! : this.gatewayV6;
+    const from = fromPeer ? flow.destV6! : this.gatewayV6;
     const n = emitIcmpv6Error(eg.buf, at, type, code, param, q, 0, quoteLen);
-    eg.checksumV6(from, 0, flow.remoteV6!, 0, IPPROTO_ICMPV6, at, n, 2);
-    eg.sendV6(from, 0, flow.remoteV6!, 0, IPPROTO_ICMPV6, n, now);
+    eg.checksumV6(from, 0, flow.guestV6!, 0, IPPROTO_ICMPV6, at, n, 2);
+    eg.sendV6(from, 0, flow.guestV6!, 0, IPPROTO_ICMPV6, n, now);
   }
 
   /** One token from the error bucket, or false (counted: "icmp-error-rate-limited"). */

@@ -210,7 +210,7 @@ export class FlowSecret {
 
   /**
    * RFC 6056 §3.3.4, algorithm 4 ("double-hash port selection"): a free
-   * local port for a flow from `local` to `remote`:`remotePort`, or 0 when
+   * dest port for a flow from `dest` to `guest`:`guestPort`, or 0 when
    * every port of the range is taken. F (the offset) and G (the counter's
    * index) are the two halves of one keyed hash, independent as outputs
    * of a PRF. Ports toward one destination follow a sequence no other
@@ -218,61 +218,61 @@ export class FlowSecret {
    */
   ephemeralPortV4<F extends FlowTuple & { nextInBucket: F | null }>(
     table: FlowTable<F>,
-    local: number,
-    remote: number,
-    remotePort: number,
+    dest: number,
+    guest: number,
+    guestPort: number,
   ): number {
     const m = this.msg;
     m[0] = TAG_PORT;
-    writeU32(m, 1, local);
-    writeU32(m, 5, remote);
-    writeU16(m, 9, remotePort);
+    writeU32(m, 1, dest);
+    writeU32(m, 5, guest);
+    writeU16(m, 9, guestPort);
     this.sip.hash(m, 11);
     const offset = this.sip.lo;
     const index = this.sip.hi & (PORT_TABLE - 1);
     for (let i = 0; i < EPHEMERAL_COUNT; i++) {
       const p = this.nextPort(offset, index);
-      if (table.findV4(local, p, remote, remotePort) === null) return p;
+      if (table.findV4(dest, p, guest, guestPort) === null) return p;
     }
     return 0;
   }
 
   ephemeralPortV6<F extends FlowTuple & { nextInBucket: F | null }>(
     table: FlowTable<F>,
-    local: Uint8Array,
-    remote: Uint8Array,
-    remotePort: number,
+    dest: Uint8Array,
+    guest: Uint8Array,
+    guestPort: number,
   ): number {
     const m = this.msg;
     m[0] = TAG_PORT;
     for (let i = 0; i < 16; i++) {
-      m[1 + i] = local[i]!;
-      m[17 + i] = remote[i]!;
+      m[1 + i] = dest[i]!;
+      m[17 + i] = guest[i]!;
     }
-    writeU16(m, 33, remotePort);
+    writeU16(m, 33, guestPort);
     this.sip.hash(m, 35);
     const offset = this.sip.lo;
     const index = this.sip.hi & (PORT_TABLE - 1);
     for (let i = 0; i < EPHEMERAL_COUNT; i++) {
       const p = this.nextPort(offset, index);
-      if (table.findV6(local, 0, p, remote, 0, remotePort) === null) return p;
+      if (table.findV6(dest, 0, p, guest, 0, guestPort) === null) return p;
     }
     return 0;
   }
 
   /**
    * The flow tables' bucket of an IPv4 4-tuple: SipHash of the 12 bytes
-   * local, remote, ports. (Its length sets it apart from the tagged
+   * dest, guest, ports. (Its length sets it apart from the tagged
    * messages above, so it shares no outputs with them; it is never shown
    * to anyone anyway.) Allocation-free: it runs for every segment.
    */
-  flowHashV4(localIp: number, localPort: number, remoteIp: number, remotePort: number): number {
-    return this.sip.hash12(localIp, remoteIp, (localPort << 16) | remotePort) | 0;
+  flowHashV4(destIp: number, destPort: number, guestIp: number, guestPort: number): number {
+    return this.sip.hash12(destIp, guestIp, (destPort << 16) | guestPort) | 0;
   }
 
-  /** The same for IPv6: SipHash of the 36 bytes local, remote, ports. */
-  flowHashV6(local: Uint8Array, lOff: number, localPort: number, remote: Uint8Array, rOff: number, remotePort: number): number {
-    return this.sip.hash36(local, lOff, remote, rOff, (localPort << 16) | remotePort) | 0;
+  /** The same for IPv6: SipHash of the 36 bytes dest, guest, ports. */
+  flowHashV6(dest: Uint8Array, dOff: number, destPort: number, guest: Uint8Array, gOff: number, guestPort: number): number {
+    return this.sip.hash36(dest, dOff, guest, gOff, (destPort << 16) | guestPort) | 0;
   }
 
   private nextPort(offset: number, index: number): number {
@@ -287,16 +287,16 @@ export class FlowSecret {
     m[0] = tag;
     let n: number;
     if (t.family === 4) {
-      writeU32(m, 1, t.localV4);
-      writeU32(m, 5, t.remoteV4);
+      writeU32(m, 1, t.destV4);
+      writeU32(m, 5, t.guestV4);
       n = 9;
     } else {
-      m.set(t.localV6!, 1);
-      m.set(t.remoteV6!, 17);
+      m.set(t.destV6!, 1);
+      m.set(t.guestV6!, 17);
       n = 33;
     }
-    writeU16(m, n, t.localPort);
-    writeU16(m, n + 2, t.remotePort);
+    writeU16(m, n, t.destPort);
+    writeU16(m, n + 2, t.guestPort);
     this.sip.hash(m, n + 4);
     return this.sip.lo;
   }

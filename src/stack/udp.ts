@@ -73,12 +73,12 @@ export class UdpFlow implements FlowTuple, Timed {
   constructor(
     private readonly layer: UdpLayer,
     readonly family: 4 | 6,
-    readonly localV4: number,
-    readonly remoteV4: number,
-    readonly localV6: Uint8Array | null,
-    readonly remoteV6: Uint8Array | null,
-    readonly localPort: number,
-    readonly remotePort: number,
+    readonly destV4: number,
+    readonly guestV4: number,
+    readonly destV6: Uint8Array | null,
+    readonly guestV6: Uint8Array | null,
+    readonly destPort: number,
+    readonly guestPort: number,
     now: number,
   ) {
     this.lastActive = now;
@@ -236,21 +236,21 @@ export class UdpLayer {
     }
   }
 
-  /** Opens a flow toward the guest (for -L): local is the source we send from. */
-  openV4(localIp: number, localPort: number, remoteIp: number, remotePort: number, handler: UdpHandler, now: number): UdpFlow {
-    const port = localPort || this.secret.ephemeralPortV4(this.table, localIp, remoteIp, remotePort);
-    const f = new UdpFlow(this, 4, localIp, remoteIp, null, null, port, remotePort, now);
+  /** Opens a flow toward the guest (for -L): dest is the source we send from. */
+  openV4(destIp: number, destPort: number, guestIp: number, guestPort: number, handler: UdpHandler, now: number): UdpFlow {
+    const port = destPort || this.secret.ephemeralPortV4(this.table, destIp, guestIp, guestPort);
+    const f = new UdpFlow(this, 4, destIp, guestIp, null, null, port, guestPort, now);
     return this.register(f, handler);
   }
 
-  openV6(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number, handler: UdpHandler, now: number): UdpFlow {
-    const port = localPort || this.secret.ephemeralPortV6(this.table, local, remote, remotePort);
-    const f = new UdpFlow(this, 6, 0, 0, local.slice(0, 16), remote.slice(0, 16), port, remotePort, now);
+  openV6(dest: Uint8Array, destPort: number, guest: Uint8Array, guestPort: number, handler: UdpHandler, now: number): UdpFlow {
+    const port = destPort || this.secret.ephemeralPortV6(this.table, dest, guest, guestPort);
+    const f = new UdpFlow(this, 6, 0, 0, dest.slice(0, 16), guest.slice(0, 16), port, guestPort, now);
     return this.register(f, handler);
   }
 
   private register(f: UdpFlow, handler: UdpHandler): UdpFlow {
-    if (f.localPort === 0 || this.table.has(f)) throw new Error("no free local port toward the guest");
+    if (f.destPort === 0 || this.table.has(f)) throw new Error("no free local port toward the guest");
     f.handler = handler;
     this.insert(f);
     return f;
@@ -267,17 +267,17 @@ export class UdpLayer {
     const b = eg.buf;
     const at = f.family === 4 ? eg.l4OffV4 : eg.l4OffV6;
     const l4Len = UDP_HEADER_LEN + len;
-    writeU16(b, at, f.localPort);
-    writeU16(b, at + 2, f.remotePort);
+    writeU16(b, at, f.destPort);
+    writeU16(b, at + 2, f.guestPort);
     writeU16(b, at + 4, l4Len);
     writeU16(b, at + 6, 0);
     b.set(buf.subarray(off, off + len), at + UDP_HEADER_LEN);
     if (f.family === 4) {
-      eg.checksumV4(f.localV4, f.remoteV4, IPPROTO_UDP, at, l4Len, 6);
-      eg.sendV4(f.localV4, f.remoteV4, IPPROTO_UDP, l4Len, now);
+      eg.checksumV4(f.destV4, f.guestV4, IPPROTO_UDP, at, l4Len, 6);
+      eg.sendV4(f.destV4, f.guestV4, IPPROTO_UDP, l4Len, now);
     } else {
-      eg.checksumV6(f.localV6!, 0, f.remoteV6!, 0, IPPROTO_UDP, at, l4Len, 6);
-      eg.sendV6(f.localV6!, 0, f.remoteV6!, 0, IPPROTO_UDP, l4Len, now);
+      eg.checksumV6(f.destV6!, 0, f.guestV6!, 0, IPPROTO_UDP, at, l4Len, 6);
+      eg.sendV6(f.destV6!, 0, f.guestV6!, 0, IPPROTO_UDP, l4Len, now);
     }
     return true;
   }

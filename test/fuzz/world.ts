@@ -207,11 +207,11 @@ export class Device implements FrameSink, StackEvents {
    * fail at once inside the callback, the rest get one of three idle times.
    */
   udpNewFlow(flow: UdpFlow): boolean {
-    if (flow.remotePort % 17 === 0) return false;
+    if (flow.guestPort % 17 === 0) return false;
     const h = new HostFlow(this.world, flow);
     flow.handler = h;
-    flow.idleMs = [125_000, 5_000, 30_000][flow.remotePort % 3]!;
-    if (flow.remotePort % 19 === 0) flow.close();
+    flow.idleMs = [125_000, 5_000, 30_000][flow.guestPort % 3]!;
+    if (flow.guestPort % 19 === 0) flow.close();
     else this.flows.push(h);
     return true;
   }

@@ -16,7 +16,7 @@ import { AppConn, ScriptedSecret, decodeFrame, keyFromSeed, packetLine, type Pac
 
 export const { FIN, SYN, RST, PSH, ACK } = TcpFlags;
 
-/** The guest (the remote end) and the address it talks to (our stack, spoofing the world). */
+/** The guest (the flows' guest end) and the address it talks to (their dest end: our stack, spoofing the world). */
 export const GUEST_V4 = 0x0a000264; // 10.0.2.100
 export const SERVER_V4 = 0xc0000201; // 192.0.2.1
 export const GUEST_V6 = new Uint8Array([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);

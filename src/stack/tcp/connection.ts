@@ -12,9 +12,10 @@
 // advertise), LossRecovery and TcpTimers.
 //
 // Naming follows RFC 9293: SND.UNA (sndUna), SND.NXT (sndNxt), SND.WND
-// (sndWnd), RCV.NXT (rcvNxt)... "local" is our end of the connection (the
-// address the guest talks to, or the address we spoof for -L), "remote" is
-// the guest.
+// (sndWnd), RCV.NXT (rcvNxt)... The two ends are "guest" (the guest's
+// address and port) and "dest" (the destination the guest addressed, which
+// the stack impersonates; for -L, the address we spoof toward the guest).
+// They are not the -L/-R "local"/"remote" of port forwards.
 import { ByteRing } from "./byte-ring.ts";
 import { Assembler } from "./assembler.ts";
 import { BudgetAccount } from "./budget.ts";
@@ -36,13 +37,13 @@ export class TcpConnection implements FlowTuple {
   // --- identity (set by the layer) ---
   readonly family: 4 | 6;
   /** Our address as seen by the guest: uint32 for IPv4. */
-  readonly localV4: number;
-  readonly remoteV4: number;
+  readonly destV4: number;
+  readonly guestV4: number;
   /** 16 bytes each for IPv6 (null for IPv4). */
-  readonly localV6: Uint8Array | null;
-  readonly remoteV6: Uint8Array | null;
-  readonly localPort: number;
-  readonly remotePort: number;
+  readonly destV6: Uint8Array | null;
+  readonly guestV6: Uint8Array | null;
+  readonly destPort: number;
+  readonly guestPort: number;
   /** Demux chain link, owned by the layer. */
   nextInBucket: TcpConnection | null = null;
   /** The host-side owner; set before the connection can deliver events. */
@@ -140,24 +141,24 @@ export class TcpConnection implements FlowTuple {
     readonly out: TcpOutput,
     init: {
       family: 4 | 6;
-      localV4: number;
-      remoteV4: number;
-      localV6: Uint8Array | null;
-      remoteV6: Uint8Array | null;
-      localPort: number;
-      remotePort: number;
+      destV4: number;
+      guestV4: number;
+      destV6: Uint8Array | null;
+      guestV6: Uint8Array | null;
+      destPort: number;
+      guestPort: number;
       passive: boolean;
       mss: number;
       cfg: TcpConfig;
     },
   ) {
     this.family = init.family;
-    this.localV4 = init.localV4;
-    this.remoteV4 = init.remoteV4;
-    this.localV6 = init.localV6;
-    this.remoteV6 = init.remoteV6;
-    this.localPort = init.localPort;
-    this.remotePort = init.remotePort;
+    this.destV4 = init.destV4;
+    this.guestV4 = init.guestV4;
+    this.destV6 = init.destV6;
+    this.guestV6 = init.guestV6;
+    this.destPort = init.destPort;
+    this.guestPort = init.guestPort;
     this.passive = init.passive;
     this.cfg = init.cfg;
     this.rcvMss = init.mss;

@@ -167,12 +167,12 @@ export class TcpLayer implements TcpOutput {
     else if (verdict === OPEN) {
       const conn = new TcpConnection(this, {
         family: 4,
-        localV4: dst,
-        remoteV4: src,
-        localV6: null,
-        remoteV6: null,
-        localPort: dport,
-        remotePort: sport,
+        destV4: dst,
+        guestV4: src,
+        destV6: null,
+        guestV6: null,
+        destPort: dport,
+        guestPort: sport,
         passive: true,
         mss: this.maxSendMss(4),
         cfg: this.cfg,
@@ -203,12 +203,12 @@ export class TcpLayer implements TcpOutput {
     else if (verdict === OPEN) {
       const conn = new TcpConnection(this, {
         family: 6,
-        localV4: 0,
-        remoteV4: 0,
-        localV6: buf.slice(dstOff, dstOff + 16),
-        remoteV6: buf.slice(srcOff, srcOff + 16),
-        localPort: dport,
-        remotePort: sport,
+        destV4: 0,
+        guestV4: 0,
+        destV6: buf.slice(dstOff, dstOff + 16),
+        guestV6: buf.slice(srcOff, srcOff + 16),
+        destPort: dport,
+        guestPort: sport,
         passive: true,
         mss: this.maxSendMss(6),
         cfg: this.cfg,
@@ -427,8 +427,8 @@ export class TcpLayer implements TcpOutput {
     this.now = now;
     const c =
       e.family === 4
-        ? this.table.findV4(e.localV4, e.localPort, e.remoteV4, e.remotePort)
-        : this.table.findV6(e.buf, e.localOff, e.localPort, e.buf, e.remoteOff, e.remotePort);
+        ? this.table.findV4(e.destV4, e.destPort, e.guestV4, e.guestPort)
+        : this.table.findV6(e.buf, e.destOff, e.destPort, e.buf, e.guestOff, e.guestPort);
     if (c === null || !seqGe(e.seq, c.sndUna) || !seqLt(e.seq, c.sndMax)) {
       this.stats.drop("tcp-icmp-unmatched");
       return;
@@ -452,43 +452,43 @@ export class TcpLayer implements TcpOutput {
   // =====================================================================
 
   /**
-   * Opens a connection to the guest from local:localPort (0: pick a free
+   * Opens a connection to the guest from destIp:destPort (0: pick a free
    * port, which must exist: a caller that can run out asks freePortV4 first).
    */
-  connectV4(localIp: number, localPort: number, remoteIp: number, remotePort: number, handler: TcpHandler, now: number): TcpConnection {
-    const port = localPort || this.freePortV4(localIp, remoteIp, remotePort);
+  connectV4(destIp: number, destPort: number, guestIp: number, guestPort: number, handler: TcpHandler, now: number): TcpConnection {
+    const port = destPort || this.freePortV4(destIp, guestIp, guestPort);
     if (port === 0) throw new Error("no free local port toward the guest");
     const conn = new TcpConnection(this, {
       family: 4,
-      localV4: localIp,
-      remoteV4: remoteIp,
-      localV6: null,
-      remoteV6: null,
-      localPort: port,
-      remotePort,
+      destV4: destIp,
+      guestV4: guestIp,
+      destV6: null,
+      guestV6: null,
+      destPort: port,
+      guestPort,
       passive: false,
       mss: this.maxSendMss(4),
       cfg: this.cfg,
     });
-    return this.activeOpen(conn, handler, !ipv4IsMulticast(remoteIp) && !ipv4IsLimitedBroadcast(remoteIp), now);
+    return this.activeOpen(conn, handler, !ipv4IsMulticast(guestIp) && !ipv4IsLimitedBroadcast(guestIp), now);
   }
 
-  connectV6(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number, handler: TcpHandler, now: number): TcpConnection {
-    const port = localPort || this.freePortV6(local, remote, remotePort);
+  connectV6(dest: Uint8Array, destPort: number, guest: Uint8Array, guestPort: number, handler: TcpHandler, now: number): TcpConnection {
+    const port = destPort || this.freePortV6(dest, guest, guestPort);
     if (port === 0) throw new Error("no free local port toward the guest");
     const conn = new TcpConnection(this, {
       family: 6,
-      localV4: 0,
-      remoteV4: 0,
-      localV6: local.slice(0, 16),
-      remoteV6: remote.slice(0, 16),
-      localPort: port,
-      remotePort,
+      destV4: 0,
+      guestV4: 0,
+      destV6: dest.slice(0, 16),
+      guestV6: guest.slice(0, 16),
+      destPort: port,
+      guestPort,
       passive: false,
       mss: this.maxSendMss(6),
       cfg: this.cfg,
     });
-    return this.activeOpen(conn, handler, !ipv6IsMulticast(remote), now);
+    return this.activeOpen(conn, handler, !ipv6IsMulticast(guest), now);
   }
 
   /**
@@ -518,13 +518,13 @@ export class TcpLayer implements TcpOutput {
     return conn;
   }
 
-  /** A free local port toward remoteIp:remotePort (RFC 6056 algorithm 4), or 0 when all are taken. */
-  freePortV4(localIp: number, remoteIp: number, remotePort: number): number {
-    return this.secret.ephemeralPortV4(this.table, localIp, remoteIp, remotePort);
+  /** A free dest port from destIp toward guestIp:guestPort (RFC 6056 algorithm 4), or 0 when all are taken. */
+  freePortV4(destIp: number, guestIp: number, guestPort: number): number {
+    return this.secret.ephemeralPortV4(this.table, destIp, guestIp, guestPort);
   }
 
-  freePortV6(local: Uint8Array, remote: Uint8Array, remotePort: number): number {
-    return this.secret.ephemeralPortV6(this.table, local, remote, remotePort);
+  freePortV6(dest: Uint8Array, guest: Uint8Array, guestPort: number): number {
+    return this.secret.ephemeralPortV6(this.table, dest, guest, guestPort);
   }
 
   // =====================================================================
@@ -595,8 +595,8 @@ export class TcpLayer implements TcpOutput {
     }
     const optLen = emitTcpOptions(b, at + TCP_HEADER, o);
     const hdr = TCP_HEADER + optLen;
-    writeU16(b, at, conn.localPort);
-    writeU16(b, at + 2, conn.remotePort);
+    writeU16(b, at, conn.destPort);
+    writeU16(b, at + 2, conn.guestPort);
     writeU32(b, at + 4, seq);
     writeU32(b, at + 8, flags & ACK ? conn.rcvNxt : 0);
     b[at + 12] = (hdr >>> 2) << 4;
@@ -614,11 +614,11 @@ export class TcpLayer implements TcpOutput {
       m.hdrLen = at - eg.frameOff + hdr;
     }
     if (v4) {
-      eg.checksumV4(conn.localV4, conn.remoteV4, IPPROTO_TCP, at, l4Len, 16);
-      eg.sendV4(conn.localV4, conn.remoteV4, IPPROTO_TCP, l4Len, now);
+      eg.checksumV4(conn.destV4, conn.guestV4, IPPROTO_TCP, at, l4Len, 16);
+      eg.sendV4(conn.destV4, conn.guestV4, IPPROTO_TCP, l4Len, now);
     } else {
-      eg.checksumV6(conn.localV6!, 0, conn.remoteV6!, 0, IPPROTO_TCP, at, l4Len, 16);
-      eg.sendV6(conn.localV6!, 0, conn.remoteV6!, 0, IPPROTO_TCP, l4Len, now);
+      eg.checksumV6(conn.destV6!, 0, conn.guestV6!, 0, IPPROTO_TCP, at, l4Len, 16);
+      eg.sendV6(conn.destV6!, 0, conn.guestV6!, 0, IPPROTO_TCP, l4Len, now);
     }
     if (flags & ACK) conn.sender.noteAckSent();
   }

@@ -37,9 +37,9 @@ class GuestFlow {
   open = true;
   constructor(
     readonly family: 4 | 6,
-    readonly remoteV4: number,
-    readonly remoteV6: Uint8Array | null,
-    readonly remotePort: number,
+    readonly guestV4: number,
+    readonly guestV6: Uint8Array | null,
+    readonly guestPort: number,
   ) {}
   send(buf: Uint8Array, off: number, len: number): boolean {
     this.got.push(new TextDecoder().decode(buf.subarray(off, off + len)));
@@ -83,7 +83,7 @@ class Peer {
 class GuestIcmp {
   readonly sent: Array<{ guestPort: number; len: number; what: number }> = [];
   udpError(flow: UdpFlow, len: number, what: number): void {
-    this.sent.push({ guestPort: flow.remotePort, len, what });
+    this.sent.push({ guestPort: flow.guestPort, len, what });
   }
 }
 

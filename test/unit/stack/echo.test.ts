@@ -238,14 +238,14 @@ describe("echo forwarding", () => {
     r.ping4(FAR4, 2, 1, undefined, 1);
     r.ping4(FAR4, 1, 2, undefined, 2); // flow 1 is the more recent now
     r.ping4(FAR4, 3, 1, undefined, 3);
-    expect(r.host.closed.map((f) => f.remotePort)).toEqual([2]);
+    expect(r.host.closed.map((f) => f.guestPort)).toEqual([2]);
     expect(r.stats.limitCount("icmp-echo-flows")).toBe(1);
     expect(r.stack.echo.flowCount).toBe(2);
     r.stack.poll(3 + ECHO_IDLE_MS - 1);
     expect(r.stack.echo.flowCount).toBe(1); // flow 1 (last request at 2) has gone
     r.stack.poll(3 + ECHO_IDLE_MS);
     expect(r.stack.echo.flowCount).toBe(0);
-    expect(r.host.closed.map((f) => f.remotePort)).toEqual([2, 1, 3]);
+    expect(r.host.closed.map((f) => f.guestPort)).toEqual([2, 1, 3]);
   });
 
   test("hostile echo requests and replies never throw", () => {
@@ -277,12 +277,12 @@ describe("errors toward the guest", () => {
   function udpFlow(family: 4 | 6): UdpFlow {
     return {
       family,
-      localV4: num(FAR4),
-      remoteV4: num(GUEST4),
-      localV6: family === 6 ? FAR6 : null,
-      remoteV6: family === 6 ? GUEST6 : null,
-      localPort: 53,
-      remotePort: 40000,
+      destV4: num(FAR4),
+      guestV4: num(GUEST4),
+      destV6: family === 6 ? FAR6 : null,
+      guestV6: family === 6 ? GUEST6 : null,
+      destPort: 53,
+      guestPort: 40000,
     } as unknown as UdpFlow;
   }
 

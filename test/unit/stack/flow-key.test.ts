@@ -40,31 +40,31 @@ interface Flow extends FlowTuple {
   nextInBucket: Flow | null;
 }
 
-function flowV4(localV4: number, localPort: number, remotePort: number): Flow {
-  return { family: 4, localV4, remoteV4: GUEST, localV6: null, remoteV6: null, localPort, remotePort, nextInBucket: null };
+function flowV4(destV4: number, destPort: number, guestPort: number): Flow {
+  return { family: 4, destV4, guestV4: GUEST, destV6: null, guestV6: null, destPort, guestPort, nextInBucket: null };
 }
 
 /** N IPv4 tuples (one per destination address the guest sends to) that all had the hash TARGET. */
 function collidingV4(): Flow[] {
   const out: Flow[] = [];
   for (let i = 0; i < N; i++) {
-    const local = (0x0b000000 + i) >>> 0;
-    const p = solve(mix(mix(0x2545f491, local), GUEST), TARGET) >>> 0;
-    out.push(flowV4(local, p >>> 16, p & 0xffff));
+    const dest = (0x0b000000 + i) >>> 0;
+    const p = solve(mix(mix(0x2545f491, dest), GUEST), TARGET) >>> 0;
+    out.push(flowV4(dest, p >>> 16, p & 0xffff));
   }
   return out;
 }
 
 function collidingV6(): Flow[] {
-  const remote = Uint8Array.of(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0);
+  const guest = Uint8Array.of(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0);
   const out: Flow[] = [];
   for (let i = 0; i < N; i++) {
-    const local = Uint8Array.of(0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i >>> 8, i & 0xff);
+    const dest = Uint8Array.of(0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i >>> 8, i & 0xff);
     let h = 0x6a09e667;
     const w = (b: Uint8Array, j: number) => ((b[j]! << 24) | (b[j + 1]! << 16) | (b[j + 2]! << 8) | b[j + 3]!) >>> 0;
-    for (let j = 0; j < 16; j += 4) h = mix(mix(h, w(local, j)), w(remote, j));
+    for (let j = 0; j < 16; j += 4) h = mix(mix(h, w(dest, j)), w(guest, j));
     const p = solve(h, TARGET) >>> 0;
-    out.push({ family: 6, localV4: 0, remoteV4: 0, localV6: local, remoteV6: remote, localPort: p >>> 16, remotePort: p & 0xffff, nextInBucket: null });
+    out.push({ family: 6, destV4: 0, guestV4: 0, destV6: dest, guestV6: guest, destPort: p >>> 16, guestPort: p & 0xffff, nextInBucket: null });
   }
   return out;
 }
@@ -89,10 +89,10 @@ const probes = (sizes: number[]): number => sizes.reduce((a, s) => a + (s * (s +
 describe("flow table hash", () => {
   test("the attack set is right: all its tuples had one public hash", () => {
     const v4 = collidingV4();
-    expect(new Set(v4.map((f) => oldHashV4(f.localV4, f.localPort, f.remoteV4, f.remotePort))).size).toBe(1);
-    expect(new Set(v4.map((f) => `${f.localV4}/${f.localPort}/${f.remotePort}`)).size).toBe(N);
+    expect(new Set(v4.map((f) => oldHashV4(f.destV4, f.destPort, f.guestV4, f.guestPort))).size).toBe(1);
+    expect(new Set(v4.map((f) => `${f.destV4}/${f.destPort}/${f.guestPort}`)).size).toBe(N);
     const v6 = collidingV6();
-    expect(new Set(v6.map((f) => oldHashV6(f.localV6!, f.localPort, f.remoteV6!, f.remotePort))).size).toBe(1);
+    expect(new Set(v6.map((f) => oldHashV6(f.destV6!, f.destPort, f.guestV6!, f.guestPort))).size).toBe(1);
   });
 
   for (const family of [4, 6] as const) {
@@ -108,8 +108,8 @@ describe("flow table hash", () => {
       for (const f of flows) {
         const found =
           family === 4
-            ? table.findV4(f.localV4, f.localPort, f.remoteV4, f.remotePort)
-            : table.findV6(f.localV6!, 0, f.localPort, f.remoteV6!, 0, f.remotePort);
+            ? table.findV4(f.destV4, f.destPort, f.guestV4, f.guestPort)
+            : table.findV6(f.destV6!, 0, f.destPort, f.guestV6!, 0, f.guestPort);
         expect(found).toBe(f);
       }
       for (const f of flows.slice(0, 1000)) expect(table.remove(f)).toBe(true);

@@ -170,7 +170,7 @@ describe("IPv6 reassembly in the stack (RFC 8200 §4.5)", () => {
       pair.advance(10);
       expect(pair.b.udpApps.length).toBe(1);
       expect(pair.b.udpApps[0]!.datagrams).toEqual([data]);
-      expect(pair.b.udpApps[0]!.flow.localPort).toBe(53);
+      expect(pair.b.udpApps[0]!.flow.destPort).toBe(53);
       expect(pair.b.apps.length).toBe(0);
     });
   }

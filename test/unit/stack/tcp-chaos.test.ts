@@ -30,7 +30,7 @@ for (const seed of seeds) {
     const rng = new Mulberry32(seed * 7919);
     const flows: Array<{ a: AppConn; toB: number; toA: number }> = [];
     const peerOf = (a: AppConn): AppConn | undefined =>
-      pair.b.apps.find((x) => x.conn.localPort === a.conn.remotePort && x.conn.remotePort === a.conn.localPort);
+      pair.b.apps.find((x) => x.conn.destPort === a.conn.guestPort && x.conn.guestPort === a.conn.destPort);
     pair.b.onAccept = (b) => {
       b.collect = false;
       // Half the servers read slowly (8 KiB every 5 ms), and keep draining
@@ -76,7 +76,7 @@ for (const seed of seeds) {
       const b = peerOf(a)!;
       const ok = a.closed === "closed" && b.closed === "closed" && a.received === toA && b.received === toB;
       if (!ok && TRACE) {
-        const port = a.conn.localPort;
+        const port = a.conn.destPort;
         console.log(`flow ${port}: A ${a.conn.stateName} ${a.log} recv ${a.received}/${toA}; B ${b.conn.stateName} ${b.log} recv ${b.received}/${toB}`);
         const lines = pair.trace.filter((t) => t.p && (t.p.sport === port || t.p.dport === port));
         console.log(lines.slice(-40).map((t) => `${t.at.toFixed(1)} ${t.dir} ${packetLine(t.p!)}`).join("\n"));

@@ -149,7 +149,7 @@ describe("ephemeral ports (RFC 6056)", () => {
         family === 4
           ? h.stack.tcp.connectV4(SERVER_V4, 0, GUEST_V4, 22, app, h.now)
           : h.stack.tcp.connectV6(SERVER_V6, 0, GUEST_V6, 22, app, h.now);
-      out.push(c.localPort);
+      out.push(c.destPort);
     }
     return out;
   };
@@ -169,7 +169,7 @@ describe("ephemeral ports (RFC 6056)", () => {
     const udpPorts = (key: Uint8Array): number[] => {
       const h = new Harness({ key });
       const handler = { onDatagram: () => {}, onClosed: () => {} };
-      return [0, 1, 2].map(() => h.stack.udp.openV4(SERVER_V4, 0, GUEST_V4, 53, handler, h.now).localPort);
+      return [0, 1, 2].map(() => h.stack.udp.openV4(SERVER_V4, 0, GUEST_V4, 53, handler, h.now).destPort);
     };
     const a = udpPorts(KEY_A);
     expect(new Set(a).size).toBe(3);

@@ -64,12 +64,12 @@ function open(cfg: Partial<TcpConfig> = {}): { conn: TcpConnection; out: FakeOut
   const out = new FakeOutput();
   const conn = new TcpConnection(out, {
     family: 4,
-    localV4: 0x0a000202,
-    remoteV4: 0x0a00020f,
-    localV6: null,
-    remoteV6: null,
-    localPort: 40000,
-    remotePort: 80,
+    destV4: 0x0a000202,
+    guestV4: 0x0a00020f,
+    destV6: null,
+    guestV6: null,
+    destPort: 40000,
+    guestPort: 80,
     passive: false,
     mss: 1460,
     cfg: { ...DEFAULT_TCP_CONFIG, ...cfg },

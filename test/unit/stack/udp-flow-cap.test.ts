@@ -38,6 +38,6 @@ describe("-max-udp-flows", () => {
     for (let p = 2000; p < 2100; p++) guestSends(pair, p, guest);
     expect(a.flowCount).toBe(3);
     expect(pair.a.stats.limitCount("udp-flows")).toBe(101);
-    expect(pair.a.udpApps.filter((x) => x.closed === null).map((x) => x.flow.remotePort)).toEqual([2097, 2098, 2099]);
+    expect(pair.a.udpApps.filter((x) => x.closed === null).map((x) => x.flow.guestPort)).toEqual([2097, 2098, 2099]);
   });
 });

@@ -36,8 +36,8 @@ describe("UDP through the engine pair", () => {
     const peer = pair.b.udpApps[0]!;
     expect(peer.datagrams.map((d) => d.length)).toEqual(sizes);
     for (const [i, n] of sizes.entries()) expect(peer.datagrams[i]).toEqual(bytes(n, i));
-    expect(peer.flow.localPort).toBe(53);
-    expect(peer.flow.remotePort).toBe(5353);
+    expect(peer.flow.destPort).toBe(53);
+    expect(peer.flow.guestPort).toBe(5353);
     // And back, on the same flow.
     peer.flow.send(bytes(100, 99), 0, 100, pair.now);
     peer.flow.send(bytes(2000, 98), 0, 2000, pair.now);
