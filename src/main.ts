@@ -15,6 +15,7 @@ import type { PcapWriter } from "./link/pcap.ts";
 import type { FdDevice } from "./link/fd-device.ts";
 import type { StackClock } from "./host/clock.ts";
 import type { Host, HostControl } from "./host/host.ts";
+import type { ApiSocket } from "./host/api-socket.ts";
 import type { Reactor } from "./io/reactor.ts";
 import type { StackConfig } from "./stack/stack.ts";
 import { ipFromV4, ipFromV6, ipv4FromText, ipv6FromText, type IP } from "./wire/addr.ts";
@@ -268,19 +269,37 @@ async function guestServices(cfg: Config, allowsDns: (ip: IP, port: number) => b
   return services;
 }
 
+/** The -api-socket server; it cannot listen: exit 247, like a -L that cannot. */
+async function startApi(path: string, host: Host, log: Logger): Promise<ApiSocket> {
+  const { startApiSocket } = await import("./host/api-socket.ts");
+  try {
+    const api = startApiSocket(path, {
+      addForward: (fwd) => host.addLocalForward(fwd),
+      defaultGuestAddr: "10.0.2.100",
+      flowRows: (offset, limit) => host.flowRows(offset, limit),
+      log: (line) => log.err(line),
+    });
+    log.listen(`[+] API socket ${path}`);
+    return api;
+  } catch (e) {
+    return die(log, Exit.LocalListen, `[!] Failed to listen on API socket ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
 /**
  * 19. One way out, whatever ends us: no new flows, data in flight gets
  * -exit-grace to drain, then what did not finish is reset toward both
  * peers (a cut stream must never look complete) and reported. `cutNow`
  * ends the drain at once (a second signal).
  */
-function exitDrain(p: { host: Host; control: HostControl; clock: StackClock; device: FdDevice; reactor: Reactor; log: Logger; pid: number; graceMs: number }): {
+function exitDrain(p: { host: Host; control: HostControl; api: ApiSocket | null; clock: StackClock; device: FdDevice; reactor: Reactor; log: Logger; pid: number; graceMs: number }): {
   shutdown: (status: number, guestLeaving: boolean) => Promise<never>;
   cutNow: () => void;
 } {
   let drainUntil = Infinity;
   const shutdown = async (status: number, guestLeaving: boolean): Promise<never> => {
     p.control.stopMetrics(p.pid);
+    p.api?.stop();
     p.host.beginDrain();
     drainUntil = performance.now() + p.graceMs;
     while (performance.now() < drainUntil && p.host.drainPending(guestLeaving) > 0) await Bun.sleep(DRAIN_CHECK_MS);
@@ -433,6 +452,8 @@ async function main(): Promise<void> {
   // 12, 13. Port forwards.
   await host.startLocalForwards((line) => die(log, Exit.LocalListen, line));
   await host.startRemoteForwards((line) => die(log, Exit.RemoteBind, line));
+  // -api-socket: -L style forwards added and removed while running, and the flow table.
+  const api = cfg.apiSocket === "" ? null : await startApi(cfg.apiSocket, host, log);
 
   // 17. Prime ARP for the guest before reading anything, so the pcap's
   // first record is always this 28-byte request (docs/compatibility.md,
@@ -456,7 +477,7 @@ async function main(): Promise<void> {
   supervisorFds(cfg, () => closing?.());
 
   // 19.
-  const { shutdown, cutNow } = exitDrain({ host, control, clock, device, reactor, log, pid, graceMs: cfg.exitGraceMs });
+  const { shutdown, cutNow } = exitDrain({ host, control, api, clock, device, reactor, log, pid, graceMs: cfg.exitGraceMs });
 
   if (session !== null) {
     // Run mode: the terminal's Ctrl-C belongs to the command (same process

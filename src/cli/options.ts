@@ -61,6 +61,8 @@ export interface Config {
   dnsTtlMs: number;
   readyFd: number;
   exitFd: number;
+  /** -api-socket: the JSON control API's unix socket path; "" when not given. */
+  apiSocket: string;
   disableOffload: boolean;
   /** -exit-grace in milliseconds: how long data in flight may drain at exit. */
   exitGraceMs: number;
@@ -198,6 +200,11 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       kind: "int",
       default: -1,
       usage: "Exit when this fd is closed or readable (slirp4netns --exit-fd)",
+    })
+    .define({
+      name: "api-socket",
+      kind: "string",
+      usage: "Serve the JSON control API (slirp4netns --api-socket: add_hostfwd, list_hostfwd, remove_hostfwd; and list_flows) on this unix socket, created 0600",
     })
     .define({
       name: "enable-dns",
@@ -387,6 +394,7 @@ function toConfig(flags: ParsedFlags): Config {
     dnsTtlMs: flags.get<number>("dns-ttl"),
     readyFd: flags.get<number>("ready-fd"),
     exitFd: flags.get<number>("exit-fd"),
+    apiSocket: flags.get<string>("api-socket"),
     disableOffload: flags.get<boolean>("disable-offload"),
     exitGraceMs: flags.get<number>("exit-grace"),
     maxTcpConnections: flags.get<number>("max-tcp-connections"),

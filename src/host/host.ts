@@ -25,7 +25,8 @@ import { Dialer } from "./dialer.ts";
 import { HostKeepalive, TcpSplice } from "./tcp-splice.ts";
 import { MetricsServer, type FlowSource, type MetricsAddress } from "./metrics.ts";
 import { RemoteForwards, type SourceAddresses } from "./remote-forward.ts";
-import { LocalForwards, type Gateways } from "./local-forward.ts";
+import type { ForwardHandle, HostFwd } from "./api-socket.ts";
+import { LocalForwards, type Gateways, type LocalForwardContext } from "./local-forward.ts";
 import { DNS_V4, DNS_V6, DnsForwarder, DnsQueries } from "./dns-forwarder.ts";
 import { EchoForwarder } from "./echo-forwarder.ts";
 import type { ForwardSpec } from "./forward-spec.ts";
@@ -202,20 +203,26 @@ export class Host implements StackEvents, FlowSource {
 
   /** Startup step 12 (docs/compatibility.md): the -L forwards (exit 247 through `fail`). */
   async startLocalForwards(fail: (line: string) => never): Promise<void> {
-    await this.local.start(
-      {
-        stack: this.stack,
-        clock: this.clock,
-        reactor: this.reactor,
-        log: this.log,
-        stats: this.stats,
-        gateways: this.gateways,
-        keepalive: this.keepalive,
-        maxClients: this.cfg.maxLocalClients,
-        proxyHeaderTimeoutMs: this.cfg.proxyHeaderTimeoutMs,
-      },
-      fail,
-    );
+    await this.local.start(this.localContext(), fail);
+  }
+
+  /** A -L style forward added while running (-api-socket). */
+  addLocalForward(fwd: HostFwd): ForwardHandle | string {
+    return this.local.add(this.localContext(), fwd);
+  }
+
+  private localContext(): LocalForwardContext {
+    return {
+      stack: this.stack,
+      clock: this.clock,
+      reactor: this.reactor,
+      log: this.log,
+      stats: this.stats,
+      gateways: this.gateways,
+      keepalive: this.keepalive,
+      maxClients: this.cfg.maxLocalClients,
+      proxyHeaderTimeoutMs: this.cfg.proxyHeaderTimeoutMs,
+    };
   }
 
   /** Startup step 13 (docs/compatibility.md): the -R forwards (exit 246 through `fail`). */

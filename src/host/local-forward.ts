@@ -8,6 +8,7 @@
 // UDP uses one listening socket and tells clients apart by address, which
 // avoids upstream's connected-socket race (docs/compatibility.md,
 // Listeners); replies come from the listener's port as before.
+import type { ForwardHandle, HostFwd } from "./api-socket.ts";
 import { formatSpecAddress, formatSpecSide, type ForwardSpec } from "./forward-spec.ts";
 import { endpointText, formatHostPort, ipV4Number, parseIP, type IP } from "../wire/addr.ts";
 import type { Stack } from "../stack/stack.ts";
@@ -492,8 +493,7 @@ class UdpForward implements UdpSocketOwner {
 // ---------------------------------------------------------------------------
 
 export class LocalForwards {
-  private readonly tcp: TcpForward[] = [];
-  private readonly udp: UdpForward[] = [];
+  private readonly live = new Set<TcpForward | UdpForward>();
 
   constructor(
     private readonly specs: readonly ForwardSpec[],
@@ -514,24 +514,50 @@ export class LocalForwards {
         const shown = formatSpecAddress(spec.transport, formatSpecSide(bindIp === null ? null : { ip: bindIp, port: spec.bind.port }, spec.bind.label));
         fail(`[!] Failed to listen on ${shown}: DNS lookup failed`);
       }
-      const target = parseIP(targetIp)!;
-      let addr: string;
       try {
-        if (spec.transport === "tcp") {
-          const f = new TcpForward(ctx, spec, target);
-          addr = f.listen(bindIp);
-          this.tcp.push(f);
-        } else {
-          const f = new UdpForward(ctx, spec, target);
-          addr = f.listen(bindIp);
-          this.udp.push(f);
-        }
+        this.open(ctx, spec, bindIp, parseIP(targetIp)!);
       } catch (e) {
         if (!(e instanceof ListenError)) throw e;
         fail(`[!] Failed to listen on ${where}: ${e.message}`);
       }
-      ctx.log.listen(`[+] local-fwd Local ${spec.proxyProtocol ? "PP " : ""}listen ${spec.transport}://${addr}`);
     }
+  }
+
+  /**
+   * A plain tcp or udp forward added while running (-api-socket): listens
+   * now and prints the listen line. Returns what closes its listener (its
+   * clients already spliced live on), or Go's listen error text.
+   */
+  add(ctx: LocalForwardContext, fwd: HostFwd): ForwardHandle | string {
+    const spec: ForwardSpec = {
+      scheme: fwd.proto,
+      transport: fwd.proto,
+      rpc: false,
+      proxyProtocol: false,
+      bind: { ip: fwd.hostAddr, label: null, port: fwd.hostPort },
+      host: { ip: fwd.guestAddr, label: null, port: fwd.guestPort },
+    };
+    try {
+      const f = this.open(ctx, spec, fwd.hostAddr, parseIP(fwd.guestAddr)!);
+      return {
+        stop: () => {
+          f.stop();
+          this.live.delete(f);
+        },
+      };
+    } catch (e) {
+      if (!(e instanceof ListenError)) throw e;
+      return e.message;
+    }
+  }
+
+  /** Listens for one forward and prints its listen line; throws ListenError. */
+  private open(ctx: LocalForwardContext, spec: ForwardSpec, bindIp: string, target: IP): TcpForward | UdpForward {
+    const f = spec.transport === "tcp" ? new TcpForward(ctx, spec, target) : new UdpForward(ctx, spec, target);
+    const addr = f.listen(bindIp);
+    this.live.add(f);
+    ctx.log.listen(`[+] local-fwd Local ${spec.proxyProtocol ? "PP " : ""}listen ${spec.transport}://${addr}`);
+    return f;
   }
 
   private async resolve(label: string | null, ip: string): Promise<string | null> {
@@ -544,7 +570,7 @@ export class LocalForwards {
   }
 
   stop(): void {
-    for (const f of this.tcp) f.stop();
-    for (const f of this.udp) f.stop();
+    for (const f of this.live) f.stop();
+    this.live.clear();
   }
 }

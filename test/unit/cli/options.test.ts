@@ -67,6 +67,8 @@ const UPSTREAM_USAGE = `Usage of ARGV0:
 `.replace("ARGV0", ARGV0);
 
 const OUR_ADDITIONS: Record<string, string> = {
+  "api-socket":
+    "  -api-socket string\n    \tServe the JSON control API (slirp4netns --api-socket: add_hostfwd, list_hostfwd, remove_hostfwd; and list_flows) on this unix socket, created 0600\n",
   dhcp: "  -dhcp\n    \tServe DHCPv4 to the guest: 10.0.2.100/24, router 10.0.2.2, DNS, MTU (default on in run mode)\n",
   "disable-offload": "  -disable-offload\n    \tDo not negotiate tap checksum/segmentation offloads\n",
   icmp: "  -icmp mode\n    \tGuest pings to other hosts: forward (through the host's ICMP sockets: real replies, real round-trip times) or local (answered by the stack); forward in run mode (default local)\n",
@@ -124,6 +126,7 @@ describe("usage text", () => {
       "L",
       "R",
       "allow",
+      "api-socket",
       "deny",
       "dhcp",
       "disable-offload",
@@ -212,6 +215,7 @@ describe("defaults of the upstream flags", () => {
       dnsTtlMs: 5000,
       readyFd: -1,
       exitFd: -1,
+      apiSocket: "",
       disableOffload: false,
       exitGraceMs: 5000,
       maxTcpConnections: 16384,
@@ -314,6 +318,10 @@ describe("parsing rules", () => {
     expect(
       (await run(["-ready-fd", "5", "--exit-fd=6", "-disable-offload", "-exit-with-parent", "-enable-host"])).config,
     ).toMatchObject({ readyFd: 5, exitFd: 6, disableOffload: true, exitWithParent: true, enableHost: true });
+  });
+
+  test("-api-socket takes the socket path", async () => {
+    expect((await run(["-api-socket", "/run/x/api.sock"])).config.apiSocket).toBe("/run/x/api.sock");
   });
 
   test("-exit-grace is a Go duration in milliseconds, 5 s by default", async () => {
