@@ -2,11 +2,11 @@
 // (slirp4netns's JSON API), IPv4 and IPv6, TCP and UDP; the guest sees the
 // client's real address; a removed port stops answering; list_flows shows a
 // live connection.
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { HOST_V4, HOST_V6, createForwardEnv, destroyForwardEnv, startStack, stopStacks, type ForwardEnv } from "../../support/forward-env.ts";
+import { HOST_V4, HOST_V6, createForwardEnv, destroyForwardEnv, runStackToExit, startStack, stopStacks, type ForwardEnv } from "../../support/forward-env.ts";
 import type { Server } from "../../support/net-agent.ts";
 
 setDefaultTimeout(60_000);
@@ -20,10 +20,8 @@ beforeAll(async () => {
   tcpEcho = await env.g.tcpListen("::");
   udpEcho = await env.g.udpListen("::");
 });
-afterAll(async () => {
-  await stopStacks();
-  await destroyForwardEnv(env);
-});
+afterEach(stopStacks);
+afterAll(() => destroyForwardEnv(env));
 
 /** One request on its own connection, ended by shutdown(SHUT_WR), as slirp4netns's clients send it. */
 async function ask(path: string, request: object): Promise<string> {
@@ -115,5 +113,12 @@ describe("-api-socket", () => {
         `{"id":2,"proto":"tcp","host_addr":"::","host_port":21002,"guest_addr":"fd00::100","guest_port":${q}},` +
         `{"id":3,"proto":"udp","host_addr":"0.0.0.0","host_port":21003,"guest_addr":"10.0.2.100","guest_port":${u}}]}`,
     );
+  });
+
+  test("a socket that cannot be listened on: one line, exit 247", async () => {
+    const path = join(tmpdir(), `no-such-dir-${process.pid}`, "api.sock");
+    const r = await runStackToExit(env, ["-api-socket", path]);
+    expect(r.code).toBe(247);
+    expect(r.stderr.filter((l) => l.includes("API socket"))).toEqual([expect.stringMatching(new RegExp(`^\\[!\\] Failed to listen on API socket ${path}: .+`))]);
   });
 });
