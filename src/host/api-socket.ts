@@ -17,10 +17,18 @@ import { FLOWS_PAGE, FLOWS_PAGE_MAX } from "./metrics.ts";
 
 /** slirp4netns's request buffer: a request must be shorter than this. */
 export const API_MAX_REQUEST = 4096;
-/** How long a client may take to send its request and shut down its side. */
-export const API_READ_TIMEOUT_MS = 5_000;
-/** API connections served at once; further ones are closed at once. */
-export const API_MAX_CONNECTIONS = 16;
+/** Bounds on API clients. */
+export interface ApiLimits {
+  /**
+   * How long a client may take to send its request and shut down its side;
+   * then what came is answered, as slirp4netns answers its one read.
+   */
+  readTimeoutMs: number;
+  /** API connections served at once; further ones are closed at once. */
+  maxConnections: number;
+}
+
+export const API_LIMITS: ApiLimits = { readTimeoutMs: 5_000, maxConnections: 16 };
 
 /** One forward as the API sees it. */
 export interface HostFwd {
@@ -180,7 +188,7 @@ interface Conn {
   len: number;
   timer: ReturnType<typeof setTimeout> | null;
   done: boolean;
-  /** Counted against API_MAX_CONNECTIONS until it closes. */
+  /** Counted against limits.maxConnections until it closes. */
   counted: boolean;
 }
 
@@ -195,7 +203,7 @@ export interface ApiSocket {
  * slirp4netns does) created 0600, and serves the API. Throws when it cannot
  * listen.
  */
-export function startApiSocket(path: string, deps: ApiDeps): ApiSocket {
+export function startApiSocket(path: string, deps: ApiDeps, limits: ApiLimits = API_LIMITS): ApiSocket {
   const state = new ApiState(deps);
   let open = 0;
 
@@ -222,7 +230,7 @@ export function startApiSocket(path: string, deps: ApiDeps): ApiSocket {
       unix: path,
       socket: {
         open(s) {
-          const full = open >= API_MAX_CONNECTIONS;
+          const full = open >= limits.maxConnections;
           s.data = { buf: new Uint8Array(full ? 0 : API_MAX_REQUEST), len: 0, timer: null, done: full, counted: !full };
           if (full) {
             s.end();
@@ -232,7 +240,7 @@ export function startApiSocket(path: string, deps: ApiDeps): ApiSocket {
           s.data.timer = setTimeout(() => {
             s.data.timer = null;
             finish(s, state.handle(s.data.buf.subarray(0, s.data.len)));
-          }, API_READ_TIMEOUT_MS);
+          }, limits.readTimeoutMs);
         },
         data(s, chunk) {
           const c = s.data;

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { API_MAX_CONNECTIONS, ApiState, startApiSocket, type ApiDeps, type HostFwd } from "../../../src/host/api-socket.ts";
+import { API_LIMITS, ApiState, startApiSocket, type ApiDeps, type HostFwd } from "../../../src/host/api-socket.ts";
 
 const DIR = join(import.meta.dir, "../../fixtures/slirp4netns-api");
 
@@ -139,7 +139,7 @@ describe("startApiSocket", () => {
     const sock = startApiSocket(path, fakeForwards());
     const idle: { end(): void }[] = [];
     try {
-      for (let i = 0; i < API_MAX_CONNECTIONS; i++) {
+      for (let i = 0; i < API_LIMITS.maxConnections; i++) {
         idle.push(await Bun.connect({ unix: path, socket: { data() {} } }));
       }
       // Over the cap: closed with no reply.
@@ -149,6 +149,40 @@ describe("startApiSocket", () => {
       expect(await ask(path, new TextEncoder().encode(`{"execute":"list_hostfwd"}`))).toBe(`{"entries":[]}`);
     } finally {
       for (const s of idle) s.end();
+      sock.stop();
+    }
+  });
+
+  test("a client that does not shut down is answered after the read timeout, on what it sent, and closed", async () => {
+    const path = join(tmpdir(), `api-socket-timeout-${process.pid}.sock`);
+    const sock = startApiSocket(path, fakeForwards(), { ...API_LIMITS, readTimeoutMs: 200 });
+    const talk = async (request: string): Promise<{ reply: string; ms: number }> => {
+      const t0 = performance.now();
+      const chunks: Buffer[] = [];
+      const { promise, resolve } = Promise.withResolvers<void>();
+      await Bun.connect({
+        unix: path,
+        socket: {
+          open(s) {
+            s.write(request);
+          },
+          data(_s, d) {
+            chunks.push(Buffer.from(d));
+          },
+          close() {
+            resolve();
+          },
+        },
+      });
+      await promise;
+      return { reply: Buffer.concat(chunks).toString(), ms: performance.now() - t0 };
+    };
+    try {
+      const whole = await talk(`{"execute":"list_hostfwd"}`);
+      expect(whole.reply).toBe(`{"entries":[]}`);
+      expect(whole.ms).toBeGreaterThanOrEqual(150);
+      expect((await talk("")).reply).toBe(`{"error":{"desc":"bad request: cannot parse JSON"}}`);
+    } finally {
       sock.stop();
     }
   });
