@@ -4,6 +4,7 @@
 import { closeSync, mkdtempSync, read, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseCommandLine, type Config, type ParseOutcome } from "./cli/options.ts";
+import { passedFds } from "./cli/passed-fds.ts";
 import type { Resolver } from "./host/resolve.ts";
 import type { Logger } from "./host/log.ts";
 import type { TunAttachment } from "../ffi/tun.ts";
@@ -121,7 +122,7 @@ async function readFlags(args: string[], argv0: string): Promise<{ parsed: Extra
   const resolver = lazySystemResolver();
   let outcome = await parseCommandLine(args, argv0, { resolver: runtimeEnv.willReexec() ? deferDns : resolver });
   if (!needsDns) await exitEarly(outcome);
-  await runtimeEnv.ensureRuntimeEnv();
+  await runtimeEnv.ensureRuntimeEnv(passedFds(args));
   // Still here with names to resolve: the re-exec failed, this process is the stack.
   if (needsDns) outcome = await parseCommandLine(args, argv0, { resolver });
   return { parsed: await exitEarly(outcome), resolver };

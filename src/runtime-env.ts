@@ -49,7 +49,6 @@
 // are still there, at the same number, in the re-executed process (where
 // Bun marks them close-on-exec again).
 import { readFileSync } from "node:fs";
-import { parseGoInt } from "./cli/gostrconv.ts";
 
 const RUNTIME_ENV: Readonly<Record<string, string>> = { BUN_GC_TIMER_DISABLE: "1", BUN_JSC_useFTLJIT: "0", MIMALLOC_PURGE_DELAY: "0", BUN_JSC_useConcurrentJIT: "0" };
 const MARKER = "SLIRPNETSTACK_RUNTIME_ENV";
@@ -85,8 +84,10 @@ export function willReexec(): boolean {
 /**
  * Re-executes the process with the runtime settings unless it already has
  * them. Returns (and the process carries on as it is) if execve fails.
+ * `passedFds`: fds a supervisor passed us by number (-fd, -ready-fd,
+ * -exit-fd; cli/passed-fds.ts), kept open across the execve.
  */
-export async function ensureRuntimeEnv(): Promise<void> {
+export async function ensureRuntimeEnv(passedFds: readonly number[]): Promise<void> {
   const env = environ();
   const added = missing(env);
   if (added.length === 0) return;
@@ -98,43 +99,11 @@ export async function ensureRuntimeEnv(): Promise<void> {
   // what the user typed; from source: [bun, script, ...args].
   const compiled = process.argv[1]?.startsWith("/$bunfs") ?? false;
   const argv = compiled ? [process.argv0, ...process.argv.slice(2)] : [process.argv0, ...process.argv.slice(1)];
-  const passed = passedFds(process.argv.slice(2)).filter(fdIsOpen);
+  const passed = passedFds.filter(fdIsOpen);
   for (const fd of passed) setCloseOnExec(fd, false);
   execve(process.execPath, argv, [...env].map(([k, v]) => `${k}=${v}`));
   // Still here: carry on as we are, the passed fds close-on-exec as main wants them.
   for (const fd of passed) setCloseOnExec(fd, true);
-}
-
-/** The flags whose value is the number of an fd the parent passed us. */
-const FD_FLAGS: ReadonlySet<string> = new Set(["fd", "ready-fd", "exit-fd"]);
-
-/**
- * The fd numbers that -fd, -ready-fd and -exit-fd give in args, read the
- * way Go's flag package reads them (-name or --name, the value after "="
- * or as the next argument, numbers as strconv.ParseInt(s, 0, 64)) up to
- * "--". The flags are not parsed yet: an argument that only looks like
- * one of these (the value of another flag, a word of the command) makes
- * one more open fd survive the execve, close-on-exec again after it.
- */
-function passedFds(args: readonly string[]): number[] {
-  const fds: number[] = [];
-  for (let i = 0; i < args.length && args[i] !== "--"; i++) {
-    const arg = args[i]!;
-    if (arg[0] !== "-") continue;
-    const name = arg.slice(arg[1] === "-" ? 2 : 1);
-    const eq = name.indexOf("=");
-    const flag = eq < 0 ? name : name.slice(0, eq);
-    if (!FD_FLAGS.has(flag)) continue;
-    const text = eq < 0 ? args[++i] : name.slice(eq + 1);
-    if (text === undefined) break;
-    try {
-      const fd = Number(parseGoInt(text, 0, 64));
-      if (fd >= 0 && fd <= 0x7fffffff) fds.push(fd);
-    } catch {
-      // Not a number: the flag parser reports it after the execve.
-    }
-  }
-  return fds;
 }
 
 /** The user's environment: what we started with, minus what ensureRuntimeEnv added. */
