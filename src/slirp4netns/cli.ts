@@ -144,6 +144,35 @@ function validCidr(s: string): boolean {
   return m !== null && ipv4FromText(m[1]!) !== null && Number(m[2]) >= 1 && Number(m[2]) <= MAX_PREFIX;
 }
 
+/** The network part of an IPv4 CIDR as a number, and its prefix. */
+function network(cidr: string): { net: number; prefix: number } {
+  const [addr, len] = cidr.split("/") as [string, string];
+  const prefix = Number(len);
+  const value = ipv4FromText(addr)!;
+  return { net: (value & (prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0)) >>> 0, prefix };
+}
+
+/**
+ * The first option of a valid command line that this mode does not carry
+ * out, as the message that refuses it; null when it carries out them all.
+ * A supervisor passes these only when its user asks for them, so refusing
+ * is honest where ignoring would not be (a sandbox that is not there, an
+ * outbound address not used).
+ */
+export function unsupportedOption(c: Slirp4netnsConfig): string | null {
+  const def = network(DEFAULT_CIDR);
+  const want = network(c.cidr);
+  if (want.net !== def.net || want.prefix !== def.prefix) return `--cidr=${c.cidr} is not supported yet (only ${DEFAULT_CIDR})`;
+  if (c.usernsPath !== "") return "--userns-path is not supported yet";
+  if (c.outboundAddr !== "") return "--outbound-addr is not supported yet";
+  if (c.outboundAddr6 !== "") return "--outbound-addr6 is not supported yet";
+  if (c.macAddress !== "") return "--macaddress is not supported yet";
+  if (c.enableSandbox) return "--enable-sandbox is not supported yet";
+  if (c.enableSeccomp) return "--enable-seccomp is not supported yet";
+  if (c.targetType === "bess") return "--target-type=bess is not supported";
+  return null;
+}
+
 export function parseSlirp4netnsArgs(args: string[], argv0: string): Slirp4netnsOutcome {
   const refuse = (message: string | null): Slirp4netnsOutcome => ({ kind: "exit", code: 1, stdout: usage(argv0), stderr: message === null ? "" : `${message}\n` });
   const getopt = getoptError(args, argv0);

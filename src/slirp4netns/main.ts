@@ -2,9 +2,10 @@
 // (`ln -s slirpnetstack slirp4netns`) takes slirp4netns 1.2's command line.
 // Today that is the command line alone: --help (the text RootlessKit and
 // Podman read to learn the features), --version, and slirp4netns's messages
-// and exit codes for a command line it refuses. Running the network this
-// way is not there yet and says so (exit 1), never pretends to start.
-import { parseSlirp4netnsArgs } from "./cli.ts";
+// and exit codes for a command line it refuses. An option this mode does not
+// carry out is refused by name; running the network this way is not there
+// yet and says so (exit 1), never pretends to start.
+import { parseSlirp4netnsArgs, unsupportedOption } from "./cli.ts";
 
 /** The slirp4netns release whose command line this mode takes. */
 const COMPATIBLE_WITH = "1.2.0";
@@ -20,8 +21,14 @@ export async function slirp4netnsMain(args: string[], argv0: string, build: { ve
     case "version":
       await Bun.write(Bun.stdout, `slirp4netns version ${COMPATIBLE_WITH}\nslirpnetstack version ${build.version}\nbuild time ${build.time}\n`);
       process.exit(0);
-    case "run":
+    case "run": {
+      const unsupported = unsupportedOption(outcome.config);
+      if (unsupported !== null) {
+        await Bun.write(Bun.stderr, `${argv0}: ${unsupported}\n`);
+        process.exit(EXIT_FAILURE);
+      }
       await Bun.write(Bun.stderr, `${argv0}: slirp4netns mode does not run the network yet (only --help, --version and the command line's checks); use slirpnetstack -netns\n`);
       process.exit(EXIT_FAILURE);
+    }
   }
 }

@@ -59,6 +59,31 @@ describe("slirp4netns mode: the command line", () => {
     expect(r.stderr).toContain("slirp4netns mode does not run the network yet");
   });
 
+  test("the default network written with host bits is the default network (still refused plainly)", () => {
+    const r = run(["--cidr=10.0.2.77/24", "--netns-type=path", "/nonexistent"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("slirp4netns mode does not run the network yet");
+  });
+
+  test("an option this mode does not carry out is refused by name, exit 1, nothing on stdout", () => {
+    const cases: [string[], string][] = [
+      [["--cidr=10.0.3.0/24"], "$0: --cidr=10.0.3.0/24 is not supported yet (only 10.0.2.0/24)\n"],
+      [["--cidr=10.0.2.0/25"], "$0: --cidr=10.0.2.0/25 is not supported yet (only 10.0.2.0/24)\n"],
+      [["--userns-path=/proc/1/ns/user"], "$0: --userns-path is not supported yet\n"],
+      [["--outbound-addr=192.0.2.1"], "$0: --outbound-addr is not supported yet\n"],
+      [["--outbound-addr6=2001:db8::1"], "$0: --outbound-addr6 is not supported yet\n"],
+      [["-c", "--macaddress=02:00:00:00:00:01"], "$0: --macaddress is not supported yet\n"],
+      [["--enable-sandbox"], "$0: --enable-sandbox is not supported yet\n"],
+      [["--create-sandbox"], "$0: --enable-sandbox is not supported yet\n"],
+      [["--enable-seccomp"], "$0: --enable-seccomp is not supported yet\n"],
+      [["--target-type=bess"], "$0: --target-type=bess is not supported\n"],
+    ];
+    for (const [options, stderr] of cases) {
+      const r = run([...options, "--netns-type=path", "/nonexistent", "tap0"]);
+      expect({ options, code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ options, code: 1, stdout: "", stderr });
+    }
+  });
+
   test("the same binary under its own name is still slirpnetstack", () => {
     const r = Bun.spawnSync([BINARY, "-version"], { stdin: "ignore" });
     expect(r.exitCode).toBe(0);
