@@ -9,6 +9,7 @@ import type { Resolver } from "./host/resolve.ts";
 import type { Logger } from "./host/log.ts";
 import type { TunAttachment } from "../ffi/tun.ts";
 import type { RunModeSession } from "./ns/index.ts";
+import type { TapCreation } from "./ns/tap-setup.ts";
 import { HIDDEN_COMMAND } from "./ns/args.ts";
 import type { DeviceCaps, FrameReceiver, FrameSink } from "./stack/device.ts";
 import type { FaultInjector } from "./link/fault.ts";
@@ -160,7 +161,7 @@ interface OpenedDevice {
  * that namespace) or run mode (a new namespace around `command`); then what
  * it offloads. A failure prints its lines and exits with its code.
  */
-async function openDevice(cfg: Config, runMode: boolean, command: string[], log: Logger): Promise<OpenedDevice> {
+async function openDevice(cfg: Config, runMode: boolean, command: string[], log: Logger, create: TapCreation | null): Promise<OpenedDevice> {
   const [{ setNonBlocking, setCloseOnExec }, { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 }, { acquireDevice, startRunMode, DeviceError }, { isFrameFd }] = await Promise.all([
     import("../ffi/sys.ts"),
     import("../ffi/tun.ts"),
@@ -190,7 +191,7 @@ async function openDevice(cfg: Config, runMode: boolean, command: string[], log:
       dev = session.device;
     } else {
       log.err(`[.] Joininig netns ${cfg.netns}`);
-      dev = await acquireDevice({ netns: cfg.netns, ifname: cfg.ifname, offloads, onOpening: () => log.err(`[.] Opening tun interface ${cfg.ifname}`) });
+      dev = await acquireDevice({ netns: cfg.netns, ifname: cfg.ifname, offloads, ...(create !== null ? { create } : {}), onOpening: () => log.err(`[.] Opening tun interface ${cfg.ifname}`) });
     }
   } catch (e) {
     if (e instanceof DeviceError) die(log, e.exitCode, ...e.lines());
@@ -329,10 +330,9 @@ async function main(): Promise<void> {
     return;
   }
   const argv0 = process.argv0 && process.argv[1]?.startsWith("/$bunfs") ? process.argv0 : (process.argv[1] ?? "slirpnetstack");
-  // Started as `slirp4netns` (a symlink to us): slirp4netns's command line.
-  if (argv0.slice(argv0.lastIndexOf("/") + 1) === "slirp4netns") {
-    await (await import("./slirp4netns/main.ts")).slirp4netnsMain(args, argv0, version());
-  }
+  // Started as `slirp4netns` (a symlink to us): slirp4netns's command
+  // line, run as the slirpnetstack flags that mean the same.
+  const s4n = argv0.slice(argv0.lastIndexOf("/") + 1) === "slirp4netns" ? await (await import("./slirp4netns/main.ts")).slirp4netnsMain(args, argv0, version()) : null;
 
   // 1. Signal handlers first, so an early SIGINT is still a clean exit.
   let closing: (() => void) | null = null;
@@ -344,7 +344,7 @@ async function main(): Promise<void> {
   process.on("SIGTERM", onSignal);
 
   // 3, 4.
-  const { parsed, resolver } = await readFlags(args, argv0);
+  const { parsed, resolver } = await readFlags(s4n?.flags ?? args, argv0);
   const [
     { Logger },
     { StackClock },
@@ -408,7 +408,7 @@ async function main(): Promise<void> {
   control.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
 
   // 9.
-  const { fd, caps, vnetHdr, session } = await openDevice(cfg, runMode, parsed.positional, log);
+  const { fd, caps, vnetHdr, session } = await openDevice(cfg, runMode, parsed.positional, log, s4n?.create ?? null);
 
   // 10.
   if (cfg.exitWithParent) setParentDeathSignal(SIGTERM);
@@ -474,7 +474,9 @@ async function main(): Promise<void> {
 
   // 18.
   log.status(`[+] #${pid} Slirpnetstack started`);
-  killPid(getppid(), SIGWINCH);
+  // Upstream's start signal to its parent; slirp4netns's supervisors
+  // (Podman, RootlessKit) learn it from --ready-fd instead.
+  if (s4n === null) killPid(getppid(), SIGWINCH);
   supervisorFds(cfg, () => closing?.());
 
   // 19.

@@ -12,6 +12,7 @@ import { closeFd } from "../../ffi/sys.ts";
 import { attachTun, withNetns, AttachError, type TunAttachment } from "../../ffi/tun.ts";
 import { openOwnerUserns } from "../../ffi/nsfs.ts";
 import { attachHelperArgs, netnsPid, nsenterArgs, selfCommand, HELPER_USERNS_FD, type NsenterTarget } from "./args.ts";
+import { createAndConfigure, TapSetupError, type TapCreation } from "./tap-setup.ts";
 import { DeviceError, classifyHelperReport, pidGoneHint, tunHint } from "./errors.ts";
 import { envFacts, isRoot, nextMessage, startupEnv } from "./spawn.ts";
 import { HELPER_TIMEOUT_MS, findTool, helperProtocolError, helperTimeoutError, hungUpError, spawnUnderTool } from "./tool-helper.ts";
@@ -30,6 +31,12 @@ export interface AcquireOptions {
    * found with NS_GET_USERNS.
    */
   userns?: string | null;
+  /**
+   * Create the tap `ifname` rather than open an existing device (and with
+   * `configure`, bring it up with the guest's addresses and MTU), as
+   * slirp4netns does; `mtu` is the MTU the stack runs with.
+   */
+  create?: TapCreation;
   /** Called inside the namespace right before the device is opened: print "[.] Opening tun interface IFNAME". */
   onOpening?: () => void;
   /** Use the helper (default: when the effective uid is not 0). */
@@ -50,7 +57,11 @@ export interface AcquireOptions {
  */
 export async function acquireDevice(opts: AcquireOptions): Promise<TunAttachment> {
   const netns = opts.netns ?? "";
-  const rootless = opts.rootless ?? !isRoot();
+  // Creating the tap (slirp4netns mode) always goes through the helper,
+  // as slirp4netns's own child does: root of a user namespace that does
+  // not own our network namespace (Podman runs slirp4netns so) can join
+  // the target but never come back.
+  const rootless = opts.rootless ?? (opts.create !== undefined || !isRoot());
   if (netns === "" || !rootless) return acquireDirect(opts, netns, rootless);
   return acquireViaHelper(opts, netns);
 }
@@ -60,6 +71,7 @@ function acquireDirect(opts: AcquireOptions, netns: string, rootless: boolean): 
   const where = { netns, ifname: opts.ifname };
   const attach = (): TunAttachment => {
     opts.onOpening?.();
+    if (opts.create) return createAndConfigure(opts.ifname, opts.offloads, opts.create);
     return attachTun({ netns: null, ifname: opts.ifname, offloads: opts.offloads });
   };
   try {
@@ -75,6 +87,7 @@ function acquireDirect(opts: AcquireOptions, netns: string, rootless: boolean): 
     }
     return result!;
   } catch (e) {
+    if (e instanceof TapSetupError) throw new DeviceError({ ...where, step: e.step, sys: e.sys });
     if (e instanceof AttachError) {
       // An ordinary user in its own namespace still benefits from the hint.
       const h = rootless && e.step === "open" && e.sys.call === "open" ? tunHint(e.sys.errno, envFacts()) : null;
@@ -147,7 +160,7 @@ async function acquireViaHelper(opts: AcquireOptions, netns: string): Promise<Tu
     ...nsenterArgs(target),
     "--",
     ...(opts.self ?? selfCommand()),
-    ...attachHelperArgs({ ifname: opts.ifname, offloads: opts.offloads }),
+    ...attachHelperArgs({ ifname: opts.ifname, offloads: opts.offloads, ...(opts.create ? { create: opts.create } : {}) }),
   ];
   let h;
   try {

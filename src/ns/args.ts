@@ -66,11 +66,14 @@ export interface AttachHelperArgs {
   ifname: string;
   offloads: number;
   sockFd?: number;
+  /** Create the tap (with this MTU), and maybe configure it, rather than open an existing device. */
+  create?: { mtu: number; configure: boolean };
 }
 
-/** `__ns-helper attach --ifname X --offloads N --sock-fd 3` */
+/** `__ns-helper attach --ifname X --offloads N --sock-fd 3 [--create-mtu M [--configure]]` */
 export function attachHelperArgs(a: AttachHelperArgs): string[] {
-  return [HIDDEN_COMMAND, "attach", "--ifname", a.ifname, "--offloads", String(a.offloads), "--sock-fd", String(a.sockFd ?? HELPER_SOCK_FD)];
+  const create = a.create ? ["--create-mtu", String(a.create.mtu), ...(a.create.configure ? ["--configure"] : [])] : [];
+  return [HIDDEN_COMMAND, "attach", "--ifname", a.ifname, "--offloads", String(a.offloads), "--sock-fd", String(a.sockFd ?? HELPER_SOCK_FD), ...create];
 }
 
 export interface RunHelperArgs {

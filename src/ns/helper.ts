@@ -13,14 +13,13 @@
 import { defineCommand, runCommand } from "citty";
 import { accessSync, constants as fsConstants, statSync, writeSync } from "node:fs";
 import { SysError } from "../../ffi/libc.ts";
-import { closeFd, openPath, O_RDWR, setCloseOnExec, setParentDeathSignal, getppid } from "../../ffi/sys.ts";
-import { attachTun, AttachError, createTap, tryVnetHdr } from "../../ffi/tun.ts";
+import { closeFd, setCloseOnExec, setParentDeathSignal, getppid } from "../../ffi/sys.ts";
+import { attachTun, AttachError } from "../../ffi/tun.ts";
 import { sendMessage, recvMessage } from "../../ffi/scm.ts";
-import { interfaceIndex, setLinkUp, addAddress, addDefaultRoute, IFA_F_NODAD } from "../../ffi/netlink-config.ts";
 import { makeRootPrivate, bindMount } from "../../ffi/mount.ts";
 import { execve, dup2, resetSignalsForExec } from "../../ffi/exec.ts";
 import { HIDDEN_COMMAND, RUN_DEFAULTS, defaultCommand, findExecutable } from "./args.ts";
-import { parseIP } from "../wire/addr.ts";
+import { configureGuest, createAndConfigure, createTapDevice, TapSetupError, type TapCreation } from "./tap-setup.ts";
 import { encodeMessage, errorReport, GO_BYTE, type HelperMessage } from "./protocol.ts";
 import type { DeviceStep } from "./errors.ts";
 import { startupEnv } from "./spawn.ts";
@@ -48,17 +47,19 @@ export interface AttachArgs {
   ifname: string;
   offloads: number;
   sock: number;
+  /** Create the tap instead (slirp4netns mode); null: open the existing device. */
+  create: TapCreation | null;
 }
 
-/** Attach mode: open the existing device here and send it back. Returns the exit status. */
+/** Attach mode: open the existing device here (or create the tap) and send it back. Returns the exit status. */
 export function helperAttach(a: AttachArgs): number {
   send(a.sock, { t: "started" });
   send(a.sock, { t: "opening" });
   let dev;
   try {
-    dev = attachTun({ netns: null, ifname: a.ifname, offloads: a.offloads });
+    dev = a.create !== null ? createAndConfigure(a.ifname, a.offloads, a.create) : attachTun({ netns: null, ifname: a.ifname, offloads: a.offloads });
   } catch (e) {
-    send(a.sock, e instanceof AttachError ? errorReport(e.step, e.sys) : errorReport("open", e));
+    send(a.sock, e instanceof AttachError || e instanceof TapSetupError ? errorReport(e.step, e.sys) : errorReport("open", e));
     return 1;
   }
   try {
@@ -98,37 +99,6 @@ function probeExecutable(path: string): "exec" | "noexec" | "missing" {
   }
 }
 
-/** Creates the tap, with a vnet header and offloads negotiated as attachTun does. */
-function createRunTap(ifname: string, offloads: number): { fd: number; vnetHdr: boolean; offloads: number } {
-  if (offloads !== 0) {
-    const fd = openPath("/dev/net/tun", O_RDWR);
-    let got: number | null;
-    try {
-      got = tryVnetHdr(fd, ifname, offloads);
-    } catch (e) {
-      closeFd(fd);
-      throw e;
-    }
-    if (got !== null) return { fd, vnetHdr: true, offloads: got };
-    closeFd(fd);
-  }
-  return { fd: createTap(ifname), vnetHdr: false, offloads: 0 };
-}
-
-function bytesOf(addr: string): Uint8Array {
-  return parseIP(addr)!.bytes;
-}
-
-/** lo up; the tap up with its MTU, addresses and default routes (no `ip` needed). */
-function configureNetwork(index: number, mtu: number): void {
-  setLinkUp(interfaceIndex("lo"));
-  setLinkUp(index, mtu);
-  addAddress(index, bytesOf(RUN_DEFAULTS.guestV4), RUN_DEFAULTS.guestV4Prefix);
-  addAddress(index, bytesOf(RUN_DEFAULTS.guestV6), RUN_DEFAULTS.guestV6Prefix, IFA_F_NODAD);
-  addDefaultRoute(index, bytesOf(RUN_DEFAULTS.gatewayV4));
-  addDefaultRoute(index, bytesOf(RUN_DEFAULTS.gatewayV6));
-}
-
 function envStrings(env: Record<string, string>): string[] {
   return Object.entries(env).map(([k, v]) => `${k}=${v}`);
 }
@@ -158,9 +128,9 @@ export function helperRun(a: RunArgs): number {
       bindMount(a.resolvConf, "/etc/resolv.conf");
     }
     step = "open";
-    tap = createRunTap(a.ifname, a.offloads);
+    tap = createTapDevice(a.ifname, a.offloads);
     step = "setup";
-    configureNetwork(interfaceIndex(a.ifname), a.mtu);
+    configureGuest(a.ifname, a.mtu, true);
     send(a.sock, { t: "device", kind: "tap", mtu: a.mtu, vnetHdr: tap.vnetHdr, offloads: tap.offloads }, tap.fd);
   } catch (e) {
     try {
@@ -207,6 +177,8 @@ function attachCommand(setStatus: (n: number) => void) {
       ifname: { type: "string", required: true },
       offloads: { type: "string", default: "0" },
       "sock-fd": { type: "string", required: true },
+      "create-mtu": { type: "string" },
+      configure: { type: "boolean", default: false },
     },
     run: ({ args }) => {
       setStatus(
@@ -214,6 +186,7 @@ function attachCommand(setStatus: (n: number) => void) {
           ifname: args.ifname,
           offloads: intArg("offloads", args.offloads, 0),
           sock: adoptFd("sock-fd", args["sock-fd"]),
+          create: args["create-mtu"] === undefined ? null : { mtu: intArg("create-mtu", args["create-mtu"], 68), configure: args.configure },
         }),
       );
     },

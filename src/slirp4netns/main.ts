@@ -1,17 +1,44 @@
 // slirp4netns mode: the program started under the name `slirp4netns`
-// (`ln -s slirpnetstack slirp4netns`) takes slirp4netns 1.2's command line.
-// Today that is the command line alone: --help (the text RootlessKit and
-// Podman read to learn the features), --version, and slirp4netns's messages
-// and exit codes for a command line it refuses. An option this mode does not
-// carry out is refused by name; running the network this way is not there
-// yet and says so (exit 1), never pretends to start.
-import { parseSlirp4netnsArgs, unsupportedOption } from "./cli.ts";
+// (`ln -s slirpnetstack slirp4netns`) takes slirp4netns 1.2's command line:
+// --help (the text RootlessKit and Podman read to learn the features),
+// --version, slirp4netns's messages and exit codes for a command line it
+// refuses, and an option this mode does not carry out refused by name.
+// A command line it carries out becomes the slirpnetstack flags that mean
+// the same (main.ts runs the stack with them) plus the tap to create in
+// the target namespace.
+import { parseSlirp4netnsArgs, unsupportedOption, type Slirp4netnsConfig } from "./cli.ts";
+import type { TapCreation } from "../ns/tap-setup.ts";
 
 /** The slirp4netns release whose command line this mode takes. */
 const COMPATIBLE_WITH = "1.2.0";
 const EXIT_FAILURE = 1;
 
-export async function slirp4netnsMain(args: string[], argv0: string, build: { version: string; time: string }): Promise<never> {
+/** What main.ts runs: slirpnetstack's flags, and the tap to create. */
+export interface Slirp4netnsRun {
+  flags: string[];
+  create: TapCreation;
+}
+
+/**
+ * slirp4netns's behaviour in slirpnetstack's flags: the guest reaches
+ * everything the host can (routing and host addresses on; the static deny
+ * list and the link-local/metadata rule stay), DHCP, the DNS forwarder
+ * unless --disable-dns, router advertisements with --enable-ipv6, no
+ * per-flow lines (slirp4netns prints none).
+ */
+export function stackFlags(c: Slirp4netnsConfig): string[] {
+  const netns = c.netnsType === "pid" ? `/proc/${c.target}/ns/net` : c.target;
+  const flags = ["-netns", netns, "-interface", c.tapName, "-mtu", String(c.mtu), "-enable-routing", "-enable-host", "-dhcp", "-quiet"];
+  if (!c.disableDns) flags.push("-enable-dns");
+  if (c.enableIpv6) flags.push("-ra");
+  if (c.readyFd >= 0) flags.push("-ready-fd", String(c.readyFd));
+  if (c.exitFd >= 0) flags.push("-exit-fd", String(c.exitFd));
+  if (c.apiSocket !== "") flags.push("-api-socket", c.apiSocket);
+  return flags;
+}
+
+/** Exits for everything but a command line this mode runs; returns what to run for that. */
+export async function slirp4netnsMain(args: string[], argv0: string, build: { version: string; time: string }): Promise<Slirp4netnsRun> {
   const outcome = parseSlirp4netnsArgs(args, argv0);
   switch (outcome.kind) {
     case "exit":
@@ -27,8 +54,7 @@ export async function slirp4netnsMain(args: string[], argv0: string, build: { ve
         await Bun.write(Bun.stderr, `${argv0}: ${unsupported}\n`);
         process.exit(EXIT_FAILURE);
       }
-      await Bun.write(Bun.stderr, `${argv0}: slirp4netns mode does not run the network yet (only --help, --version and the command line's checks); use slirpnetstack -netns\n`);
-      process.exit(EXIT_FAILURE);
+      return { flags: stackFlags(outcome.config), create: { mtu: outcome.config.mtu, configure: outcome.config.configure } };
     }
   }
 }
