@@ -21,6 +21,7 @@ import { ECHO_PORT, HOST_ADDR, IPERF_PORT, pasta, slirp4netns, slirpnetstack, ty
 import { foreignCpu, machineCpu, processTree, rates, rxPackets, TCP_LISTEN, TCP_TIME_WAIT, tcpSockets, usage, type Usage } from "./lib/procfs.ts";
 import { LAUNCH_KEYS, launchTable, mediansTable, ratioTable, Result } from "./lib/report.ts";
 import { alive, lastJson, log, Output, run, silence, sleep, start, stop, stopAll, tail } from "./lib/sys.ts";
+import { runInSandbox } from "./lib/sandbox.ts";
 
 const BENCH_DIR = import.meta.dir;
 const ROOT = dirname(BENCH_DIR);
@@ -90,30 +91,7 @@ if (env.BENCH_SANDBOX !== "1") {
   const work = mkdtempSync("/tmp/slirpnetstack-bench.");
   // Run a copy: a rebuild of ./slirpnetstack during the run must not mix versions.
   if (cfg.impls.includes("slirpnetstack") && existsSync(cfg.bin)) copyFileSync(cfg.bin, join(work, "slirpnetstack"));
-  const child = Bun.spawn({
-    cmd: ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc", "--", process.execPath, import.meta.path],
-    env: { ...env, BENCH_SANDBOX: "1", BENCH_WORK: work, BENCH_PYTHON: py || "python3", BENCH_CLK_TCK: tck },
-    stdio: ["inherit", "inherit", "inherit"],
-  });
-  let killer: ReturnType<typeof setTimeout> | null = null;
-  const onSignal = () => {
-    // Pass it on to the benchmark (PID 1 inside; unshare itself blocks
-    // SIGINT/SIGTERM), which cleans up; if that hangs, killing unshare kills
-    // it (--kill-child) and with it the whole PID namespace.
-    try {
-      for (const pid of readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(/\s+/)) {
-        if (pid) process.kill(Number(pid), "SIGTERM");
-      }
-    } catch {
-      // already gone
-    }
-    killer ??= setTimeout(() => child.kill("SIGKILL"), 10_000);
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  process.on("SIGHUP", onSignal);
-  const code = await child.exited;
-  if (killer) clearTimeout(killer);
+  const code = await runInSandbox(import.meta.path, [], { ...env, BENCH_SANDBOX: "1", BENCH_WORK: work, BENCH_PYTHON: py || "python3", BENCH_CLK_TCK: tck }, 10_000);
   if (cfg.keep) process.stderr.write(`bench: logs kept in ${work}\n`);
   else rmSync(work, { recursive: true, force: true });
   process.exit(code ?? 1);

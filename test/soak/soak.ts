@@ -53,6 +53,7 @@ import { destroyAll } from "../support/cleanup.ts";
 import { PYTHON } from "../support/host-servers.ts";
 import { GuestNs, HostNs } from "../support/netns.ts";
 import { LineReader, StackProcess } from "../support/stack.ts";
+import { runInSandbox } from "../../bench/lib/sandbox.ts";
 
 const RSS_TOLERANCE = 0.1;
 const FD_TOLERANCE = 8;
@@ -106,29 +107,7 @@ if (process.env.SOAK_SANDBOX !== "1") {
   if (!existsSync(opts.binary)) die(`no ${opts.binary}: run it as \`npm run soak\`, which builds it first`);
   const work = mkdtempSync("/tmp/slirpnetstack-soak.");
   copyFileSync(opts.binary, join(work, "slirpnetstack"));
-  const child = Bun.spawn({
-    cmd: ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc", "--", process.execPath, import.meta.path, ...process.argv.slice(2)],
-    env: { ...process.env, SOAK_SANDBOX: "1", SOAK_BINARY: join(work, "slirpnetstack") },
-    stdio: ["inherit", "inherit", "inherit"],
-  });
-  let killer: ReturnType<typeof setTimeout> | null = null;
-  const onSignal = () => {
-    // Pass it on to the soak (PID 1 inside), which prints what it has and
-    // cleans up; if that hangs, killing unshare kills the PID namespace.
-    try {
-      for (const pid of readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(/\s+/)) {
-        if (pid) process.kill(Number(pid), "SIGTERM");
-      }
-    } catch {
-      // already gone
-    }
-    killer ??= setTimeout(() => child.kill("SIGKILL"), 20_000);
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  process.on("SIGHUP", onSignal);
-  const code = await child.exited;
-  if (killer) clearTimeout(killer);
+  const code = await runInSandbox(import.meta.path, process.argv.slice(2), { ...process.env, SOAK_SANDBOX: "1", SOAK_BINARY: join(work, "slirpnetstack") }, 20_000);
   rmSync(work, { recursive: true, force: true });
   process.exit(code ?? 1);
 }
