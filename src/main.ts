@@ -430,6 +430,7 @@ async function main(): Promise<void> {
     resolver,
     gateways: { v4: ipFromV4(GATEWAY_V4), v6: ipFromV6(GATEWAY_V6, 0) },
     dnsEnabled: cfg.enableDns,
+    hostLoopback: s4n?.hostLoopback === true,
     makeStack: (events) =>
       new Stack(caps, sink, events, stats, {
         mac: MAC,

@@ -10,7 +10,8 @@
 //      RST and denied UDP is dropped, both counted.
 // With -icmp=forward, guest pings to other hosts go through the routing
 // policy too, and out through the host's ICMP sockets (echo-forwarder.ts).
-import { parseIP, type IP } from "../wire/addr.ts";
+import { endpointText, ipV4Number, parseIP, type IP } from "../wire/addr.ts";
+import type { FlowTuple } from "../stack/flow-key.ts";
 import type { Reactor } from "../io/reactor.ts";
 import type { Resolver } from "./resolve.ts";
 import type { Logger } from "./log.ts";
@@ -33,6 +34,10 @@ import type { ForwardSpec } from "./forward-spec.ts";
 import { readU32 } from "../wire/bytes.ts";
 import { UdpNat } from "./udp-nat.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint } from "./flow-addr.ts";
+
+/** Where the gateway's ports lead with HostParts.hostLoopback. */
+const LOOPBACK_V4 = parseIP("127.0.0.1")!;
+const LOOPBACK_V6 = parseIP("::1")!;
 
 /** What the host side reads of the command line (src/cli/options.ts's Config holds it). */
 export interface HostConfig extends PolicyOptions {
@@ -148,6 +153,13 @@ export interface HostParts {
   gateways: Gateways;
   /** -enable-dns, or run mode's default. */
   dnsEnabled: boolean;
+  /**
+   * The gateway's own ports are the host's loopback (slirp4netns without
+   * --disable-host-loopback): 10.0.2.2:PORT dials 127.0.0.1:PORT and
+   * fd00::2:PORT dials [::1]:PORT, before the routing policy (which denies
+   * loopback to every other destination).
+   */
+  hostLoopback?: boolean;
   /** Builds the engine that reports its new flows to `events` (the Host being built). */
   makeStack: (events: StackEvents) => Stack;
 }
@@ -171,6 +183,10 @@ export class Host implements StackEvents, FlowSource {
   private readonly sources: SourceAddresses;
   /** Exiting: new flows from either side are refused (beginDrain). */
   private draining = false;
+  /** HostParts.hostLoopback, with the gateways as the engine's numbers/bytes for the per-flow compare. */
+  private readonly hostLoopback: boolean;
+  private readonly gatewayV4: number;
+  private readonly gatewayV6: Uint8Array;
 
   constructor(p: HostParts) {
     const { control, cfg, log, stats, clock, reactor } = p;
@@ -181,6 +197,9 @@ export class Host implements StackEvents, FlowSource {
     this.clock = clock;
     this.reactor = reactor;
     this.gateways = p.gateways;
+    this.hostLoopback = p.hostLoopback ?? false;
+    this.gatewayV4 = ipV4Number(p.gateways.v4);
+    this.gatewayV6 = p.gateways.v6.bytes;
     this.sources = {
       v4: cfg.sourceIpv4 === null ? null : parseIP(cfg.sourceIpv4),
       v6: cfg.sourceIpv6 === null ? null : parseIP(cfg.sourceIpv6),
@@ -246,6 +265,12 @@ export class Host implements StackEvents, FlowSource {
     }
     if (this.dns?.tryTcp(conn)) return;
     if (this.remote.tryTcp(conn, this.stack, this.dialer)) return;
+    if (this.toHostLoopback(conn)) {
+      this.stats.bump("host-loopback");
+      const ip = conn.family === 4 ? LOOPBACK_V4 : LOOPBACK_V6;
+      this.dialer.tcp(conn, { ip, port: conn.destPort, source: null }, { guest: guestEndpoint(conn), label: "HostLoopback", target: endpointText(ip, conn.destPort), rpc: false });
+      return;
+    }
     const dst = destinationIp(conn);
     const verdict = this.control.policy.decide("tcp", dst, conn.destPort);
     if (!verdictAllows(verdict)) {
@@ -269,6 +294,12 @@ export class Host implements StackEvents, FlowSource {
     }
     if (this.dns?.tryUdp(flow)) return true;
     if (this.remote.tryUdp(flow, this.dialer)) return true;
+    if (this.toHostLoopback(flow)) {
+      this.stats.bump("host-loopback");
+      const ip = flow.family === 4 ? LOOPBACK_V4 : LOOPBACK_V6;
+      this.dialer.udp(flow, { ip, port: flow.destPort, source: null }, { guest: guestEndpoint(flow), label: "HostLoopback", target: endpointText(ip, flow.destPort), rpc: false });
+      return true;
+    }
     const dst = destinationIp(flow);
     const verdict = this.control.policy.decide("udp", dst, flow.destPort);
     if (!verdictAllows(verdict)) {
@@ -280,6 +311,15 @@ export class Host implements StackEvents, FlowSource {
       { ip: dst, port: flow.destPort, source: dst.family === 4 ? this.sources.v4 : this.sources.v6 },
       { guest: guestEndpoint(flow), label: "Routing", target: destinationEndpoint(flow), rpc: false },
     );
+    return true;
+  }
+
+  /** Whether a new guest flow goes to the gateway's own address with hostLoopback on. */
+  private toHostLoopback(t: FlowTuple): boolean {
+    if (!this.hostLoopback) return false;
+    if (t.family === 4) return t.destV4 === this.gatewayV4;
+    const d = t.destV6!;
+    for (let i = 0; i < 16; i++) if (d[i] !== this.gatewayV6[i]) return false;
     return true;
   }
 

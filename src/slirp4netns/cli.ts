@@ -170,7 +170,6 @@ export function unsupportedOption(c: Slirp4netnsConfig): string | null {
   if (c.enableSandbox) return "--enable-sandbox is not supported yet";
   if (c.enableSeccomp) return "--enable-seccomp is not supported yet";
   if (c.targetType === "bess") return "--target-type=bess is not supported";
-  if (!c.disableHostLoopback) return "reaching the host's loopback through 10.0.2.2 is not supported yet (pass --disable-host-loopback)";
   return null;
 }
 

@@ -13,10 +13,11 @@ import type { TapCreation } from "../ns/tap-setup.ts";
 const COMPATIBLE_WITH = "1.2.0";
 const EXIT_FAILURE = 1;
 
-/** What main.ts runs: slirpnetstack's flags, and the tap to create. */
+/** What main.ts runs: slirpnetstack's flags, the tap to create, and whether the gateway's ports are the host's loopback. */
 export interface Slirp4netnsRun {
   flags: string[];
   create: TapCreation;
+  hostLoopback: boolean;
 }
 
 /**
@@ -54,7 +55,8 @@ export async function slirp4netnsMain(args: string[], argv0: string, build: { ve
         await Bun.write(Bun.stderr, `${argv0}: ${unsupported}\n`);
         process.exit(EXIT_FAILURE);
       }
-      return { flags: stackFlags(outcome.config), create: { mtu: outcome.config.mtu, configure: outcome.config.configure } };
+      const c = outcome.config;
+      return { flags: stackFlags(c), create: { mtu: c.mtu, configure: c.configure }, hostLoopback: !c.disableHostLoopback };
     }
   }
 }

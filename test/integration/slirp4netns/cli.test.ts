@@ -52,13 +52,6 @@ describe("slirp4netns mode: the command line", () => {
     }
   });
 
-  test("without --disable-host-loopback the command line is refused by name (host loopback through the gateway is not there yet)", () => {
-    for (const cidr of [[], ["--cidr=10.0.2.77/24"]]) {
-      const r = run([...cidr, "--mtu=65520", "-c", "--netns-type=path", "/nonexistent", "tap0"]);
-      expect(r).toEqual({ args: r.args, code: 1, stdout: "", stderr: "$0: reaching the host's loopback through 10.0.2.2 is not supported yet (pass --disable-host-loopback)\n" });
-    }
-  });
-
   test("an option this mode does not carry out is refused by name, exit 1, nothing on stdout", () => {
     const cases: [string[], string][] = [
       [["--cidr=10.0.3.0/24"], "$0: --cidr=10.0.3.0/24 is not supported yet (only 10.0.2.0/24)\n"],

@@ -19,6 +19,29 @@ import { track, untrack } from "../../support/cleanup.ts";
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
 const FWD_PORT = 18080;
+const LOOPBACK_PORT = 8001;
+
+/** A bare TCP server: each client gets `line` and the end of the stream (no name lookups, unlike http.server). */
+function lineServer(bind: string, port: number, line: string): string[] {
+  const family = bind.includes(":") ? "socket.AF_INET6" : "socket.AF_INET";
+  return ["python3", "-c", `import socket\ns=socket.socket(${family});s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nif ${family}==socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\ns.bind(('${bind}',${port}));s.listen()\nwhile True:\n c,_=s.accept();c.sendall(b'${line}\\n');c.close()`];
+}
+
+/** Connects to host:port and prints what it reads until the end of the stream. */
+function lineClient(host: string, port: number): string[] {
+  return ["python3", "-c", `import socket\nc=socket.create_connection(('${host}',${port}),timeout=5);d=b''\nwhile True:\n b=c.recv(4096)\n if not b: break\n d+=b\nprint(d.decode(),end='')`];
+}
+
+/** Runs `cmd` until it prints something (up to ~5 s: the guest may still be taking its IPv6 address). */
+async function untilOutput(run: (cmd: string[]) => Promise<{ stdout: string; stderr: string }>, cmd: string[]): Promise<{ stdout: string; stderr: string }> {
+  let r = { stdout: "", stderr: "" };
+  for (let i = 0; i < 100 && r.stdout === ""; i++) {
+    const { stdout, stderr } = await run(cmd);
+    r = { stdout, stderr };
+    if (r.stdout === "") await Bun.sleep(50);
+  }
+  return r;
+}
 
 const dir = mkdtempSync(join(tmpdir(), "slirp4netns-run-"));
 const S4N = join(dir, "slirp4netns");
@@ -91,13 +114,13 @@ afterEach(() => {
  * namespace that owns `guest`'s network namespace; fd 3 reads a FIFO
  * (--exit-fd), fd 4 writes a file (--ready-fd).
  */
-function startPodmanWay(guest: BareNs, name: string): Running {
+function startPodmanWay(guest: BareNs, name: string, hostLoopback = false): Running {
   const exitFifo = join(dir, `${name}.exit`);
   Bun.spawnSync(["mkfifo", exitFifo]);
   const exitEnd = openSync(exitFifo, "r+");
   const readyFile = join(dir, `${name}.ready`);
   const api = join(dir, `${name}.sock`);
-  const args = ["--api-socket", api, "--disable-host-loopback", "--mtu=65520", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"];
+  const args = ["--api-socket", api, ...(hostLoopback ? [] : ["--disable-host-loopback"]), "--mtu=65520", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"];
   const script = `exec 3<"$0" 4>"$1"; shift; exec nsenter -U --preserve-credentials -t ${guest.pid} -- "$@"`;
   const proc = Bun.spawn(host.enter(["sh", "-c", script, exitFifo, readyFile, S4N, ...args]), { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   running = { proc, exitEnd, readyFile, api };
@@ -155,19 +178,11 @@ describe("slirp4netns mode runs the network (Podman's command line)", () => {
     expect(gw.code).toBe(7); // CURLE_COULDNT_CONNECT: refused, not timed out (28)
     expect(performance.now() - t0).toBeLessThan(2000);
 
-    // add_hostfwd through the API socket: the host's 127.0.0.1:FWD_PORT reaches the guest's port 80
-    // (a bare TCP server: http.server would first look up its own name, with no DNS in reach).
+    // add_hostfwd through the API socket: the host's 127.0.0.1:FWD_PORT reaches the guest's port 80.
     expect(await apiCall(r.api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
-    const serve = "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('10.0.2.100',80));s.listen()\nwhile True:\n c,_=s.accept();c.sendall(b'hello from the guest\\n');c.close()";
-    const guestServer = Bun.spawn(["nsenter", "-U", "-n", "--preserve-credentials", "-t", String(guest.pid), "--", "python3", "-c", serve], { stdout: "ignore", stderr: "inherit" });
-    const fetchOnce = `import socket\nc=socket.create_connection(('127.0.0.1',${FWD_PORT}),timeout=5);d=b''\nwhile True:\n b=c.recv(4096)\n if not b: break\n d+=b\nprint(d.decode(),end='')`;
+    const guestServer = Bun.spawn(["nsenter", "-U", "-n", "--preserve-credentials", "-t", String(guest.pid), "--", ...lineServer("10.0.2.100", 80, "hello from the guest")], { stdout: "ignore", stderr: "inherit" });
     try {
-      let fwd = { code: -1, stdout: "", stderr: "" };
-      for (let i = 0; i < 100 && fwd.stdout === ""; i++) {
-        fwd = await host.exec(["python3", "-c", fetchOnce]);
-        if (fwd.stdout === "") await Bun.sleep(50);
-      }
-      expect(fwd.stdout).toBe("hello from the guest\n");
+      expect((await untilOutput((c) => host.exec(c), lineClient("127.0.0.1", FWD_PORT))).stdout).toBe("hello from the guest\n");
     } finally {
       guestServer.kill("SIGKILL");
     }
@@ -179,5 +194,22 @@ describe("slirp4netns mode runs the network (Podman's command line)", () => {
     expect(performance.now() - t1).toBeLessThan(1000);
     running = null;
     await guest.destroy();
+  }, 30_000);
+
+  test("without --disable-host-loopback, 10.0.2.2:PORT reaches the host's 127.0.0.1:PORT and [fd00::2]:PORT its [::1]:PORT", async () => {
+    const server = host.spawn(lineServer("::", LOOPBACK_PORT, "hello from the host loopback"));
+    try {
+      const guest = await BareNs.create();
+      const r = startPodmanWay(guest, "loopback", true);
+      expect(await waitReady(r)).toBe("1");
+      expect(await untilOutput((c) => guest.exec(c), lineClient("10.0.2.2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
+      expect(await untilOutput((c) => guest.exec(c), lineClient("fd00::2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
+      closeSync(r.exitEnd);
+      expect(await r.proc.exited).toBe(0);
+      running = null;
+      await guest.destroy();
+    } finally {
+      server.kill("SIGKILL");
+    }
   }, 30_000);
 });
