@@ -1,11 +1,12 @@
-// slirp4netns mode running the network, called the way Podman calls
+// slirp4netns mode running the network. Mostly called the way Podman calls
 // slirp4netns: from inside the user namespace that owns the container's
 // bare network namespace (this test runs as root and gets there with
 // `nsenter -U --preserve-credentials`), with --configure, --ready-fd,
 // --exit-fd and --api-socket, the tap created by us in the target
-// namespace. The stack runs in a HostNs whose lo carries 192.0.2.1, a host
-// address the guest reaches by the slirp4netns policy (everything the host
-// can reach).
+// namespace; once the way RootlessKit calls it (a PID target, from the
+// initial user namespace). The stack runs in a HostNs whose lo carries
+// 192.0.2.1, a host address the guest reaches by the slirp4netns policy
+// (everything the host can reach).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { connect } from "node:net";
@@ -20,6 +21,8 @@ const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
 const FWD_PORT = 18080;
 const LOOPBACK_PORT = 8001;
+/** What the guests download from the host's server. */
+const payload = "x".repeat(200_000);
 
 /** A bare TCP server: each client gets `line` and the end of the stream (no name lookups, unlike http.server). */
 function lineServer(bind: string, port: number, line: string): string[] {
@@ -79,6 +82,7 @@ let host: HostNs;
 let server: Subprocess;
 
 beforeAll(async () => {
+  await Bun.write(join(dir, "payload"), payload);
   host = await HostNs.create([`${HOST4}/32`]);
   server = host.spawn(["python3", "-m", "http.server", "--bind", HOST4, "--directory", dir, String(HTTP_PORT)]);
   for (let i = 0; i < 200 && (await host.exec(["curl", "-s", "-o", "/dev/null", `http://${HOST4}:${HTTP_PORT}/`])).code !== 0; i++) await Bun.sleep(20);
@@ -110,18 +114,25 @@ afterEach(() => {
 });
 
 /**
- * Podman's command line, run in the HostNs and, inside it, in the user
- * namespace that owns `guest`'s network namespace; fd 3 reads a FIFO
- * (--exit-fd), fd 4 writes a file (--ready-fd).
+ * slirp4netns started in the HostNs with fd 3 reading a FIFO (--exit-fd)
+ * and fd 4 writing a file (--ready-fd). Podman's way (`podman`): inside
+ * the user namespace that owns `guest`'s network namespace, the target a
+ * path. RootlessKit's way (`rootlesskit`): from the parent's (here the
+ * initial) user namespace, the target the PID of the child.
  */
-function startPodmanWay(guest: BareNs, name: string, hostLoopback = false): Running {
+function start(guest: BareNs, name: string, way: "podman" | "rootlesskit", hostLoopback = false): Running {
   const exitFifo = join(dir, `${name}.exit`);
   Bun.spawnSync(["mkfifo", exitFifo]);
   const exitEnd = openSync(exitFifo, "r+");
   const readyFile = join(dir, `${name}.ready`);
   const api = join(dir, `${name}.sock`);
-  const args = ["--api-socket", api, ...(hostLoopback ? [] : ["--disable-host-loopback"]), "--mtu=65520", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"];
-  const script = `exec 3<"$0" 4>"$1"; shift; exec nsenter -U --preserve-credentials -t ${guest.pid} -- "$@"`;
+  const loopback = hostLoopback ? [] : ["--disable-host-loopback"];
+  const args =
+    way === "podman"
+      ? ["--api-socket", api, ...loopback, "--mtu=65520", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"]
+      : ["--mtu", "65520", "-r", "4", "-e", "3", "--configure", ...loopback, "--api-socket", api, String(guest.pid), "tap0"];
+  const enter = way === "podman" ? `nsenter -U --preserve-credentials -t ${guest.pid} --` : "";
+  const script = `exec 3<"$0" 4>"$1"; shift; exec ${enter} "$@"`;
   const proc = Bun.spawn(host.enter(["sh", "-c", script, exitFifo, readyFile, S4N, ...args]), { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   running = { proc, exitEnd, readyFile, api };
   return running;
@@ -151,10 +162,10 @@ function apiCall(path: string, request: object): Promise<string> {
   });
 }
 
-describe("slirp4netns mode runs the network (Podman's command line)", () => {
+describe("slirp4netns mode runs the network", () => {
   test("ready on fd 4; -c configures tap0; a host address downloads; the gateway is refused; add_hostfwd works; closing fd 3 exits 0 within a second", async () => {
     const guest = await BareNs.create();
-    const r = startPodmanWay(guest, "podman");
+    const r = start(guest, "podman", "podman");
     expect(await waitReady(r)).toBe("1");
 
     // --configure: 10.0.2.100/24 on tap0, MTU 65520, up; default route via 10.0.2.2 (IPv4 only, as slirp4netns).
@@ -166,8 +177,6 @@ describe("slirp4netns mode runs the network (Podman's command line)", () => {
     expect((await guest.exec(["ip", "route", "show", "default"])).stdout).toContain("default via 10.0.2.2 dev tap0");
 
     // A file from the host's server, through the stack.
-    const payload = "x".repeat(200_000);
-    await Bun.write(join(dir, "payload"), payload);
     const get = await guest.exec(["curl", "-sS", "-m", "10", `http://${HOST4}:${HTTP_PORT}/payload`]);
     expect(get.stderr).toBe("");
     expect(get.stdout).toBe(payload);
@@ -200,7 +209,7 @@ describe("slirp4netns mode runs the network (Podman's command line)", () => {
     const server = host.spawn(lineServer("::", LOOPBACK_PORT, "hello from the host loopback"));
     try {
       const guest = await BareNs.create();
-      const r = startPodmanWay(guest, "loopback", true);
+      const r = start(guest, "loopback", "podman", true);
       expect(await waitReady(r)).toBe("1");
       expect(await untilOutput((c) => guest.exec(c), lineClient("10.0.2.2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
       expect(await untilOutput((c) => guest.exec(c), lineClient("fd00::2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
@@ -211,5 +220,18 @@ describe("slirp4netns mode runs the network (Podman's command line)", () => {
     } finally {
       server.kill("SIGKILL");
     }
+  }, 30_000);
+
+  test("RootlessKit's way: a PID target from the initial user namespace; -c configures tap0 and a host address downloads", async () => {
+    const guest = await BareNs.create();
+    const r = start(guest, "rootlesskit", "rootlesskit");
+    expect(await waitReady(r)).toBe("1");
+    expect((await guest.exec(["ip", "-4", "-o", "addr", "show", "dev", "tap0"])).stdout).toContain("inet 10.0.2.100/24");
+    const get = await guest.exec(["curl", "-sS", "-m", "10", `http://${HOST4}:${HTTP_PORT}/payload`]);
+    expect({ stderr: get.stderr, ok: get.stdout === payload }).toEqual({ stderr: "", ok: true });
+    closeSync(r.exitEnd);
+    expect(await r.proc.exited).toBe(0);
+    running = null;
+    await guest.destroy();
   }, 30_000);
 });
