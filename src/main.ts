@@ -5,8 +5,8 @@ import { closeSync, mkdtempSync, read, rmSync, writeFileSync, writeSync } from "
 import { join } from "node:path";
 import { parseCommandLine, type Config, type ParseOutcome } from "./cli/options.ts";
 import { passedFds } from "./cli/passed-fds.ts";
-import type { Resolver } from "./host/resolve.ts";
-import type { Logger } from "./host/log.ts";
+import type { Resolver } from "./host/control/resolve.ts";
+import type { Logger } from "./host/control/log.ts";
 import type { TunAttachment } from "../ffi/tun.ts";
 import type { RunModeSession } from "./ns/index.ts";
 import type { TapCreation } from "./ns/tap-setup.ts";
@@ -17,7 +17,7 @@ import type { PcapWriter } from "./link/pcap.ts";
 import type { FdDevice } from "./link/fd-device.ts";
 import type { StackClock } from "./host/clock.ts";
 import type { Host, HostControl } from "./host/host.ts";
-import type { ApiSocket } from "./host/api-socket.ts";
+import type { ApiSocket } from "./host/control/api-socket.ts";
 import type { Reactor } from "./io/reactor.ts";
 import type { StackConfig } from "./stack/stack.ts";
 import { ipFromV4, ipFromV6, ipv4FromText, ipv6FromText, type IP } from "./wire/addr.ts";
@@ -92,7 +92,7 @@ async function exitEarly(parsed: ParseOutcome): Promise<Extract<ParseOutcome, { 
 /** The system resolver, loaded when a name is first resolved (most command lines have none). */
 function lazySystemResolver(): Resolver {
   let loaded: Promise<Resolver> | null = null;
-  const get = () => (loaded ??= import("./host/resolve.ts").then((m) => m.createSystemResolver()));
+  const get = () => (loaded ??= import("./host/control/resolve.ts").then((m) => m.createSystemResolver()));
   return {
     lookupHost: async (name, prefer) => (await get()).lookupHost(name, prefer),
     resolveLabel: async (label, prefer) => (await get()).resolveLabel(label, prefer),
@@ -180,7 +180,7 @@ async function openDevice(cfg: Config, runMode: boolean, command: string[], log:
   let session: RunModeSession | null = null;
   try {
     if (runMode) {
-      const [{ DNS_V4, DNS_V6 }, { tmpdir }] = await Promise.all([import("./host/dns-forwarder.ts"), import("node:os")]);
+      const [{ DNS_V4, DNS_V6 }, { tmpdir }] = await Promise.all([import("./host/flows/dns-forwarder.ts"), import("node:os")]);
       session = await startRunMode({
         command,
         ifname: cfg.ifname,
@@ -259,21 +259,21 @@ async function linkMiddleware(cfg: Config, log: Logger, device: FdDevice, caps: 
 async function guestServices(cfg: Config, allowsDns: (ip: IP, port: number) => boolean): Promise<Pick<StackConfig, "ra" | "dhcp6" | "dhcp4">> {
   const services: Pick<StackConfig, "ra" | "dhcp6" | "dhcp4"> = {};
   if (cfg.ra) {
-    const [{ HostDns6 }, { ResolvConf }] = await Promise.all([import("./host/guest-dns6.ts"), import("./host/resolv-conf.ts")]);
+    const [{ HostDns6 }, { ResolvConf }] = await Promise.all([import("./host/control/guest-dns6.ts"), import("./host/control/resolv-conf.ts")]);
     const info = new HostDns6(new ResolvConf(), cfg.enableDns, allowsDns);
     const dns = (now: number) => info.get(now);
     services.ra = { dns, random: uniformRandom };
     services.dhcp6 = { dns };
   }
   if (cfg.dhcp) {
-    services.dhcp4 = (await import("./host/dhcp4-info.ts")).dhcp4Config(GUEST_V4, cfg.enableDns, allowsDns, Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined);
+    services.dhcp4 = (await import("./host/control/dhcp4-info.ts")).dhcp4Config(GUEST_V4, cfg.enableDns, allowsDns, Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined);
   }
   return services;
 }
 
 /** The -api-socket server; it cannot listen: exit 247, like a -L that cannot. */
 async function startApi(path: string, host: Host, log: Logger): Promise<ApiSocket> {
-  const { startApiSocket } = await import("./host/api-socket.ts");
+  const { startApiSocket } = await import("./host/control/api-socket.ts");
   try {
     const api = startApiSocket(path, {
       addForward: (fwd) => host.addLocalForward(fwd),
@@ -361,11 +361,11 @@ async function main(): Promise<void> {
     { FlowSecret },
     { DEFAULT_TCP_CONFIG },
   ] = await Promise.all([
-    import("./host/log.ts"),
+    import("./host/control/log.ts"),
     import("./host/clock.ts"),
     import("./host/host.ts"),
-    import("./host/limits.ts"),
-    import("./host/faults.ts"),
+    import("./host/control/limits.ts"),
+    import("./host/control/faults.ts"),
     import("../ffi/sys.ts"),
     import("./ns/index.ts"),
     import("./wire/checksum-wasm.ts"),

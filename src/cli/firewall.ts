@@ -1,5 +1,5 @@
 // `-allow` / `-deny` entries (docs/compatibility.md, Firewall entries).
-// How a rule matches a flow is src/host/policy.ts.
+// How a rule matches a flow is src/host/control/policy.ts.
 //
 //   entry    := [network "://"] hostpart [":" ports]   (network default "tcp")
 //   hostpart := CIDR | IP | hostname                   (IPv6 bracketed)
@@ -8,8 +8,8 @@
 // Checks come in upstream's order: field count, then ports, then the host
 // (CIDR, else IP literal, else a DNS name resolved now, IPv4 preferred,
 // SRV syntax allowed). The first failing entry's error is the flag error.
-import type { FirewallRule } from "../host/policy.ts";
-import type { Resolver } from "../host/resolve.ts";
+import type { FirewallRule } from "../host/control/policy.ts";
+import type { Resolver } from "../host/control/resolve.ts";
 import { parsePort, splitBracketFields, splitScheme } from "./forward.ts";
 import { parseCIDR, parseIP, type IPPrefix } from "../wire/addr.ts";
 

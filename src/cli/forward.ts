@@ -3,11 +3,11 @@
 // Parsing is pure: the scheme, the field split and the port numbers are
 // checked here, while flags are parsed, as upstream does; a host that is
 // not an IP literal is kept as a label and resolved later by
-// src/host/resolve.ts through its TTL cache (docs/compatibility.md, DNS
-// cache). The spec's type and printed forms are src/host/forward-spec.ts.
-import type { ForwardScheme, ForwardSpec, HostSide } from "../host/forward-spec.ts";
+// src/host/control/resolve.ts through its TTL cache (docs/compatibility.md, DNS
+// cache). The spec's type and printed forms are src/host/flows/forward-spec.ts.
+import type { ForwardScheme, ForwardSpec, HostSide } from "../host/flows/forward-spec.ts";
 import { parseGoUint } from "./gostrconv.ts";
-import { goQuote } from "../host/goquote.ts";
+import { goQuote } from "../host/control/goquote.ts";
 import { formatIP, parseIP, type IP } from "../wire/addr.ts";
 
 export type ForwardSide = "local" | "remote";

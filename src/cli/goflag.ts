@@ -14,7 +14,7 @@
 // as Go does: a later bad flag is never reported.
 import { formatGoDuration, parseGoDuration } from "./duration.ts";
 import { GoNumError, parseGoBool, parseGoInt, parseGoUint } from "./gostrconv.ts";
-import { goQuote } from "../host/goquote.ts";
+import { goQuote } from "../host/control/goquote.ts";
 
 export type FlagKind = "bool" | "int" | "uint" | "string" | "duration" | "value";
 

@@ -7,7 +7,7 @@
 // parsing "X": invalid syntax` (Spec grammar, Firewall entries). The digit
 // loop below follows Go's order of checks, so that "70000x" is a range
 // error (the overflow is seen first) and "7x" a syntax error.
-import { goQuote } from "../host/goquote.ts";
+import { goQuote } from "../host/control/goquote.ts";
 
 export type NumErrorKind = "invalid syntax" | "value out of range";
 

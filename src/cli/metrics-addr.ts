@@ -7,8 +7,8 @@
 // SplitHostPort errors, a port number or service name, and a host name
 // resolved with IPv4 preferred. udp passes here and fails later (exit 254).
 import { readFileSync } from "node:fs";
-import type { MetricsAddress } from "../host/metrics.ts";
-import type { Resolver } from "../host/resolve.ts";
+import type { MetricsAddress } from "../host/control/metrics.ts";
+import type { Resolver } from "../host/control/resolve.ts";
 import { formatIP, GoAddrError, joinHostPort, parseIPZone, splitHostPort } from "../wire/addr.ts";
 
 const FORM_ERROR = "Address must be in form net://address, where net is one of unix/tcp/udp";

@@ -7,10 +7,10 @@
 // -deny, -m and -source-ipv4/6 are even resolved here (see Parsing rules),
 // before main gets to -version. Forward specs leave with their default IPs
 // filled in (Default addresses).
-import type { ForwardSpec } from "../host/forward-spec.ts";
-import type { MetricsAddress } from "../host/metrics.ts";
-import type { FirewallRule } from "../host/policy.ts";
-import type { Resolver } from "../host/resolve.ts";
+import type { ForwardSpec } from "../host/flows/forward-spec.ts";
+import type { MetricsAddress } from "../host/control/metrics.ts";
+import type { FirewallRule } from "../host/control/policy.ts";
+import type { Resolver } from "../host/control/resolve.ts";
 import { parseFirewallList } from "./firewall.ts";
 import { applyForwardDefaults, parseForwardSpec } from "./forward.ts";
 import { FlagSet, type ParsedFlags } from "./goflag.ts";

@@ -1,7 +1,7 @@
 // A host datagram socket on the reactor, unconnected: a UDP socket for one
 // guest endpoint's mapping, sending to every host peer that guest endpoint
-// talks to (src/host/udp-nat.ts), or a -L listener serving many clients;
-// or an ICMP echo socket for one guest ping (src/host/echo-forwarder.ts).
+// talks to (src/host/flows/udp-nat.ts), or a -L listener serving many clients;
+// or an ICMP echo socket for one guest ping (src/host/flows/echo-forwarder.ts).
 // The owner is told when datagrams are waiting and reads them into its own
 // buffer, one datagram per call, boundaries kept.
 import { EAGAIN } from "../../ffi/libc.ts";

@@ -5,7 +5,7 @@
 //
 // Limits: every table and buffer a guest or a local client can grow has a
 // cap; when one bites, its owner calls limit(name) (name from LIMITS in
-// src/host/limits.ts). The count goes to /metrics; `onLimit` lets the host
+// src/host/control/limits.ts). The count goes to /metrics; `onLimit` lets the host
 // print one rate-limited line about it.
 //
 // Faults: a handler that threw (a bug) is confined to its flow by whoever

@@ -12,7 +12,7 @@
 // A label byte that would be ambiguous in that text ('.', '\\', or anything
 // outside printable ASCII) is written as \DDD, and parsed back on emit.
 //
-// No I/O, no state: the UDP/TCP client is src/host/dns-client.ts.
+// No I/O, no state: the UDP/TCP client is src/host/control/dns-client.ts.
 import { ipFromV4, ipv4FromText, ipv4Text, ipv6FromText, ipv6Text } from "./addr.ts";
 import { readU32 } from "./bytes.ts";
 import { WireError } from "./errors.ts";

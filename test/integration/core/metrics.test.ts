@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FLOWS_PAGE, FLOWS_PAGE_MAX, HEAP_MAX_BYTES, MetricsServer, type FlowSource } from "../../../src/host/metrics.ts";
+import { FLOWS_PAGE, FLOWS_PAGE_MAX, HEAP_MAX_BYTES, MetricsServer, type FlowSource } from "../../../src/host/control/metrics.ts";
 import { Stats } from "../../../src/stack/stats.ts";
 import { PYTHON, SCRIPT } from "../../support/host-servers.ts";
 import { GuestNs } from "../../support/netns.ts";

@@ -1,9 +1,9 @@
 // -allow / -deny entries (docs/compatibility.md, Firewall entries).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { parseFirewallList } from "../../../src/cli/firewall.ts";
-import { ruleMatches, type FirewallRule } from "../../../src/host/policy.ts";
+import { ruleMatches, type FirewallRule } from "../../../src/host/control/policy.ts";
 import { parseIP, type IP } from "../../../src/wire/addr.ts";
-import { createSystemResolver } from "../../../src/host/resolve.ts";
+import { createSystemResolver } from "../../../src/host/control/resolve.ts";
 import { TestDnsServer } from "../../support/dns-server.ts";
 
 const resolver = createSystemResolver({ dnsTimeoutMs: 300, dnsAttempts: 1 });

@@ -1,7 +1,7 @@
 // Forward specs for -L and -R (docs/compatibility.md, Forward specs).
 import { describe, expect, test } from "bun:test";
 import { applyForwardDefaults, parseForwardSpec, splitBracketFields, type ForwardSide } from "../../../src/cli/forward.ts";
-import { formatSpecAddress, formatSpecSide, type ForwardSpec, type HostSide } from "../../../src/host/forward-spec.ts";
+import { formatSpecAddress, formatSpecSide, type ForwardSpec, type HostSide } from "../../../src/host/flows/forward-spec.ts";
 
 describe("splitBracketFields", () => {
   test.each([

@@ -1,7 +1,7 @@
 // The slirpnetstack command line (docs/compatibility.md, Flags).
 import { describe, expect, test } from "bun:test";
 import { parseCommandLine, usageForms, type Config, type ParseOutcome } from "../../../src/cli/options.ts";
-import { createSystemResolver } from "../../../src/host/resolve.ts";
+import { createSystemResolver } from "../../../src/host/control/resolve.ts";
 import { formatIP } from "../../../src/wire/addr.ts";
 
 const ARGV0 = "./slirpnetstack";

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { API_LIMITS, ApiState, startApiSocket, type ApiDeps, type HostFwd } from "../../../src/host/api-socket.ts";
+import { API_LIMITS, ApiState, startApiSocket, type ApiDeps, type HostFwd } from "../../../src/host/control/api-socket.ts";
 
 const DIR = join(import.meta.dir, "../../fixtures/slirp4netns-api");
 

@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatIP, ipv4Text } from "../../../src/wire/addr.ts";
-import { Dhcp4HostDns } from "../../../src/host/dhcp4-info.ts";
-import { ResolvConf } from "../../../src/host/resolv-conf.ts";
+import { Dhcp4HostDns } from "../../../src/host/control/dhcp4-info.ts";
+import { ResolvConf } from "../../../src/host/control/resolv-conf.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "dhcp4-info-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -8,8 +8,8 @@
 // its client instead of throwing inside the reactor.
 import { describe, expect, test } from "bun:test";
 import { EnginePair, type AppConn } from "../../support/engine-pair.ts";
-import { FaultReporter } from "../../../src/host/faults.ts";
-import { REPORT_MS } from "../../../src/host/quiet-periods.ts";
+import { FaultReporter } from "../../../src/host/control/faults.ts";
+import { REPORT_MS } from "../../../src/host/control/quiet-periods.ts";
 import { Stats } from "../../../src/stack/stats.ts";
 import { Stack } from "../../../src/stack/stack.ts";
 import { FlowSecret } from "../../../src/stack/secret.ts";
@@ -18,10 +18,10 @@ import { Reactor } from "../../../src/io/reactor.ts";
 import { TcpSocket, type TcpSocketOwner } from "../../../src/io/tcp-socket.ts";
 import { DialError } from "../../../src/io/dial-error.ts";
 import { StackClock } from "../../../src/host/clock.ts";
-import { LocalForwards } from "../../../src/host/local-forward.ts";
-import { HostKeepalive } from "../../../src/host/tcp-splice.ts";
-import { LineSink, Logger } from "../../../src/host/log.ts";
-import type { Resolver } from "../../../src/host/resolve.ts";
+import { LocalForwards } from "../../../src/host/flows/local-forward.ts";
+import { HostKeepalive } from "../../../src/host/flows/tcp-splice.ts";
+import { LineSink, Logger } from "../../../src/host/control/log.ts";
+import type { Resolver } from "../../../src/host/control/resolve.ts";
 import { applyForwardDefaults, parseForwardSpec } from "../../../src/cli/forward.ts";
 import { EAGAIN } from "../../../ffi/libc.ts";
 import { waitUntil } from "../../support/rig.ts";

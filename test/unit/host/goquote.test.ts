@@ -1,6 +1,6 @@
 // Go %q (strconv.Quote) as used in flag errors (docs/compatibility.md, Error messages).
 import { describe, expect, test } from "bun:test";
-import { goQuote, isGoPrintable } from "../../../src/host/goquote.ts";
+import { goQuote, isGoPrintable } from "../../../src/host/control/goquote.ts";
 
 describe("goQuote", () => {
   test.each([

@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatIP, ipv6Text } from "../../../src/wire/addr.ts";
-import { HostDns6, REFRESH_MS } from "../../../src/host/guest-dns6.ts";
-import { ResolvConf } from "../../../src/host/resolv-conf.ts";
+import { HostDns6, REFRESH_MS } from "../../../src/host/control/guest-dns6.ts";
+import { ResolvConf } from "../../../src/host/control/resolv-conf.ts";
 import { MAX_SEARCH_BYTES } from "../../../src/stack/services/guest-dns.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "guest-dns6-"));

@@ -1,8 +1,8 @@
 // LimitReporter: one line per limit per REPORT_MS, with the hits it hid.
 import { describe, expect, test } from "bun:test";
 import { Stats } from "../../../src/stack/stats.ts";
-import { LimitReporter } from "../../../src/host/limits.ts";
-import { REPORT_MS } from "../../../src/host/quiet-periods.ts";
+import { LimitReporter } from "../../../src/host/control/limits.ts";
+import { REPORT_MS } from "../../../src/host/control/quiet-periods.ts";
 
 function rig(): { stats: Stats; lines: string[]; clock: { now: number } } {
   const stats = new Stats();

@@ -10,7 +10,7 @@ import { closeSync, constants, mkdtempSync, openSync, readFileSync, readSync, rm
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { libc, check } from "../../../ffi/libc.ts";
-import { BURST_LINES, LINES_PER_SECOND, LineSink, Logger, SUMMARY_MS } from "../../../src/host/log.ts";
+import { BURST_LINES, LINES_PER_SECOND, LineSink, Logger, SUMMARY_MS } from "../../../src/host/control/log.ts";
 import { Stats } from "../../../src/stack/stats.ts";
 import { waitUntil } from "../../support/rig.ts";
 
@@ -215,7 +215,7 @@ describe("Logger", () => {
 });
 
 describe("exit", () => {
-  const LOG_TS = join(import.meta.dir, "../../../src/host/log.ts");
+  const LOG_TS = join(import.meta.dir, "../../../src/host/control/log.ts");
   // A process whose stdout is a pipe not read yet: it logs more than the
   // pipe holds, a closing line on stderr, and exits.
   const child = (p: { w: number }, lines: number) =>

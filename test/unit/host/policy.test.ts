@@ -3,9 +3,9 @@
 import { describe, expect, test } from "bun:test";
 import { parseFirewallList } from "../../../src/cli/firewall.ts";
 import { parseIP } from "../../../src/wire/addr.ts";
-import { RoutingPolicy, type FirewallRule, type PolicyOptions } from "../../../src/host/policy.ts";
-import { createSystemResolver } from "../../../src/host/resolve.ts";
-import { LocalRoutes } from "../../../src/host/routes.ts";
+import { RoutingPolicy, type FirewallRule, type PolicyOptions } from "../../../src/host/control/policy.ts";
+import { createSystemResolver } from "../../../src/host/control/resolve.ts";
+import { LocalRoutes } from "../../../src/host/control/routes.ts";
 
 /** Literal entries only: the resolver is never asked. */
 const rules = (value: string): Promise<FirewallRule[]> => parseFirewallList(value, createSystemResolver({ dnsTimeoutMs: 1, dnsAttempts: 1 }));

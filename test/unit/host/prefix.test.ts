@@ -1,7 +1,7 @@
 // PrefixSet: CIDR matching on address bytes, the boundaries of non-octet
 // prefix lengths, IPv4-mapped spellings, and the two deny lists.
 import { describe, expect, test } from "bun:test";
-import { LINK_LOCAL_DENY, PrefixSet, STATIC_DENY } from "../../../src/host/prefix.ts";
+import { LINK_LOCAL_DENY, PrefixSet, STATIC_DENY } from "../../../src/host/control/prefix.ts";
 import { ipFromV6, parseCIDR, parseIP, ipv6FromText, type IP } from "../../../src/wire/addr.ts";
 
 const ip = (t: string): IP => parseIP(t)!;

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatIP } from "../../../src/wire/addr.ts";
-import { RETRY_MS, ResolvConf, SETTLE_MS, parseResolvConf, parseResolvSearch } from "../../../src/host/resolv-conf.ts";
+import { RETRY_MS, ResolvConf, SETTLE_MS, parseResolvConf, parseResolvSearch } from "../../../src/host/control/resolv-conf.ts";
 
 let dir = "";
 let path = "";

@@ -2,7 +2,7 @@
 // fake host socket: bytes both ways with backpressure, half-close both
 // ways, resets carried across, and the exit cut.
 import { describe, expect, test } from "bun:test";
-import { HostKeepalive, TcpSplice, type SpliceOwner } from "../../../src/host/tcp-splice.ts";
+import { HostKeepalive, TcpSplice, type SpliceOwner } from "../../../src/host/flows/tcp-splice.ts";
 import type { Deferred, StackClock } from "../../../src/host/clock.ts";
 import type { TcpSocket, TcpSocketOwner } from "../../../src/io/tcp-socket.ts";
 import { EAGAIN } from "../../../ffi/libc.ts";

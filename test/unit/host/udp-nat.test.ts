@@ -1,4 +1,4 @@
-// Guest UDP mapped like a NAT (src/host/udp-nat.ts), on real loopback
+// Guest UDP mapped like a NAT (src/host/flows/udp-nat.ts), on real loopback
 // sockets: one host socket per guest endpoint whatever the destinations
 // (RFC 4787 REQ-1), replies only from the peers a flow talks to, the
 // -max-udp-ports cap with least-recently-used eviction, ICMP errors ending
@@ -13,12 +13,12 @@ import { sockAddrText } from "../../../src/io/addr.ts";
 import { Stats } from "../../../src/stack/stats.ts";
 import type { UdpFlow, UdpHandler } from "../../../src/stack/udp.ts";
 import { parseIP } from "../../../src/wire/addr.ts";
-import type { DialTarget } from "../../../src/host/dialer.ts";
+import type { DialTarget } from "../../../src/host/flows/dialer.ts";
 import type { StackClock } from "../../../src/host/clock.ts";
-import { UdpNat } from "../../../src/host/udp-nat.ts";
+import { UdpNat } from "../../../src/host/flows/udp-nat.ts";
 import { GuestError, type Icmp } from "../../../src/stack/icmp.ts";
-import { UdpSplice, type UdpSpliceOwner } from "../../../src/host/udp-splice.ts";
-import { DnsQueries } from "../../../src/host/dns-forwarder.ts";
+import { UdpSplice, type UdpSpliceOwner } from "../../../src/host/flows/udp-splice.ts";
+import { DnsQueries } from "../../../src/host/flows/dns-forwarder.ts";
 import { waitUntil } from "../../support/rig.ts";
 
 const reactor = new Reactor();

@@ -2,8 +2,8 @@
 // clock, and a spec's label resolved end to end through a real DNS server.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { applyForwardDefaults, parseForwardSpec } from "../../../src/cli/forward.ts";
-import { formatSpecSide } from "../../../src/host/forward-spec.ts";
-import { CachedLabel, createSystemResolver, type ResolvedLabel, type Resolver } from "../../../src/host/resolve.ts";
+import { formatSpecSide } from "../../../src/host/flows/forward-spec.ts";
+import { CachedLabel, createSystemResolver, type ResolvedLabel, type Resolver } from "../../../src/host/control/resolve.ts";
 import { TestDnsServer } from "../../support/dns-server.ts";
 
 /** A Resolver whose answers the test scripts; it counts the lookups. */

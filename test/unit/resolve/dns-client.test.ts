@@ -1,6 +1,6 @@
 // The UDP/TCP DNS stub client against real sockets on loopback.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { answersFor, DnsQueryError, queryDns } from "../../../src/host/dns-client.ts";
+import { answersFor, DnsQueryError, queryDns } from "../../../src/host/control/dns-client.ts";
 import { DnsRcode, DnsType, encodeDnsMessage, parseDnsMessage } from "../../../src/wire/dns.ts";
 import { TestDnsServer } from "../../support/dns-server.ts";
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createSystemResolver, hostsFileAddresses, pickAddress, type Resolver } from "../../../src/host/resolve.ts";
+import { createSystemResolver, hostsFileAddresses, pickAddress, type Resolver } from "../../../src/host/control/resolve.ts";
 import { TestDnsServer } from "../../support/dns-server.ts";
 
 let dns: TestDnsServer;

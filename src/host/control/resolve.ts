@@ -17,8 +17,8 @@ import { lookup as systemLookup } from "node:dns/promises";
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { goQuote } from "./goquote.ts";
-import { formatIP, parseIP, parseIPZone, splitHostPort } from "../wire/addr.ts";
-import { DnsRcode, DnsType } from "../wire/dns.ts";
+import { formatIP, parseIP, parseIPZone, splitHostPort } from "../../wire/addr.ts";
+import { DnsRcode, DnsType } from "../../wire/dns.ts";
 import { answersFor, queryDns, type DnsServerAddress } from "./dns-client.ts";
 
 export type AddressFamilyPreference = 4 | 6 | null;

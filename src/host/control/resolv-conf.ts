@@ -9,7 +9,7 @@
 // names no server means glibc's default, 127.0.0.1. The search domains
 // (for the guest's DHCP and router advertisements) come from the same read.
 import { readFileSync, statSync } from "node:fs";
-import { parseIP, type IP } from "../wire/addr.ts";
+import { parseIP, type IP } from "../../wire/addr.ts";
 
 /** glibc's default when resolv.conf names no server (resolv.conf(5)). */
 const LOCAL_RESOLVER: readonly IP[] = [parseIP("127.0.0.1")!];

@@ -11,16 +11,16 @@
 // Where the kernel refuses ICMP sockets (the process's groups are not in
 // net.ipv4.ping_group_range), the stack goes back to answering every ping
 // itself, and says so once.
-import { EAGAIN } from "../../ffi/libc.ts";
-import { SockAddr } from "../../ffi/net.ts";
-import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
-import { DialError } from "../io/dial-error.ts";
-import type { Reactor } from "../io/reactor.ts";
-import { EchoDecision, type EchoEvents, type EchoFlow, type EchoHandler, type EchoLayer } from "../stack/echo.ts";
-import type { Stats } from "../stack/stats.ts";
-import type { RoutingPolicy } from "./policy.ts";
-import { verdictAllows } from "./policy.ts";
-import type { StackClock } from "./clock.ts";
+import { EAGAIN } from "../../../ffi/libc.ts";
+import { SockAddr } from "../../../ffi/net.ts";
+import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../../io/udp-socket.ts";
+import { DialError } from "../../io/dial-error.ts";
+import type { Reactor } from "../../io/reactor.ts";
+import { EchoDecision, type EchoEvents, type EchoFlow, type EchoHandler, type EchoLayer } from "../../stack/echo.ts";
+import type { Stats } from "../../stack/stats.ts";
+import type { RoutingPolicy } from "../control/policy.ts";
+import { verdictAllows } from "../control/policy.ts";
+import type { StackClock } from "../clock.ts";
 import { destinationIp } from "./flow-addr.ts";
 import { guestErrorOf, guestErrorOfErrno, payloadMtuOf } from "./guest-errors.ts";
 

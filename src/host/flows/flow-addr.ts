@@ -3,8 +3,8 @@
 // built straight from the engine's numbers and bytes (src/wire/addr.ts),
 // without parsing text back. IPv4-mapped IPv6 addresses count as IPv4, as
 // upstream prints them (docs/compatibility.md, Addresses in log lines).
-import { ipFromV4, ipFromV6, ipv4Text, v4EndpointText, v6EndpointText, v6IPText, type IP } from "../wire/addr.ts";
-import type { FlowTuple } from "../stack/flow-key.ts";
+import { ipFromV4, ipFromV6, ipv4Text, v4EndpointText, v6EndpointText, v6IPText, type IP } from "../../wire/addr.ts";
+import type { FlowTuple } from "../../stack/flow-key.ts";
 
 /** The address the guest talked to (our side of the flow). */
 export function destIpText(t: FlowTuple): string {

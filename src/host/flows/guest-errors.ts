@@ -2,8 +2,8 @@
 // the engine's words (GuestError), so the guest hears it as ICMP or ICMPv6
 // whatever the family of the host socket (a guest's IPv4-mapped IPv6
 // destination goes out over IPv4).
-import { SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, type QueuedError } from "../../ffi/udp-errors.ts";
-import { GuestError } from "../stack/icmp.ts";
+import { SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6, type QueuedError } from "../../../ffi/udp-errors.ts";
+import { GuestError } from "../../stack/icmp.ts";
 
 /** sock_extended_err.ee_origin of an error the local kernel raised (ip(7)). */
 const SO_EE_ORIGIN_LOCAL = 1;

@@ -8,27 +8,27 @@
 // UDP uses one listening socket and tells clients apart by address, which
 // avoids upstream's connected-socket race (docs/compatibility.md,
 // Listeners); replies come from the listener's port as before.
-import type { ForwardHandle, HostFwd } from "./api-socket.ts";
+import type { ForwardHandle, HostFwd } from "../control/api-socket.ts";
 import { formatSpecAddress, formatSpecSide, type ForwardSpec } from "./forward-spec.ts";
-import { endpointText, formatHostPort, ipV4Number, parseIP, type IP } from "../wire/addr.ts";
-import type { Stack } from "../stack/stack.ts";
-import type { Stats } from "../stack/stats.ts";
-import type { UdpFlow, UdpHandler } from "../stack/udp.ts";
-import { parseProxyHeader, parseSppHeader, SPP_HEADER_LEN, type ProxyAddresses } from "../wire/proxy.ts";
-import type { Logger } from "./log.ts";
-import type { Resolver } from "./resolve.ts";
-import type { StackClock } from "./clock.ts";
-import { STATIC_DENY } from "./prefix.ts";
+import { endpointText, formatHostPort, ipV4Number, parseIP, type IP } from "../../wire/addr.ts";
+import type { Stack } from "../../stack/stack.ts";
+import type { Stats } from "../../stack/stats.ts";
+import type { UdpFlow, UdpHandler } from "../../stack/udp.ts";
+import { parseProxyHeader, parseSppHeader, SPP_HEADER_LEN, type ProxyAddresses } from "../../wire/proxy.ts";
+import type { Logger } from "../control/log.ts";
+import type { Resolver } from "../control/resolve.ts";
+import type { StackClock } from "../clock.ts";
+import { STATIC_DENY } from "../control/prefix.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 import { TcpSplice, type HostKeepalive, type SpliceOwner } from "./tcp-splice.ts";
-import { EAGAIN, errnoText } from "../../ffi/libc.ts";
-import { SockAddr, localAddress, resetAndClose } from "../../ffi/net.ts";
-import { sockAddrIP, sockAddrKey, sockAddrText } from "../io/addr.ts";
-import { DialError } from "../io/dial-error.ts";
-import type { Reactor } from "../io/reactor.ts";
-import { TcpListener, type TcpListenerOwner } from "../io/tcp-listener.ts";
-import { TcpSocket, type TcpSocketOwner } from "../io/tcp-socket.ts";
-import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
+import { EAGAIN, errnoText } from "../../../ffi/libc.ts";
+import { SockAddr, localAddress, resetAndClose } from "../../../ffi/net.ts";
+import { sockAddrIP, sockAddrKey, sockAddrText } from "../../io/addr.ts";
+import { DialError } from "../../io/dial-error.ts";
+import type { Reactor } from "../../io/reactor.ts";
+import { TcpListener, type TcpListenerOwner } from "../../io/tcp-listener.ts";
+import { TcpSocket, type TcpSocketOwner } from "../../io/tcp-socket.ts";
+import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../../io/udp-socket.ts";
 
 /** UDP clients per -L listener; beyond this new clients are dropped. */
 const MAX_UDP_CLIENTS = 4096;

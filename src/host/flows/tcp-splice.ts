@@ -17,12 +17,12 @@
 //
 // The same splice serves routed flows and both kinds of forwards; only who
 // started the flow ("local" in the log's error summary) differs.
-import { EAGAIN, errnoText } from "../../ffi/libc.ts";
-import type { CloseReason, TcpConnection, TcpHandler } from "../stack/tcp/connection.ts";
-import type { TcpSocket, TcpSocketOwner } from "../io/tcp-socket.ts";
-import { DialError } from "../io/dial-error.ts";
+import { EAGAIN, errnoText } from "../../../ffi/libc.ts";
+import type { CloseReason, TcpConnection, TcpHandler } from "../../stack/tcp/connection.ts";
+import type { TcpSocket, TcpSocketOwner } from "../../io/tcp-socket.ts";
+import { DialError } from "../../io/dial-error.ts";
 import { SpliceErrors } from "./splice-errors.ts";
-import type { Deferred, StackClock } from "./clock.ts";
+import type { Deferred, StackClock } from "../clock.ts";
 import type { DialTarget, FlowLabels } from "./dialer.ts";
 
 /** Keepalive idle/interval while both directions are open, and after one ended (upstream's). */

@@ -4,7 +4,7 @@
 // /metrics (slirpnetstack_limit_hits_total{limit="NAME"}), and
 // LimitReporter prints a line for a limit at most once a minute, with
 // how many hits the quiet time hid.
-import type { Stats } from "../stack/stats.ts";
+import type { Stats } from "../../stack/stats.ts";
 import { QuietPeriods } from "./quiet-periods.ts";
 
 export interface LimitInfo {

@@ -24,22 +24,22 @@
 // errors with the destination they are about (IP_RECVERR). The flow they
 // are about tells its guest (udp-splice.ts), and an error that a connected
 // socket would have reported ends that one flow.
-import { EAGAIN } from "../../ffi/libc.ts";
-import { AF_INET, SockAddr, bindTo, connectTo, localAddress, udpSocket } from "../../ffi/net.ts";
-import { closeFd } from "../../ffi/sys.ts";
-import { readU32 } from "../wire/bytes.ts";
-import type { Stats } from "../stack/stats.ts";
-import type { Icmp } from "../stack/icmp.ts";
-import type { Reactor } from "../io/reactor.ts";
-import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../io/udp-socket.ts";
-import { DialError, closeWith } from "../io/dial-error.ts";
-import { sockAddrIP } from "../io/addr.ts";
-import { endpointText } from "../wire/addr.ts";
+import { EAGAIN } from "../../../ffi/libc.ts";
+import { AF_INET, SockAddr, bindTo, connectTo, localAddress, udpSocket } from "../../../ffi/net.ts";
+import { closeFd } from "../../../ffi/sys.ts";
+import { readU32 } from "../../wire/bytes.ts";
+import type { Stats } from "../../stack/stats.ts";
+import type { Icmp } from "../../stack/icmp.ts";
+import type { Reactor } from "../../io/reactor.ts";
+import { DATAGRAMS_PER_TURN, datagramBuffer, UdpSocket, type UdpSocketOwner } from "../../io/udp-socket.ts";
+import { DialError, closeWith } from "../../io/dial-error.ts";
+import { sockAddrIP } from "../../io/addr.ts";
+import { endpointText } from "../../wire/addr.ts";
 import type { DialTarget } from "./dialer.ts";
-import type { StackClock } from "./clock.ts";
+import type { StackClock } from "../clock.ts";
 import { guestEndpoint } from "./flow-addr.ts";
 import type { UdpSplice } from "./udp-splice.ts";
-import { LruList } from "../stack/lru.ts";
+import { LruList } from "../../stack/lru.ts";
 
 /** Where a datagram came from (recvfrom) or an ICMP error was about. */
 const from = new SockAddr();

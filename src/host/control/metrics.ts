@@ -10,7 +10,7 @@
 // counts flows by state in one walk of the table without allocating, and
 // the heap snapshot, which cannot be bounded, is guarded (see `heap`).
 import type { Server } from "bun";
-import type { Stats } from "../stack/stats.ts";
+import type { Stats } from "../../stack/stats.ts";
 
 /** The `-m NET://ADDR` value, as src/cli/metrics-addr.ts resolves it (docs/compatibility.md, Metrics address). */
 export interface MetricsAddress {

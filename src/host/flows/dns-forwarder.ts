@@ -13,16 +13,16 @@
 // the queries in flight, i.e. UDP flows that have sent a query and not yet
 // had a reply; at the cap the oldest such flow is ended (limit
 // "dns-queries"), since its answer is the least likely to come.
-import { endpointText, parseIP } from "../wire/addr.ts";
-import { ipv6Equal, ipv6IsV4Mapped } from "../wire/ipv6.ts";
-import { readU32 } from "../wire/bytes.ts";
-import type { TcpConnection } from "../stack/tcp/connection.ts";
-import type { UdpFlow } from "../stack/udp.ts";
-import type { Stats } from "../stack/stats.ts";
+import { endpointText, parseIP } from "../../wire/addr.ts";
+import { ipv6Equal, ipv6IsV4Mapped } from "../../wire/ipv6.ts";
+import { readU32 } from "../../wire/bytes.ts";
+import type { TcpConnection } from "../../stack/tcp/connection.ts";
+import type { UdpFlow } from "../../stack/udp.ts";
+import type { Stats } from "../../stack/stats.ts";
 import type { Dialer, DialTarget } from "./dialer.ts";
 import { guestEndpoint } from "./flow-addr.ts";
-import { ResolvConf } from "./resolv-conf.ts";
-import type { StackClock } from "./clock.ts";
+import { ResolvConf } from "../control/resolv-conf.ts";
+import type { StackClock } from "../clock.ts";
 import type { UdpQueryWatch, UdpSplice } from "./udp-splice.ts";
 
 export const DNS_V4 = "10.0.2.3";

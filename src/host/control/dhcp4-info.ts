@@ -11,10 +11,10 @@
 //   told of a server nobody answers at would wait on every lookup.
 // - search domains: the host's resolv.conf `search` or `domain` line,
 //   either way.
-import { DEFAULT_LEASE_SECONDS, type Dhcp4Config, type Dhcp4HostInfo } from "../stack/services/dhcp4.ts";
-import { DNS_V4 } from "./dns-forwarder.ts";
+import { DEFAULT_LEASE_SECONDS, type Dhcp4Config, type Dhcp4HostInfo } from "../../stack/services/dhcp4.ts";
+import { DNS_V4 } from "../flows/dns-forwarder.ts";
 import { ResolvConf } from "./resolv-conf.ts";
-import { ipv4FromText, type IP } from "../wire/addr.ts";
+import { ipv4FromText, type IP } from "../../wire/addr.ts";
 
 const DNS_PORT = 53;
 /** resolv.conf's own limit (MAXNS, resolv.conf(5)). */

@@ -4,17 +4,17 @@
 // ECONNREFUSED at once; unreachable: ICMP unreachable), unlike upstream,
 // which accepted first and closed later (a bug there;
 // docs/compatibility.md, Blocked and allowed flows).
-import { ECONNREFUSED, ETIMEDOUT } from "../../ffi/libc.ts";
-import type { Stack } from "../stack/stack.ts";
-import type { Stats } from "../stack/stats.ts";
-import type { TcpConnection } from "../stack/tcp/connection.ts";
-import type { UdpFlow } from "../stack/udp.ts";
-import { DialError } from "../io/dial-error.ts";
-import { endpointText, type IP } from "../wire/addr.ts";
-import type { Reactor } from "../io/reactor.ts";
-import { TcpSocket } from "../io/tcp-socket.ts";
-import type { Logger } from "./log.ts";
-import type { StackClock } from "./clock.ts";
+import { ECONNREFUSED, ETIMEDOUT } from "../../../ffi/libc.ts";
+import type { Stack } from "../../stack/stack.ts";
+import type { Stats } from "../../stack/stats.ts";
+import type { TcpConnection } from "../../stack/tcp/connection.ts";
+import type { UdpFlow } from "../../stack/udp.ts";
+import { DialError } from "../../io/dial-error.ts";
+import { endpointText, type IP } from "../../wire/addr.ts";
+import type { Reactor } from "../../io/reactor.ts";
+import { TcpSocket } from "../../io/tcp-socket.ts";
+import type { Logger } from "../control/log.ts";
+import type { StackClock } from "../clock.ts";
 import { HostKeepalive, TcpSplice, type SpliceOwner } from "./tcp-splice.ts";
 import { UdpSplice, type UdpQueryWatch, type UdpSpliceOwner } from "./udp-splice.ts";
 import type { UdpNat } from "./udp-nat.ts";

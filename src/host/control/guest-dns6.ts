@@ -13,11 +13,11 @@
 // - search domains: the host's resolv.conf `search` or `domain` line,
 //   either way; names that are not valid DNS names are left out, and the
 //   list ends before MAX_SEARCH_BYTES.
-import { encodeDnsName } from "../wire/dns.ts";
-import { ipv6FromText, type IP } from "../wire/addr.ts";
-import { ipv6IsLinkLocal, ipv6IsLoopback, ipv6IsMulticast, ipv6IsUnspecified, ipv6IsV4Mapped } from "../wire/ipv6.ts";
-import { MAX_DNS_SERVERS, MAX_SEARCH_BYTES, type GuestDns6 } from "../stack/services/guest-dns.ts";
-import { DNS_V6 } from "./dns-forwarder.ts";
+import { encodeDnsName } from "../../wire/dns.ts";
+import { ipv6FromText, type IP } from "../../wire/addr.ts";
+import { ipv6IsLinkLocal, ipv6IsLoopback, ipv6IsMulticast, ipv6IsUnspecified, ipv6IsV4Mapped } from "../../wire/ipv6.ts";
+import { MAX_DNS_SERVERS, MAX_SEARCH_BYTES, type GuestDns6 } from "../../stack/services/guest-dns.ts";
+import { DNS_V6 } from "../flows/dns-forwarder.ts";
 import type { ResolvConf } from "./resolv-conf.ts";
 
 const DNS_PORT = 53;

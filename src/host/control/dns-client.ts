@@ -20,7 +20,7 @@ import {
   parseDnsMessage,
   type DnsMessage,
   type DnsRecord,
-} from "../wire/dns.ts";
+} from "../../wire/dns.ts";
 
 export interface DnsServerAddress {
   /** An IP literal (IPv4 or IPv6, no brackets). */

@@ -2,8 +2,8 @@
 // destinations of every route in the main and local tables, both families,
 // read now and every 30 s in the host namespace. A destination they cover is "the host" for
 // -enable-host; anything else is "the internet" for -enable-routing.
-import { dumpLocalRoutes } from "../../ffi/netlink.ts";
-import type { IP } from "../wire/addr.ts";
+import { dumpLocalRoutes } from "../../../ffi/netlink.ts";
+import type { IP } from "../../wire/addr.ts";
 import { PrefixSet } from "./prefix.ts";
 
 export const REFRESH_MS = 30_000;

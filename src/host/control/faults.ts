@@ -5,7 +5,7 @@
 // (slirpnetstack_handler_faults_total{where="WHERE"}), and this prints a
 // line for a call site at most once a minute: the first with the
 // stack trace, later ones with how many faults the quiet time hid.
-import type { Stats } from "../stack/stats.ts";
+import type { Stats } from "../../stack/stats.ts";
 import { QuietPeriods } from "./quiet-periods.ts";
 
 export class FaultReporter {

@@ -40,9 +40,9 @@
 // buffer and written with write(2) directly: no Buffer per line, no trip
 // through node:fs (measured: 0.7 -> 0.4 µs per line).
 import { constants, fstatSync } from "node:fs";
-import { sendNoWait } from "../../ffi/net.ts";
-import { EAGAIN, EINTR, FdWriter, O_NONBLOCK, openPath } from "../../ffi/sys.ts";
-import type { Stats } from "../stack/stats.ts";
+import { sendNoWait } from "../../../ffi/net.ts";
+import { EAGAIN, EINTR, FdWriter, O_NONBLOCK, openPath } from "../../../ffi/sys.ts";
+import type { Stats } from "../../stack/stats.ts";
 
 /** Bytes of lines that may wait for a stalled reader (the pipe itself holds 64 KiB more). */
 export const QUEUE_BYTES = 64 * 1024;

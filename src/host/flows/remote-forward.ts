@@ -9,14 +9,14 @@
 // hangs forever, and a UDP flow is closed so that its next datagram tries
 // again instead of being black-holed for good.
 import { formatSpecAddress, formatSpecSide, type ForwardSpec } from "./forward-spec.ts";
-import { formatHostPort, formatIP, parseIP, type IP } from "../wire/addr.ts";
-import type { TcpConnection } from "../stack/tcp/connection.ts";
-import type { UdpFlow } from "../stack/udp.ts";
-import type { Stack } from "../stack/stack.ts";
-import type { Stats } from "../stack/stats.ts";
-import { CachedLabel, type Resolver } from "./resolve.ts";
-import type { Logger } from "./log.ts";
-import type { StackClock } from "./clock.ts";
+import { formatHostPort, formatIP, parseIP, type IP } from "../../wire/addr.ts";
+import type { TcpConnection } from "../../stack/tcp/connection.ts";
+import type { UdpFlow } from "../../stack/udp.ts";
+import type { Stack } from "../../stack/stack.ts";
+import type { Stats } from "../../stack/stats.ts";
+import { CachedLabel, type Resolver } from "../control/resolve.ts";
+import type { Logger } from "../control/log.ts";
+import type { StackClock } from "../clock.ts";
 import type { DialTarget, Dialer } from "./dialer.ts";
 import { destinationKey, guestEndpoint } from "./flow-addr.ts";
 

@@ -1,6 +1,6 @@
 // Sets of IP prefixes (CIDRs) matched against addresses as bytes: the
 // static deny list, the host's local routes.
-import { parseCIDR, prefixContains, type IP, type IPPrefix } from "../wire/addr.ts";
+import { parseCIDR, prefixContains, type IP, type IPPrefix } from "../../wire/addr.ts";
 
 export class PrefixSet {
   constructor(private prefixes: readonly IPPrefix[]) {}

@@ -3,16 +3,16 @@
 // boundaries kept. While the target is still being resolved (-R names)
 // datagrams wait in a small bounded queue. The flow's idle timer (in the
 // engine) ends it.
-import { errnoText } from "../../ffi/libc.ts";
-import { AF_INET, SockAddr } from "../../ffi/net.ts";
-import type { QueuedError } from "../../ffi/udp-errors.ts";
-import { hardError } from "../io/udp-socket.ts";
-import type { GuestError } from "../stack/icmp.ts";
+import { errnoText } from "../../../ffi/libc.ts";
+import { AF_INET, SockAddr } from "../../../ffi/net.ts";
+import type { QueuedError } from "../../../ffi/udp-errors.ts";
+import { hardError } from "../../io/udp-socket.ts";
+import type { GuestError } from "../../stack/icmp.ts";
 import { guestErrorOf, guestErrorOfErrno, payloadMtuOf } from "./guest-errors.ts";
-import type { UdpCloseReason, UdpFlow, UdpHandler } from "../stack/udp.ts";
-import type { Stats } from "../stack/stats.ts";
-import type { DialError } from "../io/dial-error.ts";
-import { endpointText } from "../wire/addr.ts";
+import type { UdpCloseReason, UdpFlow, UdpHandler } from "../../stack/udp.ts";
+import type { Stats } from "../../stack/stats.ts";
+import type { DialError } from "../../io/dial-error.ts";
+import { endpointText } from "../../wire/addr.ts";
 import type { DialTarget, FlowLabels } from "./dialer.ts";
 import type { Mapping, UdpNat } from "./udp-nat.ts";
 import { SpliceErrors } from "./splice-errors.ts";

@@ -12,7 +12,7 @@
 // real address; list_flows pages through the flow table.
 import type { Socket, UnixSocketListener } from "bun";
 import { unlinkSync } from "node:fs";
-import { formatIP, parseIP } from "../wire/addr.ts";
+import { formatIP, parseIP } from "../../wire/addr.ts";
 import { FLOWS_PAGE, FLOWS_PAGE_MAX } from "./metrics.ts";
 
 /** slirp4netns's request buffer: a request must be shorter than this. */

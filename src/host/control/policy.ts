@@ -11,7 +11,7 @@
 //      host's link neighbours, and run mode routes by default;
 //   4. a host local route covers it: allow iff -enable-host;
 //   5. anything else: allow iff -enable-routing.
-import { prefixContains, type IP, type IPPrefix } from "../wire/addr.ts";
+import { prefixContains, type IP, type IPPrefix } from "../../wire/addr.ts";
 import { LINK_LOCAL_DENY, STATIC_DENY } from "./prefix.ts";
 import type { LocalRoutes } from "./routes.ts";
 
