@@ -342,3 +342,15 @@ export class Guest {
     if (p.options.hasTimestamps) this.tsEcr = p.options.tsVal;
   }
 }
+
+/** Handshake with the given guest options; returns harness, guest and the host app. */
+export function setup(
+  gopts: ConstructorParameters<typeof Guest>[1] = {},
+  hopts: ConstructorParameters<typeof Harness>[0] = {},
+): { h: Harness; g: Guest; app: ReturnType<Guest["handshake"]> } {
+  const h = new Harness(hopts);
+  const g = new Guest(h, gopts);
+  const app = g.handshake();
+  h.take();
+  return { h, g, app };
+}

@@ -3,24 +3,13 @@
 // RFC 5961 throttling, zero windows, silly window avoidance, congestion
 // window restart, and a host side that closes the connection re-entrantly.
 import { describe, expect, test } from "bun:test";
-import { Harness, Guest, ACK, FIN, PSH, RST, SYN, GUEST_V4, SERVER_V4, SERVER_V6 } from "../../support/tcp-harness.ts";
+import { Harness, Guest, setup, ACK, FIN, PSH, RST, SYN, GUEST_V4, SERVER_V4, SERVER_V6 } from "../../support/tcp-harness.ts";
 import { AppConn } from "../../support/engine-pair.ts";
 import type { TxMeta } from "../../../src/stack/device.ts";
 import type { TcpHandler } from "../../../src/stack/tcp/connection.ts";
 
 const u32 = (x: number): number => x >>> 0;
 
-/** Handshake with the given guest options; returns harness, guest and the host app. */
-function setup(
-  gopts: ConstructorParameters<typeof Guest>[1] = {},
-  hopts: ConstructorParameters<typeof Harness>[0] = {},
-): { h: Harness; g: Guest; app: ReturnType<Guest["handshake"]> } {
-  const h = new Harness(hopts);
-  const g = new Guest(h, gopts);
-  const app = g.handshake();
-  h.take();
-  return { h, g, app };
-}
 
 describe("the window of our SYN and SYN-ACK (RFC 7323 §2.2)", () => {
   // A guest ISS of 100 puts RCV.NXT below 2^31, 0x90000000 above it: an

@@ -2,7 +2,7 @@
 // cases two well-behaved endpoints never produce, and exact timing of
 // every timer (virtual clock).
 import { describe, expect, test } from "bun:test";
-import { Harness, Guest, SYN, ACK, FIN, RST, PSH, GUEST_V4, SERVER_V4 } from "../../support/tcp-harness.ts";
+import { Harness, Guest, setup, SYN, ACK, FIN, RST, PSH, GUEST_V4, SERVER_V4 } from "../../support/tcp-harness.ts";
 import { AppConn } from "../../support/engine-pair.ts";
 import { TcpState, STATE_NAMES, DEFAULT_TCP_CONFIG, shiftFor } from "../../../src/stack/tcp/connection.ts";
 
@@ -13,17 +13,6 @@ const MAX_PENDING_HANDSHAKES = DEFAULT_TCP_CONFIG.maxSynReceived;
 const name = (s: number): string => STATE_NAMES[s]!;
 const u32 = (x: number): number => x >>> 0;
 
-/** Handshake with the given guest options; returns harness, guest and the host app. */
-function setup(
-  gopts: ConstructorParameters<typeof Guest>[1] = {},
-  hopts: ConstructorParameters<typeof Harness>[0] = {},
-): { h: Harness; g: Guest; app: ReturnType<Guest["handshake"]> } {
-  const h = new Harness(hopts);
-  const g = new Guest(h, gopts);
-  const app = g.handshake();
-  h.take();
-  return { h, g, app };
-}
 
 describe("segments for no connection", () => {
   test("RST for an ACK segment (seq = its ACK), RST|ACK for one without ACK, nothing for a RST", () => {
