@@ -258,15 +258,18 @@ async function linkMiddleware(cfg: Config, log: Logger, device: FdDevice, caps: 
  */
 async function guestServices(cfg: Config, allowsDns: (ip: IP, port: number) => boolean): Promise<Pick<StackConfig, "ra" | "dhcp6" | "dhcp4">> {
   const services: Pick<StackConfig, "ra" | "dhcp6" | "dhcp4"> = {};
+  if (!cfg.ra && !cfg.dhcp) return services;
+  // One view of the host's resolv.conf for both services.
+  const resolvConf = new (await import("./host/control/resolv-conf.ts")).ResolvConf();
   if (cfg.ra) {
-    const [{ HostDns6 }, { ResolvConf }] = await Promise.all([import("./host/control/guest-dns6.ts"), import("./host/control/resolv-conf.ts")]);
-    const info = new HostDns6(new ResolvConf(), cfg.enableDns, allowsDns);
+    const { HostDns6 } = await import("./host/control/guest-dns6.ts");
+    const info = new HostDns6(resolvConf, cfg.enableDns, allowsDns);
     const dns = (now: number) => info.get(now);
     services.ra = { dns, random: uniformRandom };
     services.dhcp6 = { dns };
   }
   if (cfg.dhcp) {
-    services.dhcp4 = (await import("./host/control/dhcp4-info.ts")).dhcp4Config(GUEST_V4, cfg.enableDns, allowsDns, Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined);
+    services.dhcp4 = (await import("./host/control/dhcp4-info.ts")).dhcp4Config(GUEST_V4, resolvConf, cfg.enableDns, allowsDns, Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined);
   }
   return services;
 }

@@ -13,8 +13,8 @@
 //   either way.
 import { DEFAULT_LEASE_SECONDS, type Dhcp4Config, type Dhcp4HostInfo } from "../../stack/services/dhcp4.ts";
 import { DNS_V4 } from "../flows/dns-forwarder.ts";
-import { ResolvConf } from "./resolv-conf.ts";
-import { ipv4FromText, type IP } from "../../wire/addr.ts";
+import type { ResolvConf } from "./resolv-conf.ts";
+import { ipV4Number, ipv4FromText, type IP } from "../../wire/addr.ts";
 
 const DNS_PORT = 53;
 /** resolv.conf's own limit (MAXNS, resolv.conf(5)). */
@@ -35,7 +35,7 @@ export class Dhcp4HostDns implements Dhcp4HostInfo {
     const out: number[] = [];
     for (const ip of this.resolvConf.servers(now)) {
       if (ip.family !== 4 || ip.bytes[0] === 127 || ip.bytes[0] === 0 || !this.allowed(ip, DNS_PORT)) continue;
-      out.push(((ip.bytes[0]! << 24) | (ip.bytes[1]! << 16) | (ip.bytes[2]! << 8) | ip.bytes[3]!) >>> 0);
+      out.push(ipV4Number(ip));
       if (out.length === MAX_SERVERS) break;
     }
     return out;
@@ -48,13 +48,14 @@ export class Dhcp4HostDns implements Dhcp4HostInfo {
 
 /**
  * The DHCPv4 server's settings: the pool starts at the guest address, DNS
- * as above from the host's /etc/resolv.conf, the lease time in seconds.
+ * as above from the host's resolv.conf (shared with the RA service), the lease time in seconds.
  */
 export function dhcp4Config(
   guestAddress: number,
+  resolvConf: ResolvConf,
   forwarder: boolean,
   allowed: (ip: IP, port: number) => boolean,
   leaseSeconds = DEFAULT_LEASE_SECONDS,
 ): Dhcp4Config {
-  return { firstAddress: guestAddress, leaseSeconds, info: new Dhcp4HostDns(new ResolvConf(), forwarder, allowed) };
+  return { firstAddress: guestAddress, leaseSeconds, info: new Dhcp4HostDns(resolvConf, forwarder, allowed) };
 }
