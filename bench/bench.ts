@@ -6,7 +6,8 @@
 // See bench/README.md for what is measured and how. Knobs (environment):
 //   BENCH_MTUS=65520,1500      MTUs to run (BENCH_MTU=N: just one); 65520 means
 //                              65521 for slirpnetstack's tap, as in its README
-//   BENCH_IMPLS=slirpnetstack,slirp4netns,pasta
+//   BENCH_IMPLS=slirpnetstack,slirp4netns,pasta   (also sns-slirp4netns: our binary
+//                              started as slirp4netns, with its command line)
 //   BENCH_TESTS=launch,startup,idle,tput,rr,crr    BENCH_MODES=free,1cpu
 //   BENCH_REPS=5 (iperf3 samples per direction)  BENCH_RR_REPS=7 (ping-pong and
 //   connect-rate samples per mode)  BENCH_STARTUP_REPS=5  BENCH_LAUNCH_REPS=15
@@ -15,9 +16,9 @@
 //   BENCH_REF=slirp4netns  BENCH_OUT=FILE (JSON lines)  BENCH_KEEP=1 (keep logs)
 //   BENCH_BIN=./slirpnetstack  BENCH_SNS_ARGS="..." (extra flags for it)
 import type { Subprocess } from "bun";
-import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { ECHO_PORT, HOST_ADDR, IPERF_PORT, pasta, slirp4netns, slirpnetstack, type Impl } from "./lib/impls.ts";
+import { ECHO_PORT, HOST_ADDR, IPERF_PORT, pasta, slirp4netns, slirpnetstack, slirpnetstackAsSlirp4netns, type Impl } from "./lib/impls.ts";
 import { foreignCpu, machineCpu, processTree, rates, rxPackets, TCP_LISTEN, TCP_TIME_WAIT, tcpSockets, usage, type Usage } from "./lib/procfs.ts";
 import { LAUNCH_KEYS, launchTable, mediansTable, ratioTable, Result } from "./lib/report.ts";
 import { alive, lastJson, log, Output, run, silence, sleep, start, stop, stopAll, tail } from "./lib/sys.ts";
@@ -54,7 +55,7 @@ const mtus = list(env.BENCH_MTU ? "BENCH_MTU" : "BENCH_MTUS", "65520,1500").map(
 });
 const cfg = {
   mtus,
-  impls: list("BENCH_IMPLS", "slirpnetstack,slirp4netns,pasta", ["slirpnetstack", "slirp4netns", "pasta"]),
+  impls: list("BENCH_IMPLS", "slirpnetstack,slirp4netns,pasta", ["slirpnetstack", "sns-slirp4netns", "slirp4netns", "pasta"]),
   tests: new Set(list("BENCH_TESTS", "launch,startup,idle,tput,rr,crr", ["launch", "startup", "idle", "tput", "rr", "crr"])),
   modes: list("BENCH_MODES", "free,1cpu", ["free", "1cpu"]),
   reps: int("BENCH_REPS", 5, 1, 100),
@@ -90,7 +91,10 @@ if (env.BENCH_SANDBOX !== "1") {
   const tck = Bun.spawnSync({ cmd: ["getconf", "CLK_TCK"], stdout: "pipe" }).stdout.toString().trim() || "100";
   const work = mkdtempSync("/tmp/slirpnetstack-bench.");
   // Run a copy: a rebuild of ./slirpnetstack during the run must not mix versions.
-  if (cfg.impls.includes("slirpnetstack") && existsSync(cfg.bin)) copyFileSync(cfg.bin, join(work, "slirpnetstack"));
+  if ((cfg.impls.includes("slirpnetstack") || cfg.impls.includes("sns-slirp4netns")) && existsSync(cfg.bin)) {
+    copyFileSync(cfg.bin, join(work, "slirpnetstack"));
+    symlinkSync("slirpnetstack", join(work, "slirp4netns"));
+  }
   const code = await runInSandbox(import.meta.path, [], { ...env, BENCH_SANDBOX: "1", BENCH_WORK: work, BENCH_PYTHON: py || "python3", BENCH_CLK_TCK: tck }, 10_000);
   if (cfg.keep) process.stderr.write(`bench: logs kept in ${work}\n`);
   else rmSync(work, { recursive: true, force: true });
@@ -564,6 +568,7 @@ async function main(): Promise<void> {
   const began = performance.now();
   const all: Record<string, () => Impl> = {
     slirpnetstack: () => slirpnetstack(cfg.bin, cfg.snsArgs, join(WORK, "slirpnetstack")),
+    "sns-slirp4netns": () => slirpnetstackAsSlirp4netns(cfg.bin, join(WORK, "slirp4netns")),
     slirp4netns,
     pasta,
   };

@@ -59,6 +59,31 @@ export function slirpnetstack(bin: string, extraArgs: string[], run = bin): Impl
   };
 }
 
+/**
+ * This project's binary in slirp4netns mode: started through a symlink named
+ * `slirp4netns` with exactly slirp4netns's command line below, so the two
+ * rows compare the stacks behind one interface (it creates and configures
+ * tap0 itself and maps 10.0.2.2 to the host's loopback, as slirp4netns).
+ */
+export function slirpnetstackAsSlirp4netns(bin: string, link: string): Impl {
+  return {
+    name: "sns-slirp4netns",
+    iface: "tap0",
+    missing: () => (existsSync(link) ? null : `${bin} not found (run \`bun build.ts\`)`),
+    version: () => {
+      const out = Bun.spawnSync({ cmd: [link, "--version"], stdout: "pipe" }).stdout.toString();
+      return out.match(/^slirpnetstack version (\S+)/m)?.[1] ?? out.trim().split("\n")[0] ?? "";
+    },
+    linkMtu: (mtu) => mtu,
+    guestSetup: () => "ip link set lo up",
+    command: (pid, mtu) => [typeof pid === "string" ? "slirp4netns" : link, ...slirp4netnsArgs(pid, mtu)],
+  };
+}
+
+function slirp4netnsArgs(pid: number | string, mtu: number): string[] {
+  return ["--configure", `--mtu=${mtu}`, "--enable-ipv6", String(pid), "tap0"];
+}
+
 /** slirp4netns creates and configures tap0 itself (10.0.2.100/24, gateway 10.0.2.2 = host loopback). */
 export function slirp4netns(): Impl {
   return {
@@ -72,7 +97,7 @@ export function slirp4netns(): Impl {
     },
     linkMtu: (mtu) => mtu,
     guestSetup: () => "ip link set lo up",
-    command: (pid, mtu) => ["slirp4netns", "--configure", `--mtu=${mtu}`, "--enable-ipv6", String(pid), "tap0"],
+    command: (pid, mtu) => ["slirp4netns", ...slirp4netnsArgs(pid, mtu)],
   };
 }
 
