@@ -161,7 +161,7 @@ interface OpenedDevice {
  * that namespace) or run mode (a new namespace around `command`); then what
  * it offloads. A failure prints its lines and exits with its code.
  */
-async function openDevice(cfg: Config, runMode: boolean, command: string[], log: Logger, create: TapCreation | null): Promise<OpenedDevice> {
+async function openDevice(cfg: Config, runMode: boolean, command: string[], log: Logger, create: TapCreation | null, userns: string | null): Promise<OpenedDevice> {
   const [{ setNonBlocking, setCloseOnExec }, { TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6 }, { acquireDevice, startRunMode, DeviceError }, { isFrameFd }] = await Promise.all([
     import("../ffi/sys.ts"),
     import("../ffi/tun.ts"),
@@ -191,7 +191,7 @@ async function openDevice(cfg: Config, runMode: boolean, command: string[], log:
       dev = session.device;
     } else {
       log.err(`[.] Joininig netns ${cfg.netns}`);
-      dev = await acquireDevice({ netns: cfg.netns, ifname: cfg.ifname, offloads, ...(create !== null ? { create } : {}), onOpening: () => log.err(`[.] Opening tun interface ${cfg.ifname}`) });
+      dev = await acquireDevice({ netns: cfg.netns, ifname: cfg.ifname, offloads, ...(create !== null ? { create } : {}), userns, onOpening: () => log.err(`[.] Opening tun interface ${cfg.ifname}`) });
     }
   } catch (e) {
     if (e instanceof DeviceError) die(log, e.exitCode, ...e.lines());
@@ -411,7 +411,7 @@ async function main(): Promise<void> {
   control.startMetrics(pid, (err) => die(log, Exit.Metrics, `[!] Failed to start metrics: ${err}`));
 
   // 9.
-  const { fd, caps, vnetHdr, session } = await openDevice(cfg, runMode, parsed.positional, log, s4n?.create ?? null);
+  const { fd, caps, vnetHdr, session } = await openDevice(cfg, runMode, parsed.positional, log, s4n?.create ?? null, s4n?.userns ?? null);
 
   // 10.
   if (cfg.exitWithParent) setParentDeathSignal(SIGTERM);

@@ -26,9 +26,10 @@ export interface AcquireOptions {
   /** TUN_F_* offloads to ask for on a tap (0: plain frames, no vnet header). */
   offloads: number;
   /**
-   * The user namespace owning a netns that is not a /proc/PID/ns/net path
-   * (for example a bind mount under /run/netns). Without it the owner is
-   * found with NS_GET_USERNS.
+   * The user namespace to join before the netns (slirp4netns's
+   * --userns-path), for a /proc/PID/ns/net path too. Without it the owner
+   * is found: the process's user namespace for a PID path, NS_GET_USERNS
+   * for any other path (a bind mount under /run/netns, say).
    */
   userns?: string | null;
   /**
@@ -109,20 +110,18 @@ function sameUserns(path: string): boolean | null {
 function resolveTarget(opts: AcquireOptions, netns: string): { target: NsenterTarget; fd: number | null; pid: number | null } {
   const where = { netns, ifname: opts.ifname };
   const pid = netnsPid(netns);
-  if (pid !== null) {
-    if (!existsSync(`/proc/${pid}`)) {
-      throw new DeviceError({
-        ...where,
-        step: "netns",
-        sys: new SysError("open", ENOENT, netns),
-        cause: "pid-gone",
-        hint: pidGoneHint(pid, netns),
-      });
-    }
-    // nsenter -U into our own user namespace fails (EINVAL): skip -U then.
-    return { target: { kind: "pid", pid, enterUser: sameUserns(`/proc/${pid}/ns/user`) !== true }, fd: null, pid };
+  if (pid !== null && !existsSync(`/proc/${pid}`)) {
+    throw new DeviceError({
+      ...where,
+      step: "netns",
+      sys: new SysError("open", ENOENT, netns),
+      cause: "pid-gone",
+      hint: pidGoneHint(pid, netns),
+    });
   }
-  if (opts.userns) return { target: { kind: "path", netns, userns: opts.userns }, fd: null, pid: null };
+  // nsenter into our own user namespace fails (EINVAL): leave the user namespace out then.
+  if (opts.userns) return { target: { kind: "path", netns, userns: sameUserns(opts.userns) === true ? null : opts.userns }, fd: null, pid };
+  if (pid !== null) return { target: { kind: "pid", pid, enterUser: sameUserns(`/proc/${pid}/ns/user`) !== true }, fd: null, pid };
   let owner: number | null;
   try {
     owner = openOwnerUserns(netns);

@@ -251,7 +251,9 @@ export function classifyToolFailure(
       return new DeviceError({ ...base, step: "netns", sys, cause: "pid-gone", hint: pidGoneHint(where.pid, where.netns) });
     }
     if (openFail && errno === ENOENT) {
-      return new DeviceError({ ...base, step: "netns", sys, cause: "netns-missing", hint: `network namespace ${where.netns} does not exist` });
+      // The file may be the user namespace given with the netns (slirp4netns's --userns-path).
+      const missing = openFail[1] === where.netns ? `network namespace ${where.netns}` : openFail[1];
+      return new DeviceError({ ...base, step: "netns", sys, cause: "netns-missing", hint: `${missing} does not exist` });
     }
     if (openFail && errno === EACCES) {
       return new DeviceError({

@@ -163,7 +163,6 @@ export function unsupportedOption(c: Slirp4netnsConfig): string | null {
   const def = network(DEFAULT_CIDR);
   const want = network(c.cidr);
   if (want.net !== def.net || want.prefix !== def.prefix) return `--cidr=${c.cidr} is not supported yet (only ${DEFAULT_CIDR})`;
-  if (c.usernsPath !== "") return "--userns-path is not supported yet";
   if (c.outboundAddr !== "") return "--outbound-addr is not supported yet";
   if (c.outboundAddr6 !== "") return "--outbound-addr6 is not supported yet";
   if (c.macAddress !== "") return "--macaddress is not supported yet";

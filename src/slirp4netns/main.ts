@@ -13,10 +13,11 @@ import type { TapCreation } from "../ns/tap-setup.ts";
 const COMPATIBLE_WITH = "1.2.0";
 const EXIT_FAILURE = 1;
 
-/** What main.ts runs: slirpnetstack's flags, the tap to create, and whether the gateway's ports are the host's loopback. */
+/** What main.ts runs: slirpnetstack's flags, the tap to create, the user namespace to join before the target's netns (--userns-path; null: the target's owner), and whether the gateway's ports are the host's loopback. */
 export interface Slirp4netnsRun {
   flags: string[];
   create: TapCreation;
+  userns: string | null;
   hostLoopback: boolean;
 }
 
@@ -56,7 +57,7 @@ export async function slirp4netnsMain(args: string[], argv0: string, build: { ve
         process.exit(EXIT_FAILURE);
       }
       const c = outcome.config;
-      return { flags: stackFlags(c), create: { mtu: c.mtu, configure: c.configure }, hostLoopback: !c.disableHostLoopback };
+      return { flags: stackFlags(c), create: { mtu: c.mtu, configure: c.configure }, userns: c.usernsPath === "" ? null : c.usernsPath, hostLoopback: !c.disableHostLoopback };
     }
   }
 }

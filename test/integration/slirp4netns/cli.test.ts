@@ -56,7 +56,6 @@ describe("slirp4netns mode: the command line", () => {
     const cases: [string[], string][] = [
       [["--cidr=10.0.3.0/24"], "$0: --cidr=10.0.3.0/24 is not supported yet (only 10.0.2.0/24)\n"],
       [["--cidr=10.0.2.0/25"], "$0: --cidr=10.0.2.0/25 is not supported yet (only 10.0.2.0/24)\n"],
-      [["--userns-path=/proc/1/ns/user"], "$0: --userns-path is not supported yet\n"],
       [["--outbound-addr=192.0.2.1"], "$0: --outbound-addr is not supported yet\n"],
       [["--outbound-addr6=2001:db8::1"], "$0: --outbound-addr6 is not supported yet\n"],
       [["-c", "--macaddress=02:00:00:00:00:01"], "$0: --macaddress is not supported yet\n"],

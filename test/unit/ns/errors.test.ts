@@ -76,6 +76,13 @@ describe("nsenter / unshare stderr", () => {
     expect(e.lines()[0]).toBe("[!] process 77 is gone: its network namespace /proc/77/ns/net no longer exists");
     expect(e.lines()[1]).toBe(`Failed to open TUN/TAP: joining net namespace "/proc/77/ns/net": no such file or directory`);
   });
+  test("a missing netns path, and a missing user namespace path given with it", () => {
+    const pathWhere = { ...where, netns: "/run/netns/x", pid: null };
+    expect(classifyToolFailure("nsenter", "nsenter: cannot open /run/netns/x: No such file or directory\n", facts, pathWhere).lines()[0]).toBe("[!] network namespace /run/netns/x does not exist");
+    const e = classifyToolFailure("nsenter", "nsenter: cannot open /run/user/9/userns: No such file or directory\n", facts, pathWhere);
+    expect(e.reason).toBe("netns-missing");
+    expect(e.lines()[0]).toBe("[!] /run/user/9/userns does not exist");
+  });
   test("another user's process", () => {
     const e = classifyToolFailure("nsenter", "nsenter: cannot open /proc/77/ns/user: Permission denied\n", facts, pidWhere);
     expect(e.reason).toBe("netns-not-owned");
