@@ -20,10 +20,14 @@ export const REQUIRED_TOOLS: ReadonlyArray<readonly [command: string, pkg: strin
   ["curl", "curl"],
   ["useradd", "passwd"],
   ["userdel", "passwd"],
+  ["usermod", "passwd"],
   ["getent", "libc-bin"],
   ["rdisc6", "ndisc6"],
   ["dhclient", "isc-dhcp-client"],
   ["busybox", "busybox-static"],
+  ["rootlesskit", "rootlesskit"],
+  ["rootlessctl", "rootlesskit"],
+  ["newuidmap", "uidmap"],
 ];
 
 function onPath(command: string, path: string): boolean {
