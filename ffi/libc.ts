@@ -67,6 +67,11 @@ const lib = dlopen("libc.so.6", {
   pthread_sigmask: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
   if_nametoindex: { args: [T.ptr], returns: T.u32 },
   geteuid: { args: [], returns: T.u32 },
+  // pivot_root and seccomp have no glibc wrapper: syscall(SYS_pivot_root,
+  // new, old, NULL), syscall(SYS_seccomp, op, flags, args). syscall(2) is
+  // variadic; on x86-64 and arm64 fixed integer and pointer arguments are
+  // passed the same way (plain numbers pass through a pointer argument).
+  syscall: { args: [T.i64, T.ptr, T.ptr, T.ptr], returns: T.i64 },
   __errno_location: { args: [], returns: T.ptr },
 });
 

@@ -40,6 +40,8 @@ const MAC = parseMac("70:71:aa:4b:29:aa")!;
 export const Exit = {
   Ok: 0,
   Usage: 2,
+  /** -enable-seccomp could not be installed (slirp4netns mode: 1, as slirp4netns). */
+  Seccomp: 244,
   RemoteBind: 246,
   LocalListen: 247,
   PcapSniff: 249,
@@ -292,6 +294,23 @@ async function startApi(path: string, host: Host, log: Logger): Promise<ApiSocke
 }
 
 /**
+ * -enable-seccomp (src/sandbox/seccomp.ts): from here on the syscalls the
+ * running stack never makes fail with EPERM, on every thread. The last
+ * step of the setup: after the sandbox (mount, pivot_root and prctl are
+ * denied), before the first guest frame is read. A failure names the call
+ * and its errno and exits: status 1 in slirp4netns mode (as slirp4netns),
+ * Exit.Seccomp otherwise.
+ */
+async function seccompStep(log: Logger, slirp4netnsMode: boolean): Promise<void> {
+  const { installSeccomp } = await import("./sandbox/seccomp.ts");
+  try {
+    log.status(`[+] seccomp: denied ${installSeccomp().join(" ")}`);
+  } catch (e) {
+    die(log, slirp4netnsMode ? 1 : Exit.Seccomp, `[!] Failed to install seccomp filter: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/**
  * 19. One way out, whatever ends us: no new flows, data in flight gets
  * -exit-grace to drain, then what did not finish is reset toward both
  * peers (a cut stream must never look complete) and reported. `cutNow`
@@ -459,6 +478,7 @@ async function main(): Promise<void> {
   await host.startRemoteForwards((line) => die(log, Exit.RemoteBind, line));
   // -api-socket: -L style forwards added and removed while running, and the flow table.
   const api = cfg.apiSocket === "" ? null : await startApi(cfg.apiSocket, host, log);
+  if (cfg.enableSeccomp) await seccompStep(log, s4n !== null);
 
   // 17. Prime ARP for the guest before reading anything, so the pcap's
   // first record is always this 28-byte request (docs/compatibility.md,

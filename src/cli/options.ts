@@ -64,6 +64,8 @@ export interface Config {
   /** -api-socket: the JSON control API's unix socket path; "" when not given. */
   apiSocket: string;
   disableOffload: boolean;
+  /** -enable-seccomp: once set up, the syscalls the stack never makes fail with EPERM (src/sandbox/seccomp.ts). */
+  enableSeccomp: boolean;
   /** -exit-grace in milliseconds: how long data in flight may drain at exit. */
   exitGraceMs: number;
   /** -max-tcp-connections, -max-syn-received, -max-buffer-bytes: caps on guest TCP (see README). */
@@ -225,6 +227,11 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       name: "disable-offload",
       kind: "bool",
       usage: "Do not negotiate tap checksum/segmentation offloads",
+    })
+    .define({
+      name: "enable-seccomp",
+      kind: "bool",
+      usage: "Once set up, make the syscalls the stack never needs (exec, ptrace, mount, namespaces, prctl, modules, reboot, ...) fail with EPERM in every thread (slirp4netns --enable-seccomp)",
     })
     .define({
       name: "max-local-clients",
@@ -396,6 +403,7 @@ function toConfig(flags: ParsedFlags): Config {
     exitFd: flags.get<number>("exit-fd"),
     apiSocket: flags.get<string>("api-socket"),
     disableOffload: flags.get<boolean>("disable-offload"),
+    enableSeccomp: flags.get<boolean>("enable-seccomp"),
     exitGraceMs: flags.get<number>("exit-grace"),
     maxTcpConnections: flags.get<number>("max-tcp-connections"),
     maxSynReceived: flags.get<number>("max-syn-received"),

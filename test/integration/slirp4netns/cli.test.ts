@@ -61,7 +61,6 @@ describe("slirp4netns mode: the command line", () => {
       [["-c", "--macaddress=02:00:00:00:00:01"], "$0: --macaddress is not supported yet\n"],
       [["--enable-sandbox"], "$0: --enable-sandbox is not supported yet\n"],
       [["--create-sandbox"], "$0: --enable-sandbox is not supported yet\n"],
-      [["--enable-seccomp"], "$0: --enable-seccomp is not supported yet\n"],
       [["--target-type=bess"], "$0: --target-type=bess is not supported\n"],
     ];
     for (const [options, stderr] of cases) {

@@ -71,6 +71,8 @@ const OUR_ADDITIONS: Record<string, string> = {
     "  -api-socket string\n    \tServe the JSON control API (slirp4netns --api-socket: add_hostfwd, list_hostfwd, remove_hostfwd; and list_flows) on this unix socket, created 0600\n",
   dhcp: "  -dhcp\n    \tServe DHCPv4 to the guest: 10.0.2.100/24, router 10.0.2.2, DNS, MTU (default on in run mode)\n",
   "disable-offload": "  -disable-offload\n    \tDo not negotiate tap checksum/segmentation offloads\n",
+  "enable-seccomp":
+    "  -enable-seccomp\n    \tOnce set up, make the syscalls the stack never needs (exec, ptrace, mount, namespaces, prctl, modules, reboot, ...) fail with EPERM in every thread (slirp4netns --enable-seccomp)\n",
   icmp: "  -icmp mode\n    \tGuest pings to other hosts: forward (through the host's ICMP sockets: real replies, real round-trip times) or local (answered by the stack); forward in run mode (default local)\n",
   "enable-dns":
     "  -enable-dns\n    \tServe DNS at 10.0.2.3 and fd00::3, relaying to the host's resolvers (default on in run mode)\n",
@@ -134,6 +136,7 @@ describe("usage text", () => {
       "enable-dns",
       "enable-host",
       "enable-routing",
+      "enable-seccomp",
       "exit-fd",
       "exit-grace",
       "exit-with-parent",
@@ -217,6 +220,7 @@ describe("defaults of the upstream flags", () => {
       exitFd: -1,
       apiSocket: "",
       disableOffload: false,
+      enableSeccomp: false,
       exitGraceMs: 5000,
       maxTcpConnections: 16384,
       maxSynReceived: 1024,

@@ -31,6 +31,12 @@ describe("slirp4netns command line -> slirpnetstack flags", () => {
   test("--disable-dns leaves the DNS forwarder off", () => {
     expect(stackFlags(config(["--disable-dns", "1"]))).not.toContain("-enable-dns");
   });
+
+  test("--enable-seccomp is carried out: -enable-seccomp, not refused", () => {
+    expect(unsupportedOption(config(["--enable-seccomp", "1"]))).toBeNull();
+    expect(stackFlags(config(["--enable-seccomp", "1"]))).toContain("-enable-seccomp");
+    expect(stackFlags(config(["1"]))).not.toContain("-enable-seccomp");
+  });
 });
 
 describe("options this mode refuses by name", () => {
