@@ -55,7 +55,8 @@ export interface ExecResult {
   stderr: string;
 }
 
-async function exec(argv: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<ExecResult> {
+/** Runs argv to its end (killed after `timeoutMs`, default 30 s); its status and output. */
+export async function exec(argv: string[], opts: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<ExecResult> {
   const p = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: opts.env ?? process.env, cwd: opts.cwd });
   const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
   const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);

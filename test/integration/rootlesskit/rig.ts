@@ -11,21 +11,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BINARY } from "../../support/stack.ts";
 import { track, untrack } from "../../support/cleanup.ts";
-import { asUser, processesOf, restoreTun, setTunMode, userEnv, type ExecResult, type TestUser } from "../../support/unpriv.ts";
+import { asUser, exec, processesOf, setTunMode, userEnv, type TestUser } from "../../support/unpriv.ts";
 
 /** The user the RootlessKit tests run as; it stays (creating it again is a no-op). */
 export const RK_USER = "slirprk-test";
 /** Its subordinate uids and gids: 65536 from here, in /etc/subuid and /etc/subgid. */
 const SUBID_FIRST = 3_000_000;
 const SUBID_COUNT = 65_536;
-
-export async function exec(argv: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<ExecResult> {
-  const p = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: opts.env ?? process.env });
-  const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(timer);
-  return { code, stdout, stderr };
-}
 
 async function must(argv: string[]): Promise<string> {
   const r = await exec(argv);
@@ -63,7 +55,7 @@ export interface UserDir {
   userDir: string;
 }
 
-/** The world-readable directory with the binary, and /dev/net/tun at 0666; both undone at teardown. */
+/** The world-readable directory with the binary, and /dev/net/tun at 0666; both undone at teardown (the mode by setTunMode's own entry). */
 export function prepare(user: TestUser): UserDir {
   const dir = mkdtempSync(join(tmpdir(), "slirp-rootlesskit-"));
   chmodSync(dir, 0o755);
@@ -84,7 +76,6 @@ export function prepare(user: TestUser): UserDir {
           // already gone
         }
       }
-      restoreTun();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -10,8 +10,8 @@ import { symlinkSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { HostNs } from "../../support/netns.ts";
-import { processesOf, restoreTun, tunMode, type TestUser } from "../../support/unpriv.ts";
-import { ensureRkUser, exec, prepare, requireTools, userCommand, waitForContent, type UserDir } from "./rig.ts";
+import { exec, processesOf, restoreTun, tunMode, type TestUser } from "../../support/unpriv.ts";
+import { ensureRkUser, prepare, requireTools, userCommand, waitForContent, type UserDir } from "./rig.ts";
 
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
