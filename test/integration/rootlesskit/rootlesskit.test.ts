@@ -194,6 +194,11 @@ describe("RootlessKit --net=slirp4netns with our binary", () => {
     expect({ stdout: gone.stdout, refused: gone.stderr.includes("ConnectionRefusedError") }).toEqual({ stdout: "", refused: true });
   }, 60_000);
 
+  test("--slirp4netns-seccomp=true: the download still works", async () => {
+    const rk = await RootlessKit.start("seccomp", ["--slirp4netns-seccomp=true"]);
+    expect(await childSha(rk, `http://${HOST4}:${HTTP_PORT}/payload`)).toEqual({ sha, stderr: "" });
+  }, 60_000);
+
   test("--slirp4netns-sandbox=true --slirp4netns-seccomp=true: the download still works", async () => {
     const rk = await RootlessKit.start("sandbox", ["--slirp4netns-sandbox=true", "--slirp4netns-seccomp=true"]);
     expect(await childSha(rk, `http://${HOST4}:${HTTP_PORT}/payload`)).toEqual({ sha, stderr: "" });
