@@ -13,13 +13,15 @@
 //    threads (prctl(PR_SET_NAME), harmless when it fails), every thread
 //    shows "Seccomp: 2" and "NoNewPrivs: 1", and SIGTERM ends it with
 //    status 0.
+// 3. Run mode (the command is not filtered) and slirp4netns mode
+//    (--enable-seccomp) start filtered too.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { deniedOn, seccompArch } from "../../../src/sandbox/seccomp.ts";
-import { GuestNs, HostNs } from "../../support/netns.ts";
+import { GuestNs, HostNs, holderReady, readyMarker } from "../../support/netns.ts";
 import { StackProcess, BINARY } from "../../support/stack.ts";
 import { HostServers, PYTHON, SCRIPT, expectedHash, guestClient, sq } from "../../support/host-servers.ts";
 import { track, untrack } from "../../support/cleanup.ts";
@@ -326,5 +328,53 @@ describe("the stack with -enable-seccomp, under load", () => {
     // prctl(PR_SET_NAME), and goes on unnamed when that fails.
     const calls = readFileSync(straceOut, "utf8").split("\n").filter((l) => l !== "");
     expect(calls.filter((l) => !/^\d+ +prctl\(PR_SET_NAME, "[^"]*"\) += -1 EPERM /.test(l))).toEqual([]);
+  });
+});
+
+describe("the other ways to start", () => {
+  test("run mode: the stack is filtered, the command (started by its own helper process) is not; its status comes back", async () => {
+    const script = [
+      // $PPID is the stack: unshare and the namespace helper exec in place.
+      `grep -h '^Seccomp:' /proc/$PPID/task/*/status | sort | uniq -c | sed 's/^ *[0-9]* *//'`,
+      "grep '^Seccomp:' /proc/self/status",
+      "/bin/true && echo exec works",
+      "exit 7",
+    ].join("; ");
+    const s = StackProcess.spawn(["-enable-seccomp", "--", "sh", "-c", script]);
+    expect(await s.exitCode(20_000)).toBe(7);
+    await s.stdout.done;
+    expect(s.stdout.lines.map((l) => l.replace(/\s+/g, " "))).toEqual(["Seccomp: 2", "Seccomp: 0", "exec works"]);
+  });
+
+  test("slirp4netns mode: --enable-seccomp is carried out; a download works; SIGTERM exits 0", async () => {
+    const s4n = join(dir, "slirp4netns");
+    symlinkSync(BINARY, s4n);
+    const host = await HostNs.create([`${HOST4}/32`]);
+    const servers = await HostServers.start(host);
+    const marker = readyMarker("s4n-target");
+    const holder = Bun.spawn(["unshare", "-Urn", "sh", "-c", `: > ${marker} && exec sleep infinity`], { stdout: "ignore", stderr: "inherit" });
+    const target = { destroy: async () => void holder.kill("SIGKILL") };
+    track(target);
+    try {
+      await holderReady(holder, marker, target);
+      const stack = await StackProcess.start(["--enable-seccomp", "-c", String(holder.pid), "tap0"], { host, binary: s4n });
+      expect(stack.stderr.lines.some((l) => l.includes("[+] seccomp: denied execve "))).toBe(true);
+      for (const t of threadStatus(stack.pid)) expect(t).toEqual({ tid: t.tid, seccomp: "2", noNewPrivs: "1" });
+      const size = 4 * MiB;
+      const get = Bun.spawn(
+        ["nsenter", "-U", "-n", "--preserve-credentials", "-t", String(holder.pid), "--", "bash", "-o", "pipefail", "-c",
+          `curl -sS --fail --noproxy '*' --max-time 30 ${sq(`http://${HOST4}:${servers.ports.http}/download?size=${size}&seed=s4n`)} | ${PYTHON} ${SCRIPT} sha256`],
+        { stdout: "pipe", stderr: "pipe" },
+      );
+      const [out, err, code] = await Promise.all([new Response(get.stdout).text(), new Response(get.stderr).text(), get.exited]);
+      expect({ code, err }).toEqual({ code: 0, err: "" });
+      expect(JSON.parse(out)).toEqual({ bytes: size, sha256: await expectedHash(size, "s4n") });
+      expect(await stack.stop("SIGTERM")).toBe(0);
+    } finally {
+      untrack(target);
+      await target.destroy();
+      await servers.destroy();
+      await host.destroy();
+    }
   });
 });
