@@ -28,6 +28,7 @@ export const REQUIRED_TOOLS: ReadonlyArray<readonly [command: string, pkg: strin
   ["rootlesskit", "rootlesskit"],
   ["rootlessctl", "rootlesskit"],
   ["newuidmap", "uidmap"],
+  ["strace", "strace"],
 ];
 
 function onPath(command: string, path: string): boolean {

@@ -15,8 +15,11 @@
 //    status 0.
 // 3. Run mode (the command is not filtered) and slirp4netns mode
 //    (--enable-seccomp) start filtered too.
+// 4. A filter that cannot be installed (strace makes seccomp(2) fail, as
+//    a kernel without filters or a thread TSYNC cannot move would) is an
+//    error naming the call and errno: exit 244, 1 in slirp4netns mode.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -374,6 +377,49 @@ describe("the other ways to start", () => {
       untrack(target);
       await target.destroy();
       await servers.destroy();
+      await host.destroy();
+    }
+  });
+});
+
+describe("a filter that cannot be installed", () => {
+  /** Runs the binary under strace, which makes every seccomp(2) call return `fault` (strace(1), -e inject). */
+  async function failing(fault: string, args: string[], binary = BINARY, host?: HostNs): Promise<{ code: number; stderr: string }> {
+    const cmd = ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=seccomp", "-e", `inject=seccomp:${fault}`, binary, ...args];
+    const p = Bun.spawn(host ? host.enter(cmd) : cmd, { stdin: "ignore", stdout: "ignore", stderr: "pipe" });
+    const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+    return { code, stderr };
+  }
+
+  test("seccomp(2) fails: the call and errno are named, exit 244", async () => {
+    expect(await failing("error=EINVAL", ["-enable-seccomp", "--", "true"])).toEqual({ code: 244, stderr: "[!] Failed to install seccomp filter: seccomp SECCOMP_SET_MODE_FILTER: EINVAL\n" });
+  });
+
+  test("TSYNC could not move a thread (a positive return is its TID): exit 244", async () => {
+    expect(await failing("retval=4242", ["-enable-seccomp", "--", "true"])).toEqual({
+      code: 244,
+      stderr: "[!] Failed to install seccomp filter: seccomp SECCOMP_SET_MODE_FILTER TSYNC: thread 4242 could not be synchronised\n",
+    });
+  });
+
+  test("slirp4netns mode: exit 1, as slirp4netns", async () => {
+    // The mode goes by the program's name: another directory for another link.
+    mkdirSync(join(dir, "failing"));
+    const s4n = join(dir, "failing", "slirp4netns");
+    symlinkSync(BINARY, s4n);
+    const host = await HostNs.create();
+    const marker = readyMarker("s4n-failing");
+    const holder = Bun.spawn(["unshare", "-Urn", "sh", "-c", `: > ${marker} && exec sleep infinity`], { stdout: "ignore", stderr: "inherit" });
+    const target = { destroy: async () => void holder.kill("SIGKILL") };
+    track(target);
+    try {
+      await holderReady(holder, marker, target);
+      const r = await failing("error=EACCES", ["--enable-seccomp", "-c", String(holder.pid), "tap0"], s4n, host);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toEndWith("[!] Failed to install seccomp filter: seccomp SECCOMP_SET_MODE_FILTER: EACCES\n");
+    } finally {
+      untrack(target);
+      await target.destroy();
       await host.destroy();
     }
   });
