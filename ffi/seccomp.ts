@@ -10,7 +10,7 @@ const SECCOMP_FILTER_FLAG_TSYNC = 1;
 const SOCK_FPROG_BYTES = 16;
 
 /** A thread that TSYNC could not move to the new filter (seccomp(2): the call then fails returning its TID). */
-export class SeccompSyncError extends Error {
+class SeccompSyncError extends Error {
   constructor(readonly tid: number) {
     super(`seccomp SECCOMP_SET_MODE_FILTER TSYNC: thread ${tid} could not be synchronised`);
     this.name = "SeccompSyncError";

@@ -39,95 +39,101 @@ export const AUDIT_ARCH: Record<SeccompArch, number> = { x64: 0xc000003e, arm64:
 export const X32_SYSCALL_BIT = 0x40000000;
 
 /** seccomp(2)'s own number (asm/unistd_64.h; asm-generic/unistd.h for arm64). */
-export const SYS_SECCOMP: Record<SeccompArch, number> = { x64: 317, arm64: 277 };
+const SYS_SECCOMP: Record<SeccompArch, number> = { x64: 317, arm64: 277 };
 
-/** One denied syscall: its numbers (null: the arch has no such syscall, nothing to deny) and why it goes. */
+/** One denied syscall and its numbers (null: the arch has no such syscall, nothing to deny). */
 export interface DeniedSyscall {
   name: string;
   x64: number | null;
   arm64: number | null;
-  group: DenyGroup;
 }
-
-export type DenyGroup = "exec" | "debug" | "module" | "mount" | "namespace" | "process" | "reboot" | "handle" | "kernel" | "admin";
 
 // x64: arch/x86/entry/syscalls/syscall_64.tbl (asm/unistd_64.h);
 // arm64: include/uapi/asm-generic/unistd.h.
-const d = (name: string, x64: number | null, arm64: number | null, group: DenyGroup): DeniedSyscall => ({ name, x64, arm64, group });
+const d = (name: string, x64: number | null, arm64: number | null): DeniedSyscall => ({ name, x64, arm64 });
 
 /** The deny list: slirp4netns 1.2's first, then ours. */
 export const DENIED: readonly DeniedSyscall[] = [
-  // slirp4netns 1.2
-  d("execve", 59, 221, "exec"),
-  d("execveat", 322, 281, "exec"),
-  d("ptrace", 101, 117, "debug"),
-  d("process_vm_readv", 310, 270, "debug"),
-  d("process_vm_writev", 311, 271, "debug"),
-  d("pidfd_getfd", 438, 438, "debug"),
-  d("lookup_dcookie", 212, 18, "debug"),
-  d("init_module", 175, 105, "module"),
-  d("finit_module", 313, 273, "module"),
-  d("delete_module", 176, 106, "module"),
-  d("mount", 165, 40, "mount"),
-  d("umount", null, null, "mount"),
-  d("umount2", 166, 39, "mount"),
-  d("pivot_root", 155, 41, "mount"),
-  d("chroot", 161, 51, "mount"),
-  d("open_tree", 428, 428, "mount"),
-  d("move_mount", 429, 429, "mount"),
-  d("fsopen", 430, 430, "mount"),
-  d("fsconfig", 431, 431, "mount"),
-  d("fsmount", 432, 432, "mount"),
-  d("fspick", 433, 433, "mount"),
-  d("unshare", 272, 97, "namespace"),
-  d("setns", 308, 268, "namespace"),
-  d("prctl", 157, 167, "process"),
-  d("pidfd_open", 434, 434, "process"),
-  d("pidfd_send_signal", 424, 424, "process"),
-  d("kexec_load", 246, 104, "reboot"),
-  d("kexec_file_load", 320, 294, "reboot"),
-  d("reboot", 169, 142, "reboot"),
-  d("name_to_handle_at", 303, 264, "handle"),
-  d("open_by_handle_at", 304, 265, "handle"),
-  // ours
-  d("mount_setattr", 442, 442, "mount"),
-  d("bpf", 321, 280, "kernel"),
-  d("perf_event_open", 298, 241, "kernel"),
-  d("userfaultfd", 323, 282, "kernel"),
-  d("add_key", 248, 217, "kernel"),
-  d("request_key", 249, 218, "kernel"),
-  d("keyctl", 250, 219, "kernel"),
-  d("iopl", 172, null, "kernel"),
-  d("ioperm", 173, null, "kernel"),
-  d("syslog", 103, 116, "kernel"),
-  d("swapon", 167, 224, "admin"),
-  d("swapoff", 168, 225, "admin"),
-  d("acct", 163, 89, "admin"),
-  d("quotactl", 179, 60, "admin"),
-  d("settimeofday", 164, 170, "admin"),
-  d("clock_settime", 227, 112, "admin"),
-  d("clock_adjtime", 305, 266, "admin"),
-  d("adjtimex", 159, 171, "admin"),
-  d("sethostname", 170, 161, "admin"),
-  d("setdomainname", 171, 162, "admin"),
+  // From slirp4netns 1.2's list: running programs
+  d("execve", 59, 221),
+  d("execveat", 322, 281),
+  // other processes' memory and control
+  d("ptrace", 101, 117),
+  d("process_vm_readv", 310, 270),
+  d("process_vm_writev", 311, 271),
+  d("pidfd_getfd", 438, 438),
+  d("lookup_dcookie", 212, 18),
+  // kernel modules
+  d("init_module", 175, 105),
+  d("finit_module", 313, 273),
+  d("delete_module", 176, 106),
+  // mounts
+  d("mount", 165, 40),
+  d("umount", null, null),
+  d("umount2", 166, 39),
+  d("pivot_root", 155, 41),
+  d("chroot", 161, 51),
+  d("open_tree", 428, 428),
+  d("move_mount", 429, 429),
+  d("fsopen", 430, 430),
+  d("fsconfig", 431, 431),
+  d("fsmount", 432, 432),
+  d("fspick", 433, 433),
+  // namespaces
+  d("unshare", 272, 97),
+  d("setns", 308, 268),
+  // process attributes, pidfds
+  d("prctl", 157, 167),
+  d("pidfd_open", 434, 434),
+  d("pidfd_send_signal", 424, 424),
+  // replacing or stopping the kernel
+  d("kexec_load", 246, 104),
+  d("kexec_file_load", 320, 294),
+  d("reboot", 169, 142),
+  // files by handle
+  d("name_to_handle_at", 303, 264),
+  d("open_by_handle_at", 304, 265),
+  // Ours: mounts
+  d("mount_setattr", 442, 442),
+  // kernel interfaces unused here
+  d("bpf", 321, 280),
+  d("perf_event_open", 298, 241),
+  d("userfaultfd", 323, 282),
+  d("add_key", 248, 217),
+  d("request_key", 249, 218),
+  d("keyctl", 250, 219),
+  d("iopl", 172, null),
+  d("ioperm", 173, null),
+  d("syslog", 103, 116),
+  // system administration
+  d("swapon", 167, 224),
+  d("swapoff", 168, 225),
+  d("acct", 163, 89),
+  d("quotactl", 179, 60),
+  d("settimeofday", 164, 170),
+  d("clock_settime", 227, 112),
+  d("clock_adjtime", 305, 266),
+  d("adjtimex", 159, 171),
+  d("sethostname", 170, 161),
+  d("setdomainname", 171, 162),
 ];
 
 // Classic BPF (linux/filter.h, linux/bpf_common.h) and seccomp's return
 // values (linux/seccomp.h).
-export const BPF_LD_W_ABS = 0x00 | 0x00 | 0x20;
-export const BPF_JMP_JEQ_K = 0x05 | 0x10 | 0x00;
-export const BPF_JMP_JSET_K = 0x05 | 0x40 | 0x00;
-export const BPF_RET_K = 0x06 | 0x00;
+const BPF_LD_W_ABS = 0x00 | 0x00 | 0x20;
+const BPF_JMP_JEQ_K = 0x05 | 0x10 | 0x00;
+const BPF_JMP_JSET_K = 0x05 | 0x40 | 0x00;
+const BPF_RET_K = 0x06 | 0x00;
 export const SECCOMP_RET_ALLOW = 0x7fff0000;
-export const SECCOMP_RET_ERRNO = 0x00050000;
-export const EPERM = 1;
+const SECCOMP_RET_ERRNO = 0x00050000;
+const EPERM = 1;
 /** What every denied syscall gets: -1 with errno EPERM. */
 export const DENY = SECCOMP_RET_ERRNO | EPERM;
 /** Offsets in struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]. */
-export const SECCOMP_DATA_NR = 0;
-export const SECCOMP_DATA_ARCH = 4;
+const SECCOMP_DATA_NR = 0;
+const SECCOMP_DATA_ARCH = 4;
 /** Size of struct sock_filter: __u16 code; __u8 jt; __u8 jf; __u32 k. */
-export const SOCK_FILTER_BYTES = 8;
+const SOCK_FILTER_BYTES = 8;
 
 /** The architecture of this process, or an error naming it when the table has no numbers for it. */
 export function seccompArch(arch: string = process.arch): SeccompArch {
