@@ -72,6 +72,12 @@ const lib = dlopen("libc.so.6", {
   // variadic; on x86-64 and arm64 fixed integer and pointer arguments are
   // passed the same way (plain numbers pass through a pointer argument).
   syscall: { args: [T.i64, T.ptr, T.ptr, T.ptr], returns: T.i64 },
+  // The sandbox's mount namespace and capabilities (src/sandbox/sandbox.ts).
+  umount2: { args: [T.ptr, T.i32], returns: T.i32 },
+  chdir: { args: [T.ptr], returns: T.i32 },
+  mkdir: { args: [T.ptr, T.u32], returns: T.i32 },
+  rmdir: { args: [T.ptr], returns: T.i32 },
+  capset: { args: [T.ptr, T.ptr], returns: T.i32 },
   __errno_location: { args: [], returns: T.ptr },
 });
 

@@ -42,6 +42,8 @@ export const Exit = {
   Usage: 2,
   /** -enable-seccomp could not be installed (slirp4netns mode: 1, as slirp4netns). */
   Seccomp: 244,
+  /** -enable-sandbox could not be set up (slirp4netns mode: 1, as slirp4netns). */
+  Sandbox: 245,
   RemoteBind: 246,
   LocalListen: 247,
   PcapSniff: 249,
@@ -311,6 +313,30 @@ async function seccompStep(log: Logger, slirp4netnsMode: boolean): Promise<void>
 }
 
 /**
+ * -enable-sandbox, its two steps (src/sandbox/sandbox.ts): "namespace"
+ * re-executes the process inside a mount namespace of its own before
+ * anything is set up, "enter" pivots into the empty root and drops the
+ * capabilities once everything is. A failure prints the call, path and
+ * errno and exits: status 1 in slirp4netns mode (as slirp4netns),
+ * Exit.Sandbox otherwise.
+ */
+async function sandboxStep(step: "namespace" | "enter", cfg: Config, slirp4netnsMode: boolean): Promise<void> {
+  const { reexecInSandboxNamespace, enterSandbox, SandboxError } = await import("./sandbox/sandbox.ts");
+  if (cfg.fd < 0 && cfg.netns === "") {
+    writeSync(2, "[!] -enable-sandbox needs -netns or -fd (run mode keeps running its command)\n");
+    process.exit(Exit.Usage);
+  }
+  try {
+    if (step === "namespace") reexecInSandboxNamespace(cfg.netns, [cfg.fd, cfg.readyFd, cfg.exitFd].filter((fd) => fd >= 0));
+    else enterSandbox();
+  } catch (e) {
+    if (!(e instanceof SandboxError)) throw e;
+    writeSync(2, `[!] Failed to create sandbox: ${e.message}\n`);
+    process.exit(slirp4netnsMode ? 1 : Exit.Sandbox);
+  }
+}
+
+/**
  * 19. One way out, whatever ends us: no new flows, data in flight gets
  * -exit-grace to drain, then what did not finish is reset toward both
  * peers (a cut stream must never look complete) and reported. `cutNow`
@@ -367,6 +393,7 @@ async function main(): Promise<void> {
 
   // 3, 4.
   const { parsed, resolver } = await readFlags(s4n?.flags ?? args, argv0);
+  if (parsed.config.enableSandbox) await sandboxStep("namespace", parsed.config, s4n !== null);
   const [
     { Logger },
     { StackClock },
@@ -478,6 +505,8 @@ async function main(): Promise<void> {
   await host.startRemoteForwards((line) => die(log, Exit.RemoteBind, line));
   // -api-socket: -L style forwards added and removed while running, and the flow table.
   const api = cfg.apiSocket === "" ? null : await startApi(cfg.apiSocket, host, log);
+  // Set up: from here on the root is an empty tmpfs and the capabilities are gone.
+  if (cfg.enableSandbox) await sandboxStep("enter", cfg, s4n !== null);
   if (cfg.enableSeccomp) await seccompStep(log, s4n !== null);
 
   // 17. Prime ARP for the guest before reading anything, so the pcap's

@@ -64,6 +64,8 @@ export interface Config {
   /** -api-socket: the JSON control API's unix socket path; "" when not given. */
   apiSocket: string;
   disableOffload: boolean;
+  /** -enable-sandbox: after setup, an empty read-only root and capabilities dropped (src/sandbox/sandbox.ts). */
+  enableSandbox: boolean;
   /** -enable-seccomp: once set up, the syscalls the stack never makes fail with EPERM (src/sandbox/seccomp.ts). */
   enableSeccomp: boolean;
   /** -exit-grace in milliseconds: how long data in flight may drain at exit. */
@@ -227,6 +229,11 @@ export function buildFlagSet(argv0: string, deps: ParseDependencies): FlagSet {
       name: "disable-offload",
       kind: "bool",
       usage: "Do not negotiate tap checksum/segmentation offloads",
+    })
+    .define({
+      name: "enable-sandbox",
+      kind: "bool",
+      usage: "Once set up, run in a mount namespace of its own whose root is an empty read-only tmpfs holding only /etc (read-only), and drop all capabilities but CAP_NET_BIND_SERVICE (slirp4netns --enable-sandbox; not in run mode)",
     })
     .define({
       name: "enable-seccomp",
@@ -403,6 +410,7 @@ function toConfig(flags: ParsedFlags): Config {
     exitFd: flags.get<number>("exit-fd"),
     apiSocket: flags.get<string>("api-socket"),
     disableOffload: flags.get<boolean>("disable-offload"),
+    enableSandbox: flags.get<boolean>("enable-sandbox"),
     enableSeccomp: flags.get<boolean>("enable-seccomp"),
     exitGraceMs: flags.get<number>("exit-grace"),
     maxTcpConnections: flags.get<number>("max-tcp-connections"),

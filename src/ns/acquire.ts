@@ -62,9 +62,23 @@ export async function acquireDevice(opts: AcquireOptions): Promise<TunAttachment
   // as slirp4netns's own child does: root of a user namespace that does
   // not own our network namespace (Podman runs slirp4netns so) can join
   // the target but never come back.
-  const rootless = opts.rootless ?? (opts.create !== undefined || !isRoot());
+  // Nor can root of a user namespace that does not own ours in attach
+  // mode (-enable-sandbox joins the target's user namespace so).
+  const rootless = opts.rootless ?? (opts.create !== undefined || !isRoot() || !canReturnToOwnNetns());
   if (netns === "" || !rootless) return acquireDirect(opts, netns, rootless);
   return acquireViaHelper(opts, netns);
+}
+
+/**
+ * Whether setns() back into our own network namespace will be allowed:
+ * only when its owner is our user namespace or one below it (outside
+ * that, NS_GET_USERNS says EPERM).
+ */
+function canReturnToOwnNetns(): boolean {
+  const owner = openOwnerUserns("/proc/self/ns/net");
+  if (owner === null) return false;
+  closeFd(owner);
+  return true;
 }
 
 /** Root, or our own namespace: today's direct path. */

@@ -166,7 +166,6 @@ export function unsupportedOption(c: Slirp4netnsConfig): string | null {
   if (c.outboundAddr !== "") return "--outbound-addr is not supported yet";
   if (c.outboundAddr6 !== "") return "--outbound-addr6 is not supported yet";
   if (c.macAddress !== "") return "--macaddress is not supported yet";
-  if (c.enableSandbox) return "--enable-sandbox is not supported yet";
   if (c.targetType === "bess") return "--target-type=bess is not supported";
   return null;
 }

@@ -36,6 +36,7 @@ export function stackFlags(c: Slirp4netnsConfig): string[] {
   if (c.readyFd >= 0) flags.push("-ready-fd", String(c.readyFd));
   if (c.exitFd >= 0) flags.push("-exit-fd", String(c.exitFd));
   if (c.apiSocket !== "") flags.push("-api-socket", c.apiSocket);
+  if (c.enableSandbox) flags.push("-enable-sandbox");
   if (c.enableSeccomp) flags.push("-enable-seccomp");
   return flags;
 }

@@ -59,8 +59,6 @@ describe("slirp4netns mode: the command line", () => {
       [["--outbound-addr=192.0.2.1"], "$0: --outbound-addr is not supported yet\n"],
       [["--outbound-addr6=2001:db8::1"], "$0: --outbound-addr6 is not supported yet\n"],
       [["-c", "--macaddress=02:00:00:00:00:01"], "$0: --macaddress is not supported yet\n"],
-      [["--enable-sandbox"], "$0: --enable-sandbox is not supported yet\n"],
-      [["--create-sandbox"], "$0: --enable-sandbox is not supported yet\n"],
       [["--target-type=bess"], "$0: --target-type=bess is not supported\n"],
     ];
     for (const [options, stderr] of cases) {

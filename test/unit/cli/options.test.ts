@@ -71,6 +71,8 @@ const OUR_ADDITIONS: Record<string, string> = {
     "  -api-socket string\n    \tServe the JSON control API (slirp4netns --api-socket: add_hostfwd, list_hostfwd, remove_hostfwd; and list_flows) on this unix socket, created 0600\n",
   dhcp: "  -dhcp\n    \tServe DHCPv4 to the guest: 10.0.2.100/24, router 10.0.2.2, DNS, MTU (default on in run mode)\n",
   "disable-offload": "  -disable-offload\n    \tDo not negotiate tap checksum/segmentation offloads\n",
+  "enable-sandbox":
+    "  -enable-sandbox\n    \tOnce set up, run in a mount namespace of its own whose root is an empty read-only tmpfs holding only /etc (read-only), and drop all capabilities but CAP_NET_BIND_SERVICE (slirp4netns --enable-sandbox; not in run mode)\n",
   "enable-seccomp":
     "  -enable-seccomp\n    \tOnce set up, make the syscalls the stack never needs (exec, ptrace, mount, namespaces, prctl, modules, reboot, ...) fail with EPERM in every thread (slirp4netns --enable-seccomp)\n",
   icmp: "  -icmp mode\n    \tGuest pings to other hosts: forward (through the host's ICMP sockets: real replies, real round-trip times) or local (answered by the stack); forward in run mode (default local)\n",
@@ -136,6 +138,7 @@ describe("usage text", () => {
       "enable-dns",
       "enable-host",
       "enable-routing",
+      "enable-sandbox",
       "enable-seccomp",
       "exit-fd",
       "exit-grace",
@@ -220,6 +223,7 @@ describe("defaults of the upstream flags", () => {
       exitFd: -1,
       apiSocket: "",
       disableOffload: false,
+      enableSandbox: false,
       enableSeccomp: false,
       exitGraceMs: 5000,
       maxTcpConnections: 16384,

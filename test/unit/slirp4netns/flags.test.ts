@@ -37,6 +37,14 @@ describe("slirp4netns command line -> slirpnetstack flags", () => {
     expect(stackFlags(config(["--enable-seccomp", "1"]))).toContain("-enable-seccomp");
     expect(stackFlags(config(["1"]))).not.toContain("-enable-seccomp");
   });
+
+  test("--enable-sandbox and its old name --create-sandbox are carried out: -enable-sandbox, not refused", () => {
+    for (const name of ["--enable-sandbox", "--create-sandbox"]) {
+      expect(unsupportedOption(config([name, "1"]))).toBeNull();
+      expect(stackFlags(config([name, "1"]))).toContain("-enable-sandbox");
+    }
+    expect(stackFlags(config(["1"]))).not.toContain("-enable-sandbox");
+  });
 });
 
 describe("options this mode refuses by name", () => {
