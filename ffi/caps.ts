@@ -1,4 +1,4 @@
-// Capabilities and no_new_privs for the sandbox (src/sandbox/sandbox.ts).
+// Capabilities and no_new_privs for the sandbox and the seccomp filter (src/sandbox/).
 // Every call here acts on the calling thread only (capabilities are
 // per-thread in Linux); docs/sandbox.md says what that means under Bun.
 import { check, errno, libc, SysError } from "./libc.ts";

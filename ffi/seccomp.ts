@@ -1,9 +1,10 @@
 // Installing a seccomp filter (seccomp(2)) on every thread of the process.
+// The caller sets no_new_privs first (ffi/caps.ts): without CAP_SYS_ADMIN
+// the kernel refuses a filter otherwise (EACCES).
 import { ptr } from "bun:ffi";
-import { libc, check, errno, SysError } from "./libc.ts";
+import { libc, errno, SysError } from "./libc.ts";
 
-// linux/prctl.h, linux/seccomp.h
-const PR_SET_NO_NEW_PRIVS = 38;
+// linux/seccomp.h
 const SECCOMP_SET_MODE_FILTER = 1;
 const SECCOMP_FILTER_FLAG_TSYNC = 1;
 /** struct sock_fprog: unsigned short len, padding, struct sock_filter *filter. */
@@ -15,15 +16,6 @@ class SeccompSyncError extends Error {
     super(`seccomp SECCOMP_SET_MODE_FILTER TSYNC: thread ${tid} could not be synchronised`);
     this.name = "SeccompSyncError";
   }
-}
-
-/**
- * prctl(PR_SET_NO_NEW_PRIVS, 1): no execve from here on can gain
- * privileges (set-uid bits, file capabilities). seccomp(2) refuses a
- * filter without it unless the caller has CAP_SYS_ADMIN (EACCES).
- */
-export function setNoNewPrivs(): void {
-  check("prctl", libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS");
 }
 
 /**

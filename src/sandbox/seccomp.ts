@@ -23,7 +23,8 @@
 // all denied, and nothing of ours makes them.
 // buildFilter is pure; installSeccomp puts the filter on the process
 // through ffi/seccomp.ts.
-import { seccompSetModeFilter, setNoNewPrivs } from "../../ffi/seccomp.ts";
+import { setNoNewPrivs } from "../../ffi/caps.ts";
+import { seccompSetModeFilter } from "../../ffi/seccomp.ts";
 
 /** The architectures the table has numbers for (process.arch's names). */
 export type SeccompArch = "x64" | "arm64";
@@ -194,7 +195,10 @@ export function buildFilter(arch: SeccompArch): Uint8Array {
  * Denies the table's syscalls to every thread of this process, for good:
  * no_new_privs (execve could no longer gain privileges; seccomp(2)
  * requires it of a process without CAP_SYS_ADMIN, and slirp4netns sets it
- * either way), then the filter with TSYNC. Returns the names denied.
+ * either way), then the filter with TSYNC. no_new_privs belongs to the
+ * calling thread, but TSYNC gives it to every thread it moves to the
+ * filter (kernel/seccomp.c, seccomp_sync_threads). Returns the names
+ * denied.
  * Throws (an Error naming the architecture, the failing call and its
  * errno, or the thread that could not be synchronised) when it cannot.
  */
