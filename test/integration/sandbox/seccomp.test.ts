@@ -9,10 +9,10 @@
 //    -enable-seccomp under strace (attached once it has started, tracing
 //    exactly the denied syscalls, every thread) through bulk TCP both ways,
 //    UDP, ping, DNS, a -L forward and the API socket (add, list, use,
-//    remove); strace records nothing but JavaScriptCore naming its new
-//    threads (prctl(PR_SET_NAME), harmless when it fails), every thread
-//    shows "Seccomp: 2" and "NoNewPrivs: 1", and SIGTERM ends it with
-//    status 0.
+//    remove), alone and after -enable-sandbox; strace records nothing
+//    but JavaScriptCore naming its new threads (prctl(PR_SET_NAME),
+//    harmless when it fails), every thread shows "Seccomp: 2" and
+//    "NoNewPrivs: 1", and SIGTERM ends it with status 0.
 // 3. Run mode (the command is not filtered) and slirp4netns mode
 //    (--enable-seccomp) start filtered too.
 // 4. A filter that cannot be installed (strace makes seccomp(2) fail, as
@@ -217,15 +217,19 @@ async function ask(path: string, request: object): Promise<string> {
   return promise;
 }
 
-describe("the stack with -enable-seccomp, under load", () => {
+// Alone, and after -enable-sandbox (which needs mount, pivot_root and prctl first).
+describe.each([
+  ["alone", []],
+  ["after -enable-sandbox", ["-enable-sandbox"]],
+] as [string, string[]][])("the stack with -enable-seccomp %s, under load", (_label, extra) => {
   let host: HostNs;
   let guest: GuestNs;
   let servers: HostServers;
   let stack: StackProcess;
   let strace: Subprocess;
   const helpers: Helper[] = [];
-  const straceOut = join(dir, "strace.out");
-  const apiPath = join(dir, "api.sock");
+  const straceOut = join(dir, `strace-${extra.length}.out`);
+  const apiPath = join(dir, `api-${extra.length}.sock`);
 
   beforeAll(async () => {
     host = await HostNs.create([`${HOST4}/32`, `${HOST6}/128`]);
@@ -237,14 +241,14 @@ describe("the stack with -enable-seccomp, under load", () => {
     helpers.push(await Helper.start(guest.enter([PYTHON, "-c", GUEST_ECHO])));
     // The DNS forwarder relays to resolv.conf's servers: the stack gets a
     // mount namespace of its own where /etc/resolv.conf names the test server.
-    const resolvConf = join(dir, "resolv.conf");
+    const resolvConf = join(dir, `resolv-${extra.length}.conf`);
     writeFileSync(resolvConf, "nameserver 127.0.0.1\n");
     stack = await StackProcess.start(
       [
         "--mount", "--", "sh", "-c", `mount --bind ${sq(resolvConf)} /etc/resolv.conf && exec "$0" "$@"`, BINARY,
         "-netns", guest.netnsPath, "-enable-host", "-enable-dns", "-icmp", "forward",
         "-L", `tcp://127.0.0.1:${FWD_PORT}:10.0.2.100:${GUEST_ECHO_PORT}`,
-        "-api-socket", apiPath, "-enable-seccomp",
+        "-api-socket", apiPath, "-enable-seccomp", ...extra,
       ],
       { host, binary: "unshare" },
     );
