@@ -28,9 +28,10 @@ import { MetricsServer, type FlowSource, type MetricsAddress } from "./control/m
 import { RemoteForwards, type SourceAddresses } from "./flows/remote-forward.ts";
 import type { ForwardHandle, HostFwd } from "./control/api-socket.ts";
 import { LocalForwards, type Gateways, type LocalForwardContext } from "./flows/local-forward.ts";
-import { DNS_V6, DnsForwarder, DnsQueries } from "./flows/dns-forwarder.ts";
+import { DNS_V4, DNS_V6, DnsForwarder, DnsQueries } from "./flows/dns-forwarder.ts";
 import { EchoForwarder } from "./flows/echo-forwarder.ts";
 import type { ForwardSpec } from "./flows/forward-spec.ts";
+import { readU32 } from "../wire/bytes.ts";
 import { UdpNat } from "./flows/udp-nat.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint } from "./flows/flow-addr.ts";
 
@@ -210,10 +211,10 @@ export class Host implements StackEvents, FlowSource {
     stack.udp.maxFlows = cfg.maxUdpFlows;
     const nat = new UdpNat(reactor, clock, stats, cfg.maxUdpPorts, stack.icmp);
     this.dialer = new Dialer(stack, clock, reactor, log, stats, this.keepalive, nat);
-    this.dns = p.dnsEnabled ? new DnsForwarder(this.dialer, clock, new DnsQueries(cfg.maxDnsQueries, stats), stack.cfg.netV4.dns) : null;
+    this.dns = p.dnsEnabled ? new DnsForwarder(this.dialer, clock, new DnsQueries(cfg.maxDnsQueries, stats)) : null;
     if (cfg.icmp === "forward") {
       // Pings to the DNS forwarder's address are the stack's to answer, like the gateway's.
-      stack.echo.ownV4.push(stack.cfg.netV4.dns);
+      stack.echo.ownV4.push(readU32(parseIP(DNS_V4)!.bytes, 0));
       stack.echo.ownV6.push(parseIP(DNS_V6)!.bytes);
       stack.echo.start(new EchoForwarder(stack.echo, reactor, clock, stats, control.policy, (line) => log.err(line)));
     }
