@@ -9,6 +9,7 @@
 // HTTP server listens on [::]:8000 (dual-stack) there.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { HostNs } from "../../support/netns.ts";
@@ -196,6 +197,15 @@ describe("RootlessKit --net=slirp4netns with our binary", () => {
 
   test("--slirp4netns-seccomp=true: the download still works", async () => {
     const rk = await RootlessKit.start("seccomp", ["--slirp4netns-seccomp=true"]);
+    expect(await childSha(rk, `http://${HOST4}:${HTTP_PORT}/payload`)).toEqual({ sha, stderr: "" });
+  }, 60_000);
+
+  test("--slirp4netns-sandbox=true: slirp4netns runs with the empty root and only CAP_NET_BIND_SERVICE; the download still works", async () => {
+    const rk = await RootlessKit.start("sandbox-only", ["--slirp4netns-sandbox=true"]);
+    const pids = (await exec(["pgrep", "-u", String(user.uid), "-x", "slirp4netns"])).stdout.trim().split("\n");
+    expect(pids).toHaveLength(1);
+    expect(readdirSync(`/proc/${pids[0]}/root/`)).toEqual(["etc"]);
+    expect(/^CapEff:\s*(\S+)$/m.exec(await Bun.file(`/proc/${pids[0]}/status`).text())?.[1]).toBe("0000000000000400");
     expect(await childSha(rk, `http://${HOST4}:${HTTP_PORT}/payload`)).toEqual({ sha, stderr: "" });
   }, 60_000);
 
