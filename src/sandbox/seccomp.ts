@@ -17,7 +17,12 @@
 //   load arch; not this process's AUDIT_ARCH_* -> deny
 //   load nr;   x86-64 only: the x32 bit set -> deny
 //   nr == each denied number -> deny
-//   allow
+//   nr != prctl -> allow
+//   load args[0]; PR_SET_NAME or PR_GET_NAME -> allow
+//   deny
+// prctl is denied but for naming a thread: JavaScriptCore names each
+// helper thread it starts (the garbage collector's "HeapHelper") with
+// PR_SET_NAME at any time, and the stack's own syscalls are never denied.
 // A syscall of another ABI (int 0x80 on x86-64: AUDIT_ARCH_I386; x32) has
 // other numbers, so the table below would not match it: such syscalls are
 // all denied, and nothing of ours makes them.
@@ -83,7 +88,7 @@ export const DENIED: readonly DeniedSyscall[] = [
   // namespaces
   d("unshare", 272, 97),
   d("setns", 308, 268),
-  // process attributes, pidfds
+  // process attributes (but naming a thread, see PRCTL_ALLOWED), pidfds
   d("prctl", 157, 167),
   d("pidfd_open", 434, 434),
   d("pidfd_send_signal", 424, 424),
@@ -133,6 +138,10 @@ export const DENY = SECCOMP_RET_ERRNO | EPERM;
 /** Offsets in struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]. */
 const SECCOMP_DATA_NR = 0;
 const SECCOMP_DATA_ARCH = 4;
+/** args[0]'s low 32 bits (little-endian): prctl's option is an int. */
+const SECCOMP_DATA_ARG0_LO = 16;
+/** The prctl options (linux/prctl.h) the filter lets through: a thread's name. */
+export const PRCTL_ALLOWED = { PR_SET_NAME: 15, PR_GET_NAME: 16 } as const;
 /** Size of struct sock_filter: __u16 code; __u8 jt; __u8 jf; __u32 k. */
 const SOCK_FILTER_BYTES = 8;
 
@@ -147,45 +156,53 @@ export function deniedOn(arch: SeccompArch): { name: string; nr: number }[] {
   return DENIED.flatMap((s) => (s[arch] === null ? [] : [{ name: s.name, nr: s[arch] }]));
 }
 
+/** Where a conditional jump goes: one of the two returns at the end, or on to the next instruction. */
+type Target = "allow" | "deny" | "next";
+
 interface Insn {
   code: number;
   k: number;
-  /** Jump to the deny return when true (jt) or when false (jf); the other way falls through. */
-  denyIf?: boolean;
+  jt?: Target;
+  jf?: Target;
 }
 
 /**
  * The filter for `arch` as struct sock_filter[] bytes (native byte order:
- * both architectures are little-endian). Every jump goes forward to the
- * one deny return at the end; the kernel accepts jump offsets of 0-255.
+ * both architectures are little-endian). Every jump goes forward, to the
+ * next instruction or to one of the two returns at the end; the kernel
+ * accepts jump offsets of 0-255.
  */
 export function buildFilter(arch: SeccompArch): Uint8Array {
+  const prctl = DENIED.find((s) => s.name === "prctl")![arch]!;
   const prog: Insn[] = [
     { code: BPF_LD_W_ABS, k: SECCOMP_DATA_ARCH },
-    { code: BPF_JMP_JEQ_K, k: AUDIT_ARCH[arch], denyIf: false },
+    { code: BPF_JMP_JEQ_K, k: AUDIT_ARCH[arch], jf: "deny" },
     { code: BPF_LD_W_ABS, k: SECCOMP_DATA_NR },
   ];
-  if (arch === "x64") prog.push({ code: BPF_JMP_JSET_K, k: X32_SYSCALL_BIT, denyIf: true });
-  for (const { nr } of deniedOn(arch)) prog.push({ code: BPF_JMP_JEQ_K, k: nr, denyIf: true });
-  prog.push({ code: BPF_RET_K, k: SECCOMP_RET_ALLOW });
-  const denyAt = prog.length;
-  prog.push({ code: BPF_RET_K, k: DENY });
+  if (arch === "x64") prog.push({ code: BPF_JMP_JSET_K, k: X32_SYSCALL_BIT, jt: "deny" });
+  for (const { nr } of deniedOn(arch)) if (nr !== prctl) prog.push({ code: BPF_JMP_JEQ_K, k: nr, jt: "deny" });
+  prog.push(
+    { code: BPF_JMP_JEQ_K, k: prctl, jf: "allow" },
+    { code: BPF_LD_W_ABS, k: SECCOMP_DATA_ARG0_LO },
+    { code: BPF_JMP_JEQ_K, k: PRCTL_ALLOWED.PR_SET_NAME, jt: "allow" },
+    { code: BPF_JMP_JEQ_K, k: PRCTL_ALLOWED.PR_GET_NAME, jt: "allow", jf: "deny" },
+  );
+  const at: Record<Target, number> = { allow: prog.length, deny: prog.length + 1, next: -1 };
+  prog.push({ code: BPF_RET_K, k: SECCOMP_RET_ALLOW }, { code: BPF_RET_K, k: DENY });
 
   const out = new Uint8Array(prog.length * SOCK_FILTER_BYTES);
   const view = new DataView(out.buffer);
   prog.forEach((insn, i) => {
     const off = i * SOCK_FILTER_BYTES;
-    let jt = 0;
-    let jf = 0;
-    if (insn.denyIf !== undefined) {
-      const skip = denyAt - (i + 1);
-      if (skip > 255) throw new Error(`seccomp: filter too long for a jump (${skip})`);
-      if (insn.denyIf) jt = skip;
-      else jf = skip;
-    }
+    const skip = (t: Target = "next"): number => {
+      if (t === "next") return 0;
+      const n = at[t] - (i + 1);
+      if (n > 255) throw new Error(`seccomp: filter too long for a jump (${n})`);
+      return n;
+    };
     view.setUint16(off, insn.code, true);
-    view.setUint8(off + 2, jt);
-    view.setUint8(off + 3, jf);
+    view.setUint8(off + 2, skip(insn.jt));
+    view.setUint8(off + 3, skip(insn.jf));
     view.setUint32(off + 4, insn.k >>> 0, true);
   });
   return out;

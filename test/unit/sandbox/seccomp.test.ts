@@ -2,7 +2,7 @@
 // program, run by a classic BPF interpreter (test/support/cbpf.ts) on
 // synthetic seccomp_data records, for both architectures.
 import { describe, expect, test } from "bun:test";
-import { AUDIT_ARCH, DENIED, DENY, SECCOMP_RET_ALLOW, X32_SYSCALL_BIT, buildFilter, deniedOn, seccompArch, type SeccompArch } from "../../../src/sandbox/seccomp.ts";
+import { AUDIT_ARCH, DENIED, DENY, PRCTL_ALLOWED, SECCOMP_RET_ALLOW, X32_SYSCALL_BIT, buildFilter, deniedOn, seccompArch, type SeccompArch } from "../../../src/sandbox/seccomp.ts";
 import { decode, run, seccompData, validate } from "../../support/cbpf.ts";
 
 /** slirp4netns 1.2's deny list (seccompfilter_rules.h), by name. */
@@ -62,6 +62,17 @@ describe.each(ARCHES)("seccomp filter on %s", (arch) => {
   test("each denied syscall gets ERRNO(EPERM), whatever its arguments", () => {
     expect(DENY).toBe(0x00050001);
     for (const { name, nr } of deniedOn(arch)) expect([name, verdict(nr)]).toEqual([name, DENY]);
+  });
+
+  test("prctl is denied but for naming a thread (PR_SET_NAME, PR_GET_NAME), checked on the option's 32 bits", () => {
+    const prctl = DENIED.find((s) => s.name === "prctl")![arch]!;
+    const call = (option: bigint) => run(prog, seccompData({ nr: prctl, arch: AUDIT_ARCH[arch], args: [option, 0n, 0n, 0n, 0n, 0n] }));
+    expect(call(BigInt(PRCTL_ALLOWED.PR_SET_NAME))).toBe(SECCOMP_RET_ALLOW);
+    expect(call(BigInt(PRCTL_ALLOWED.PR_GET_NAME))).toBe(SECCOMP_RET_ALLOW);
+    // The kernel reads the option as an int: high bits do not change it.
+    expect(call((1n << 32n) | BigInt(PRCTL_ALLOWED.PR_SET_NAME))).toBe(SECCOMP_RET_ALLOW);
+    // PR_SET_DUMPABLE 4, PR_SET_SECCOMP 22, PR_SET_NO_NEW_PRIVS 38, PR_CAP_AMBIENT 47, PR_SET_MM 35, PR_SET_PDEATHSIG 1
+    for (const option of [0n, 1n, 4n, 14n, 17n, 22n, 35n, 38n, 47n]) expect([option, call(option)]).toEqual([option, DENY]);
   });
 
   test("every other number up to 1023 is allowed: exactly the table is denied", () => {
