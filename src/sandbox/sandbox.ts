@@ -48,13 +48,12 @@ export class SandboxError extends Error {
   }
 }
 
+/** Runs one step; its SysError becomes a SandboxError naming the step. */
 function sysStep<T>(step: string, f: () => T): T {
   try {
     return f();
   } catch (e) {
     if (e instanceof SysError) throw new SandboxError(step, e);
-    const n = e as NodeJS.ErrnoException;
-    if (typeof n.errno === "number" && n.syscall) throw new SandboxError(step, new SysError(n.syscall, Math.abs(n.errno), n.path));
     throw e;
   }
 }
@@ -81,19 +80,23 @@ function tool(name: "unshare" | "nsenter"): string {
 function selfArgv(): string[] {
   const compiled = process.argv[1]?.startsWith("/$bunfs") ?? false;
   if (!compiled) return [process.execPath, ...process.argv.slice(1)];
-  const named = process.argv0.includes("/") ? process.argv0 : Bun.which(process.argv0);
-  let same = false;
+  return [leadsHere(process.argv0) ? process.argv0 : process.execPath, ...process.argv.slice(2)];
+}
+
+/** Whether `name` (a path, or a command looked up in PATH as unshare will) is this binary; in slirp4netns mode it must be. */
+function leadsHere(name: string): boolean {
+  const path = name.includes("/") ? name : Bun.which(name);
   try {
-    const a = statSync(named ?? "");
+    const a = statSync(path ?? "");
     const b = statSync(process.execPath);
-    same = a.ino === b.ino && a.dev === b.dev;
+    if (a.ino === b.ino && a.dev === b.dev) return true;
   } catch {
-    same = false;
+    // Not there: not this binary.
   }
-  if (!same && process.argv0.slice(process.argv0.lastIndexOf("/") + 1) === "slirp4netns") {
-    throw new SandboxError(`cannot start this program again under the name ${process.argv0}: that name does not lead to ${process.execPath}`, null);
+  if (name.slice(name.lastIndexOf("/") + 1) === "slirp4netns") {
+    throw new SandboxError(`cannot start this program again under the name ${name}: that name does not lead to ${process.execPath}`, null);
   }
-  return [same ? process.argv0 : process.execPath, ...process.argv.slice(2)];
+  return false;
 }
 
 /**
@@ -125,18 +128,23 @@ export function reexecInSandboxNamespace(netns: string, passedFds: readonly numb
     if (fd !== undefined && /^[0-9]+$/.test(fd) && fdIsOpen(Number(fd))) closeFd(Number(fd));
     return;
   }
-  const unshare = tool("unshare");
-  const enter = hasSysAdmin() ? null : ownerUserns(netns);
-  const prefix =
-    enter === null && hasSysAdmin()
-      ? [unshare, "--mount", "--propagation", "private", "--"]
-      : enter === null
-        ? [unshare, "--user", "--map-root-user", "--mount", "--propagation", "private", "--"]
-        : // --preserve-credentials: no setgroups (denied in a user namespace made by `unshare -Ur`); our uid is its root.
-          [tool("nsenter"), `--user=${enter.path}`, "--preserve-credentials", "--", unshare, "--mount", "--propagation", "private", "--"];
+  const mountNs = [tool("unshare"), "--mount", "--propagation", "private", "--"];
+  let prefix = mountNs;
+  let usernsFd: number | null = null;
+  if (!hasSysAdmin()) {
+    const owner = ownerUserns(netns);
+    if (owner === null) {
+      prefix = [mountNs[0]!, "--user", "--map-root-user", ...mountNs.slice(1)];
+    } else {
+      // --preserve-credentials: no setgroups (denied in a user namespace
+      // made by `unshare -Ur`); our uid is that namespace's root.
+      prefix = [tool("nsenter"), `--user=${owner.path}`, "--preserve-credentials", "--", ...mountNs];
+      usernsFd = owner.fd;
+    }
+  }
   const argv = [...prefix, ...selfArgv()];
-  const keep = [...passedFds.filter(fdIsOpen), ...(enter?.fd != null ? [enter.fd] : [])];
-  const env = { ...process.env, [SANDBOX_ENV]: `${readlinkSync("/proc/self/ns/mnt")} ${enter?.fd ?? "-"}` };
+  const keep = [...passedFds.filter(fdIsOpen), ...(usernsFd !== null ? [usernsFd] : [])];
+  const env = { ...process.env, [SANDBOX_ENV]: `${readlinkSync("/proc/self/ns/mnt")} ${usernsFd ?? "-"}` };
   for (const fd of keep) setCloseOnExec(fd, false);
   throw new SandboxError(`cannot start ${prefix[0]}`, execve(prefix[0]!, argv, Object.entries(env).map(([k, v]) => `${k}=${v}`)));
 }

@@ -24,6 +24,7 @@ import { BINARY } from "../../support/stack.ts";
 import { GuestNs, HostNs, holderReady, readyMarker } from "../../support/netns.ts";
 import { track, untrack } from "../../support/cleanup.ts";
 import { asUser, ensureTestUser, setTunMode, userEnv, UserGuestNs } from "../../support/unpriv.ts";
+import { DgramPair } from "../../support/fdpair.ts";
 
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
@@ -102,6 +103,26 @@ class BareNs {
     this.holder.kill("SIGKILL");
     await this.holder.exited;
   }
+}
+
+/** A world-readable copy of the binary (the test user cannot reach the checkout); removed at teardown. */
+let userBinary: string | null = null;
+function binaryForUser(): string {
+  if (userBinary !== null) return userBinary;
+  const bin = mkdtempSync(join(tmpdir(), "slirp-sandbox-bin-"));
+  chmodSync(bin, 0o755);
+  copyFileSync(BINARY, join(bin, "slirpnetstack"));
+  chmodSync(join(bin, "slirpnetstack"), 0o755);
+  const entry = {
+    destroy: async () => {
+      untrack(entry);
+      rmSync(bin, { recursive: true, force: true });
+      userBinary = null;
+    },
+  };
+  track(entry);
+  userBinary = join(bin, "slirpnetstack");
+  return userBinary;
 }
 
 type Guest = { exec(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }>; destroy(): Promise<void> };
@@ -319,14 +340,9 @@ describe("-enable-sandbox", () => {
   test("as an ordinary user (as RootlessKit starts it): it first joins the user namespace that owns the target, like slirp4netns; the same empty root and capabilities; a download works; SIGTERM exits 0", async () => {
     const user = await ensureTestUser();
     setTunMode(0o666);
-    // The user cannot reach the checkout: a world-readable copy of the binary.
-    const bin = mkdtempSync(join(tmpdir(), "slirp-sandbox-bin-"));
-    chmodSync(bin, 0o755);
-    copyFileSync(BINARY, join(bin, "slirpnetstack"));
-    chmodSync(join(bin, "slirpnetstack"), 0o755);
     const guest = await UserGuestNs.create(user);
     try {
-      const r = start("user", () => asUser(user, [join(bin, "slirpnetstack"), "-netns", guest.netnsPath, "-interface", "tun0", "-enable-host", "-enable-sandbox", "-ready-fd", "4", "-exit-fd", "3"]), null, userEnv());
+      const r = start("user", () => asUser(user, [binaryForUser(), "-netns", guest.netnsPath, "-interface", "tun0", "-enable-host", "-enable-sandbox", "-ready-fd", "4", "-exit-fd", "3"]), null, userEnv());
       await waitReady(r);
       const pid = r.proc.pid;
       expect(readlinkSync(`/proc/${pid}/ns/user`)).toBe(readlinkSync(`/proc/${guest.pid}/ns/user`));
@@ -339,9 +355,37 @@ describe("-enable-sandbox", () => {
       running = null;
     } finally {
       await guest.destroy();
-      rmSync(bin, { recursive: true, force: true });
     }
   }, 60_000);
+
+  test("-fd as an ordinary user: no target to join, so a user namespace of its own; the same empty root; the stack's first frame arrives; SIGTERM exits 0", async () => {
+    const user = await ensureTestUser();
+    const pair = DgramPair.create();
+    const readyFile = join(dir, "fd.ready");
+    const ready = openSync(readyFile, "w");
+    const proc = Bun.spawn(host.enter(asUser(user, [binaryForUser(), "-fd", "3", "-ready-fd", "4", "-enable-sandbox"])), {
+      stdio: ["ignore", "pipe", "pipe", pair.remote, ready],
+      env: userEnv(),
+    });
+    closeSync(ready);
+    pair.closeRemote();
+    try {
+      // The ARP request for the guest, sent once everything is set up (after the pivot).
+      const frames = await pair.collect((got) => got.length > 0, 5000);
+      expect(frames[0]!.slice(12, 14)).toEqual(new Uint8Array([0x08, 0x06]));
+      for (let i = 0; i < 100 && readFileSync(readyFile, "utf8") !== "1"; i++) await Bun.sleep(20);
+      expect(readFileSync(readyFile, "utf8")).toBe("1");
+      const pid = proc.pid;
+      expect(readlinkSync(`/proc/${pid}/ns/user`)).not.toBe(readlinkSync("/proc/self/ns/user"));
+      for (const tid of readdirSync(`/proc/${pid}/task`)) expect(readdirSync(`/proc/${pid}/task/${tid}/root/`)).toEqual(["etc"]);
+      expect(privileges(`/proc/${pid}/status`)).toMatchObject({ CapEff: ONLY_NET_BIND_SERVICE, CapBnd: ONLY_NET_BIND_SERVICE, NoNewPrivs: "1" });
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+    } finally {
+      proc.kill("SIGKILL");
+      await pair.destroy();
+    }
+  }, 30_000);
 
   test("--create-sandbox, slirp4netns's old name, is the same option", async () => {
     const guest = await BareNs.create();
