@@ -67,6 +67,9 @@ const lib = dlopen("libc.so.6", {
   pthread_sigmask: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
   if_nametoindex: { args: [T.ptr], returns: T.u32 },
   geteuid: { args: [], returns: T.u32 },
+  // slirp4netns's --outbound-addr=INTERFACE (ffi/ifaddrs.ts).
+  getifaddrs: { args: [T.ptr], returns: T.i32 },
+  freeifaddrs: { args: [T.ptr], returns: T.void },
   // pivot_root and seccomp have no glibc wrapper: syscall(SYS_pivot_root,
   // new, old, NULL), syscall(SYS_seccomp, op, flags, args). syscall(2) is
   // variadic; on x86-64 and arm64 fixed integer and pointer arguments are

@@ -1,5 +1,5 @@
 // Interface configuration over rtnetlink (linux/rtnetlink.h, RFC 3549):
-// link up and MTU, addresses, default routes. The run-mode helper uses it
+// link up and MTU, the link's MAC address, addresses, default routes. The run-mode helper uses it
 // to configure its tap without depending on the `ip` command. Everything
 // acts on the calling thread's network namespace.
 import { libc, cstr, errno, SysError, EINTR } from "./libc.ts";
@@ -22,6 +22,7 @@ const NLM_F_EXCL = 0x200;
 const NLM_F_CREATE = 0x400;
 
 const IFF_UP = 0x1;
+const IFLA_ADDRESS = 1;
 const IFLA_MTU = 4;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
@@ -159,6 +160,14 @@ export function setLinkUp(index: number, mtu?: number): void {
   const req = new Request(RTM_NEWLINK, 0, ifi);
   if (mtu !== undefined) req.attrU32(IFLA_MTU, mtu);
   transact(req, `RTM_NEWLINK index ${index}${mtu !== undefined ? ` mtu ${mtu}` : ""} up`);
+}
+
+/** Sets the link's hardware address (`ip link set DEV address MAC`). */
+export function setLinkAddress(index: number, mac: Uint8Array): void {
+  const ifi = new Uint8Array(16);
+  ifi[0] = AF_UNSPEC;
+  new DataView(ifi.buffer).setInt32(4, index, true);
+  transact(new Request(RTM_NEWLINK, 0, ifi).attr(IFLA_ADDRESS, mac), `RTM_NEWLINK index ${index} address`);
 }
 
 /**

@@ -20,16 +20,15 @@ import type { Host, HostControl } from "./host/host.ts";
 import type { ApiSocket } from "./host/control/api-socket.ts";
 import type { Reactor } from "./io/reactor.ts";
 import type { StackConfig } from "./stack/stack.ts";
-import { ipFromV4, ipFromV6, ipv4FromText, ipv6FromText, type IP } from "./wire/addr.ts";
+import { ipFromV4, ipFromV6, ipv4Text, ipv6FromText, type IP } from "./wire/addr.ts";
+import { DEFAULT_GUEST_NET_V4, type GuestNetV4 } from "./wire/guest-net.ts";
 import { parseMac } from "./wire/ethernet.ts";
 
 declare const BUILD_VERSION: string;
 declare const BUILD_TIME: string;
 
-/** docs/compatibility.md, Fixed addresses */
-const GATEWAY_V4 = ipv4FromText("10.0.2.2")!;
+/** docs/compatibility.md, Fixed addresses (IPv4: the guest network's plan, DEFAULT_GUEST_NET_V4 unless slirp4netns's --cidr) */
 const GATEWAY_V6 = ipv6FromText("fd00::2")!;
-const GUEST_V4 = ipv4FromText("10.0.2.100")!;
 const MAC = parseMac("70:71:aa:4b:29:aa")!;
 
 /**
@@ -184,13 +183,13 @@ async function openDevice(cfg: Config, runMode: boolean, command: string[], log:
   let session: RunModeSession | null = null;
   try {
     if (runMode) {
-      const [{ DNS_V4, DNS_V6 }, { tmpdir }] = await Promise.all([import("./host/flows/dns-forwarder.ts"), import("node:os")]);
+      const [{ DNS_V6 }, { tmpdir }] = await Promise.all([import("./host/flows/dns-forwarder.ts"), import("node:os")]);
       session = await startRunMode({
         command,
         ifname: cfg.ifname,
         offloads,
         ...(cfg.mtu > 0 ? { mtu: cfg.mtu } : {}),
-        resolvConf: cfg.enableDns ? writeGuestResolvConf(process.env.XDG_RUNTIME_DIR ?? tmpdir(), [DNS_V4, DNS_V6]) : null,
+        resolvConf: cfg.enableDns ? writeGuestResolvConf(process.env.XDG_RUNTIME_DIR ?? tmpdir(), [ipv4Text(DEFAULT_GUEST_NET_V4.dns), DNS_V6]) : null,
       });
       dev = session.device;
     } else {
@@ -260,7 +259,7 @@ async function linkMiddleware(cfg: Config, log: Logger, device: FdDevice, caps: 
  * shortens the lease so that renewals happen within a test. `allowsDns`
  * says whether the routing policy lets the guest reach a DNS server.
  */
-async function guestServices(cfg: Config, allowsDns: (ip: IP, port: number) => boolean): Promise<Pick<StackConfig, "ra" | "dhcp6" | "dhcp4">> {
+async function guestServices(cfg: Config, net: GuestNetV4, allowsDns: (ip: IP, port: number) => boolean): Promise<Pick<StackConfig, "ra" | "dhcp6" | "dhcp4">> {
   const services: Pick<StackConfig, "ra" | "dhcp6" | "dhcp4"> = {};
   if (!cfg.ra && !cfg.dhcp) return services;
   // One view of the host's resolv.conf for both services.
@@ -273,18 +272,18 @@ async function guestServices(cfg: Config, allowsDns: (ip: IP, port: number) => b
     services.dhcp6 = { dns };
   }
   if (cfg.dhcp) {
-    services.dhcp4 = (await import("./host/control/dhcp4-info.ts")).dhcp4Config(GUEST_V4, resolvConf, cfg.enableDns, allowsDns, Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined);
+    services.dhcp4 = (await import("./host/control/dhcp4-info.ts")).dhcp4Config(net, resolvConf, cfg.enableDns, allowsDns, Number(process.env.SLIRPNETSTACK_DHCP_LEASE_S) || undefined);
   }
   return services;
 }
 
 /** The -api-socket server; it cannot listen: exit 247, like a -L that cannot. */
-async function startApi(path: string, host: Host, log: Logger): Promise<ApiSocket> {
+async function startApi(path: string, host: Host, net: GuestNetV4, log: Logger): Promise<ApiSocket> {
   const { startApiSocket } = await import("./host/control/api-socket.ts");
   try {
     const api = startApiSocket(path, {
       addForward: (fwd) => host.addLocalForward(fwd),
-      defaultGuestAddr: "10.0.2.100",
+      defaultGuestAddr: ipv4Text(net.guest),
       flowRows: (offset, limit) => host.flowRows(offset, limit),
       log: (line) => log.err(line),
     });
@@ -394,6 +393,8 @@ async function main(): Promise<void> {
   // 3, 4.
   const { parsed, resolver } = await readFlags(s4n?.flags ?? args, argv0);
   if (parsed.config.enableSandbox) await sandboxStep("namespace", parsed.config, s4n !== null);
+  // The process that runs the stack (after the re-execs) prints them once.
+  if (s4n !== null && s4n.warnings !== "") await Bun.write(Bun.stdout, s4n.warnings);
   const [
     { Logger },
     { StackClock },
@@ -450,7 +451,9 @@ async function main(): Promise<void> {
   reactor.start();
   reactor.setSettle(clock.settle);
   reactor.setFaultSink(stats);
-  const control = new HostControl(cfg, log, stats);
+  // The guest's IPv4 network: slirp4netns's --cidr, else 10.0.2.0/24.
+  const net = s4n?.create.net ?? DEFAULT_GUEST_NET_V4;
+  const control = new HostControl(cfg, log, stats, net);
 
   // 6, 8. Routes watcher and metrics start before the namespace work.
   control.startRoutes();
@@ -468,7 +471,7 @@ async function main(): Promise<void> {
   const { sink, receiver } = await linkMiddleware(cfg, log, device, caps, clock);
 
   // 11. The stack and the handlers for new guest flows.
-  const services = await guestServices(cfg, (ip, port) => control.allowsGuestUdp(ip, port));
+  const services = await guestServices(cfg, net, (ip, port) => control.allowsGuestUdp(ip, port));
   const host = new Host({
     control,
     cfg,
@@ -477,13 +480,13 @@ async function main(): Promise<void> {
     clock,
     reactor,
     resolver,
-    gateways: { v4: ipFromV4(GATEWAY_V4), v6: ipFromV6(GATEWAY_V6, 0) },
+    gateways: { v4: ipFromV4(net.gateway), v6: ipFromV6(GATEWAY_V6, 0) },
     dnsEnabled: cfg.enableDns,
     hostLoopback: s4n?.hostLoopback === true,
     makeStack: (events) =>
       new Stack(caps, sink, events, stats, {
         mac: MAC,
-        gatewayV4: GATEWAY_V4,
+        netV4: net,
         gatewayV6: GATEWAY_V6,
         tcp: { ...DEFAULT_TCP_CONFIG, maxConnections: cfg.maxTcpConnections, maxSynReceived: cfg.maxSynReceived, bufferBudget: cfg.maxBufferBytes },
         // The key of ISNs, timestamp offsets, ephemeral ports (RFC 6528,
@@ -504,7 +507,7 @@ async function main(): Promise<void> {
   await host.startLocalForwards((line) => die(log, Exit.LocalListen, line));
   await host.startRemoteForwards((line) => die(log, Exit.RemoteBind, line));
   // -api-socket: -L style forwards added and removed while running, and the flow table.
-  const api = cfg.apiSocket === "" ? null : await startApi(cfg.apiSocket, host, log);
+  const api = cfg.apiSocket === "" ? null : await startApi(cfg.apiSocket, host, net, log);
   // Set up: from here on the root is an empty tmpfs and the capabilities are gone.
   if (cfg.enableSandbox) await sandboxStep("enter", cfg, s4n !== null);
   if (cfg.enableSeccomp) await seccompStep(log, s4n !== null);
@@ -512,7 +515,7 @@ async function main(): Promise<void> {
   // 17. Prime ARP for the guest before reading anything, so the pcap's
   // first record is always this 28-byte request (docs/compatibility.md,
   // Packet capture).
-  stack.primeArp(GUEST_V4);
+  stack.primeArp(net.guest);
   device.start(receiver);
   // A first poll now rather than at the first frame: the first router
   // advertisement goes out at start (RFC 4861 §6.2.4).

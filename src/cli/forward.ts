@@ -8,7 +8,8 @@
 import type { ForwardScheme, ForwardSpec, HostSide } from "../host/flows/forward-spec.ts";
 import { parseGoUint } from "./gostrconv.ts";
 import { goQuote } from "../host/control/goquote.ts";
-import { formatIP, parseIP, type IP } from "../wire/addr.ts";
+import { formatIP, ipv4Text, parseIP, type IP } from "../wire/addr.ts";
+import { DEFAULT_GUEST_NET_V4 } from "../wire/guest-net.ts";
 
 export type ForwardSide = "local" | "remote";
 
@@ -127,10 +128,10 @@ function parseSide(ipText: string, portText: string): HostSide {
   return side;
 }
 
-/** Default IPs (docs/compatibility.md, Default addresses). */
+/** Default IPs (docs/compatibility.md, Default addresses): the guest and the gateway of the default guest network. */
 export const FORWARD_DEFAULTS: Readonly<Record<ForwardSide, { bind4: string; bind6: string; host4: string; host6: string }>> = {
-  local: { bind4: "127.0.0.1", bind6: "::1", host4: "10.0.2.100", host6: "fd00::100" },
-  remote: { bind4: "10.0.2.2", bind6: "fd00::2", host4: "127.0.0.1", host6: "::1" },
+  local: { bind4: "127.0.0.1", bind6: "::1", host4: ipv4Text(DEFAULT_GUEST_NET_V4.guest), host6: "fd00::100" },
+  remote: { bind4: ipv4Text(DEFAULT_GUEST_NET_V4.gateway), bind6: "fd00::2", host4: "127.0.0.1", host6: "::1" },
 };
 
 /**

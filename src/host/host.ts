@@ -28,10 +28,10 @@ import { MetricsServer, type FlowSource, type MetricsAddress } from "./control/m
 import { RemoteForwards, type SourceAddresses } from "./flows/remote-forward.ts";
 import type { ForwardHandle, HostFwd } from "./control/api-socket.ts";
 import { LocalForwards, type Gateways, type LocalForwardContext } from "./flows/local-forward.ts";
-import { DNS_V4, DNS_V6, DnsForwarder, DnsQueries } from "./flows/dns-forwarder.ts";
+import { DNS_V6, DnsForwarder, DnsQueries } from "./flows/dns-forwarder.ts";
+import type { GuestNetV4 } from "../wire/guest-net.ts";
 import { EchoForwarder } from "./flows/echo-forwarder.ts";
 import type { ForwardSpec } from "./flows/forward-spec.ts";
-import { readU32 } from "../wire/bytes.ts";
 import { UdpNat } from "./flows/udp-nat.ts";
 import { destinationEndpoint, destinationIp, guestEndpoint } from "./flows/flow-addr.ts";
 
@@ -84,9 +84,11 @@ export class HostControl implements FlowSource {
     private readonly cfg: PolicyOptions & { metrics: MetricsAddress | null },
     private readonly log: Logger,
     private readonly stats: Stats,
+    /** The guest's IPv4 network, which the routing policy never routes to. */
+    guestNet: GuestNetV4,
   ) {
     this.routes = new LocalRoutes((line) => log.err(line));
-    this.policy = new RoutingPolicy(cfg, this.routes);
+    this.policy = new RoutingPolicy(cfg, this.routes, guestNet);
   }
 
   /** Startup step 6 (docs/compatibility.md): read the host's routes now and every 30 s. */
@@ -155,7 +157,7 @@ export interface HostParts {
   dnsEnabled: boolean;
   /**
    * The gateway's own ports are the host's loopback (slirp4netns without
-   * --disable-host-loopback): 10.0.2.2:PORT dials 127.0.0.1:PORT and
+   * --disable-host-loopback): the gateway's PORT (10.0.2.2:PORT) dials 127.0.0.1:PORT and
    * fd00::2:PORT dials [::1]:PORT, before the routing policy (which denies
    * loopback to every other destination).
    */
@@ -167,7 +169,7 @@ export interface HostParts {
 export class Host implements StackEvents, FlowSource {
   readonly stack: Stack;
   private readonly dialer: Dialer;
-  /** Guest DNS at 10.0.2.3 / fd00::3 (-enable-dns, on by default in run mode). */
+  /** Guest DNS at the guest network's .3 (10.0.2.3) / fd00::3 (-enable-dns, on by default in run mode). */
   private readonly dns: DnsForwarder | null;
   private readonly keepalive = new HostKeepalive();
   private readonly control: HostControl;
@@ -211,10 +213,10 @@ export class Host implements StackEvents, FlowSource {
     stack.udp.maxFlows = cfg.maxUdpFlows;
     const nat = new UdpNat(reactor, clock, stats, cfg.maxUdpPorts, stack.icmp);
     this.dialer = new Dialer(stack, clock, reactor, log, stats, this.keepalive, nat);
-    this.dns = p.dnsEnabled ? new DnsForwarder(this.dialer, clock, new DnsQueries(cfg.maxDnsQueries, stats)) : null;
+    this.dns = p.dnsEnabled ? new DnsForwarder(this.dialer, clock, new DnsQueries(cfg.maxDnsQueries, stats), stack.cfg.netV4.dns) : null;
     if (cfg.icmp === "forward") {
       // Pings to the DNS forwarder's address are the stack's to answer, like the gateway's.
-      stack.echo.ownV4.push(readU32(parseIP(DNS_V4)!.bytes, 0));
+      stack.echo.ownV4.push(stack.cfg.netV4.dns);
       stack.echo.ownV6.push(parseIP(DNS_V6)!.bytes);
       stack.echo.start(new EchoForwarder(stack.echo, reactor, clock, stats, control.policy, (line) => log.err(line)));
     }

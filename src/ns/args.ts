@@ -1,6 +1,9 @@
 // Pure argument building for the rootless paths: which nsenter/unshare
 // flags, how we re-execute ourselves, and the hidden helper command line.
 import { join } from "node:path";
+import { guestNetV4Text } from "../wire/guest-net.ts";
+import { formatMac } from "../wire/ethernet.ts";
+import type { TapCreation } from "./tap-setup.ts";
 
 /** The hidden subcommand: `slirpnetstack __ns-helper attach|run …`. */
 export const HIDDEN_COMMAND = "__ns-helper";
@@ -16,11 +19,8 @@ export const HELPER_USERNS_FD = 4;
 export const RUN_DEFAULTS = {
   ifname: "tun0",
   mtu: 65520,
-  guestV4: "10.0.2.100",
-  guestV4Prefix: 24,
   guestV6: "fd00::100",
   guestV6Prefix: 64,
-  gatewayV4: "10.0.2.2",
   gatewayV6: "fd00::2",
 } as const;
 
@@ -67,12 +67,13 @@ export interface AttachHelperArgs {
   offloads: number;
   sockFd?: number;
   /** Create the tap (with this MTU), and maybe configure it, rather than open an existing device. */
-  create?: { mtu: number; configure: boolean };
+  create?: TapCreation;
 }
 
-/** `__ns-helper attach --ifname X --offloads N --sock-fd 3 [--create-mtu M [--configure]]` */
+/** `__ns-helper attach --ifname X --offloads N --sock-fd 3 [--create-mtu M --create-net NET/PREFIX [--configure [--create-mac MAC]]]` */
 export function attachHelperArgs(a: AttachHelperArgs): string[] {
-  const create = a.create ? ["--create-mtu", String(a.create.mtu), ...(a.create.configure ? ["--configure"] : [])] : [];
+  const c = a.create;
+  const create = c ? ["--create-mtu", String(c.mtu), "--create-net", guestNetV4Text(c.net), ...(c.configure ? ["--configure"] : []), ...(c.mac !== null ? ["--create-mac", formatMac(c.mac)] : [])] : [];
   return [HIDDEN_COMMAND, "attach", "--ifname", a.ifname, "--offloads", String(a.offloads), "--sock-fd", String(a.sockFd ?? HELPER_SOCK_FD), ...create];
 }
 

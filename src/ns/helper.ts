@@ -23,6 +23,8 @@ import { configureGuest, createAndConfigure, createTapDevice, TapSetupError, typ
 import { encodeMessage, errorReport, GO_BYTE, type HelperMessage } from "./protocol.ts";
 import type { DeviceStep } from "./errors.ts";
 import { startupEnv } from "./spawn.ts";
+import { DEFAULT_GUEST_NET_V4, guestNetV4FromText, type GuestNetV4 } from "../wire/guest-net.ts";
+import { parseMac } from "../wire/ethernet.ts";
 
 function send(sock: number, m: HelperMessage, fd: number | null = null): void {
   sendMessage(sock, encodeMessage(m), fd);
@@ -32,6 +34,20 @@ function intArg(name: string, value: unknown, min: number): number {
   const n = typeof value === "string" && /^-?[0-9]+$/.test(value) ? Number(value) : NaN;
   if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name}: bad value ${JSON.stringify(value)}`);
   return n;
+}
+
+/** --create-net: the guest network, NETWORK/PREFIX. */
+function netArg(value: unknown): GuestNetV4 {
+  const net = typeof value === "string" ? guestNetV4FromText(value) : null;
+  if (net === null) throw new Error(`--create-net: bad value ${JSON.stringify(value)}`);
+  return net;
+}
+
+/** --create-mac: the tap's MAC address. */
+function macArg(value: string): Uint8Array {
+  const mac = parseMac(value);
+  if (mac === null) throw new Error(`--create-mac: bad value ${JSON.stringify(value)}`);
+  return mac;
 }
 
 /** The descriptor the parent passed, made close-on-exec so nothing we start inherits it. */
@@ -130,7 +146,7 @@ export function helperRun(a: RunArgs): number {
     step = "open";
     tap = createTapDevice(a.ifname, a.offloads);
     step = "setup";
-    configureGuest(a.ifname, a.mtu, true);
+    configureGuest(a.ifname, a.mtu, true, DEFAULT_GUEST_NET_V4, null);
     send(a.sock, { t: "device", kind: "tap", mtu: a.mtu, vnetHdr: tap.vnetHdr, offloads: tap.offloads }, tap.fd);
   } catch (e) {
     try {
@@ -178,6 +194,8 @@ function attachCommand(setStatus: (n: number) => void) {
       offloads: { type: "string", default: "0" },
       "sock-fd": { type: "string", required: true },
       "create-mtu": { type: "string" },
+      "create-net": { type: "string" },
+      "create-mac": { type: "string" },
       configure: { type: "boolean", default: false },
     },
     run: ({ args }) => {
@@ -186,7 +204,10 @@ function attachCommand(setStatus: (n: number) => void) {
           ifname: args.ifname,
           offloads: intArg("offloads", args.offloads, 0),
           sock: adoptFd("sock-fd", args["sock-fd"]),
-          create: args["create-mtu"] === undefined ? null : { mtu: intArg("create-mtu", args["create-mtu"], 68), configure: args.configure },
+          create:
+            args["create-mtu"] === undefined
+              ? null
+              : { mtu: intArg("create-mtu", args["create-mtu"], 68), configure: args.configure, net: netArg(args["create-net"]), mac: args["create-mac"] === undefined ? null : macArg(args["create-mac"]) },
         }),
       );
     },

@@ -4,16 +4,16 @@
 // accepts silently. Every refusal prints slirp4netns's message on stderr,
 // its usage on stdout and exits 1, as slirp4netns does.
 import { parseArgs, type ArgsDef } from "citty";
-import { parseMac } from "../wire/ethernet.ts";
-import { ipv4FromText } from "../wire/addr.ts";
+import { ipFromV4, ipv4FromText, ipv6FromText, type IP } from "../wire/addr.ts";
+import { guestNetV4, MAX_GUEST_PREFIX_V4, type GuestNetV4 } from "../wire/guest-net.ts";
 
 /** The network slirp4netns and this mode run by default. */
 export const DEFAULT_CIDR = "10.0.2.0/24";
 const MAX_MTU = 65521;
 /** The smallest IPv4 MTU (RFC 791); slirp4netns refuses less without a message. */
 const MIN_MTU = 68;
-/** libslirp needs room in the guest subnet for its fixed host numbers. */
-const MAX_PREFIX = 25;
+/** The options slirp4netns calls experimental; it prints a warning on stdout for each. */
+const EXPERIMENTAL = new Set(["outbound-addr", "outbound-addr6"]);
 
 export interface Slirp4netnsConfig {
   configure: boolean;
@@ -41,7 +41,8 @@ export interface Slirp4netnsConfig {
 export type Slirp4netnsOutcome =
   | { kind: "exit"; code: number; stdout: string; stderr: string }
   | { kind: "version" }
-  | { kind: "run"; config: Slirp4netnsConfig };
+  /** `stdout`: the warnings slirp4netns prints for experimental options. */
+  | { kind: "run"; config: Slirp4netnsConfig; stdout: string };
 
 /** Long options: name -> [short letter or "", takes a value]. Aliases as slirp4netns has them. */
 const OPTIONS: Record<string, readonly [string, boolean]> = {
@@ -101,28 +102,37 @@ User-mode networking for unprivileged network namespaces.
 `;
 }
 
-/** getopt_long's complaint about `args`, or null when every option is known and has its value. */
-function getoptError(args: string[], argv0: string): string | null {
+/**
+ * What getopt_long sees in `args`: its complaint (null when every option is
+ * known and has its value), and the warnings slirp4netns prints on stdout
+ * as it meets each experimental option, up to a complaint, -h or -v.
+ */
+function scan(args: string[], argv0: string): { error: string | null; warnings: string } {
+  let warnings = "";
+  const done = (error: string | null) => ({ error, warnings });
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (a === "--") return null;
+    if (a === "--") break;
     if (a.startsWith("--")) {
       const eq = a.indexOf("=");
       const name = a.slice(2, eq < 0 ? undefined : eq);
       const opt = OPTIONS[name];
-      if (!opt) return `${argv0}: unrecognized option '${a}'`;
+      if (!opt) return done(`${argv0}: unrecognized option '${a}'`);
       if (opt[1] && eq < 0) {
-        if (i + 1 >= args.length) return `${argv0}: option '--${name}' requires an argument`;
+        if (i + 1 >= args.length) return done(`${argv0}: option '--${name}' requires an argument`);
         i++;
       }
+      if (name === "help" || name === "version") break;
+      if (EXPERIMENTAL.has(name)) warnings += `WARNING: Support for --${name} is experimental\n`;
     } else if (a.startsWith("-") && a.length > 1) {
       // A cluster of short options; one taking a value ends it.
       for (let j = 1; j < a.length; j++) {
         const opt = SHORT.get(a[j]!);
-        if (!opt) return `${argv0}: invalid option -- '${a[j]}'`;
+        if (!opt) return done(`${argv0}: invalid option -- '${a[j]}'`);
+        if (opt[0] === "help" || opt[0] === "version") return done(null);
         if (opt[1]) {
           if (j + 1 === a.length) {
-            if (i + 1 >= args.length) return `${argv0}: option requires an argument -- '${a[j]}'`;
+            if (i + 1 >= args.length) return done(`${argv0}: option requires an argument -- '${a[j]}'`);
             i++;
           }
           break;
@@ -130,7 +140,7 @@ function getoptError(args: string[], argv0: string): string | null {
       }
     }
   }
-  return null;
+  return done(null);
 }
 
 /** A decimal integer in full, as strtol with its end pointer checked; NaN otherwise. */
@@ -138,18 +148,81 @@ function integer(s: string): number {
   return /^[+-]?\d+$/.test(s.trim()) ? Number(s) : NaN;
 }
 
-/** An IPv4 network in CIDR notation with a usable prefix (the address may have host bits, as slirp4netns allows). */
-function validCidr(s: string): boolean {
-  const m = /^([^/]+)\/(\d+)$/.exec(s);
-  return m !== null && ipv4FromText(m[1]!) !== null && Number(m[2]) >= 1 && Number(m[2]) <= MAX_PREFIX;
+/**
+ * --cidr as slirp4netns reads it: four 1-3 digit numbers and a 1-2 digit
+ * prefix, a valid address, a prefix of 1..MAX_GUEST_PREFIX_V4, no host
+ * bits. The plan, or slirp4netns's message.
+ */
+export function parseCidr(cidr: string): GuestNetV4 | string {
+  const m = /^((?:[0-9]{1,3}\.){3}[0-9]{1,3})\/([0-9]{1,2})$/.exec(cidr);
+  if (m === null) return `invalid CIDR: ${cidr}\n`;
+  const network = ipv4FromText(m[1]!);
+  if (network === null) return `invalid network address: ${m[1]}\n`;
+  const prefix = Number(m[2]);
+  if (prefix < 1 || prefix > MAX_GUEST_PREFIX_V4) return `prefix length needs to be 1-${MAX_GUEST_PREFIX_V4}\n`;
+  return guestNetV4(network, prefix) ?? "CIDR needs to be a network address like 10.0.2.0/24, not like 10.0.2.100/24\n";
 }
 
-/** The network part of an IPv4 CIDR as a number, and its prefix. */
-function network(cidr: string): { net: number; prefix: number } {
-  const [addr, len] = cidr.split("/") as [string, string];
-  const prefix = Number(len);
-  const value = ipv4FromText(addr)!;
-  return { net: (value & (prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0)) >>> 0, prefix };
+/**
+ * --macaddress as slirp4netns reads it: up to six ':'-separated parts,
+ * each what scanf's %x takes at its start (blanks, a sign, 0x, hex
+ * digits) and 0..255; fewer parts leave the last bytes zero. The MAC, or
+ * slirp4netns's two lines.
+ */
+export function parseMacAddress(text: string): Uint8Array | string {
+  const reason = "macaddress has to be a valid MAC address (hex string, 6 bytes, each byte separated by a ':').";
+  const parts = text.split(":");
+  const mac = new Uint8Array(6);
+  for (let i = 0; i < Math.min(parts.length, 6); i++) {
+    const m = /^[ \t\n\v\f\r]*([+-]?)(0[xX])?([0-9a-fA-F]*)/.exec(parts[i]!)!;
+    const digits = m[3]!.replace(/^0+/, "");
+    const value = digits.length > 2 ? 256 : digits === "" ? 0 : parseInt(digits, 16);
+    if ((m[2] === undefined && m[3] === "") || value > 255 || (m[1] === "-" && value !== 0)) return `"${text}" is an invalid MAC address.\n${reason}`;
+    mac[i] = value;
+  }
+  if (parts.length > 6) return `"${text}" is an invalid MAC address.  Is it too long?\n${reason}`;
+  return mac;
+}
+
+/** The guest network, the tap's MAC, and the host addresses outbound sockets bind to. */
+export interface Slirp4netnsNetwork {
+  net: GuestNetV4;
+  /** --macaddress; null: the kernel's random one. */
+  mac: Uint8Array | null;
+  outboundV4: IP | null;
+  outboundV6: IP | null;
+}
+
+/**
+ * The addresses of a command line that parsed, checked in slirp4netns's
+ * order (--cidr, --outbound-addr, --outbound-addr6, --macaddress). An
+ * outbound value that is no address of its family names an interface,
+ * whose first address of that family `interfaceAddress` gives. The
+ * network, or what slirp4netns prints on stderr before it exits 1 (its
+ * outbound messages end without a newline, the "iterface" is its).
+ */
+export function slirp4netnsNetwork(c: Slirp4netnsConfig, interfaceAddress: (name: string, family: 4 | 6) => IP | null): Slirp4netnsNetwork | string {
+  const net = parseCidr(c.cidr);
+  if (typeof net === "string") return net;
+  let outboundV4: IP | null = null;
+  if (c.outboundAddr !== "") {
+    const literal = ipv4FromText(c.outboundAddr);
+    outboundV4 = literal !== null ? ipFromV4(literal) : interfaceAddress(c.outboundAddr, 4);
+    if (outboundV4 === null) return "outbound-addr has to be valid ipv4 address or interface name.";
+  }
+  let outboundV6: IP | null = null;
+  if (c.outboundAddr6 !== "") {
+    const literal = ipv6FromText(c.outboundAddr6);
+    outboundV6 = literal !== null ? { family: 6, bytes: literal } : interfaceAddress(c.outboundAddr6, 6);
+    if (outboundV6 === null) return "outbound-addr has to be valid ipv4 address or iterface name.";
+  }
+  let mac: Uint8Array | null = null;
+  if (c.macAddress !== "") {
+    const parsed = parseMacAddress(c.macAddress);
+    if (typeof parsed === "string") return parsed;
+    mac = parsed;
+  }
+  return { net, mac, outboundV4, outboundV6 };
 }
 
 /**
@@ -160,27 +233,21 @@ function network(cidr: string): { net: number; prefix: number } {
  * outbound address not used).
  */
 export function unsupportedOption(c: Slirp4netnsConfig): string | null {
-  const def = network(DEFAULT_CIDR);
-  const want = network(c.cidr);
-  if (want.net !== def.net || want.prefix !== def.prefix) return `--cidr=${c.cidr} is not supported yet (only ${DEFAULT_CIDR})`;
-  if (c.outboundAddr !== "") return "--outbound-addr is not supported yet";
-  if (c.outboundAddr6 !== "") return "--outbound-addr6 is not supported yet";
-  if (c.macAddress !== "") return "--macaddress is not supported yet";
   if (c.targetType === "bess") return "--target-type=bess is not supported";
   return null;
 }
 
 export function parseSlirp4netnsArgs(args: string[], argv0: string): Slirp4netnsOutcome {
-  const refuse = (message: string | null): Slirp4netnsOutcome => ({ kind: "exit", code: 1, stdout: usage(argv0), stderr: message === null ? "" : `${message}\n` });
-  const getopt = getoptError(args, argv0);
-  if (getopt !== null) return refuse(getopt);
+  const { error, warnings } = scan(args, argv0);
+  const refuse = (message: string | null): Slirp4netnsOutcome => ({ kind: "exit", code: 1, stdout: warnings + usage(argv0), stderr: message === null ? "" : `${message}\n` });
+  if (error !== null) return refuse(error);
   // citty reads --no-NAME as NAME=false; slirp4netns's --no-host-loopback is its own alias.
   const end = args.indexOf("--");
   const v = parseArgs(args.map((a, i) => (a === "--no-host-loopback" && (end < 0 || i < end) ? "--disable-host-loopback" : a)), CITTY_ARGS) as Record<string, string | boolean | undefined> & { _: string[] };
   const str = (name: string) => (typeof v[name] === "string" ? (v[name] as string) : undefined);
   const flag = (name: string) => v[name] === true;
 
-  if (flag("help")) return { kind: "exit", code: 0, stdout: usage(argv0), stderr: "" };
+  if (flag("help")) return { kind: "exit", code: 0, stdout: warnings + usage(argv0), stderr: "" };
   if (flag("version")) return { kind: "version" };
 
   const fd = (name: string): number | null => {
@@ -199,14 +266,12 @@ export function parseSlirp4netnsArgs(args: string[], argv0: string): Slirp4netns
     if (!(mtu > 0 && mtu <= MAX_MTU)) return refuse(`MTU must be a positive integer (< ${MAX_MTU + 1})`);
     if (mtu < MIN_MTU) return refuse(null);
   }
+  const macAddress = str("macaddress") ?? "";
+  if (macAddress !== "" && !flag("configure")) return refuse("--macaddr cannot be specified when --configure or -c is not specified");
   const targetType = str("target-type") ?? "netns";
   if (targetType !== "netns" && targetType !== "bess") return refuse('--target-type must be either "netns" or "bess"');
   const netnsType = str("netns-type") ?? "pid";
   if (netnsType !== "pid" && netnsType !== "path") return refuse(null);
-  const cidr = str("cidr") ?? DEFAULT_CIDR;
-  if (!validCidr(cidr)) return refuse(null);
-  const macAddress = str("macaddress") ?? "";
-  if (macAddress !== "" && parseMac(macAddress) === null) return refuse(null);
 
   const positional = v._;
   if (positional.length === 0) return refuse(null);
@@ -215,6 +280,7 @@ export function parseSlirp4netnsArgs(args: string[], argv0: string): Slirp4netns
 
   return {
     kind: "run",
+    stdout: warnings,
     config: {
       configure: flag("configure"),
       exitFd,
@@ -222,7 +288,7 @@ export function parseSlirp4netnsArgs(args: string[], argv0: string): Slirp4netns
       mtu,
       enableIpv6: flag("enable-ipv6"),
       apiSocket: str("api-socket") ?? "",
-      cidr,
+      cidr: str("cidr") ?? DEFAULT_CIDR,
       disableHostLoopback: flag("disable-host-loopback"),
       netnsType,
       usernsPath: str("userns-path") ?? "",

@@ -6,7 +6,8 @@
 // A command line it carries out becomes the slirpnetstack flags that mean
 // the same (main.ts runs the stack with them) plus the tap to create in
 // the target namespace.
-import { parseSlirp4netnsArgs, unsupportedOption, type Slirp4netnsConfig } from "./cli.ts";
+import { parseSlirp4netnsArgs, slirp4netnsNetwork, unsupportedOption, type Slirp4netnsConfig, type Slirp4netnsNetwork } from "./cli.ts";
+import { formatIP, ipFromV6 } from "../wire/addr.ts";
 import type { TapCreation } from "../ns/tap-setup.ts";
 
 /** The slirp4netns release whose command line this mode takes. */
@@ -19,6 +20,8 @@ export interface Slirp4netnsRun {
   create: TapCreation;
   userns: string | null;
   hostLoopback: boolean;
+  /** slirp4netns's warnings for experimental options, for stdout once this process is the one that runs (after the runtime re-exec). */
+  warnings: string;
 }
 
 /**
@@ -41,6 +44,14 @@ export function stackFlags(c: Slirp4netnsConfig): string[] {
   return flags;
 }
 
+/** --outbound-addr and --outbound-addr6: the host sockets of the guest's outbound TCP and UDP flows are bound to these addresses. */
+export function outboundFlags(network: Slirp4netnsNetwork): string[] {
+  const flags: string[] = [];
+  if (network.outboundV4 !== null) flags.push("-source-ipv4", formatIP(network.outboundV4));
+  if (network.outboundV6 !== null) flags.push("-source-ipv6", formatIP(network.outboundV6));
+  return flags;
+}
+
 /** Exits for everything but a command line this mode runs; returns what to run for that. */
 export async function slirp4netnsMain(args: string[], argv0: string, build: { version: string; time: string }): Promise<Slirp4netnsRun> {
   const outcome = parseSlirp4netnsArgs(args, argv0);
@@ -53,13 +64,23 @@ export async function slirp4netnsMain(args: string[], argv0: string, build: { ve
       await Bun.write(Bun.stdout, `slirp4netns version ${COMPATIBLE_WITH}\nslirpnetstack version ${build.version}\nbuild time ${build.time}\n`);
       process.exit(0);
     case "run": {
+      const { interfaceAddress } = await import("../../ffi/ifaddrs.ts");
+      const network = slirp4netnsNetwork(outcome.config, (name, family) => {
+        const bytes = interfaceAddress(name, family);
+        return bytes === null ? null : family === 4 ? { family: 4, bytes } : ipFromV6(bytes, 0);
+      });
+      if (typeof network === "string") {
+        if (outcome.stdout !== "") await Bun.write(Bun.stdout, outcome.stdout);
+        await Bun.write(Bun.stderr, network);
+        process.exit(EXIT_FAILURE);
+      }
       const unsupported = unsupportedOption(outcome.config);
       if (unsupported !== null) {
         await Bun.write(Bun.stderr, `${argv0}: ${unsupported}\n`);
         process.exit(EXIT_FAILURE);
       }
       const c = outcome.config;
-      return { flags: stackFlags(c), create: { mtu: c.mtu, configure: c.configure }, userns: c.usernsPath === "" ? null : c.usernsPath, hostLoopback: !c.disableHostLoopback };
+      return { flags: [...stackFlags(c), ...outboundFlags(network)], create: { mtu: c.mtu, configure: c.configure, net: network.net, mac: network.mac }, userns: c.usernsPath === "" ? null : c.usernsPath, hostLoopback: !c.disableHostLoopback, warnings: outcome.stdout };
     }
   }
 }

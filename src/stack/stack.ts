@@ -28,12 +28,14 @@ import { UdpLayer, type UdpEvents } from "./udp.ts";
 import { Dhcp4Server, type Dhcp4Config } from "./services/dhcp4.ts";
 import { RouterAdvertiser, type RaConfig } from "./services/ra.ts";
 import { Dhcp6Server, type Dhcp6Config } from "./services/dhcp6.ts";
+import type { GuestNetV4 } from "../wire/guest-net.ts";
 
 export interface StackConfig {
   /** Our MAC on the tap: 70:71:aa:4b:29:aa, as upstream. */
   mac: Uint8Array;
-  /** The gateway addresses: 10.0.2.2 and fd00::2. */
-  gatewayV4: number;
+  /** The guest's IPv4 network: our address on it (the gateway), its broadcast, DHCP's pool. */
+  netV4: GuestNetV4;
+  /** Our IPv6 address: fd00::2. */
   gatewayV6: Uint8Array;
   tcp: TcpConfig;
   /** Keyed ISNs, timestamp offsets and ports; a fixed key in tests. */
@@ -74,8 +76,10 @@ export class Stack {
   /** Reassembled datagrams were checked by nobody: verify their checksums. */
   private readonly reassembledMeta = new RxMeta();
   private pollNow = 0;
-  /** The guest subnet's broadcast address (the gateway's /24). */
+  /** The guest network's broadcast address (cfg.netV4.broadcast). */
   private readonly subnetBroadcastV4: number;
+  /** cfg.netV4.gateway, read per frame. */
+  private readonly gatewayV4: number;
   private readonly solicit: (family: 4 | 6, v4: number, v6: Uint8Array | null) => void;
 
   constructor(
@@ -86,14 +90,15 @@ export class Stack {
     readonly cfg: StackConfig,
   ) {
     this.ethernet = caps.medium === "ethernet";
-    this.egress = new Egress(caps, sink, cfg.mac, cfg.gatewayV4, cfg.gatewayV6, stats, cfg.maxNeighbors ?? DEFAULT_MAX_NEIGHBORS);
-    this.subnetBroadcastV4 = (cfg.gatewayV4 | 0xff) >>> 0;
-    this.icmp = new Icmp(this.egress, stats, cfg.gatewayV4, cfg.gatewayV6);
+    this.egress = new Egress(caps, sink, cfg.mac, cfg.netV4.gateway, cfg.gatewayV6, stats, cfg.maxNeighbors ?? DEFAULT_MAX_NEIGHBORS);
+    this.subnetBroadcastV4 = cfg.netV4.broadcast;
+    this.gatewayV4 = cfg.netV4.gateway;
+    this.icmp = new Icmp(this.egress, stats, cfg.netV4.gateway, cfg.gatewayV6);
     this.echo = new EchoLayer(this.egress, stats, this.icmp, cfg.secret);
     this.tcp = new TcpLayer(this.egress, stats, cfg.tcp, events, this.icmp, cfg.secret);
     this.udp = new UdpLayer(this.egress, stats, events, cfg.secret, cfg.udpIdleMs);
     this.reassembler = new Reassembler(stats);
-    this.dhcp4 = this.ethernet && cfg.dhcp4 !== undefined ? new Dhcp4Server(this.egress, stats, cfg.gatewayV4, cfg.dhcp4) : null;
+    this.dhcp4 = this.ethernet && cfg.dhcp4 !== undefined ? new Dhcp4Server(this.egress, stats, cfg.netV4, cfg.dhcp4) : null;
     linkLocalFromMac(cfg.mac, this.linkLocal);
     this.ra = cfg.ra !== undefined ? new RouterAdvertiser(this.egress, stats, this.linkLocal, cfg.gatewayV6, cfg.ra) : null;
     this.dhcp6 = cfg.dhcp6 !== undefined ? new Dhcp6Server(this.egress, stats, this.linkLocal, cfg.dhcp6) : null;
@@ -107,7 +112,7 @@ export class Stack {
    */
   primeArp(target: number): void {
     if (!this.ethernet) return;
-    this.egress.sendArp(ARP_OP_REQUEST, this.cfg.mac, 0, this.cfg.gatewayV4, null, 0, target, null);
+    this.egress.sendArp(ARP_OP_REQUEST, this.cfg.mac, 0, this.cfg.netV4.gateway, null, 0, target, null);
   }
 
   // =====================================================================
@@ -203,7 +208,7 @@ export class Stack {
     // 0.0.0.0 to 255.255.255.255, one renewing sends to us; port 67 to
     // either is the server's, before the checks below and UDP flows.
     const dhcp = this.dhcp4;
-    if (dhcp !== null && ip.protocol === IPPROTO_UDP && !ip.isFragment && (dst === 0xffffffff || dst === this.cfg.gatewayV4) && dhcp.claims(buf, ip.payloadOff, ip.payloadLen)) {
+    if (dhcp !== null && ip.protocol === IPPROTO_UDP && !ip.isFragment && (dst === 0xffffffff || dst === this.gatewayV4) && dhcp.claims(buf, ip.payloadOff, ip.payloadLen)) {
       dhcp.inputV4(src, dst, buf, ip.payloadOff, ip.payloadLen, meta, now);
       return;
     }

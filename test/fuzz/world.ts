@@ -23,6 +23,7 @@ import {
   type OutFrame,
 } from "./invariants.ts";
 import type { FrameStep, HostStep, Step } from "./steps.ts";
+import { DEFAULT_GUEST_NET_V4 } from "../../src/wire/guest-net.ts";
 
 export const STACK_MAC = new Uint8Array([0x70, 0x71, 0xaa, 0x4b, 0x29, 0xaa]);
 export const GATEWAY_V4 = 0x0a000202; // 10.0.2.2
@@ -177,7 +178,7 @@ export class Device implements FrameSink, StackEvents {
     const key = hostBytes(seed, 16);
     this.stack = new Stack(caps, this, this, this.stats, {
       mac: STACK_MAC,
-      gatewayV4: GATEWAY_V4,
+      netV4: DEFAULT_GUEST_NET_V4,
       gatewayV6: GATEWAY_V6,
       tcp: { ...DEFAULT_TCP_CONFIG, rcvBuf: 256 * 1024, sndBuf: 256 * 1024 },
       secret: new FlowSecret(key),

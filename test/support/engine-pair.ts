@@ -27,6 +27,7 @@ import { Ipv6View, Ipv6ExtResult, walkExtensions } from "../../src/wire/ipv6.ts"
 import { TcpView, TcpOptions, parseTcpOptions, formatTcpFlags } from "../../src/wire/tcp.ts";
 import { UdpView } from "../../src/wire/udp.ts";
 import { WireError } from "../../src/wire/errors.ts";
+import { DEFAULT_GUEST_NET_V4 } from "../../src/wire/guest-net.ts";
 
 export const A_V4 = 0x0a000202; // 10.0.2.2
 export const B_V4 = 0x0a000264; // 10.0.2.100
@@ -686,7 +687,7 @@ export class EnginePair {
   private makeStack(side: Side, mac: Uint8Array, sink: FrameSink, tcp: TcpConfig, seed: number): Stack {
     return new Stack(this.caps, sink, side, side.stats, {
       mac,
-      gatewayV4: side.v4,
+      netV4: { ...DEFAULT_GUEST_NET_V4, gateway: side.v4 },
       gatewayV6: side.v6,
       tcp,
       secret: new ScriptedSecret(keyFromSeed(seed), side.scripted),

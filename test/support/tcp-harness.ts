@@ -13,6 +13,7 @@ import { Ipv4Repr, IPPROTO_TCP } from "../../src/wire/ipv4.ts";
 import { Ipv6Repr } from "../../src/wire/ipv6.ts";
 import { TcpRepr, TcpView, TcpOptions, TcpFlags } from "../../src/wire/tcp.ts";
 import { AppConn, ScriptedSecret, decodeFrame, keyFromSeed, packetLine, type Packet } from "./engine-pair.ts";
+import { DEFAULT_GUEST_NET_V4 } from "../../src/wire/guest-net.ts";
 
 export const { FIN, SYN, RST, PSH, ACK } = TcpFlags;
 
@@ -69,7 +70,7 @@ export class Harness implements StackEvents, FrameSink {
     this.caps = { medium: "ip", mtu: opts.mtu ?? 1500, txChecksumOffload: false, txTcpSegmentation: false };
     this.stack = new Stack(this.caps, this, this, this.stats, {
       mac: new Uint8Array([0x70, 0x71, 0xaa, 0x4b, 0x29, 0xaa]),
-      gatewayV4: 0x0a000202,
+      netV4: DEFAULT_GUEST_NET_V4,
       gatewayV6: new Uint8Array([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]),
       tcp: { ...DEFAULT_TCP_CONFIG, ...opts.tcp },
       secret: new ScriptedSecret(opts.key ?? keyFromSeed(opts.seed ?? 99), this.scripted),

@@ -49,7 +49,7 @@ export interface ForwardHandle {
 export interface ApiDeps {
   /** Starts a forward: its handle, or an error text when it cannot listen. */
   addForward(fwd: HostFwd): ForwardHandle | string;
-  /** The guest address used when a request names none (slirp4netns: 10.0.2.100). */
+  /** The guest address used when a request names none (slirp4netns: the guest network's .100, 10.0.2.100 by default). */
   defaultGuestAddr: string;
   /** The flow table (list_flows); absent: list_flows is an unknown execute, as in slirp4netns. */
   flowRows?: (offset: number, limit: number) => unknown[];

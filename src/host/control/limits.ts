@@ -47,7 +47,7 @@ export const LIMITS: Readonly<Record<string, LimitInfo>> = {
   "neighbor-queue": { flag: null, what: "8 frames wait for one guest address' MAC, or 64 in all; one more was dropped" },
   "dhcp-leases": {
     flag: null,
-    what: "all 16 DHCP addresses (10.0.2.100-10.0.2.115) are leased and unexpired; a DISCOVER from one more client was ignored",
+    what: "all 16 DHCP addresses (the guest address and the 15 after it: 10.0.2.100-10.0.2.115 by default) are leased and unexpired; a DISCOVER from one more client was ignored",
   },
   "neighbor-solicit-rate": { flag: null, what: "32 ARP requests or Neighbor Solicitations a second sent already; one was put off" },
   "ra-solicitors": {

@@ -13,6 +13,7 @@
 //   5. anything else: allow iff -enable-routing.
 import { prefixContains, type IP, type IPPrefix } from "../../wire/addr.ts";
 import { LINK_LOCAL_DENY, STATIC_DENY } from "./prefix.ts";
+import { inGuestNetV4, type GuestNetV4 } from "../../wire/guest-net.ts";
 import type { LocalRoutes } from "./routes.ts";
 
 /** One -allow/-deny entry, as src/cli/firewall.ts parses it (docs/compatibility.md, Firewall entries). */
@@ -61,12 +62,14 @@ export class RoutingPolicy {
   constructor(
     private readonly opts: PolicyOptions,
     private readonly routes: LocalRoutes,
+    /** The guest's network: on the static deny list. */
+    private readonly guestNet: GuestNetV4,
   ) {}
 
   decide(network: "tcp" | "udp" | "icmp", ip: IP, port: number): Verdict {
     if (anyRuleMatches(this.opts.deny, network, ip, port)) return "deny-rule";
     if (anyRuleMatches(this.opts.allow, network, ip, port)) return "allow-rule";
-    if (STATIC_DENY.contains(ip)) return "static-deny";
+    if (STATIC_DENY.contains(ip) || inGuestNetV4(this.guestNet, ip)) return "static-deny";
     if (LINK_LOCAL_DENY.contains(ip)) return "link-local-deny";
     if (this.routes.covers(ip)) return this.opts.enableHost ? "host" : "host-disabled";
     return this.opts.enableRouting ? "routing" : "routing-disabled";

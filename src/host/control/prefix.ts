@@ -30,14 +30,15 @@ export class PrefixSet {
 }
 
 /**
- * The static deny list (docs/compatibility.md): never routed (unless
- * -allow says so), and never used as a spoofed source toward the guest.
+ * The static deny list (docs/compatibility.md), but for the guest's own
+ * network (10.0.2.0/24 by default), which the policy and the -L source
+ * choice add: never routed (unless -allow says so), and never used as a
+ * spoofed source toward the guest.
  * IPv4-mapped addresses are normalised to IPv4 before matching, so
  * ::ffff:0:0/96 only catches odd spellings.
  */
 export const STATIC_DENY = PrefixSet.parse([
   "0.0.0.0/8",
-  "10.0.2.0/24",
   "127.0.0.0/8",
   "255.255.255.255/32",
   "::/128",

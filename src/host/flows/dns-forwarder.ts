@@ -1,4 +1,4 @@
-// DNS for the guest: 10.0.2.3 and fd00::3, port 53, over UDP and TCP,
+// DNS for the guest: the guest network's .3 (10.0.2.3) and fd00::3, port 53, over UDP and TCP,
 // relayed to the host's resolvers from /etc/resolv.conf. The relay is a
 // splice like any -R forward, so message boundaries (UDP), truncation and
 // the guest's retry over TCP all pass through unchanged; a systemd-resolved
@@ -25,9 +25,7 @@ import { ResolvConf } from "../control/resolv-conf.ts";
 import type { StackClock } from "../clock.ts";
 import type { UdpQueryWatch, UdpSplice } from "./udp-splice.ts";
 
-export const DNS_V4 = "10.0.2.3";
 export const DNS_V6 = "fd00::3";
-const DNS_V4_NUM = 0x0a000203;
 const DNS_V6_BYTES = parseIP(DNS_V6)!.bytes;
 const DNS_PORT = 53;
 const DNS_IDLE_MS = 10_000;
@@ -70,17 +68,19 @@ export class DnsForwarder {
     private readonly dialer: Dialer,
     private readonly clock: StackClock,
     private readonly queries: DnsQueries,
+    /** Our IPv4 address (the guest network's dns). */
+    private readonly dnsV4: number,
     resolvConfPath = "/etc/resolv.conf",
   ) {
     this.resolvConf = new ResolvConf(resolvConfPath);
   }
 
-  /** The address a guest flow targets is ours: 10.0.2.3:53 (also as ::ffff:10.0.2.3) or [fd00::3]:53. */
+  /** The address a guest flow targets is ours: dnsV4:53 (also IPv4-mapped) or [fd00::3]:53. */
   private isOurs(t: TcpConnection | UdpFlow): boolean {
     if (t.destPort !== DNS_PORT) return false;
-    if (t.family === 4) return t.destV4 === DNS_V4_NUM;
+    if (t.family === 4) return t.destV4 === this.dnsV4;
     const a = t.destV6!;
-    return ipv6Equal(a, 0, DNS_V6_BYTES, 0) || (ipv6IsV4Mapped(a, 0) && readU32(a, 12) === DNS_V4_NUM);
+    return ipv6Equal(a, 0, DNS_V6_BYTES, 0) || (ipv6IsV4Mapped(a, 0) && readU32(a, 12) === this.dnsV4);
   }
 
   /** The nameserver for the next flow: the host's resolvers in turn. */

@@ -19,6 +19,7 @@ import type { Logger } from "../control/log.ts";
 import type { Resolver } from "../control/resolve.ts";
 import type { StackClock } from "../clock.ts";
 import { STATIC_DENY } from "../control/prefix.ts";
+import { inGuestNetV4, type GuestNetV4 } from "../../wire/guest-net.ts";
 import { SpliceErrors } from "./splice-errors.ts";
 import { TcpSplice, type HostKeepalive, type SpliceOwner } from "./tcp-splice.ts";
 import { EAGAIN, errnoText } from "../../../ffi/libc.ts";
@@ -42,8 +43,8 @@ export interface Gateways {
  * The address the guest sees a forwarded client come from
  * (docs/compatibility.md, Client address seen by the guest).
  */
-export function guestSource(c: IP | null, targetFamily: 4 | 6, gw: Gateways): IP {
-  if (c === null || c.family !== targetFamily || STATIC_DENY.contains(c)) return targetFamily === 4 ? gw.v4 : gw.v6;
+export function guestSource(c: IP | null, targetFamily: 4 | 6, gw: Gateways, guestNet: GuestNetV4): IP {
+  if (c === null || c.family !== targetFamily || STATIC_DENY.contains(c) || inGuestNetV4(guestNet, c)) return targetFamily === 4 ? gw.v4 : gw.v6;
   return c;
 }
 
@@ -261,7 +262,7 @@ class TcpForward implements SpliceOwner, TcpListenerOwner {
     const { stack, clock, gateways } = this.ctx;
     // Target port 0 means the listener's port, or the PROXY destination port.
     const port = this.spec.host.port || (pp !== null ? pp.dstPort : p.localPort);
-    const src = guestSource(pp !== null ? parseIP(pp.srcIp) : p.client, this.target.family, gateways);
+    const src = guestSource(pp !== null ? parseIP(pp.srcIp) : p.client, this.target.family, gateways, stack.cfg.netV4);
     const v4 = this.target.family === 4;
     // Every loopback client comes from the gateway address: toward one
     // guest address and port they share one range of local ports.
@@ -443,7 +444,7 @@ class UdpForward implements UdpSocketOwner {
   private open(key: ClientKey, from: SockAddr, client: string, pp: ProxyAddresses | null, header: Uint8Array | null): UdpClient | null {
     const { stack, clock, gateways } = this.ctx;
     const targetPort = this.spec.host.port || (pp !== null ? pp.dstPort : this.port);
-    const src = guestSource(pp !== null ? parseIP(pp.srcIp) : sockAddrIP(from), this.target.family, gateways);
+    const src = guestSource(pp !== null ? parseIP(pp.srcIp) : sockAddrIP(from), this.target.family, gateways, stack.cfg.netV4);
     const target = endpointText(this.target, targetPort);
     const c = new UdpClient(this, key, from, client, target);
     c.sppHeader = header;

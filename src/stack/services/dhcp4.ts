@@ -1,12 +1,14 @@
 // The DHCPv4 server (RFC 2131, options RFC 2132) on the guest link, as
-// the gateway 10.0.2.2: a client gets an address of a small pool, the
-// /24 netmask and broadcast address, the gateway as router, DNS servers
+// the gateway (10.0.2.2 by default): a client gets an address of a small
+// pool, the guest network's netmask and broadcast address, the gateway as
+// router, DNS servers
 // and search domains from the host side (Dhcp4HostInfo), the link's MTU,
 // and a lease.
 //
-// Addresses: POOL_SIZE leases, 10.0.2.100 (the guest address that -L
-// forwards and the README's static setup use) to 10.0.2.115. A client
-// keeps the address it had; a new client gets 10.0.2.100 when that is not
+// Addresses: POOL_SIZE leases from the guest address (10.0.2.100 by
+// default: the one -L forwards and the README's static setup use), so
+// 10.0.2.100 to 10.0.2.115. A client keeps the address it had; a new
+// client gets the guest address when that is not
 // leased to someone else, else the first never-used address, else the one
 // that expired longest ago. Clients are told apart by chaddr (Ethernet).
 //
@@ -45,8 +47,9 @@ import {
 import type { RxMeta } from "../device.ts";
 import type { Egress } from "../egress.ts";
 import type { Stats } from "../stats.ts";
+import type { GuestNetV4 } from "../../wire/guest-net.ts";
 
-/** Leases at most: 10.0.2.100 to 10.0.2.115. */
+/** Leases at most: the guest address and the 15 after it. */
 export const POOL_SIZE = 16;
 /** How long an address a client declined (RFC 2131 §4.3.3: in use by someone else) is not offered. */
 export const DECLINE_HOLD_MS = 10 * 60_000;
@@ -65,8 +68,6 @@ export interface Dhcp4HostInfo {
 }
 
 export interface Dhcp4Config {
-  /** The first address of the pool, the guest address (10.0.2.100). */
-  firstAddress: number;
   /** Lease time offered, seconds. */
   leaseSeconds: number;
   info: Dhcp4HostInfo;
@@ -86,6 +87,8 @@ export class Dhcp4Server {
   private readonly msg = new Dhcp4View();
   private readonly opts = new Dhcp4Options();
   private readonly out = new Dhcp4Writer();
+  private readonly serverIp: number;
+  private readonly firstAddress: number;
   private readonly netmask: number;
   private readonly broadcast: number;
   private readonly routers: number[];
@@ -97,14 +100,16 @@ export class Dhcp4Server {
   constructor(
     private readonly egress: Egress,
     private readonly stats: Stats,
-    /** Our address on the link: server identifier and router. */
-    private readonly serverIp: number,
+    /** The guest network: its gateway is our address (server identifier and router), its guest address the pool's first. */
+    net: GuestNetV4,
     private readonly cfg: Dhcp4Config,
   ) {
     for (let i = 0; i < POOL_SIZE; i++) this.leases.push(new Lease());
-    this.netmask = 0xffffff00;
-    this.broadcast = (serverIp | 0xff) >>> 0;
-    this.routers = [serverIp];
+    this.serverIp = net.gateway;
+    this.firstAddress = net.guest;
+    this.netmask = net.netmask;
+    this.broadcast = net.broadcast;
+    this.routers = [net.gateway];
   }
 
   /** Whether the UDP datagram at buf[off, off+len) is for the server (port 67). */
@@ -173,7 +178,7 @@ export class Dhcp4Server {
       return;
     }
     this.stats.bump("dhcp-offer");
-    this.reply(DhcpMsg.OFFER, this.cfg.firstAddress + i, true, now);
+    this.reply(DhcpMsg.OFFER, this.firstAddress + i, true, now);
   }
 
   /**
@@ -240,7 +245,7 @@ export class Dhcp4Server {
 
   /** The pool index of `ip`, or -1. */
   private indexOf(ip: number): number {
-    const i = ip - this.cfg.firstAddress;
+    const i = ip - this.firstAddress;
     return i >= 0 && i < POOL_SIZE ? i : -1;
   }
 

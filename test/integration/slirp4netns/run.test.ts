@@ -8,14 +8,13 @@
 // 192.0.2.1, a host address the guest reaches by the slirp4netns policy
 // (everything the host can reach).
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { connect } from "node:net";
+import { closeSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { BINARY } from "../../support/stack.ts";
-import { HostNs, holderReady, readyMarker } from "../../support/netns.ts";
-import { track, untrack } from "../../support/cleanup.ts";
+import { HostNs } from "../../support/netns.ts";
+import { BareNs, apiCall, lineClient, lineServer, startSlirp4netns, untilOutput, waitReady, type Running } from "./s4n-rig.ts";
 
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
@@ -24,59 +23,9 @@ const LOOPBACK_PORT = 8001;
 /** What the guests download from the host's server. */
 const payload = "x".repeat(200_000);
 
-/** A bare TCP server: each client gets `line` and the end of the stream (no name lookups, unlike http.server). */
-function lineServer(bind: string, port: number, line: string): string[] {
-  const family = bind.includes(":") ? "socket.AF_INET6" : "socket.AF_INET";
-  return ["python3", "-c", `import socket\ns=socket.socket(${family});s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nif ${family}==socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,0)\ns.bind(('${bind}',${port}));s.listen()\nwhile True:\n c,_=s.accept();c.sendall(b'${line}\\n');c.close()`];
-}
-
-/** Connects to host:port and prints what it reads until the end of the stream. */
-function lineClient(host: string, port: number): string[] {
-  return ["python3", "-c", `import socket\nc=socket.create_connection(('${host}',${port}),timeout=5);d=b''\nwhile True:\n b=c.recv(4096)\n if not b: break\n d+=b\nprint(d.decode(),end='')`];
-}
-
-/** Runs `cmd` until it prints something (up to ~5 s: the guest may still be taking its IPv6 address). */
-async function untilOutput(run: (cmd: string[]) => Promise<{ stdout: string; stderr: string }>, cmd: string[]): Promise<{ stdout: string; stderr: string }> {
-  let r = { stdout: "", stderr: "" };
-  for (let i = 0; i < 100 && r.stdout === ""; i++) {
-    const { stdout, stderr } = await run(cmd);
-    r = { stdout, stderr };
-    if (r.stdout === "") await Bun.sleep(50);
-  }
-  return r;
-}
-
 const dir = mkdtempSync(join(tmpdir(), "slirp4netns-run-"));
 const S4N = join(dir, "slirp4netns");
 symlinkSync(BINARY, S4N);
-
-/** A bare user + network namespace (only lo, down), as Podman makes for a container. */
-class BareNs {
-  private constructor(readonly holder: Subprocess) {
-    track(this);
-  }
-  static async create(): Promise<BareNs> {
-    const marker = readyMarker("bare");
-    const holder = Bun.spawn(["unshare", "-Urn", "sh", "-c", `: > ${marker} && exec sleep infinity`], { stdout: "ignore", stderr: "inherit" });
-    const ns = new BareNs(holder);
-    await holderReady(holder, marker, ns);
-    return ns;
-  }
-  get pid(): number {
-    return this.holder.pid;
-  }
-  /** Runs `cmd` in the namespace as its root; returns its status and output. */
-  async exec(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const p = Bun.spawn(["nsenter", "-U", "-n", "--preserve-credentials", "-t", String(this.pid), "--", ...cmd], { stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    return { code, stdout, stderr };
-  }
-  async destroy(): Promise<void> {
-    untrack(this);
-    this.holder.kill("SIGKILL");
-    await this.holder.exited;
-  }
-}
 
 let host: HostNs;
 let server: Subprocess;
@@ -93,13 +42,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Running {
-  proc: Subprocess<"ignore", "pipe", "pipe">;
-  /** Our end of the --exit-fd pipe (a FIFO opened read-write, so opening it never blocks). */
-  exitEnd: number;
-  readyFile: string;
-  api: string;
-}
 let running: Running | null = null;
 afterEach(() => {
   if (running !== null) {
@@ -114,52 +56,20 @@ afterEach(() => {
 });
 
 /**
- * slirp4netns started in the HostNs with fd 3 reading a FIFO (--exit-fd)
- * and fd 4 writing a file (--ready-fd). Podman's way (`podman`): inside
- * the user namespace that owns `guest`'s network namespace, the target a
- * path. RootlessKit's way (`rootlesskit`): from the parent's (here the
- * initial) user namespace, the target the PID of the child.
+ * slirp4netns with fd 3 reading a FIFO (--exit-fd) and fd 4 writing a
+ * file (--ready-fd). Podman's way (`podman`): inside the user namespace
+ * that owns `guest`'s network namespace, the target a path. RootlessKit's
+ * way (`rootlesskit`): from the parent's (here the initial) user
+ * namespace, the target the PID of the child.
  */
 function start(guest: BareNs, name: string, way: "podman" | "rootlesskit", hostLoopback = false): Running {
-  const exitFifo = join(dir, `${name}.exit`);
-  Bun.spawnSync(["mkfifo", exitFifo]);
-  const exitEnd = openSync(exitFifo, "r+");
-  const readyFile = join(dir, `${name}.ready`);
-  const api = join(dir, `${name}.sock`);
   const loopback = hostLoopback ? [] : ["--disable-host-loopback"];
-  const args =
+  const args = (api: string) =>
     way === "podman"
       ? ["--api-socket", api, ...loopback, "--mtu=65520", "--enable-sandbox", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"]
       : ["--mtu", "65520", "-r", "4", "-e", "3", "--configure", ...loopback, "--api-socket", api, String(guest.pid), "tap0"];
-  const enter = way === "podman" ? `nsenter -U --preserve-credentials -t ${guest.pid} --` : "";
-  const script = `exec 3<"$0" 4>"$1"; shift; exec ${enter} "$@"`;
-  const proc = Bun.spawn(host.enter(["sh", "-c", script, exitFifo, readyFile, S4N, ...args]), { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  running = { proc, exitEnd, readyFile, api };
+  running = startSlirp4netns({ host, dir, s4n: S4N, name, args, enterUserns: way === "podman" ? guest.pid : null });
   return running;
-}
-
-async function waitReady(r: Running): Promise<string> {
-  for (let i = 0; i < 500; i++) {
-    if (existsSync(r.readyFile) && readFileSync(r.readyFile, "utf8") !== "") return readFileSync(r.readyFile, "utf8");
-    if (r.proc.exitCode !== null) throw new Error(`exited ${r.proc.exitCode}: ${await new Response(r.proc.stderr).text()}`);
-    await Bun.sleep(10);
-  }
-  throw new Error("not ready after 5 s");
-}
-
-/** One request on the API socket, one reply line. */
-function apiCall(path: string, request: object): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect(path);
-    let reply = "";
-    s.on("data", (d) => {
-      reply += d.toString();
-      s.end();
-    });
-    s.on("end", () => resolve(reply));
-    s.on("error", reject);
-    s.write(JSON.stringify(request));
-  });
 }
 
 describe("slirp4netns mode runs the network", () => {
@@ -189,7 +99,7 @@ describe("slirp4netns mode runs the network", () => {
 
     // add_hostfwd through the API socket: the host's 127.0.0.1:FWD_PORT reaches the guest's port 80.
     expect(await apiCall(r.api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
-    const guestServer = Bun.spawn(["nsenter", "-U", "-n", "--preserve-credentials", "-t", String(guest.pid), "--", ...lineServer("10.0.2.100", 80, "hello from the guest")], { stdout: "ignore", stderr: "inherit" });
+    const guestServer = Bun.spawn(guest.enter(lineServer("10.0.2.100", 80, "hello from the guest")), { stdout: "ignore", stderr: "inherit" });
     try {
       expect((await untilOutput((c) => host.exec(c), lineClient("127.0.0.1", FWD_PORT))).stdout).toBe("hello from the guest\n");
     } finally {

@@ -25,6 +25,7 @@ import type { Resolver } from "../../../src/host/control/resolve.ts";
 import { applyForwardDefaults, parseForwardSpec } from "../../../src/cli/forward.ts";
 import { EAGAIN } from "../../../ffi/libc.ts";
 import { waitUntil } from "../../support/rig.ts";
+import { DEFAULT_GUEST_NET_V4 } from "../../../src/wire/guest-net.ts";
 
 /** Collects the faults `stats` reports, as main's FaultReporter would print them. */
 function collect(stats: Stats): unknown[] {
@@ -200,7 +201,7 @@ describe("-L when every guest-side port is taken", () => {
     const caps = { medium: "ip" as const, mtu: 1500, txChecksumOffload: false, txTcpSegmentation: false };
     const stack = new Stack(caps, { transmit() {} }, { tcpConnectRequest() {}, udpNewFlow: () => false }, stats, {
       mac: new Uint8Array(6),
-      gatewayV4: GATEWAY,
+      netV4: DEFAULT_GUEST_NET_V4,
       gatewayV6: new Uint8Array(16),
       tcp: { ...DEFAULT_TCP_CONFIG, maxConnections: 40_000 },
       secret: new FlowSecret(new Uint8Array(16)),

@@ -6,13 +6,14 @@ import { parseIP } from "../../../src/wire/addr.ts";
 import { RoutingPolicy, type FirewallRule, type PolicyOptions } from "../../../src/host/control/policy.ts";
 import { createSystemResolver } from "../../../src/host/control/resolve.ts";
 import { LocalRoutes } from "../../../src/host/control/routes.ts";
+import { DEFAULT_GUEST_NET_V4, guestNetV4FromText } from "../../../src/wire/guest-net.ts";
 
 /** Literal entries only: the resolver is never asked. */
 const rules = (value: string): Promise<FirewallRule[]> => parseFirewallList(value, createSystemResolver({ dnsTimeoutMs: 1, dnsAttempts: 1 }));
 
-function policy(opts: Partial<PolicyOptions>): RoutingPolicy {
+function policy(opts: Partial<PolicyOptions>, guestNet = DEFAULT_GUEST_NET_V4): RoutingPolicy {
   // A LocalRoutes that was never refreshed covers nothing: every address is "the internet".
-  return new RoutingPolicy({ allow: [], deny: [], enableHost: true, enableRouting: true, ...opts }, new LocalRoutes(() => {}));
+  return new RoutingPolicy({ allow: [], deny: [], enableHost: true, enableRouting: true, ...opts }, new LocalRoutes(() => {}), guestNet);
 }
 
 function decide(p: RoutingPolicy, ip: string, network: "tcp" | "udp" | "icmp" = "tcp", port = 80): string {
@@ -27,6 +28,14 @@ describe("pings (-icmp=forward)", () => {
     expect(decide(p, "192.0.2.1", "icmp", 0)).toBe("routing");
     expect(decide(p, "10.0.2.9", "icmp", 0)).toBe("allow-rule");
     expect(decide(p, "10.0.2.8", "icmp", 0)).toBe("static-deny");
+  });
+});
+
+describe("the guest's network is on the static deny list", () => {
+  test("10.0.2.0/24 by default; with another network (slirp4netns's --cidr), that one, and 10.0.2.x is routed", () => {
+    expect(["10.0.2.2", "10.0.2.50", "::ffff:10.0.2.9", "10.0.3.1"].map((ip) => decide(policy({}), ip))).toEqual(["static-deny", "static-deny", "static-deny", "routing"]);
+    const other = policy({}, guestNetV4FromText("10.0.3.0/24")!);
+    expect(["10.0.3.2", "10.0.3.255", "10.0.2.2", "10.0.4.1"].map((ip) => decide(other, ip))).toEqual(["static-deny", "static-deny", "routing", "routing"]);
   });
 });
 

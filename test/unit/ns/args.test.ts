@@ -12,6 +12,7 @@ import {
   findExecutable,
   HIDDEN_COMMAND,
 } from "../../../src/ns/args.ts";
+import { DEFAULT_GUEST_NET_V4, guestNetV4FromText } from "../../../src/wire/guest-net.ts";
 
 describe("netnsPid", () => {
   test.each([
@@ -56,6 +57,14 @@ test("unshare flags: user (root-mapped), net and mount namespaces, no fork", () 
 describe("helper command lines", () => {
   test("attach", () => {
     expect(attachHelperArgs({ ifname: "tun0", offloads: 103 })).toEqual([HIDDEN_COMMAND, "attach", "--ifname", "tun0", "--offloads", "103", "--sock-fd", "3"]);
+  });
+  test("attach creating the tap: the MTU, the guest network, and with --configure the MAC", () => {
+    const net = guestNetV4FromText("10.0.3.0/24")!;
+    expect(attachHelperArgs({ ifname: "tap0", offloads: 0, create: { mtu: 1500, configure: true, net, mac: new Uint8Array([2, 0x11, 0x22, 0x33, 0x44, 0x55]) } })).toEqual([
+      HIDDEN_COMMAND, "attach", "--ifname", "tap0", "--offloads", "0", "--sock-fd", "3",
+      "--create-mtu", "1500", "--create-net", "10.0.3.0/24", "--configure", "--create-mac", "02:11:22:33:44:55",
+    ]);
+    expect(attachHelperArgs({ ifname: "tap0", offloads: 0, create: { mtu: 65520, configure: false, net: DEFAULT_GUEST_NET_V4, mac: null } }).slice(8)).toEqual(["--create-mtu", "65520", "--create-net", "10.0.2.0/24"]);
   });
   test("run keeps the command after --, untouched", () => {
     const a = runHelperArgs({ ifname: "tun0", mtu: 65520, offloads: 0, resolvConf: "/tmp/r", command: ["ls", "-la", "--", "--x"], parentDeathSignal: 15 });

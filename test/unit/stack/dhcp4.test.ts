@@ -14,10 +14,9 @@ import { DECLINE_HOLD_MS, POOL_SIZE, type Dhcp4HostInfo } from "../../../src/sta
 import { BROADCAST_MAC, ETH_IPV4, ethernet, inetChecksum, ipv4, ipv4Packet, ipv4Text, mac, macText } from "../../support/frames.ts";
 import { keyFromSeed } from "../../support/engine-pair.ts";
 import { Prng } from "../wire/helpers.ts";
+import { DEFAULT_GUEST_NET_V4, guestNetV4FromText, type GuestNetV4 } from "../../../src/wire/guest-net.ts";
 
 const STACK_MAC = mac("70:71:aa:4b:29:aa");
-const GW = 0x0a000202;
-const GUEST = 0x0a000264;
 const LEASE_S = 3600;
 const MTU = 1500;
 
@@ -61,15 +60,15 @@ class Rig implements FrameSink {
   readonly info = new HostInfo();
   private readonly meta = new RxMeta();
 
-  constructor(opts: { dhcp?: boolean; mtu?: number } = {}) {
+  constructor(opts: { dhcp?: boolean; mtu?: number; net?: GuestNetV4 } = {}) {
     const caps: DeviceCaps = { medium: "ethernet", mtu: opts.mtu ?? MTU, txChecksumOffload: false, txTcpSegmentation: false };
     this.stack = new Stack(caps, this, { tcpConnectRequest() {}, udpNewFlow: () => false }, this.stats, {
       mac: STACK_MAC,
-      gatewayV4: GW,
+      netV4: opts.net ?? DEFAULT_GUEST_NET_V4,
       gatewayV6: Uint8Array.of(0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2),
       tcp: DEFAULT_TCP_CONFIG,
       secret: new FlowSecret(keyFromSeed(7)),
-      ...(opts.dhcp === false ? {} : { dhcp4: { firstAddress: GUEST, leaseSeconds: LEASE_S, info: this.info } }),
+      ...(opts.dhcp === false ? {} : { dhcp4: { leaseSeconds: LEASE_S, info: this.info } }),
     });
   }
 
@@ -296,6 +295,22 @@ describe("DHCPv4 server: messages", () => {
     expect(r.len).toBeGreaterThanOrEqual(300);
     expect(r.len).toBeLessThanOrEqual(548);
     expect(rig.stats.eventCount("dhcp-offer")).toBe(1);
+  });
+
+  test("another guest network (slirp4netns's --cidr): its guest address, netmask, broadcast and gateway", () => {
+    const rig = new Rig({ net: guestNetV4FromText("172.20.4.128/25")! });
+    rig.info.dns = [guestNetV4FromText("172.20.4.128/25")!.dns];
+    const r = rig.one({ type: T.DISCOVER, mac: MAC1, broadcast: true });
+    expect([r.type, r.yiaddr, r.srcIp]).toEqual([T.OFFER, "172.20.4.228", "172.20.4.130"]);
+    expect(ips(r.opts.get(54))).toEqual(["172.20.4.130"]);
+    expect(ips(r.opts.get(1))).toEqual(["255.255.255.128"]);
+    expect(ips(r.opts.get(3))).toEqual(["172.20.4.130"]);
+    expect(ips(r.opts.get(28))).toEqual(["172.20.4.255"]);
+    expect(ips(r.opts.get(6))).toEqual(["172.20.4.131"]);
+    const ack = rig.one({ type: T.REQUEST, mac: MAC1, requested: "172.20.4.228", serverId: "172.20.4.130" });
+    expect([ack.type, ack.yiaddr]).toEqual([T.ACK, "172.20.4.228"]);
+    // The old default network is foreign here.
+    expect(rig.one({ type: T.REQUEST, mac: MAC2, requested: "10.0.2.100" }).type).toBe(T.NAK);
   });
 
   test("without the BROADCAST flag an OFFER goes to yiaddr at the client's MAC, with no ARP", () => {

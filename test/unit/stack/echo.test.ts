@@ -16,6 +16,7 @@ import { FlowSecret } from "../../../src/stack/secret.ts";
 import { EchoDecision, ECHO_IDLE_MS, type EchoFlow, type EchoHandler } from "../../../src/stack/echo.ts";
 import { GuestError } from "../../../src/stack/icmp.ts";
 import type { UdpFlow } from "../../../src/stack/udp.ts";
+import { DEFAULT_GUEST_NET_V4 } from "../../../src/wire/guest-net.ts";
 
 const GW4 = ipv4("10.0.2.2");
 const GUEST4 = ipv4("10.0.2.100");
@@ -96,7 +97,7 @@ function rig(forward = true) {
   const host = new Host();
   const stack = new Stack({ medium: "ip", mtu: 1500, txChecksumOffload: false, txTcpSegmentation: false }, sink, host, stats, {
     mac: Uint8Array.of(0x70, 0x71, 0xaa, 0x4b, 0x29, 0xaa),
-    gatewayV4: num(GW4),
+    netV4: DEFAULT_GUEST_NET_V4,
     gatewayV6: GW6,
     tcp: DEFAULT_TCP_CONFIG,
     secret: new FlowSecret(new Uint8Array(16)),

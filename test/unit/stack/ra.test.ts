@@ -16,6 +16,7 @@ import type { GuestDns6 } from "../../../src/stack/services/guest-dns.ts";
 import { ETH_IPV6, ethernet, inetChecksum, mac } from "../../support/frames.ts";
 import { keyFromSeed } from "../../support/engine-pair.ts";
 import { hex, Prng, toHex } from "../wire/helpers.ts";
+import { DEFAULT_GUEST_NET_V4 } from "../../../src/wire/guest-net.ts";
 
 const STACK_MAC = mac("70:71:aa:4b:29:aa");
 const GUEST_MAC = mac("02:00:00:00:00:64");
@@ -116,7 +117,7 @@ class Rig implements FrameSink, StackEvents {
     const caps: DeviceCaps = { medium: "ethernet", mtu: opts.mtu ?? 1500, txChecksumOffload: false, txTcpSegmentation: false };
     this.stack = new Stack(caps, this, this, this.stats, {
       mac: STACK_MAC,
-      gatewayV4: 0x0a000202,
+      netV4: DEFAULT_GUEST_NET_V4,
       gatewayV6: GATEWAY_V6,
       tcp: DEFAULT_TCP_CONFIG,
       secret: new FlowSecret(keyFromSeed(5)),
