@@ -1,7 +1,8 @@
 // -enable-sandbox (slirp4netns --enable-sandbox): once the stack is set
 // up, the process sees a read-only tmpfs as its root, holding only /etc
-// (read-only) and the directory of resolv.conf's real file, and the main
-// thread drops every capability but CAP_NET_BIND_SERVICE. docs/sandbox.md
+// (read-only) and, when /etc/resolv.conf leads out of /etc, the directory
+// of its real file; the main thread drops every capability but
+// CAP_NET_BIND_SERVICE. docs/sandbox.md
 // has the design; in short:
 //
 // Bun is multi-threaded from its first instruction, and unshare(CLONE_NEWNS)
@@ -29,7 +30,7 @@ import { netnsPid } from "../ns/args.ts";
  * processes would move their root too) and the user namespace fd handed
  * to nsenter ("-" for none), which the new process closes.
  */
-export const SANDBOX_ENV = "SLIRPNETSTACK_SANDBOX";
+const SANDBOX_ENV = "SLIRPNETSTACK_SANDBOX";
 
 /** Where the new root is built before pivot_root (inside our own mount namespace; slirp4netns uses the same place). */
 const STAGING = "/tmp";
