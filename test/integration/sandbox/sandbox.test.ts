@@ -1,7 +1,8 @@
 // -enable-sandbox on a real kernel, in both modes: slirpnetstack's own
 // (-netns, started as root) and slirp4netns's, called the way Podman does
 // (from inside the user namespace that owns the container's network
-// namespace). Once the stack reports ready, every thread of it must see a
+// namespace); and as an ordinary user, with -netns (the target's user
+// namespace joined first) and with -fd (a user namespace of its own). Once the stack reports ready, every thread of it must see a
 // read-only tmpfs as its root holding only /etc, the main thread must hold
 // no capability but CAP_NET_BIND_SERVICE, and everything that runs after
 // setup must still work: a download of a few MiB, the DNS forwarder
@@ -15,16 +16,15 @@
 // HostNs's loopback answer differently, so the answer tells which server
 // the forwarder read from resolv.conf.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
+import { chmodSync, closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { BINARY } from "../../support/stack.ts";
-import { GuestNs, HostNs, holderReady, readyMarker } from "../../support/netns.ts";
+import { GuestNs, HostNs } from "../../support/netns.ts";
 import { track, untrack } from "../../support/cleanup.ts";
 import { asUser, ensureTestUser, setTunMode, userEnv, UserGuestNs } from "../../support/unpriv.ts";
 import { DgramPair } from "../../support/fdpair.ts";
+import { BareNs, apiCall, lineClient, lineServer, untilOutput, waitReady, type Running } from "../slirp4netns/s4n-rig.ts";
 
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
@@ -68,43 +68,6 @@ const DNS_QUERY = [
   ].join("\n"),
 ];
 
-/** A bare TCP server in the guest: each client gets `line` and the end of the stream. */
-function lineServer(line: string): string[] {
-  return ["python3", "-c", `import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('10.0.2.100',80));s.listen()\nwhile True:\n c,_=s.accept();c.sendall(b'${line}\\n');c.close()`];
-}
-
-/** Connects to 127.0.0.1:port and prints what it reads until the end of the stream. */
-function lineClient(port: number): string[] {
-  return ["python3", "-c", `import socket\nc=socket.create_connection(('127.0.0.1',${port}),timeout=5);d=b''\nwhile True:\n b=c.recv(4096)\n if not b: break\n d+=b\nprint(d.decode(),end='')`];
-}
-
-/** A bare user + network namespace (only lo, down), as Podman makes for a container. */
-class BareNs {
-  private constructor(readonly holder: Subprocess) {
-    track(this);
-  }
-  static async create(): Promise<BareNs> {
-    const marker = readyMarker("sandbox-bare");
-    const holder = Bun.spawn(["unshare", "-Urn", "sh", "-c", `: > ${marker} && exec sleep infinity`], { stdout: "ignore", stderr: "inherit" });
-    const ns = new BareNs(holder);
-    await holderReady(holder, marker, ns);
-    return ns;
-  }
-  get pid(): number {
-    return this.holder.pid;
-  }
-  async exec(cmd: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const p = Bun.spawn(["nsenter", "-U", "-n", "--preserve-credentials", "-t", String(this.pid), "--", ...cmd], { stdout: "pipe", stderr: "pipe" });
-    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    return { code, stdout, stderr };
-  }
-  async destroy(): Promise<void> {
-    untrack(this);
-    this.holder.kill("SIGKILL");
-    await this.holder.exited;
-  }
-}
-
 /** A world-readable copy of the binary (the test user cannot reach the checkout); removed at teardown. */
 let userBinary: string | null = null;
 function binaryForUser(): string {
@@ -142,13 +105,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Running {
-  proc: Subprocess<"ignore", "pipe", "pipe">;
-  /** Our end of the exit fd's FIFO (opened read-write, so opening never blocks). */
-  exitEnd: number;
-  readyFile: string;
-  api: string;
-}
 let running: Running | null = null;
 afterEach(() => {
   if (running === null) return;
@@ -186,40 +142,6 @@ function start(name: string, cmd: (api: string) => string[], enterUserns: number
   });
   running = { proc, exitEnd, readyFile, api };
   return running;
-}
-
-async function waitReady(r: Running): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (existsSync(r.readyFile) && readFileSync(r.readyFile, "utf8") === "1") return;
-    if (r.proc.exitCode !== null) throw new Error(`exited ${r.proc.exitCode}: ${await new Response(r.proc.stderr).text()}`);
-    await Bun.sleep(10);
-  }
-  throw new Error("not ready after 5 s");
-}
-
-/** One request on the API socket, one reply line. */
-function apiCall(path: string, request: object): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect(path);
-    let reply = "";
-    s.on("data", (d) => {
-      reply += d.toString();
-      s.end();
-    });
-    s.on("end", () => resolve(reply));
-    s.on("error", reject);
-    s.write(JSON.stringify(request));
-  });
-}
-
-/** Runs `cmd` until it prints something (up to ~5 s). */
-async function untilOutput(run: (cmd: string[]) => Promise<{ stdout: string }>, cmd: string[]): Promise<string> {
-  for (let i = 0; i < 50; i++) {
-    const { stdout } = await run(cmd);
-    if (stdout !== "") return stdout;
-    await Bun.sleep(100);
-  }
-  return "";
 }
 
 /** The fields of /proc/PID[/task/TID]/status that say what a thread may do. */
@@ -278,26 +200,26 @@ async function checkSandboxed(pid: number, guest: Guest, api: string): Promise<v
   expect(get.stdout.split(" ")[0]).toBe(new Bun.CryptoHasher("sha256").update(PAYLOAD).digest("hex"));
 
   // DNS through the forwarder, which reads /etc/resolv.conf again when it changes.
-  expect(await untilOutput((c) => guest.exec(c), DNS_QUERY)).toBe("198.51.100.1\n");
+  expect((await untilOutput((c) => guest.exec(c), DNS_QUERY)).stdout).toBe("198.51.100.1\n");
   writeFileSync(RESOLV, "nameserver 127.0.0.2\n");
   let answer = "";
   for (let i = 0; i < 50 && answer !== "198.51.100.2\n"; i++) {
-    answer = await untilOutput((c) => guest.exec(c), DNS_QUERY);
+    answer = (await untilOutput((c) => guest.exec(c), DNS_QUERY)).stdout;
     if (answer !== "198.51.100.2\n") await Bun.sleep(100);
   }
   expect(answer).toBe("198.51.100.2\n");
 
   // A forward added through the API socket reaches the guest; removed, it is gone.
   expect(await apiCall(api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
-  const server = guest.exec(lineServer("hello from the guest"));
+  const server = guest.exec(lineServer("10.0.2.100", 80, "hello from the guest"));
   try {
-    expect(await untilOutput((c) => host.exec(c), lineClient(FWD_PORT))).toBe("hello from the guest\n");
+    expect((await untilOutput((c) => host.exec(c), lineClient("127.0.0.1", FWD_PORT))).stdout).toBe("hello from the guest\n");
   } finally {
     await guest.exec(["pkill", "-f", "hello from the guest"]);
     await server;
   }
   expect(await apiCall(api, { execute: "remove_hostfwd", arguments: { id: 1 } })).toBe('{"return":{}}');
-  expect((await host.exec(lineClient(FWD_PORT))).stderr).toContain("ConnectionRefusedError");
+  expect((await host.exec(lineClient("127.0.0.1", FWD_PORT))).stderr).toContain("ConnectionRefusedError");
 }
 
 describe("-enable-sandbox", () => {
@@ -309,7 +231,7 @@ describe("-enable-sandbox", () => {
         (api) => [BINARY, "-netns", guest.netnsPath, "-interface", "tun0", "-enable-host", "-enable-dns", "-enable-sandbox", "-api-socket", api, "-ready-fd", "4", "-exit-fd", "3"],
         null,
       );
-      await waitReady(r);
+      expect(await waitReady(r)).toBe("1");
       await checkSandboxed(r.proc.pid, guest, r.api);
       r.proc.kill("SIGTERM");
       expect(await r.proc.exited).toBe(0);
@@ -327,7 +249,7 @@ describe("-enable-sandbox", () => {
         (api) => [S4N, "--api-socket", api, "--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"],
         guest.pid,
       );
-      await waitReady(r);
+      expect(await waitReady(r)).toBe("1");
       await checkSandboxed(r.proc.pid, guest, r.api);
       closeSync(r.exitEnd);
       expect(await r.proc.exited).toBe(0);
@@ -343,7 +265,7 @@ describe("-enable-sandbox", () => {
     const guest = await UserGuestNs.create(user);
     try {
       const r = start("user", () => asUser(user, [binaryForUser(), "-netns", guest.netnsPath, "-interface", "tun0", "-enable-host", "-enable-sandbox", "-ready-fd", "4", "-exit-fd", "3"]), null, userEnv());
-      await waitReady(r);
+      expect(await waitReady(r)).toBe("1");
       const pid = r.proc.pid;
       expect(readlinkSync(`/proc/${pid}/ns/user`)).toBe(readlinkSync(`/proc/${guest.pid}/ns/user`));
       for (const tid of readdirSync(`/proc/${pid}/task`)) expect(readdirSync(`/proc/${pid}/task/${tid}/root/`)).toEqual(["etc"]);
@@ -384,21 +306,6 @@ describe("-enable-sandbox", () => {
     } finally {
       proc.kill("SIGKILL");
       await pair.destroy();
-    }
-  }, 30_000);
-
-  test("--create-sandbox, slirp4netns's old name, is the same option", async () => {
-    const guest = await BareNs.create();
-    try {
-      const r = start("old-name", (api) => [S4N, "--api-socket", api, "--create-sandbox", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"], guest.pid);
-      await waitReady(r);
-      expect(readdirSync(`/proc/${r.proc.pid}/root/`)).toEqual(["etc"]);
-      expect(privileges(`/proc/${r.proc.pid}/status`).CapEff).toBe(ONLY_NET_BIND_SERVICE);
-      closeSync(r.exitEnd);
-      expect(await r.proc.exited).toBe(0);
-      running = null;
-    } finally {
-      await guest.destroy();
     }
   }, 30_000);
 });
