@@ -222,41 +222,31 @@ async function checkSandboxed(pid: number, guest: Guest, api: string): Promise<v
   expect((await host.exec(lineClient("127.0.0.1", FWD_PORT))).stderr).toContain("ConnectionRefusedError");
 }
 
+/** Starts `command` (see start), checks it once ready (checkSandboxed), ends it with `stop` and expects status 0; the guest goes at the end. */
+async function sandboxedRun(name: string, guest: Guest, command: (api: string) => string[], enterUserns: number | null, stop: (r: Running) => void): Promise<void> {
+  try {
+    const r = start(name, command, enterUserns);
+    expect(await waitReady(r)).toBe("1");
+    await checkSandboxed(r.proc.pid, guest, r.api);
+    stop(r);
+    expect(await r.proc.exited).toBe(0);
+    running = null;
+  } finally {
+    await guest.destroy();
+  }
+}
+
 describe("-enable-sandbox", () => {
   test("slirpnetstack mode (-netns, as root): every thread in the empty root, the main thread without capabilities; the network, DNS and the API still work; SIGTERM exits 0", async () => {
     const guest = await GuestNs.create();
-    try {
-      const r = start(
-        "own",
-        (api) => [BINARY, "-netns", guest.netnsPath, "-interface", "tun0", "-enable-host", "-enable-dns", "-enable-sandbox", "-api-socket", api, "-ready-fd", "4", "-exit-fd", "3"],
-        null,
-      );
-      expect(await waitReady(r)).toBe("1");
-      await checkSandboxed(r.proc.pid, guest, r.api);
-      r.proc.kill("SIGTERM");
-      expect(await r.proc.exited).toBe(0);
-      running = null;
-    } finally {
-      await guest.destroy();
-    }
+    const command = (api: string) => [BINARY, "-netns", guest.netnsPath, "-interface", "tun0", "-enable-host", "-enable-dns", "-enable-sandbox", "-api-socket", api, "-ready-fd", "4", "-exit-fd", "3"];
+    await sandboxedRun("own", guest, command, null, (r) => r.proc.kill("SIGTERM"));
   }, 60_000);
 
   test("slirp4netns mode, Podman's way (--enable-sandbox --enable-seccomp from inside the container's user namespace): the same; closing the exit fd exits 0", async () => {
     const guest = await BareNs.create();
-    try {
-      const r = start(
-        "podman",
-        (api) => [S4N, "--api-socket", api, "--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"],
-        guest.pid,
-      );
-      expect(await waitReady(r)).toBe("1");
-      await checkSandboxed(r.proc.pid, guest, r.api);
-      closeSync(r.exitEnd);
-      expect(await r.proc.exited).toBe(0);
-      running = null;
-    } finally {
-      await guest.destroy();
-    }
+    const command = (api: string) => [S4N, "--api-socket", api, "--disable-host-loopback", "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"];
+    await sandboxedRun("podman", guest, command, guest.pid, (r) => closeSync(r.exitEnd));
   }, 60_000);
 
   test("as an ordinary user (as RootlessKit starts it): it first joins the user namespace that owns the target, like slirp4netns; the same empty root and capabilities; a download works; SIGTERM exits 0", async () => {
