@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BINARY } from "../../support/stack.ts";
 import { HostNs } from "../../support/netns.ts";
-import { BareNs, apiCall, lineClient, lineServer, startSlirp4netns, untilOutput, waitReady, type Running } from "./s4n-rig.ts";
+import { BareNs, apiCall, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitReady, type Running } from "./s4n-rig.ts";
 
 const SERVER4 = "192.0.2.1";
 const SERVER6 = "2001:db8::1";
@@ -114,15 +114,8 @@ afterAll(async () => {
 
 let running: Running | null = null;
 afterEach(() => {
-  if (running !== null) {
-    running.proc.kill("SIGKILL");
-    try {
-      closeSync(running.exitEnd);
-    } catch {
-      // Already closed by the test.
-    }
-    running = null;
-  }
+  if (running !== null) kill(running);
+  running = null;
 });
 
 /** Closing the exit fd ends it with status 0; returns what it printed on stdout. */

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { BINARY } from "../../support/stack.ts";
 import { HostNs } from "../../support/netns.ts";
-import { BareNs, apiCall, lineClient, lineServer, startSlirp4netns, untilOutput, waitReady, type Running } from "./s4n-rig.ts";
+import { BareNs, apiCall, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitReady, type Running } from "./s4n-rig.ts";
 
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
@@ -44,15 +44,8 @@ afterAll(async () => {
 
 let running: Running | null = null;
 afterEach(() => {
-  if (running !== null) {
-    running.proc.kill("SIGKILL");
-    try {
-      closeSync(running.exitEnd);
-    } catch {
-      // Already closed by the test.
-    }
-    running = null;
-  }
+  if (running !== null) kill(running);
+  running = null;
 });
 
 /**

@@ -3,7 +3,7 @@
 // slirp4netns in a HostNs with its exit and ready fds (and, for the DNS
 // forwarder, a resolv.conf of the test's), the API socket, and small
 // python servers and clients.
-import { existsSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -104,6 +104,16 @@ export function startSlirp4netns(o: StartOptions): Running {
       : ["unshare", "-m", "--propagation", "private", "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec 3<"$1" 4>"$2" && shift 2 && exec "$@"`, o.resolvConf, exitFifo, readyFile, ...enter, ...cmd];
   const proc = Bun.spawn(o.host.enter(argv), { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   return { proc, exitEnd, readyFile, api };
+}
+
+/** Ends a run a test left behind: SIGKILL, and our end of the exit fd closed. */
+export function kill(r: Running): void {
+  r.proc.kill("SIGKILL");
+  try {
+    closeSync(r.exitEnd);
+  } catch {
+    // Already closed by the test.
+  }
 }
 
 /** What the ready fd got, once it got something; throws if the process exits first or nothing comes in 5 s. */
