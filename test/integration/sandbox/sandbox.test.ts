@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { BINARY } from "../../support/stack.ts";
 import { GuestNs, HostNs } from "../../support/netns.ts";
 import { track, untrack } from "../../support/cleanup.ts";
-import { asUser, ensureTestUser, setTunMode, userEnv, UserGuestNs } from "../../support/unpriv.ts";
+import { asUser, ensureTestUser, restoreTun, setTunMode, userEnv, UserGuestNs } from "../../support/unpriv.ts";
 import { DgramPair } from "../../support/fdpair.ts";
 import { BareNs, apiCall, lineClient, lineServer, untilOutput, waitReady, type Running } from "../slirp4netns/s4n-rig.ts";
 
@@ -101,6 +101,9 @@ beforeAll(async () => {
   for (let i = 0; i < 200 && (await host.exec(["curl", "-s", "-o", "/dev/null", `http://${HOST4}:${HTTP_PORT}/`])).code !== 0; i++) await Bun.sleep(20);
 }, 15_000);
 afterAll(async () => {
+  // /dev/net/tun back to its mode now, not at the end of the whole run:
+  // later files record the mode they find as the one to restore.
+  restoreTun();
   await host.destroy();
   rmSync(dir, { recursive: true, force: true });
 });
