@@ -4,7 +4,11 @@
 // Protocol, as slirp4netns serves it: one request per connection, read in a
 // single read of at most 4095 bytes (a read that fills 4096 bytes is "too
 // large"), the client ends it with shutdown(SHUT_WR); one reply, no newline,
-// then the server closes. Replies are compact JSON with slirp4netns's exact
+// then the server closes. Stream reads may split a request, so we answer on
+// the client's shutdown, or as soon as the bytes so far are a whole JSON
+// object (slirp4netns answers its one read without waiting for the
+// shutdown, and clients that never send one exist), or after
+// readTimeoutMs. Replies are compact JSON with slirp4netns's exact
 // error texts; note list_hostfwd's reply has no "return" wrapper.
 //
 // Beyond slirp4netns: host_addr and guest_addr may be IPv6 (either side,
@@ -20,8 +24,8 @@ export const API_MAX_REQUEST = 4096;
 /** Bounds on API clients. */
 export interface ApiLimits {
   /**
-   * How long a client may take to send its request and shut down its side;
-   * then what came is answered, as slirp4netns answers its one read.
+   * How long a client may take to send a whole request or shut down its
+   * side; then what came is answered, as slirp4netns answers its one read.
    */
   readTimeoutMs: number;
   /** API connections served at once; further ones are closed at once. */
@@ -198,6 +202,17 @@ export interface ApiSocket {
   stop(): void;
 }
 
+/** Whether `bytes` (a request read so far) is one complete JSON object: the request needs no more bytes. */
+function isWholeObject(bytes: Uint8Array): boolean {
+  if (bytes.lastIndexOf(0x7d /* } */) < 0) return false;
+  try {
+    const v: unknown = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof v === "object" && v !== null && !Array.isArray(v);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Listens on a unix socket at `path` (an existing file there is replaced, as
  * slirp4netns does) created 0600, and serves the API. Throws when it cannot
@@ -249,6 +264,7 @@ export function startApiSocket(path: string, deps: ApiDeps, limits: ApiLimits = 
           c.buf.set(chunk.subarray(0, room), c.len);
           c.len += Math.min(room, chunk.length);
           if (c.len >= API_MAX_REQUEST) finish(s, ERR_TOO_LARGE);
+          else if (isWholeObject(c.buf.subarray(0, c.len))) finish(s, state.handle(c.buf.subarray(0, c.len)));
         },
         end(s) {
           finish(s, state.handle(s.data.buf.subarray(0, s.data.len)));

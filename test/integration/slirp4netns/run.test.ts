@@ -50,7 +50,8 @@ afterEach(() => {
 
 /**
  * slirp4netns with fd 3 reading a FIFO (--exit-fd) and fd 4 writing a
- * file (--ready-fd). Podman's way (`podman`): inside the user namespace
+ * file (--ready-fd). Podman's way (`podman`, its exact command line with
+ * the sandbox and seccomp): inside the user namespace
  * that owns `guest`'s network namespace, the target a path. RootlessKit's
  * way (`rootlesskit`): from the parent's (here the initial) user
  * namespace, the target the PID of the child.
@@ -59,7 +60,7 @@ function start(guest: BareNs, name: string, way: "podman" | "rootlesskit", hostL
   const loopback = hostLoopback ? [] : ["--disable-host-loopback"];
   const args = (api: string) =>
     way === "podman"
-      ? ["--api-socket", api, ...loopback, "--mtu=65520", "--enable-sandbox", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"]
+      ? ["--api-socket", api, ...loopback, "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"]
       : ["--mtu", "65520", "-r", "4", "-e", "3", "--configure", ...loopback, "--api-socket", api, String(guest.pid), "tap0"];
   running = startSlirp4netns({ host, dir, s4n: S4N, name, args, enterUserns: way === "podman" ? guest.pid : null });
   return running;

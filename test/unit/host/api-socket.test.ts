@@ -153,9 +153,9 @@ describe("startApiSocket", () => {
     }
   });
 
-  test("a client that does not shut down is answered after the read timeout, on what it sent, and closed", async () => {
+  test("a client that does not shut down: a whole request is answered at once; a partial one after the read timeout, on what it sent; both closed", async () => {
     const path = join(tmpdir(), `api-socket-timeout-${process.pid}.sock`);
-    const sock = startApiSocket(path, fakeForwards(), { ...API_LIMITS, readTimeoutMs: 200 });
+    const sock = startApiSocket(path, fakeForwards(), { ...API_LIMITS, readTimeoutMs: 1000 });
     const talk = async (request: string): Promise<{ reply: string; ms: number }> => {
       const t0 = performance.now();
       const chunks: Buffer[] = [];
@@ -180,7 +180,14 @@ describe("startApiSocket", () => {
     try {
       const whole = await talk(`{"execute":"list_hostfwd"}`);
       expect(whole.reply).toBe(`{"entries":[]}`);
-      expect(whole.ms).toBeGreaterThanOrEqual(150);
+      expect(whole.ms).toBeLessThan(500);
+      const partial = await talk(`{"execute":"list_hostfwd"`);
+      expect(partial.reply).toBe(`{"error":{"desc":"bad request: cannot parse JSON"}}`);
+      expect(partial.ms).toBeGreaterThanOrEqual(900);
+      // Valid JSON that is not an object may still be the start of a longer request: wait.
+      const number = await talk(`1`);
+      expect(number.reply).toBe(`{"error":{"desc":"bad request: json_object() failed"}}`);
+      expect(number.ms).toBeGreaterThanOrEqual(900);
       expect((await talk("")).reply).toBe(`{"error":{"desc":"bad request: cannot parse JSON"}}`);
     } finally {
       sock.stop();
