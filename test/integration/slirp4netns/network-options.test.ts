@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BINARY } from "../../support/stack.ts";
 import { HostNs } from "../../support/netns.ts";
-import { BareNs, apiCall, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitReady, type Running } from "./s4n-rig.ts";
+import { BareNs, apiCall, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
 
 const SERVER4 = "192.0.2.1";
 const SERVER6 = "2001:db8::1";
@@ -193,6 +193,7 @@ describe("slirp4netns mode: --outbound-addr and --outbound-addr6", () => {
       enterUserns: null,
     }));
     expect(await waitReady(r)).toBe("1");
+    await waitForSlaac(guest);
     const v4 = await peers(guest, SERVER4);
     const v6 = await peers(guest, SERVER6);
     const stdout = await stop(r);

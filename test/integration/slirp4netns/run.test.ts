@@ -14,7 +14,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { BINARY } from "../../support/stack.ts";
 import { HostNs } from "../../support/netns.ts";
-import { BareNs, apiCall, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitReady, type Running } from "./s4n-rig.ts";
+import { BareNs, apiCall, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
 
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
@@ -115,6 +115,7 @@ describe("slirp4netns mode runs the network", () => {
       const guest = await BareNs.create();
       const r = start(guest, "loopback", "podman", true);
       expect(await waitReady(r)).toBe("1");
+      await waitForSlaac(guest);
       expect(await untilOutput((c) => guest.exec(c), lineClient("10.0.2.2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
       expect(await untilOutput((c) => guest.exec(c), lineClient("fd00::2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
       closeSync(r.exitEnd);

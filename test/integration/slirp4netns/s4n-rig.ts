@@ -22,6 +22,21 @@ export function lineClient(host: string, port: number): string[] {
   return ["python3", "-c", `import socket\nc=socket.create_connection(('${host}',${port}),timeout=5);d=b''\nwhile True:\n b=c.recv(4096)\n if not b: break\n d+=b\nprint(d.decode(),end='')`];
 }
 
+/**
+ * Waits (up to 10 s) until the guest's tap has a global IPv6 address from
+ * the router advertisements that is no longer tentative. Before that, the
+ * guest kernel sends from ::1 or a link-local source, which no router may
+ * answer, and a connect() started then hangs until its own timeout.
+ */
+export async function waitForSlaac(guest: BareNs, dev = "tap0"): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const r = await guest.exec(["ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "global", "-tentative"]);
+    if (r.stdout.includes("inet6 fd00::")) return;
+    await Bun.sleep(50);
+  }
+  throw new Error(`no SLAAC address on ${dev} after 10 s`);
+}
+
 /** Runs `cmd` until it prints something (up to ~5 s: the guest may still be taking its IPv6 address). */
 export async function untilOutput(run: (cmd: string[]) => Promise<{ stdout: string; stderr: string }>, cmd: string[]): Promise<{ stdout: string; stderr: string }> {
   let r = { stdout: "", stderr: "" };
