@@ -58,13 +58,13 @@ export interface AcquireOptions {
  */
 export async function acquireDevice(opts: AcquireOptions): Promise<TunAttachment> {
   const netns = opts.netns ?? "";
-  // Creating the tap (slirp4netns mode) always goes through the helper,
-  // as slirp4netns's own child does: root of a user namespace that does
-  // not own our network namespace (Podman runs slirp4netns so) can join
-  // the target but never come back.
-  // Nor can root of a user namespace that does not own ours in attach
-  // mode (-enable-sandbox joins the target's user namespace so).
-  const rootless = opts.rootless ?? (opts.create !== undefined || !isRoot() || !canReturnToOwnNetns());
+  // The helper is for when the JS thread cannot join the target and come
+  // back: an ordinary user (it must enter a user namespace first, which
+  // Bun cannot), or root of a user namespace that does not own our network
+  // namespace (Podman runs slirp4netns so; -enable-sandbox joins the
+  // target's user namespace so), which can join the target but never
+  // return. Otherwise joining directly saves starting a second process.
+  const rootless = opts.rootless ?? (!isRoot() || !canReturnToOwnNetns());
   if (netns === "" || !rootless) return acquireDirect(opts, netns, rootless);
   return acquireViaHelper(opts, netns);
 }
