@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HOST_V4, HOST_V6, createForwardEnv, destroyForwardEnv, runStackToExit, startStack, stopStacks, type ForwardEnv } from "../../support/forward-env.ts";
 import type { Server } from "../../support/net-agent.ts";
+import { apiRequest } from "../../support/api-client.ts";
 
 setDefaultTimeout(60_000);
 
@@ -23,31 +24,6 @@ beforeAll(async () => {
 afterEach(stopStacks);
 afterAll(() => destroyForwardEnv(env));
 
-/** One request on its own connection, ended by shutdown(SHUT_WR), as slirp4netns's clients send it. */
-async function ask(path: string, request: object): Promise<string> {
-  const chunks: Buffer[] = [];
-  const { promise, resolve } = Promise.withResolvers<string>();
-  await Bun.connect({
-    unix: path,
-    socket: {
-      open(s) {
-        s.write(JSON.stringify(request));
-        s.shutdown();
-      },
-      data(_s, d) {
-        chunks.push(Buffer.from(d));
-      },
-      close() {
-        resolve(Buffer.concat(chunks).toString());
-      },
-      error() {
-        resolve(Buffer.concat(chunks).toString());
-      },
-    },
-  });
-  return promise;
-}
-
 const add = (proto: string, hostAddr: string, hostPort: number, guestAddr: string, guestPort: number) => ({
   execute: "add_hostfwd",
   arguments: { proto, host_addr: hostAddr, host_port: hostPort, guest_addr: guestAddr, guest_port: guestPort },
@@ -62,13 +38,13 @@ describe("-api-socket", () => {
     const q = tcpEcho.port;
     const u = udpEcho.port;
 
-    expect(await ask(path, add("tcp", "0.0.0.0", 21001, "10.0.2.100", q))).toBe(`{"return":{"id":1}}`);
-    expect(await ask(path, add("tcp", "::", 21002, "fd00::100", q))).toBe(`{"return":{"id":2}}`);
-    expect(await ask(path, add("udp", "0.0.0.0", 21003, "", u))).toBe(`{"return":{"id":3}}`);
-    expect(await ask(path, add("udp", HOST_V6, 21004, "fd00::100", u))).toBe(`{"return":{"id":4}}`);
+    expect(await apiRequest(path, add("tcp", "0.0.0.0", 21001, "10.0.2.100", q))).toBe(`{"return":{"id":1}}`);
+    expect(await apiRequest(path, add("tcp", "::", 21002, "fd00::100", q))).toBe(`{"return":{"id":2}}`);
+    expect(await apiRequest(path, add("udp", "0.0.0.0", 21003, "", u))).toBe(`{"return":{"id":3}}`);
+    expect(await apiRequest(path, add("udp", HOST_V6, 21004, "fd00::100", u))).toBe(`{"return":{"id":4}}`);
     // The same port again: the listen fails, in slirp4netns's words.
-    expect(await ask(path, add("tcp", "0.0.0.0", 21001, "10.0.2.100", q))).toBe(`{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}`);
-    expect(await ask(path, { execute: "list_hostfwd" })).toBe(
+    expect(await apiRequest(path, add("tcp", "0.0.0.0", 21001, "10.0.2.100", q))).toBe(`{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}`);
+    expect(await apiRequest(path, { execute: "list_hostfwd" })).toBe(
       `{"entries":[` +
         `{"id":1,"proto":"tcp","host_addr":"0.0.0.0","host_port":21001,"guest_addr":"10.0.2.100","guest_port":${q}},` +
         `{"id":2,"proto":"tcp","host_addr":"::","host_port":21002,"guest_addr":"fd00::100","guest_port":${q}},` +
@@ -91,7 +67,7 @@ describe("-api-socket", () => {
     try {
       await conn.send("live");
       expect((await conn.recv(4, 5000)).text).toBe("live");
-      const reply = JSON.parse(await ask(path, { execute: "list_flows" })) as { return: { flows: Array<Record<string, unknown>> } };
+      const reply = JSON.parse(await apiRequest(path, { execute: "list_flows" })) as { return: { flows: Array<Record<string, unknown>> } };
       // The guest's end is the echo server, the other the client's address
       // (its port is the stack's own); the earlier ones are in TIME-WAIT.
       const live = reply.return.flows.filter((f) => f.proto === "tcp" && f.state === "ESTABLISHED");
@@ -101,14 +77,14 @@ describe("-api-socket", () => {
     }
 
     // Removed: the port stops answering; the others stay.
-    expect(await ask(path, { execute: "remove_hostfwd", arguments: { id: 1 } })).toBe(`{"return":{}}`);
-    expect(await ask(path, { execute: "remove_hostfwd", arguments: { id: 4 } })).toBe(`{"return":{}}`);
-    expect(await ask(path, { execute: "remove_hostfwd", arguments: { id: 4 } })).toBe(`{"error":{"desc":"bad request: remove_hostfwd: bad arguments.id"}}`);
+    expect(await apiRequest(path, { execute: "remove_hostfwd", arguments: { id: 1 } })).toBe(`{"return":{}}`);
+    expect(await apiRequest(path, { execute: "remove_hostfwd", arguments: { id: 4 } })).toBe(`{"return":{}}`);
+    expect(await apiRequest(path, { execute: "remove_hostfwd", arguments: { id: 4 } })).toBe(`{"error":{"desc":"bad request: remove_hostfwd: bad arguments.id"}}`);
     expect(await env.h.tryConnect({ host: HOST_V4, port: 21001, bind: HOST_V4 })).toBe("ECONNREFUSED");
     expect((await env.h.udpExchange({ host: HOST_V6, port: 21004, bind: HOST_V6, send: ["gone"], timeoutMs: 1000 })).texts).toEqual([]);
     await env.h.tcpEcho({ host: HOST_V6, port: 21002, bind: HOST_V6, data: "still here" });
     expect((await env.h.udpExchange({ host: HOST_V4, port: 21003, send: ["still here"] })).texts).toEqual(["still here"]);
-    expect(await ask(path, { execute: "list_hostfwd" })).toBe(
+    expect(await apiRequest(path, { execute: "list_hostfwd" })).toBe(
       `{"entries":[` +
         `{"id":2,"proto":"tcp","host_addr":"::","host_port":21002,"guest_addr":"fd00::100","guest_port":${q}},` +
         `{"id":3,"proto":"udp","host_addr":"0.0.0.0","host_port":21003,"guest_addr":"10.0.2.100","guest_port":${u}}]}`,

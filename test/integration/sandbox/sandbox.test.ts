@@ -24,7 +24,8 @@ import { GuestNs, HostNs } from "../../support/netns.ts";
 import { track, untrack } from "../../support/cleanup.ts";
 import { asUser, ensureTestUser, restoreTun, setTunMode, userEnv, UserGuestNs } from "../../support/unpriv.ts";
 import { DgramPair } from "../../support/fdpair.ts";
-import { BareNs, apiCall, lineClient, lineServer, untilOutput, waitReady, type Running } from "../slirp4netns/s4n-rig.ts";
+import { BareNs, lineClient, lineServer, untilOutput, waitReady, type Running } from "../slirp4netns/s4n-rig.ts";
+import { apiRequest } from "../../support/api-client.ts";
 
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
@@ -213,7 +214,7 @@ async function checkSandboxed(pid: number, guest: Guest, api: string): Promise<v
   expect(answer).toBe("198.51.100.2\n");
 
   // A forward added through the API socket reaches the guest; removed, it is gone.
-  expect(await apiCall(api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
+  expect(await apiRequest(api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
   const server = guest.exec(lineServer("10.0.2.100", 80, "hello from the guest"));
   try {
     expect((await untilOutput((c) => host.exec(c), lineClient("127.0.0.1", FWD_PORT))).stdout).toBe("hello from the guest\n");
@@ -221,7 +222,7 @@ async function checkSandboxed(pid: number, guest: Guest, api: string): Promise<v
     await guest.exec(["pkill", "-f", "hello from the guest"]);
     await server;
   }
-  expect(await apiCall(api, { execute: "remove_hostfwd", arguments: { id: 1 } })).toBe('{"return":{}}');
+  expect(await apiRequest(api, { execute: "remove_hostfwd", arguments: { id: 1 } })).toBe('{"return":{}}');
   expect((await host.exec(lineClient("127.0.0.1", FWD_PORT))).stderr).toContain("ConnectionRefusedError");
 }
 

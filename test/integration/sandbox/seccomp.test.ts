@@ -28,6 +28,7 @@ import { GuestNs, HostNs, holderReady, readyMarker } from "../../support/netns.t
 import { StackProcess, BINARY } from "../../support/stack.ts";
 import { HostServers, PYTHON, SCRIPT, expectedHash, guestClient, sq } from "../../support/host-servers.ts";
 import { track, untrack } from "../../support/cleanup.ts";
+import { apiRequest } from "../../support/api-client.ts";
 
 setDefaultTimeout(120_000);
 
@@ -192,31 +193,6 @@ class Helper {
   }
 }
 
-/** One request on its own connection, ended by shutdown(SHUT_WR), as slirp4netns's clients send it. */
-async function ask(path: string, request: object): Promise<string> {
-  const chunks: Buffer[] = [];
-  const { promise, resolve } = Promise.withResolvers<string>();
-  await Bun.connect({
-    unix: path,
-    socket: {
-      open(s) {
-        s.write(JSON.stringify(request));
-        s.shutdown();
-      },
-      data(_s, d) {
-        chunks.push(Buffer.from(d));
-      },
-      close() {
-        resolve(Buffer.concat(chunks).toString());
-      },
-      error() {
-        resolve(Buffer.concat(chunks).toString());
-      },
-    },
-  });
-  return promise;
-}
-
 // Alone, and after -enable-sandbox (which needs mount, pivot_root and prctl first).
 describe.each([
   ["alone", []],
@@ -314,13 +290,13 @@ describe.each([
     const through = async (port: number) => JSON.parse((await host.exec([PYTHON, SCRIPT, "client", "concurrent", "127.0.0.1", String(port), "4", String(MiB)], { timeoutMs: 70_000 })).stdout);
     expect(await through(FWD_PORT)).toMatchObject({ ok: 4, failed: 0 });
     const add = { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: API_FWD_PORT, guest_addr: "10.0.2.100", guest_port: GUEST_ECHO_PORT } };
-    expect(await ask(apiPath, add)).toBe(`{"return":{"id":1}}`);
-    expect(await ask(apiPath, { execute: "list_hostfwd" })).toBe(
+    expect(await apiRequest(apiPath, add)).toBe(`{"return":{"id":1}}`);
+    expect(await apiRequest(apiPath, { execute: "list_hostfwd" })).toBe(
       `{"entries":[{"id":1,"proto":"tcp","host_addr":"127.0.0.1","host_port":${API_FWD_PORT},"guest_addr":"10.0.2.100","guest_port":${GUEST_ECHO_PORT}}]}`,
     );
     expect(await through(API_FWD_PORT)).toMatchObject({ ok: 4, failed: 0 });
-    expect(await ask(apiPath, { execute: "remove_hostfwd", arguments: { id: 1 } })).toBe(`{"return":{}}`);
-    expect(await ask(apiPath, { execute: "list_hostfwd" })).toBe(`{"entries":[]}`);
+    expect(await apiRequest(apiPath, { execute: "remove_hostfwd", arguments: { id: 1 } })).toBe(`{"return":{}}`);
+    expect(await apiRequest(apiPath, { execute: "list_hostfwd" })).toBe(`{"entries":[]}`);
     const gone = await host.exec([PYTHON, SCRIPT, "client", "connect", "127.0.0.1", String(API_FWD_PORT)]);
     expect(JSON.parse(gone.stdout)).toMatchObject({ ok: false, error: "ECONNREFUSED" });
   });

@@ -17,7 +17,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BINARY } from "../../support/stack.ts";
 import { HostNs } from "../../support/netns.ts";
-import { BareNs, apiCall, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
+import { BareNs, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
+import { apiRequest } from "../../support/api-client.ts";
 
 const SERVER4 = "192.0.2.1";
 const SERVER6 = "2001:db8::1";
@@ -168,7 +169,7 @@ describe("slirp4netns mode: --cidr and --macaddress", () => {
     expect(await untilOutput((c) => guest.exec(c), lineClient("10.0.3.2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
 
     // add_hostfwd without guest_addr: the network's guest address.
-    expect(await apiCall(r.api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
+    expect(await apiRequest(r.api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
     const guestServer = Bun.spawn(guest.enter(lineServer("10.0.3.100", 80, "hello from the guest")), { stdout: "ignore", stderr: "inherit" });
     try {
       expect((await untilOutput((c) => host.exec(c), lineClient("127.0.0.1", FWD_PORT))).stdout).toBe("hello from the guest\n");

@@ -14,7 +14,8 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { BINARY } from "../../support/stack.ts";
 import { HostNs } from "../../support/netns.ts";
-import { BareNs, apiCall, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
+import { BareNs, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
+import { apiRequest } from "../../support/api-client.ts";
 
 const HOST4 = "192.0.2.1";
 const HTTP_PORT = 8000;
@@ -92,7 +93,7 @@ describe("slirp4netns mode runs the network", () => {
     expect(performance.now() - t0).toBeLessThan(2000);
 
     // add_hostfwd through the API socket: the host's 127.0.0.1:FWD_PORT reaches the guest's port 80.
-    expect(await apiCall(r.api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
+    expect(await apiRequest(r.api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "127.0.0.1", host_port: FWD_PORT, guest_port: 80 } })).toBe('{"return":{"id":1}}');
     const guestServer = Bun.spawn(guest.enter(lineServer("10.0.2.100", 80, "hello from the guest")), { stdout: "ignore", stderr: "inherit" });
     try {
       expect((await untilOutput((c) => host.exec(c), lineClient("127.0.0.1", FWD_PORT))).stdout).toBe("hello from the guest\n");

@@ -4,7 +4,6 @@
 // forwarder, a resolv.conf of the test's), the API socket, and small
 // python servers and clients.
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
-import { connect } from "node:net";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { HostNs } from "../../support/netns.ts";
@@ -141,17 +140,3 @@ export async function waitReady(r: Running): Promise<string> {
   throw new Error("not ready after 5 s");
 }
 
-/** One request on the API socket, one reply line. */
-export function apiCall(path: string, request: object): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = connect(path);
-    let reply = "";
-    s.on("data", (d) => {
-      reply += d.toString();
-      s.end();
-    });
-    s.on("end", () => resolve(reply));
-    s.on("error", reject);
-    s.write(JSON.stringify(request));
-  });
-}

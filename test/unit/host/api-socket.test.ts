@@ -6,6 +6,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { API_LIMITS, ApiState, startApiSocket, type ApiDeps, type HostFwd } from "../../../src/host/control/api-socket.ts";
+import { apiRequest } from "../../support/api-client.ts";
 
 const DIR = join(import.meta.dir, "../../fixtures/slirp4netns-api");
 
@@ -37,30 +38,6 @@ function fakeForwards(): ApiDeps & { live: Set<string>; added: HostFwd[] } {
       return { stop: () => live.delete(key) };
     },
   };
-}
-
-async function ask(path: string, request: Uint8Array): Promise<string> {
-  const chunks: Buffer[] = [];
-  const { promise, resolve } = Promise.withResolvers<string>();
-  await Bun.connect({
-    unix: path,
-    socket: {
-      open(s) {
-        s.write(request);
-        s.shutdown();
-      },
-      data(_s, d) {
-        chunks.push(Buffer.from(d));
-      },
-      close() {
-        resolve(Buffer.concat(chunks).toString("latin1"));
-      },
-      error() {
-        resolve(Buffer.concat(chunks).toString("latin1"));
-      },
-    },
-  });
-  return promise;
 }
 
 describe("ApiState against slirp4netns's recorded replies", () => {
@@ -125,7 +102,7 @@ describe("startApiSocket", () => {
     try {
       expect(statSync(path).mode & 0o777).toBe(0o600);
       for (const f of fixtures) {
-        expect({ name: f.name, reply: await ask(path, f.request) }).toEqual({ name: f.name, reply: f.reply });
+        expect({ name: f.name, reply: await apiRequest(path, f.request) }).toEqual({ name: f.name, reply: f.reply });
       }
     } finally {
       sock.stop();
@@ -143,10 +120,10 @@ describe("startApiSocket", () => {
         idle.push(await Bun.connect({ unix: path, socket: { data() {} } }));
       }
       // Over the cap: closed with no reply.
-      expect(await ask(path, new TextEncoder().encode(`{"execute":"list_hostfwd"}`))).toBe("");
+      expect(await apiRequest(path, new TextEncoder().encode(`{"execute":"list_hostfwd"}`))).toBe("");
       idle.pop()!.end();
       await Bun.sleep(50);
-      expect(await ask(path, new TextEncoder().encode(`{"execute":"list_hostfwd"}`))).toBe(`{"entries":[]}`);
+      expect(await apiRequest(path, new TextEncoder().encode(`{"execute":"list_hostfwd"}`))).toBe(`{"entries":[]}`);
     } finally {
       for (const s of idle) s.end();
       sock.stop();
