@@ -161,6 +161,8 @@ let sinceTimedOut = 0;
 let sinceHostile = 0;
 let hostileTotal = 0;
 let hostileRefused = 0;
+/** The guest kernel's TcpExtTCPAbortOnMemory at the last sample (abortsOnMemory). */
+let guestAbortsOnMemory = 0;
 const failures: string[] = [];
 
 /** Reads the JSON lines of a traffic or hostile process as they come. */
@@ -212,6 +214,20 @@ function memory(pid: number): { rss: number; anon: number } {
 
 function fdCount(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/**
+ * TcpExtTCPAbortOnMemory of a namespace's kernel (/proc/net/netstat):
+ * connections it reset for want of TCP memory. That memory is the
+ * machine's, shared by every namespace (net.ipv4.tcp_mem): other work on
+ * the machine can exhaust it, and the guest's echo server then resets the
+ * -L clients it was closing (docs/soak.md, Resets of L-tcp clients).
+ */
+async function abortsOnMemory(ns: GuestNs): Promise<number> {
+  const rows = (await ns.exec(["cat", "/proc/net/netstat"])).stdout.split("\n").filter((l) => l.startsWith("TcpExt:"));
+  if (rows.length < 2) return 0;
+  const i = rows[0]!.split(/\s+/).indexOf("TCPAbortOnMemory");
+  return i < 0 ? 0 : Number(rows[1]!.split(/\s+/)[i]);
 }
 
 type Metrics = Map<string, number>;
@@ -293,6 +309,7 @@ function report(final: Metrics | null, stackExit: number | null, interrupted: bo
   log("traffic (ok / failed / timed out):");
   for (const [kind, [ok, bad, slow]] of [...totals].sort()) log(`  ${kind.padEnd(9)} ${pad(ok, 7)} / ${bad} / ${slow}`);
   log(`  hostile frames sent: ${hostileTotal} (refused by the kernel: ${hostileRefused})`);
+  log(`  connections the guest kernel reset for want of TCP memory (TcpExtTCPAbortOnMemory): ${guestAbortsOnMemory}`);
   if (errorExamples.length > 0) log(`  examples of failures:\n    ${errorExamples.slice(0, 10).join("\n    ")}`);
   log("");
   log("probes (fresh 8 MiB download, UDP echo):");
@@ -416,6 +433,7 @@ try {
     const fds = fdCount(pid);
     const mem = memory(pid);
     lastMetrics = await metrics(host, metricsPort);
+    guestAbortsOnMemory = await abortsOnMemory(guest);
     const { flows, timeWait } = flowCounts(lastMetrics);
     const s: Sample = { secs: elapsed(), rssKiB: mem.rss, anonKiB: mem.anon, fds, flows, timeWait, ok: sinceOk, failed: sinceFailed, timedOut: sinceTimedOut, hostile: sinceHostile };
     sinceOk = sinceFailed = sinceTimedOut = sinceHostile = 0;
