@@ -187,9 +187,12 @@ export class TcpSplice implements TcpHandler, TcpSocketOwner, Deferred {
 
   // --- guest side (TcpHandler) ---
 
-  onEstablished(_conn: TcpConnection): void {
+  onEstablished(conn: TcpConnection): void {
     this.established = true;
     this.owner.guestEstablished?.(this);
+    // The host's bytes that came during the handshake are read now (the
+    // connection took none before it).
+    this.onSendSpace(conn);
   }
 
   onData(_conn: TcpConnection, buf: Uint8Array, off: number, len: number): number {

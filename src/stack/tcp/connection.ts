@@ -291,6 +291,12 @@ export class TcpConnection implements FlowTuple {
    * not take would only sit in the budget the others need.
    */
   get sendRoom(): number {
+    // Nothing from the host before the guest's handshake completes: until
+    // then nothing can be sent, and a flood of forged SYNs to a host server
+    // that talks first would otherwise fill the whole buffer budget with
+    // bytes for peers that never answer. The kernel holds them meanwhile;
+    // onEstablished() tells the host side to read.
+    if (this.state < TcpState.Established) return 0;
     const sb = this.sendBuf;
     let cap = sb.reachable;
     if (this.account.underPressure) cap = Math.min(cap, Math.max(sb.capacity, 2 * this.sndWnd));

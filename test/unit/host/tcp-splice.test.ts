@@ -193,6 +193,30 @@ describe("TcpSplice", () => {
     expect(sock.readTotal).toBe(data.length);
   });
 
+  test("host bytes that come before the guest completes its handshake wait in the socket and are read, then sent, once it does", () => {
+    const h = new Harness({ tcp: { rcvBuf: BUF, sndBuf: BUF } });
+    h.policy = "hold";
+    const g = new Guest(h);
+    g.syn();
+    const splice = new TcpSplice(clockOf(h), true, new Owner(), new HostKeepalive(), false);
+    splice.bindGuest(h.requests[0]!);
+    h.requests[0]!.accept(h.now);
+    h.endBatch();
+    g.readSynAck();
+    // The host connected and its server talks first, while the guest has not ACKed our SYN-ACK.
+    const sock = new FakeSocket();
+    splice.attachHost(sock as unknown as TcpSocket, "192.0.2.1:80");
+    const hello = bytes(3000, 9);
+    sock.peerSends(hello);
+    h.endBatch();
+    expect(sock.readTotal).toBe(0);
+    expect(sock.readable).toBe(true);
+    g.send({ flags: ACK });
+    h.endBatch();
+    expect(sock.readTotal).toBe(hello.length);
+    expect(absorbAll(h, g)).toEqual(hello);
+  });
+
   test("guest FIN: shutdown(SHUT_WR) only once the bytes the socket refused are through; host EOF: our FIN; then the socket closes", () => {
     const { h, g, sock, splice, owner } = setup();
     sock.room = 0;

@@ -198,6 +198,25 @@ describe("connection cap", () => {
   });
 });
 
+describe("host bytes before the handshake completes", () => {
+  test("a SYN-RECEIVED connection takes no host bytes (a SYN flood to a server that talks first buffers nothing); once established it does, and its handler hears it", () => {
+    const h = new Harness();
+    const g = new Guest(h);
+    g.syn();
+    g.readSynAck();
+    const c = h.conn;
+    expect(c.state).toBe(TcpState.SynReceived);
+    expect(c.sendRoom).toBe(0);
+    expect(c.reserveSend()).toBe(0);
+    expect(c.sendBuf.capacity).toBe(0);
+    g.send({ flags: ACK });
+    expect(c.state).toBe(TcpState.Established);
+    expect(h.app.established).toBe(true);
+    expect(c.sendRoom).toBeGreaterThan(0);
+    expect(c.reserveSend()).toBeGreaterThan(0);
+  });
+});
+
 describe("buffer budget", () => {
   const BUDGET = 2 * 1024 * 1024;
 
