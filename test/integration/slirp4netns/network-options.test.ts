@@ -11,13 +11,13 @@
 // and whose veth out0 carries 192.0.2.8 and 2001:db8::8; in a mount
 // namespace of its own, /etc/resolv.conf names a DNS responder on the
 // HostNs's 127.0.0.1.
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BINARY } from "../../support/stack.ts";
 import { HostNs } from "../../support/netns.ts";
-import { BareNs, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
+import { BareNs, closeExit, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
 import { apiRequest } from "../../support/api-client.ts";
 
 const SERVER4 = "192.0.2.1";
@@ -113,17 +113,11 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-let running: Running | null = null;
-afterEach(() => {
-  if (running !== null) kill(running);
-  running = null;
-});
 
 /** Closing the exit fd ends it with status 0; returns what it printed on stdout. */
 async function stop(r: Running): Promise<string> {
-  closeSync(r.exitEnd);
+  closeExit(r);
   expect(await r.proc.exited).toBe(0);
-  running = null;
   return new Response(r.proc.stdout).text();
 }
 
@@ -137,7 +131,7 @@ async function peers(guest: BareNs, server: string): Promise<{ tcp: string; udp:
 describe("slirp4netns mode: --cidr and --macaddress", () => {
   test("--cidr=10.0.3.0/24 -c --macaddress: the tap, DHCP, DNS at .3, host loopback at .2, add_hostfwd's default guest .100", async () => {
     const guest = await BareNs.create();
-    const r = (running = startSlirp4netns({
+    const r = startSlirp4netns({
       host,
       dir,
       s4n: S4N,
@@ -145,7 +139,7 @@ describe("slirp4netns mode: --cidr and --macaddress", () => {
       args: (api) => ["--cidr=10.0.3.0/24", "-c", `--macaddress=${MAC}`, "--api-socket", api, "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"],
       enterUserns: guest.pid,
       resolvConf: RESOLV,
-    }));
+    });
     expect(await waitReady(r)).toBe("1");
 
     const [link] = JSON.parse((await guest.exec(["ip", "-j", "addr", "show", "dev", "tap0"])).stdout) as { address: string; flags: string[]; addr_info: { family: string; local: string; prefixlen: number }[] }[];
@@ -185,14 +179,14 @@ describe("slirp4netns mode: --cidr and --macaddress", () => {
 describe("slirp4netns mode: --outbound-addr and --outbound-addr6", () => {
   async function outbound(name: string, options: string[]): Promise<{ v4: { tcp: string; udp: string }; v6: { tcp: string; udp: string }; stdout: string }> {
     const guest = await BareNs.create();
-    const r = (running = startSlirp4netns({
+    const r = startSlirp4netns({
       host,
       dir,
       s4n: S4N,
       name,
       args: () => [...options, "--enable-ipv6", "-c", "-e", "3", "-r", "4", String(guest.pid), "tap0"],
       enterUserns: null,
-    }));
+    });
     expect(await waitReady(r)).toBe("1");
     await waitForSlaac(guest);
     const v4 = await peers(guest, SERVER4);

@@ -7,14 +7,14 @@
 // initial user namespace). The stack runs in a HostNs whose lo carries
 // 192.0.2.1, a host address the guest reaches by the slirp4netns policy
 // (everything the host can reach).
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { closeSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { BINARY } from "../../support/stack.ts";
 import { HostNs } from "../../support/netns.ts";
-import { BareNs, kill, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
+import { BareNs, closeExit, lineClient, lineServer, startSlirp4netns, untilOutput, waitForSlaac, waitReady, type Running } from "./s4n-rig.ts";
 import { apiRequest } from "../../support/api-client.ts";
 
 const HOST4 = "192.0.2.1";
@@ -43,11 +43,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-let running: Running | null = null;
-afterEach(() => {
-  if (running !== null) kill(running);
-  running = null;
-});
 
 /**
  * slirp4netns with fd 3 reading a FIFO (--exit-fd) and fd 4 writing a
@@ -63,8 +58,7 @@ function start(guest: BareNs, name: string, way: "podman" | "rootlesskit", hostL
     way === "podman"
       ? ["--api-socket", api, ...loopback, "--mtu=65520", "--enable-sandbox", "--enable-seccomp", "--enable-ipv6", "-c", "-e", "3", "-r", "4", "--netns-type=path", `/proc/${guest.pid}/ns/net`, "tap0"]
       : ["--mtu", "65520", "-r", "4", "-e", "3", "--configure", ...loopback, "--api-socket", api, String(guest.pid), "tap0"];
-  running = startSlirp4netns({ host, dir, s4n: S4N, name, args, enterUserns: way === "podman" ? guest.pid : null });
-  return running;
+  return startSlirp4netns({ host, dir, s4n: S4N, name, args, enterUserns: way === "podman" ? guest.pid : null });
 }
 
 describe("slirp4netns mode runs the network", () => {
@@ -103,10 +97,9 @@ describe("slirp4netns mode runs the network", () => {
 
     // --exit-fd: closing our end ends the process, status 0, within a second.
     const t1 = performance.now();
-    closeSync(r.exitEnd);
+    closeExit(r);
     expect(await r.proc.exited).toBe(0);
     expect(performance.now() - t1).toBeLessThan(1000);
-    running = null;
     await guest.destroy();
   }, 30_000);
 
@@ -119,9 +112,8 @@ describe("slirp4netns mode runs the network", () => {
       await waitForSlaac(guest);
       expect(await untilOutput((c) => guest.exec(c), lineClient("10.0.2.2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
       expect(await untilOutput((c) => guest.exec(c), lineClient("fd00::2", LOOPBACK_PORT))).toEqual({ stdout: "hello from the host loopback\n", stderr: "" });
-      closeSync(r.exitEnd);
+      closeExit(r);
       expect(await r.proc.exited).toBe(0);
-      running = null;
       await guest.destroy();
     } finally {
       server.kill("SIGKILL");
@@ -135,9 +127,8 @@ describe("slirp4netns mode runs the network", () => {
     expect((await guest.exec(["ip", "-4", "-o", "addr", "show", "dev", "tap0"])).stdout).toContain("inet 10.0.2.100/24");
     const get = await guest.exec(["curl", "-sS", "-m", "10", `http://${HOST4}:${HTTP_PORT}/payload`]);
     expect({ stderr: get.stderr, ok: get.stdout === payload }).toEqual({ stderr: "", ok: true });
-    closeSync(r.exitEnd);
+    closeExit(r);
     expect(await r.proc.exited).toBe(0);
-    running = null;
     await guest.destroy();
   }, 30_000);
 });

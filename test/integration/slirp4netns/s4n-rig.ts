@@ -3,6 +3,7 @@
 // slirp4netns in a HostNs with its exit and ready fds (and, for the DNS
 // forwarder, a resolv.conf of the test's), the API socket, and small
 // python servers and clients.
+import { afterEach } from "bun:test";
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -117,18 +118,28 @@ export function startSlirp4netns(o: StartOptions): Running {
       ? ["sh", "-c", `exec 3<"$0" 4>"$1"; shift; exec "$@"`, exitFifo, readyFile, ...enter, ...cmd]
       : ["unshare", "-m", "--propagation", "private", "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec 3<"$1" 4>"$2" && shift 2 && exec "$@"`, o.resolvConf, exitFifo, readyFile, ...enter, ...cmd];
   const proc = Bun.spawn(o.host.enter(argv), { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  return { proc, exitEnd, readyFile, api };
+  const run = { proc, exitEnd, readyFile, api };
+  live.set(run, true);
+  return run;
 }
 
-/** Ends a run a test left behind: SIGKILL, and our end of the exit fd closed. */
-export function kill(r: Running): void {
-  r.proc.kill("SIGKILL");
-  try {
-    closeSync(r.exitEnd);
-  } catch {
-    // Already closed by the test.
-  }
+/** Runs started in this test, each with whether our end of its exit fd is still open. */
+const live = new Map<Running, boolean>();
+
+/** Closes our end of `r`'s exit fd (--exit-fd: the process should exit 0). */
+export function closeExit(r: Running): void {
+  closeSync(r.exitEnd);
+  live.set(r, false);
 }
+
+/** After each test: what it started is killed, and exit fds it left open are closed (never one it closed: the number may be reused). */
+afterEach(() => {
+  for (const [r, exitOpen] of live) {
+    r.proc.kill("SIGKILL");
+    if (exitOpen) closeSync(r.exitEnd);
+  }
+  live.clear();
+});
 
 /** What the ready fd got, once it got something; throws if the process exits first or nothing comes in 5 s. */
 export async function waitReady(r: Running): Promise<string> {
