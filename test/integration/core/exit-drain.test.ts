@@ -84,10 +84,18 @@ describe("data in flight when the run-mode command exits", () => {
     expect(r.result).toBe(`${SIZE} eof`);
   });
 
-  test("a server too slow for the grace period sees a reset, never a short EOF; the stack says so", async () => {
+  test("a server too slow for the grace period never sees a short EOF: it sees a reset, and the stack says so", async () => {
     const r = await runOnce(9002, 4, ["-exit-grace", "1s"]);
     expect(r.code).toBe(0);
     const [bytes, end] = r.result.split(" ");
+    if (end === "eof") {
+      // The host's socket buffers (autotuned) took every byte the guest
+      // still held within the grace, so nothing was cut: the server gets
+      // the whole stream. Rare; a clean EOF must then be the full one.
+      expect(Number(bytes)).toBe(SIZE);
+      expect(r.stderr).not.toMatch(/cut \d+ connection/);
+      return;
+    }
     expect({ bytes: Number(bytes) < SIZE, end }).toEqual({ bytes: true, end: "reset" });
     expect(r.stderr).toMatch(/cut 1 connection/);
   });
