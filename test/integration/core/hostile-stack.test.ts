@@ -150,9 +150,12 @@ describe("pings from multicast and broadcast sources", () => {
     );
     expect(sent).toBe(PINGS);
     expect(processAlive(rig.stack.pid)).toBe(true);
-    // Every ping that reached the stack was counted as dropped (the guest's
-    // own MLD reports from :: count too, hence "at least").
-    expect(delivered).toBeGreaterThan(PINGS / 2);
+    // Enough of them reached the stack for the checks below to mean
+    // something; how many the tap's queue drops depends on how fast this
+    // machine runs the sender against the stack (about half on a slow day).
+    // Every ping that reached it was counted as dropped (the guest's own
+    // MLD reports from :: count too, hence "at least").
+    expect(delivered).toBeGreaterThan(PINGS / 4);
     expect(dropped).toBeGreaterThanOrEqual(delivered);
     // Nothing went back: no echo replies, no ARP requests, no solicitations
     // (a few frames of the guest's own background traffic aside).
